@@ -1,0 +1,63 @@
+//! The thin OS layer of shmbus: safe wrappers over the Linux facilities the bus is
+//! built on, and nothing about topics.
+//!
+//! - [`shm`]: POSIX shared memory objects (create exclusively with exact mode and
+//!   reserved memory, open, reopen read-only, list).
+//! - [`map`]: shared mappings of them, exposed as raw pointers.
+//! - [`sem`]: POSIX named semaphores, with a monotonic-deadline wait.
+//! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
+//! - [`lock`]: liveness through open-file-description byte locks.
+//! - [`mod@pipe`], [`cred`], [`membarrier`], [`clock`]: the small rest.
+//!
+//! Every failure is an [`OsError`] saying which operation failed on which object.
+//!
+//! ```
+//! use shmbus_os::{Access, Mapping, ShmObject};
+//!
+//! # fn main() -> shmbus_os::Result<()> {
+//! let name = format!("/shmbus-doc-{}", std::process::id());
+//! let obj = ShmObject::create_exclusive(&name, 4096, 0o600)?;
+//! let map = Mapping::map(obj.fd(), Access::ReadWrite, Some(4096), false)?;
+//!
+//! // Another process could open `name` and see this byte.
+//! // SAFETY: offset 0 is inside the 4096-byte read-write mapping.
+//! unsafe { map.as_mut_ptr().write_volatile(7) };
+//! let reader = ShmObject::open(&name, Access::ReadOnly)?;
+//! let view = Mapping::map(reader.fd(), Access::ReadOnly, None, false)?;
+//! // SAFETY: as above, reading only.
+//! assert_eq!(unsafe { view.as_ptr().read_volatile() }, 7);
+//!
+//! ShmObject::unlink(&name)?; // the mappings stay valid until dropped
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+#![cfg(target_os = "linux")]
+
+pub mod clock;
+pub mod cred;
+pub mod error;
+pub mod fdpass;
+pub mod lock;
+pub mod map;
+pub mod membarrier;
+pub mod pipe;
+pub mod sem;
+pub mod shm;
+
+#[cfg(test)]
+mod testutil;
+
+pub use clock::{monotonic_ns, realtime_ns};
+pub use cred::{peer_cred, process_groups, PeerCred};
+pub use error::{OsError, Result};
+pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
+pub use lock::{is_byte_locked, try_lock_byte, unlock_byte};
+pub use map::Mapping;
+pub use membarrier::{global_expedited, register_global_expedited};
+pub use pipe::{ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
+pub use sem::{list_semaphores, NamedSemaphore};
+pub use shm::{list_shm, Access, ShmObject};

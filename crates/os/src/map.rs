@@ -1,0 +1,161 @@
+//! Memory mappings of shared memory objects.
+//!
+//! Mappings are handed out as raw pointers ([`memmap2::MmapRaw`]), never as `&mut [u8]`:
+//! other processes write the same memory concurrently, so Rust references to it would
+//! be unsound. Callers access it through atomics or volatile/raw-pointer operations.
+
+use std::fmt;
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{fd_object, OsError, Result};
+use crate::shm::Access;
+
+/// A shared (`MAP_SHARED`) mapping of a whole object. Unmapped on drop.
+pub struct Mapping {
+    raw: MmapRaw,
+    access: Access,
+}
+
+impl Mapping {
+    /// Maps the whole object behind `fd`.
+    ///
+    /// The length comes from `fstat`; it is an error if it is 0, or differs from
+    /// `expected_len` when that is `Some` (kind `InvalidData`). [`Access::ReadWrite`]
+    /// gives a `MAP_SHARED` read-write mapping (the fd must be open read-write, else
+    /// `EACCES`); [`Access::ReadOnly`] gives a `PROT_READ` mapping.
+    ///
+    /// `populate` pre-faults the pages (`MAP_POPULATE`), so the first accesses don't
+    /// take page faults.
+    pub fn map(fd: BorrowedFd<'_>, access: Access, expected_len: Option<usize>, populate: bool) -> Result<Mapping> {
+        let object = || fd_object("shm", fd);
+        let st = nix::sys::stat::fstat(fd).map_err(|e| OsError::nix("fstat", object(), e))?;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
+        if size == 0 {
+            return Err(OsError::invalid("mmap", object(), ErrorKind::InvalidData, "object is empty (size 0)"));
+        }
+        let len = usize::try_from(size).map_err(|_| {
+            OsError::invalid(
+                "mmap",
+                object(),
+                ErrorKind::InvalidData,
+                format!("object size {size} does not fit in usize"),
+            )
+        })?;
+        if let Some(expected) = expected_len {
+            if expected != len {
+                return Err(OsError::invalid(
+                    "mmap",
+                    object(),
+                    ErrorKind::InvalidData,
+                    format!("object size is {len} bytes, expected {expected}"),
+                ));
+            }
+        }
+        let mut opts = MmapOptions::new();
+        opts.len(len);
+        if populate {
+            opts.populate();
+        }
+        let raw_fd = fd.as_raw_fd();
+        let raw = match access {
+            Access::ReadWrite => opts.map_raw(raw_fd),
+            Access::ReadOnly => opts.map_raw_read_only(raw_fd),
+        }
+        .map_err(|e| OsError::new("mmap", object(), e))?;
+        Ok(Mapping { raw, access })
+    }
+
+    /// Start of the mapping, for reading.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.raw.as_ptr()
+    }
+
+    /// Start of the mapping, for writing.
+    ///
+    /// Only meaningful for [`Access::ReadWrite`] mappings: writing through the pointer
+    /// of an [`Access::ReadOnly`] mapping faults (`SIGSEGV`).
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.raw.as_mut_ptr()
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the mapping has length 0 (never true: empty objects are refused).
+    pub fn is_empty(&self) -> bool {
+        self.raw.len() == 0
+    }
+
+    /// How the memory is mapped.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("ptr", &self.as_ptr())
+            .field("len", &self.len())
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::ShmObject;
+    use crate::testutil::{unique_name, ShmGuard};
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn mapping_is_send_and_sync() {
+        assert_send_sync::<Mapping>();
+    }
+
+    #[test]
+    fn two_mappings_share_memory() {
+        let name = unique_name("share");
+        let _g = ShmGuard(name.clone());
+        let obj = ShmObject::create_exclusive(&name, 3 * 4096, 0o600).unwrap();
+        let a = Mapping::map(obj.fd(), Access::ReadWrite, Some(3 * 4096), true).unwrap();
+        let other = ShmObject::open(&name, Access::ReadWrite).unwrap();
+        let b = Mapping::map(other.fd(), Access::ReadWrite, None, false).unwrap();
+        assert_eq!(a.len(), 3 * 4096);
+        assert!(!a.is_empty());
+        assert_eq!(b.access(), Access::ReadWrite);
+        assert_ne!(a.as_ptr(), b.as_ptr());
+        // SAFETY: offsets are inside both 12 KiB mappings; only this test uses them.
+        unsafe {
+            a.as_mut_ptr().add(5000).write_volatile(0xAB);
+            assert_eq!(b.as_ptr().add(5000).read_volatile(), 0xAB);
+        }
+        // Fresh objects are zero-filled.
+        // SAFETY: offset 0 is inside the mapping.
+        assert_eq!(unsafe { b.as_ptr().read_volatile() }, 0);
+        assert!(format!("{a:?}").contains("ReadWrite"));
+    }
+
+    #[test]
+    fn wrong_or_zero_length_is_refused() {
+        let name = unique_name("len");
+        let _g = ShmGuard(name.clone());
+        let obj = ShmObject::create_exclusive(&name, 4096, 0o600).unwrap();
+        let e = Mapping::map(obj.fd(), Access::ReadOnly, Some(8192), false).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+        assert!(e.to_string().contains("expected 8192"), "{e}");
+
+        let name0 = unique_name("len0");
+        let _g0 = ShmGuard(name0.clone());
+        let empty = ShmObject::create_exclusive(&name0, 0, 0o600).unwrap();
+        let e = Mapping::map(empty.fd(), Access::ReadWrite, None, false).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData);
+    }
+}

@@ -1,0 +1,105 @@
+//! Pipes and descriptor flags.
+
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::signal::{self, SigHandler, Signal};
+
+use crate::error::{fd_object, OsError, Result};
+
+/// Writes of at most this many bytes to a pipe are atomic (never interleaved with
+/// other writers' data).
+pub const PIPE_BUF: usize = libc::PIPE_BUF;
+
+/// Both ends of a pipe.
+#[derive(Debug)]
+pub struct Pipe {
+    /// The end to read from.
+    pub read: OwnedFd,
+    /// The end to write to.
+    pub write: OwnedFd,
+}
+
+/// Creates a pipe with both ends close-on-exec (`pipe2(O_CLOEXEC)`), blocking.
+pub fn pipe() -> Result<Pipe> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| OsError::nix("pipe2", "new pipe", e))?;
+    Ok(Pipe { read, write })
+}
+
+/// Turns `O_NONBLOCK` on or off.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| OsError::nix("F_GETFL", fd_object("", fd), e))?;
+    let mut flags = OFlag::from_bits_retain(flags);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map(drop).map_err(|e| OsError::nix("F_SETFL(O_NONBLOCK)", fd_object("", fd), e))
+}
+
+/// Turns `FD_CLOEXEC` on or off.
+pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFD).map_err(|e| OsError::nix("F_GETFD", fd_object("", fd), e))?;
+    let mut flags = FdFlag::from_bits_retain(flags);
+    flags.set(FdFlag::FD_CLOEXEC, on);
+    fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop).map_err(|e| OsError::nix("F_SETFD(FD_CLOEXEC)", fd_object("", fd), e))
+}
+
+/// Ignores `SIGPIPE` process-wide (idempotent), so writing to a pipe or socket whose
+/// reader is gone returns `EPIPE` instead of killing the process. Replaces any
+/// handler installed for it.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN runs no code in signal context, so none of
+    // signal()'s handler-safety requirements apply. It cannot fail for SIGPIPE.
+    let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn fd_flags(fd: BorrowedFd<'_>) -> FdFlag {
+        FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).unwrap())
+    }
+
+    fn fl_flags(fd: BorrowedFd<'_>) -> OFlag {
+        OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).unwrap())
+    }
+
+    #[test]
+    fn pipe_is_cloexec_and_flags_toggle() {
+        use std::os::fd::AsFd;
+        let p = pipe().unwrap();
+        for fd in [p.read.as_fd(), p.write.as_fd()] {
+            assert!(fd_flags(fd).contains(FdFlag::FD_CLOEXEC));
+            assert!(!fl_flags(fd).contains(OFlag::O_NONBLOCK));
+        }
+        set_cloexec(p.read.as_fd(), false).unwrap();
+        assert!(!fd_flags(p.read.as_fd()).contains(FdFlag::FD_CLOEXEC));
+        set_cloexec(p.read.as_fd(), true).unwrap();
+        assert!(fd_flags(p.read.as_fd()).contains(FdFlag::FD_CLOEXEC));
+
+        set_nonblocking(p.read.as_fd(), true).unwrap();
+        assert!(fl_flags(p.read.as_fd()).contains(OFlag::O_NONBLOCK));
+        let mut r = std::fs::File::from(p.read);
+        let mut buf = [0u8; 4];
+        let e = r.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        set_nonblocking(r.as_fd(), false).unwrap();
+        assert!(!fl_flags(r.as_fd()).contains(OFlag::O_NONBLOCK));
+
+        let mut w = std::fs::File::from(p.write);
+        w.write_all(b"ping").unwrap();
+        r.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        const { assert!(PIPE_BUF >= 512) };
+    }
+
+    #[test]
+    fn sigpipe_ignored_gives_epipe() {
+        ignore_sigpipe();
+        ignore_sigpipe();
+        let p = pipe().unwrap();
+        drop(p.read);
+        let e = nix::unistd::write(&p.write, b"x").unwrap_err();
+        assert_eq!(e, nix::errno::Errno::EPIPE);
+    }
+}

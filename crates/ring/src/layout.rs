@@ -1,0 +1,432 @@
+//! The shared-memory layout of a topic: geometry, object sizes and the offset of every shared word.
+//!
+//! A topic is two objects:
+//!
+//! * the **data object** (publishers read-write, subscribers read-only): header, publisher slots, the index ring
+//!   and one payload region per publisher slot;
+//! * the **readers object** (everyone read-write): header, wake-up masks, subscriber slots, group slots and the
+//!   group ledgers.
+//!
+//! Memory follows the bytes in flight, not `capacity × max_message`: an index entry is small (stamp, length,
+//! position, timestamp, and `entry_bytes - 32` bytes of inline payload) and larger payloads go to the publisher's
+//! own region, allocated in that publisher's order and freed as readers pass. Every hot word sits on its own
+//! 128-byte line (the size of `crossbeam_utils::CachePadded` on x86-64, which pairs adjacent lines).
+
+use crate::error::AttachError;
+use crate::region::Region;
+use crate::sync::Ordering;
+
+/// Cache-line stride of every slot and hot word (128 bytes: the adjacent-line prefetcher pairs 64-byte lines).
+pub const LINE: usize = 128;
+/// Magic of the data object ("SHMBUSD1").
+pub const DATA_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSD1");
+/// Magic of the readers object ("SHMBUSR1").
+pub const READERS_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSR1");
+/// Layout version written by this build. Bump on any change of offsets or encodings.
+pub const LAYOUT_VERSION: u64 = 1;
+/// Bytes of an index entry before its inline payload (stamp, meta, position, timestamp).
+pub const ENTRY_HEADER: usize = 32;
+/// Largest supported index capacity.
+pub const MAX_CAPACITY: u32 = 1 << 24;
+/// Largest supported message.
+pub const MAX_MESSAGE: u32 = 1 << 30;
+/// Most publishers per topic (one bit each in the space-waiter mask).
+pub const MAX_PUBLISHERS: u32 = 64;
+/// Most subscribers per topic (one bit each in the data-waiter masks).
+pub const MAX_SUBSCRIBERS: u32 = 256;
+/// Most consumer groups per topic.
+pub const MAX_GROUPS: u32 = 64;
+
+/// The shape of a topic. Copied into process memory when attach validates it, never re-read from the segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Index entries (messages in flight), a power of two.
+    pub capacity: u32,
+    /// Bytes of one index entry, a power of two from 32 to 4096; `entry_bytes - 32` payload bytes go inline.
+    pub entry_bytes: u32,
+    /// Largest message payload in bytes.
+    pub max_message: u32,
+    /// Bytes of each publisher's payload region (a multiple of 128; 0 when every message fits inline).
+    pub region_bytes: u64,
+    /// Publisher slots (1 selects the single-producer fast path).
+    pub max_publishers: u32,
+    /// Subscriber slots.
+    pub max_subscribers: u32,
+    /// Consumer-group slots.
+    pub max_groups: u32,
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry::new(1024, 64 * 1024, 4 << 20, 8, 32, 8)
+    }
+}
+
+fn round_up(v: u64, to: u64) -> u64 {
+    v.div_ceil(to) * to
+}
+
+impl Geometry {
+    /// A geometry from user-facing knobs: `capacity` entries, messages up to `max_message` bytes, a payload budget
+    /// of `payload_budget` bytes in flight shared by `max_publishers` publishers (each region holds at least one
+    /// maximum-size message). Entries are 128 bytes (96 bytes inline). Call [`Geometry::validate`] on the result.
+    pub fn new(
+        capacity: u32,
+        max_message: u32,
+        payload_budget: u64,
+        max_publishers: u32,
+        max_subscribers: u32,
+        max_groups: u32,
+    ) -> Geometry {
+        let entry_bytes = 128u32;
+        let inline = (entry_bytes as usize - ENTRY_HEADER) as u64;
+        let region_bytes = if max_message as u64 <= inline {
+            0
+        } else {
+            let per = payload_budget / max_publishers.max(1) as u64;
+            round_up(per.max(round_up(max_message as u64, 8)), LINE as u64)
+        };
+        Geometry { capacity, entry_bytes, max_message, region_bytes, max_publishers, max_subscribers, max_groups }
+    }
+
+    /// Checks every field against the limits and that the object sizes fit in memory.
+    pub fn validate(&self) -> Result<(), AttachError> {
+        let bad = |what| Err(AttachError::Corrupted { what });
+        if !self.capacity.is_power_of_two() || self.capacity < 2 || self.capacity > MAX_CAPACITY {
+            return bad("capacity must be a power of two from 2 to 2^24");
+        }
+        if !self.entry_bytes.is_power_of_two() || self.entry_bytes < 32 || self.entry_bytes > 4096 {
+            return bad("entry size must be a power of two from 32 to 4096");
+        }
+        if self.max_message > MAX_MESSAGE {
+            return bad("maximum message size above 1 GiB");
+        }
+        if !self.region_bytes.is_multiple_of(LINE as u64) || self.region_bytes > 1 << 40 {
+            return bad("payload region size must be a multiple of 128 below 1 TiB");
+        }
+        if self.max_message as usize > self.inline_bytes() && self.region_bytes < round_up(self.max_message as u64, 8) {
+            return bad("payload region smaller than one maximum-size message");
+        }
+        if self.max_publishers == 0 || self.max_publishers > MAX_PUBLISHERS {
+            return bad("publisher slots must be 1 to 64");
+        }
+        if self.max_subscribers == 0 || self.max_subscribers > MAX_SUBSCRIBERS {
+            return bad("subscriber slots must be 1 to 256");
+        }
+        if self.max_groups > MAX_GROUPS {
+            return bad("consumer-group slots must be 0 to 64");
+        }
+        match (self.checked_data_len(), self.checked_readers_len()) {
+            (Some(d), Some(r)) if d <= isize::MAX as u64 / 2 && r <= isize::MAX as u64 / 2 => Ok(()),
+            _ => bad("object size overflows"),
+        }
+    }
+
+    /// Payload bytes stored inline in an index entry.
+    pub fn inline_bytes(&self) -> usize {
+        self.entry_bytes as usize - ENTRY_HEADER
+    }
+
+    /// log2(capacity).
+    pub fn shift(&self) -> u32 {
+        self.capacity.trailing_zeros()
+    }
+
+    /// Whether the topic uses the single-producer fast path (no compare-and-swap to claim).
+    pub fn single_producer(&self) -> bool {
+        self.max_publishers == 1
+    }
+
+    fn checked_data_len(&self) -> Option<u64> {
+        let index = (self.capacity as u64).checked_mul(self.entry_bytes as u64)?;
+        let regions = self.region_bytes.checked_mul(self.max_publishers as u64)?;
+        (DATA_PUB_SLOTS as u64 + LINE as u64 * self.max_publishers as u64).checked_add(index)?.checked_add(regions)
+    }
+
+    fn checked_readers_len(&self) -> Option<u64> {
+        let ledgers = (self.capacity as u64 * 8).checked_mul(self.max_groups as u64)?;
+        let slots = LINE as u64 * (self.max_subscribers as u64 + self.max_groups as u64);
+        (READERS_SUB_SLOTS as u64 + slots).checked_add(round_up(ledgers, LINE as u64))
+    }
+
+    /// Size of the data object in bytes. Only meaningful for a validated geometry.
+    pub fn data_len(&self) -> usize {
+        self.checked_data_len().unwrap_or(u64::MAX) as usize
+    }
+
+    /// Size of the readers object in bytes. Only meaningful for a validated geometry.
+    pub fn readers_len(&self) -> usize {
+        self.checked_readers_len().unwrap_or(u64::MAX) as usize
+    }
+
+    fn words(&self) -> [u64; 7] {
+        [
+            self.capacity as u64,
+            self.entry_bytes as u64,
+            self.max_message as u64,
+            self.region_bytes,
+            self.max_publishers as u64,
+            self.max_subscribers as u64,
+            self.max_groups as u64,
+        ]
+    }
+
+    fn checksum(&self, origin: u64, generation: u64) -> u64 {
+        // FNV-1a over the geometry words: catches a header that is garbage rather than a real geometry.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for w in self.words().iter().chain([origin, generation].iter()) {
+            for b in w.to_le_bytes() {
+                h ^= b as u64;
+                h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        h
+    }
+}
+
+// ---- data object offsets -------------------------------------------------------------------------------------
+
+/// Header words (both objects): magic, version, 7 geometry words, origin, generation, checksum.
+pub(crate) const H_MAGIC: usize = 0;
+pub(crate) const H_VERSION: usize = 8;
+pub(crate) const H_GEOMETRY: usize = 16; // 7 words
+pub(crate) const H_ORIGIN: usize = 72;
+pub(crate) const H_GENERATION: usize = 80;
+pub(crate) const H_CHECKSUM: usize = 88;
+/// Data object: closed flag, on its own line (read by publishers per send, by subscribers when idle).
+pub(crate) const D_CLOSED: usize = LINE;
+/// Data object: the claim cursor (next sequence), on its own line.
+pub(crate) const D_TAIL: usize = 2 * LINE;
+/// Data object: shared counters (cancelled claims).
+pub(crate) const D_CANCELLED: usize = 3 * LINE;
+const DATA_PUB_SLOTS: usize = 4 * LINE;
+
+/// Publisher slot words (each slot one line, written only by its holder and by recovery).
+pub(crate) const P_FRONTIER: usize = 0;
+pub(crate) const P_SENDS: usize = 8;
+pub(crate) const P_PUBLISHED: usize = 16;
+pub(crate) const P_BYTES: usize = 24;
+pub(crate) const P_FULL: usize = 32;
+pub(crate) const P_ABORTED: usize = 40;
+
+// ---- readers object offsets ----------------------------------------------------------------------------------
+
+/// Readers object: attach epoch, bumped when a gating cursor appears.
+pub(crate) const R_EPOCH: usize = LINE;
+/// Readers object: data-waiter masks, 4 words (subscriber slots 0..256), raised by sleeping subscribers.
+pub(crate) const R_DATA_WAITERS: usize = 2 * LINE;
+/// Readers object: space-waiter mask (publisher slots), raised by publishers sleeping on a full ring.
+pub(crate) const R_SPACE_WAITERS: usize = 3 * LINE;
+/// Readers object: counters (wake-ups posted, demotions).
+pub(crate) const R_WAKEUPS: usize = 4 * LINE;
+pub(crate) const R_DEMOTIONS: usize = 4 * LINE + 8;
+/// Readers object: subscriber slots in use, 4 words.
+pub(crate) const R_IN_USE: usize = 5 * LINE;
+const READERS_SUB_SLOTS: usize = 6 * LINE;
+
+/// Subscriber slot words.
+pub(crate) const S_CURSOR: usize = 0;
+pub(crate) const S_FLAGS: usize = 8;
+pub(crate) const S_RECEIVED: usize = 16;
+pub(crate) const S_LAGGED: usize = 24;
+pub(crate) const S_SKIPPED: usize = 32;
+pub(crate) const S_BYTES: usize = 40;
+/// Subscriber flags: the slow-consumer bound demoted this subscriber (set by the daemon).
+pub const FLAG_DEMOTE: u64 = 1;
+/// Subscriber flags: the subscriber acknowledged its demotion.
+pub const FLAG_DEMOTED_ACK: u64 = 2;
+/// Subscriber flags: group index + 1 in bits 8..16 (0 = no group).
+pub(crate) const FLAG_GROUP_SHIFT: u32 = 8;
+
+/// Group slot words.
+pub(crate) const G_NEXT: usize = 0;
+pub(crate) const G_REDELIVER: usize = 8;
+pub(crate) const G_REDELIVERED: usize = 16;
+pub(crate) const G_ABANDONED: usize = 24;
+
+/// Precomputed offsets for one validated geometry.
+#[derive(Clone, Copy, Debug)]
+pub struct Offsets {
+    pub(crate) geo: Geometry,
+    pub(crate) mask: u64,
+    pub(crate) shift: u32,
+    pub(crate) index: usize,
+    pub(crate) regions: usize,
+    pub(crate) groups: usize,
+    pub(crate) ledgers: usize,
+}
+
+impl Offsets {
+    /// Offsets for `geo`, which must be valid.
+    pub fn new(geo: Geometry) -> Offsets {
+        let index = DATA_PUB_SLOTS + LINE * geo.max_publishers as usize;
+        let regions = index + geo.capacity as usize * geo.entry_bytes as usize;
+        let groups = READERS_SUB_SLOTS + LINE * geo.max_subscribers as usize;
+        let ledgers = groups + LINE * geo.max_groups as usize;
+        Offsets { geo, mask: geo.capacity as u64 - 1, shift: geo.shift(), index, regions, groups, ledgers }
+    }
+    #[inline]
+    pub(crate) fn pub_slot(&self, p: usize) -> usize {
+        DATA_PUB_SLOTS + LINE * p
+    }
+    #[inline]
+    pub(crate) fn entry(&self, seq: u64) -> usize {
+        self.index + (seq & self.mask) as usize * self.geo.entry_bytes as usize
+    }
+    #[inline]
+    pub(crate) fn region(&self, p: usize) -> usize {
+        self.regions + p * self.geo.region_bytes as usize
+    }
+    #[inline]
+    pub(crate) fn sub_slot(&self, s: usize) -> usize {
+        READERS_SUB_SLOTS + LINE * s
+    }
+    #[inline]
+    pub(crate) fn group(&self, g: usize) -> usize {
+        self.groups + LINE * g
+    }
+    #[inline]
+    pub(crate) fn ledger(&self, g: usize, seq: u64) -> usize {
+        self.ledgers + (g * self.geo.capacity as usize + (seq & self.mask) as usize) * 8
+    }
+}
+
+/// Entry word offsets within an index entry.
+pub(crate) const E_STAMP: usize = 0;
+pub(crate) const E_META: usize = 8; // len (low 32) | publisher slot (next 16) | flags (high 16)
+/// Entry meta flag: the payload lives in the publisher's region (else inline).
+pub(crate) const META_IN_REGION: u64 = 1 << 48;
+pub(crate) const E_POS: usize = 16;
+pub(crate) const E_TIME: usize = 24;
+pub(crate) const E_INLINE: usize = ENTRY_HEADER;
+
+fn write_header(r: &Region, magic: u64, geo: &Geometry, origin: u64, generation: u64) {
+    let w = |off, v: u64| r.word(off).store(v, Ordering::Relaxed);
+    w(H_VERSION, LAYOUT_VERSION);
+    for (i, v) in geo.words().iter().enumerate() {
+        w(H_GEOMETRY + 8 * i, *v);
+    }
+    w(H_ORIGIN, origin);
+    w(H_GENERATION, generation);
+    w(H_CHECKSUM, geo.checksum(origin, generation));
+    // Release: the magic is written last, so a reader that sees it (Acquire) sees a complete header.
+    r.word(H_MAGIC).store(magic, Ordering::Release);
+}
+
+/// Header fields of a validated object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The topic geometry.
+    pub geometry: Geometry,
+    /// First sequence number of the topic (a multiple of the capacity).
+    pub origin: u64,
+    /// Generation of the topic (recreating a topic under the same name bumps it).
+    pub generation: u64,
+}
+
+/// Reads and validates an object's header. Never reads outside `r`, whatever its bytes.
+pub fn read_header(r: &Region, magic: u64) -> Result<Header, AttachError> {
+    if r.len() < LINE {
+        return Err(AttachError::Corrupted { what: "object smaller than its header" });
+    }
+    if r.word(H_MAGIC).load(Ordering::Acquire) != magic {
+        return Err(AttachError::Corrupted { what: "bad magic" });
+    }
+    let version = r.word(H_VERSION).load(Ordering::Relaxed);
+    if version != LAYOUT_VERSION {
+        return Err(AttachError::VersionMismatch { found: version, expected: LAYOUT_VERSION });
+    }
+    let g = |i: usize| r.word(H_GEOMETRY + 8 * i).load(Ordering::Relaxed);
+    let small = |v: u64| u32::try_from(v).map_err(|_| AttachError::Corrupted { what: "geometry field out of range" });
+    let geometry = Geometry {
+        capacity: small(g(0))?,
+        entry_bytes: small(g(1))?,
+        max_message: small(g(2))?,
+        region_bytes: g(3),
+        max_publishers: small(g(4))?,
+        max_subscribers: small(g(5))?,
+        max_groups: small(g(6))?,
+    };
+    geometry.validate()?;
+    let origin = r.word(H_ORIGIN).load(Ordering::Relaxed);
+    let generation = r.word(H_GENERATION).load(Ordering::Relaxed);
+    if r.word(H_CHECKSUM).load(Ordering::Relaxed) != geometry.checksum(origin, generation) {
+        return Err(AttachError::Corrupted { what: "header checksum" });
+    }
+    if origin & (geometry.capacity as u64 - 1) != 0 {
+        return Err(AttachError::Corrupted { what: "origin not a multiple of the capacity" });
+    }
+    let expected = if magic == DATA_MAGIC { geometry.data_len() } else { geometry.readers_len() };
+    if r.len() != expected {
+        return Err(AttachError::GeometryMismatch { what: "object size does not match its geometry" });
+    }
+    Ok(Header { geometry, origin, generation })
+}
+
+/// Initializes a zero-filled data object and readers object for `geo` (the daemon's job at topic creation).
+/// `origin` is the first sequence number (a multiple of the capacity); `generation` identifies this incarnation.
+pub fn initialize(
+    data: &Region,
+    readers: &Region,
+    geo: &Geometry,
+    origin: u64,
+    generation: u64,
+) -> Result<(), AttachError> {
+    geo.validate()?;
+    if origin & (geo.capacity as u64 - 1) != 0 {
+        return Err(AttachError::Corrupted { what: "origin not a multiple of the capacity" });
+    }
+    if data.len() != geo.data_len() || readers.len() != geo.readers_len() {
+        return Err(AttachError::GeometryMismatch { what: "object size does not match its geometry" });
+    }
+    if !data.is_writable() || !readers.is_writable() {
+        return Err(AttachError::ReadOnly);
+    }
+    let off = Offsets::new(*geo);
+    let lap0 = crate::stamp::lap_of(origin, off.shift).wrapping_sub(1);
+    let free = crate::stamp::Stamp::pack(lap0, crate::stamp::State::Skipped, 0);
+    for i in 0..geo.capacity as u64 {
+        data.word(off.entry(i) + E_STAMP).store(free, Ordering::Relaxed);
+    }
+    let done = crate::stamp::Stamp::pack(lap0, crate::stamp::State::Published, 0);
+    for g in 0..geo.max_groups as usize {
+        for i in 0..geo.capacity as u64 {
+            readers.word(off.ledger(g, i)).store(done, Ordering::Relaxed);
+        }
+    }
+    data.word(D_TAIL).store(origin, Ordering::Relaxed);
+    write_header(readers, READERS_MAGIC, geo, origin, generation);
+    write_header(data, DATA_MAGIC, geo, origin, generation);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_geometry_is_valid_and_small() {
+        let g = Geometry::default();
+        g.validate().unwrap();
+        assert!(g.data_len() < 64 << 20);
+    }
+
+    #[test]
+    fn memory_follows_bytes_in_flight() {
+        // 1024 entries, 1 MiB messages, 4 MiB budget: a few MiB, not 1 GiB.
+        let g = Geometry::new(1024, 1 << 20, 4 << 20, 4, 16, 2);
+        g.validate().unwrap();
+        assert!(g.data_len() + g.readers_len() < 5 << 20, "{}", g.data_len());
+    }
+
+    #[test]
+    fn rejects_bad_geometry() {
+        for g in [
+            Geometry { capacity: 1000, ..Default::default() },
+            Geometry { region_bytes: 128, ..Default::default() },
+            Geometry { max_publishers: 65, ..Default::default() },
+        ] {
+            assert!(g.validate().is_err(), "{g:?}");
+        }
+    }
+}

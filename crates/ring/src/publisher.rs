@@ -1,0 +1,555 @@
+//! Publishing: claims on the index ring, allocation in the publisher's own payload region, zero-copy loans,
+//! batches.
+//!
+//! A send runs in two phases. The **claim phase** (between two stores of the slot's `sends` counter, odd while
+//! inside) checks the gate, reserves payload space and claims an index entry; a subscriber attaching a gating
+//! cursor waits out claim phases that began before it (see `Topic::publish_gating_cursor`). The **write phase**
+//! fills the entry and payload and publishes the stamp with a Release store.
+//!
+//! Seqlock order for lossy readers (tag SEQLOCK): claim (the stamp changes) and frontier store, then
+//! `fence(Release)`, then payload and fields, then the Release store of the published stamp. A reader that saw any
+//! byte of the new message sees the changed stamp or frontier and discards its copy.
+
+use crate::error::{AttachError, SendError};
+use crate::layout::*;
+use crate::stamp::{lap_diff, lap_of, seq_diff, Stamp, State};
+use crate::sync::{fence, AtomicU64, Ordering};
+use crate::topic::Topic;
+use crate::wait::{expired, light, sleep_deadline, Backoff, IdleStrategy, Step, Target, Waiter};
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Options of a publisher handle.
+#[derive(Clone, Copy, Debug)]
+pub struct PublisherOptions {
+    /// How `send` waits on a full topic.
+    pub idle: IdleStrategy,
+    /// Clock for the per-message timestamp (nanoseconds).
+    pub clock: fn() -> u64,
+}
+
+/// Wall-clock nanoseconds since the Unix epoch (the default timestamp clock).
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+impl Default for PublisherOptions {
+    fn default() -> Self {
+        PublisherOptions { idle: IdleStrategy::Adaptive, clock: realtime_ns }
+    }
+}
+
+/// A publisher bound to one publisher slot of a topic. `Send` but not `Sync`: one owner drives the slot.
+pub struct Publisher {
+    topic: Topic,
+    slot: usize,
+    waiter: Arc<dyn Waiter>,
+    opts: PublisherOptions,
+    single: bool,
+    cap: u64,
+    epoch: u64,
+    gate: Option<u64>,
+    gate_valid: bool,
+    sp_tail: u64,
+    head: u64,
+    reclaimed: u64,
+    fifo: VecDeque<(u64, u64)>,
+    sends: u64,
+    published: u64,
+    bytes: u64,
+    full: u64,
+    aborted: u64,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("slot", &self.slot).field("published", &self.published).finish()
+    }
+}
+
+/// Where a claimed message's payload goes.
+#[derive(Clone, Copy, Debug)]
+struct Reservation {
+    seq: u64,
+    len: usize,
+    /// Byte offset of the payload in the data object.
+    at: usize,
+    /// Logical region position of the payload and the end of its allocation (`None` when inline).
+    pos: u64,
+    end: Option<u64>,
+}
+
+impl Publisher {
+    /// Attaches to publisher slot `slot` (assigned by the daemon's lease). The data object must be writable.
+    /// A slot left by a dead holder is taken over where it stopped (its claims must have been cancelled first).
+    pub fn attach(
+        topic: &Topic,
+        slot: usize,
+        waiter: Arc<dyn Waiter>,
+        opts: PublisherOptions,
+    ) -> Result<Publisher, AttachError> {
+        let geo = topic.geometry();
+        if slot >= geo.max_publishers as usize {
+            return Err(AttachError::Slot("publisher slot out of range"));
+        }
+        if !topic.inner.data.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        if topic.is_closed() {
+            return Err(AttachError::Closed);
+        }
+        let off = *topic.off();
+        let ps = off.pub_slot(slot);
+        let w = |o: usize| topic.data_word(ps + o).load(Ordering::Acquire);
+        let head = w(P_FRONTIER);
+        let mut sends = w(P_SENDS);
+        if sends & 1 == 1 {
+            sends = sends.wrapping_add(1);
+            topic.data_word(ps + P_SENDS).store(sends, Ordering::Release);
+        }
+        let tail = topic.tail();
+        let mut fifo = VecDeque::new();
+        let reclaimed = if head == 0 && w(P_PUBLISHED) == 0 && w(P_ABORTED) == 0 {
+            head
+        } else {
+            // Unknown in-flight messages of a previous holder: free its whole region once readers pass the tail.
+            fifo.push_back((tail.wrapping_sub(1), head));
+            head.wrapping_sub(geo.region_bytes)
+        };
+        let epoch = topic.readers_word(R_EPOCH).load(Ordering::Acquire);
+        Ok(Publisher {
+            topic: topic.clone(),
+            slot,
+            waiter,
+            opts,
+            single: geo.single_producer(),
+            cap: geo.capacity as u64,
+            epoch,
+            gate: None,
+            gate_valid: false,
+            sp_tail: tail,
+            head,
+            reclaimed,
+            fifo,
+            sends,
+            published: w(P_PUBLISHED),
+            bytes: w(P_BYTES),
+            full: w(P_FULL),
+            aborted: w(P_ABORTED),
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// The publisher slot (also the publisher id carried by every message).
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// The topic this publisher writes.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Messages published through this slot.
+    pub fn published(&self) -> u64 {
+        self.published
+    }
+
+    /// Largest payload accepted.
+    pub fn max_message(&self) -> usize {
+        self.topic.geometry().max_message as usize
+    }
+
+    fn slot_word(&self, o: usize) -> &AtomicU64 {
+        self.topic.data_word(self.topic.off().pub_slot(self.slot) + o)
+    }
+
+    /// Publishes `msg` if there is room now.
+    pub fn try_send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
+        let r = self.reserve(msg.len())?;
+        self.topic.inner.data.store_bytes(r.at, msg);
+        Ok(self.commit_reservation(r, State::Published, true))
+    }
+
+    /// Publishes `msg`, waiting for room (per the idle strategy) as long as needed.
+    pub fn send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
+        self.send_deadline(msg, None)
+    }
+
+    /// Publishes `msg`, waiting for room until `timeout` passes.
+    pub fn send_timeout(&mut self, msg: &[u8], timeout: std::time::Duration) -> Result<u64, SendError> {
+        self.send_deadline(msg, Some(Instant::now() + timeout))
+    }
+
+    /// Publishes `msg`, waiting for room until `deadline` (`None`: forever).
+    pub fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<u64, SendError> {
+        let r = self.reserve_waiting(msg.len(), deadline)?;
+        self.topic.inner.data.store_bytes(r.at, msg);
+        Ok(self.commit_reservation(r, State::Published, true))
+    }
+
+    /// Publishes as many of `msgs` as fit now, in order, waking subscribers once. Returns how many were sent;
+    /// an error only if the first one could not be.
+    pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError> {
+        let mut n = 0;
+        for m in msgs {
+            match self.reserve(m.len()) {
+                Ok(r) => {
+                    self.topic.inner.data.store_bytes(r.at, m);
+                    self.commit_reservation(r, State::Published, false);
+                    n += 1;
+                }
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if n > 0 {
+            self.topic.wake_subscribers(&*self.waiter);
+        }
+        Ok(n)
+    }
+
+    /// Lends `len` bytes of shared memory to write a message in place; [`Loan::commit`] publishes it, dropping the
+    /// loan aborts it (readers pass over a skip marker, nobody stalls). Fails like `try_send` when there is no
+    /// room.
+    pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
+        let r = self.reserve(len)?;
+        Ok(Loan { publisher: self, r, done: false })
+    }
+
+    /// Like [`Publisher::try_loan`], waiting for room until `deadline` (`None`: forever).
+    pub fn loan(&mut self, len: usize, deadline: Option<Instant>) -> Result<Loan<'_>, SendError> {
+        let r = self.reserve_waiting(len, deadline)?;
+        Ok(Loan { publisher: self, r, done: false })
+    }
+
+    fn reserve_waiting(&mut self, len: usize, deadline: Option<Instant>) -> Result<Reservation, SendError> {
+        let mut backoff = Backoff::new(self.opts.idle);
+        loop {
+            match self.reserve(len) {
+                Err(SendError::Full) => {}
+                other => return other,
+            }
+            if expired(deadline) {
+                return Err(SendError::Timeout);
+            }
+            if let Step::Sleep = backoff.next() {
+                let bit = 1u64 << self.slot;
+                let topic = self.topic.clone();
+                let mask = topic.readers_word(R_SPACE_WAITERS);
+                self.waiter.drain(Target::Publisher(self.slot));
+                // Relaxed RMW: ordered against the re-check by the heavy barrier that follows.
+                mask.fetch_or(bit, Ordering::Relaxed);
+                self.waiter.heavy();
+                match self.reserve(len) {
+                    Err(SendError::Full) => {}
+                    other => {
+                        mask.fetch_and(!bit, Ordering::Relaxed);
+                        return other;
+                    }
+                }
+                self.waiter.wait_until(Target::Publisher(self.slot), sleep_deadline(deadline));
+            }
+        }
+    }
+
+    /// Claim phase: gate check, payload reservation, index claim. On success the entry is ours and marked
+    /// claimed; payload may be written at `at`.
+    fn reserve(&mut self, len: usize) -> Result<Reservation, SendError> {
+        let geo = self.topic.geometry();
+        if len > geo.max_message as usize {
+            return Err(SendError::TooLarge { len, max: geo.max_message as usize });
+        }
+        if self.topic.is_closed() {
+            return Err(SendError::Closed);
+        }
+        // Enter the claim phase (odd). Relaxed store: ordered before the epoch load by the light barrier, which
+        // pairs with the heavy barrier of an attaching subscriber (tag ATTACH).
+        self.sends = self.sends.wrapping_add(1);
+        self.slot_word(P_SENDS).store(self.sends, Ordering::Relaxed);
+        light();
+        // Acquire: pairs with the SeqCst epoch bump in `publish_gating_cursor`; a new gating cursor is visible.
+        let epoch = self.topic.readers_word(R_EPOCH).load(Ordering::Acquire);
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.gate_valid = false;
+        }
+        let result = self.claim(len);
+        if result.is_err() {
+            // A full ring or region: counted, not logged.
+            self.full += 1;
+            self.slot_word(P_FULL).store(self.full, Ordering::Relaxed);
+        }
+        // Leave the claim phase (even). Release (tag SENDS): pairs with the Acquire wait in
+        // `publish_gating_cursor`; our claim and frontier are visible to an attaching subscriber.
+        self.sends = self.sends.wrapping_add(1);
+        self.slot_word(P_SENDS).store(self.sends, Ordering::Release);
+        result
+    }
+
+    fn claim(&mut self, len: usize) -> Result<Reservation, SendError> {
+        let geo = self.topic.geometry();
+        let off = *self.topic.off();
+        let region = if len > geo.inline_bytes() { Some(self.allocate(len)?) } else { None };
+        let seq = if self.single { self.claim_single()? } else { self.claim_multi()? };
+        let (at, pos, end) = match region {
+            Some((start, end)) => {
+                // Relaxed: published to lossy readers by the Release fence below (tag SEQLOCK).
+                self.slot_word(P_FRONTIER).store(end, Ordering::Relaxed);
+                self.head = end;
+                let phys = (start % geo.region_bytes) as usize;
+                (off.region(self.slot) + phys, start, Some(end))
+            }
+            None => (off.entry(seq) + E_INLINE, 0, None),
+        };
+        // Release fence (tag SEQLOCK): the claim and the frontier are ordered before every payload/field store.
+        fence(Ordering::Release);
+        Ok(Reservation { seq, len, at, pos, end })
+    }
+
+    /// The gate for claiming `seq`: every gating cursor must have moved past `seq - capacity`.
+    fn check_gate(&mut self, seq: u64) -> Result<(), SendError> {
+        if !self.gate_valid || self.gate.is_some_and(|g| seq_diff(seq, g) >= self.cap as i64) {
+            self.gate = self.topic.scan_gate(seq);
+            self.gate_valid = true;
+            if self.gate.is_some_and(|g| seq_diff(seq, g) >= self.cap as i64) {
+                return Err(SendError::Full);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this publisher's message `seq` may be overwritten (no gating cursor still needs it).
+    fn may_free(&mut self, seq: u64) -> bool {
+        let ok = |g: Option<u64>| g.is_none_or(|g| seq_diff(seq, g) < 0);
+        if self.gate_valid && ok(self.gate) {
+            return true;
+        }
+        self.gate = self.topic.scan_gate(seq.wrapping_add(1));
+        self.gate_valid = true;
+        ok(self.gate)
+    }
+
+    /// Reserves `len` bytes in this publisher's region; returns the logical start and end.
+    fn allocate(&mut self, len: usize) -> Result<(u64, u64), SendError> {
+        let r = self.topic.geometry().region_bytes;
+        let need = (len as u64).div_ceil(8) * 8;
+        let phys = self.head % r;
+        let start = if phys + need > r { self.head + (r - phys) } else { self.head };
+        let end = start + need;
+        loop {
+            if self.fifo.is_empty() {
+                // Nothing of ours is live: everything before `start` is free.
+                self.reclaimed = start;
+            }
+            if end.wrapping_sub(self.reclaimed) <= r {
+                return Ok((start, end));
+            }
+            let (seq, e) = *self.fifo.front().expect("non-empty");
+            if !self.may_free(seq) {
+                return Err(SendError::Full);
+            }
+            self.reclaimed = e;
+            self.fifo.pop_front();
+        }
+    }
+
+    fn claim_single(&mut self) -> Result<u64, SendError> {
+        let off = *self.topic.off();
+        loop {
+            let seq = self.sp_tail;
+            self.check_gate(seq)?;
+            let stamp = self.topic.data_word(off.entry(seq) + E_STAMP);
+            // Acquire: pairs with the Release publish (or cancellation) of the entry's previous occupant.
+            let w = stamp.load(Ordering::Acquire);
+            let s = Stamp::unpack(w);
+            match (lap_diff(s.lap, lap_of(seq, off.shift)), s.state) {
+                (-1, State::Published | State::Skipped) => {
+                    // Relaxed: the Release fence in `claim` orders it before the writes (tag SEQLOCK); we are the
+                    // only producer, so no compare-and-swap is needed.
+                    stamp.store(
+                        Stamp::pack(lap_of(seq, off.shift), State::Claimed, self.slot as u32),
+                        Ordering::Relaxed,
+                    );
+                    return Ok(seq);
+                }
+                (-1, State::Claimed) => return Err(SendError::Full),
+                (0, State::Published | State::Skipped) => {
+                    // A previous holder of the slot published (or recovery cancelled) `seq` without advancing the
+                    // tail: move past it.
+                    self.sp_tail = seq.wrapping_add(1);
+                    self.topic.data_word(D_TAIL).store(self.sp_tail, Ordering::Release);
+                }
+                (0, State::Claimed) => return Err(SendError::Full),
+                _ => return Err(SendError::Corrupted { what: "index entry ahead of the tail" }),
+            }
+        }
+    }
+
+    fn claim_multi(&mut self) -> Result<u64, SendError> {
+        let off = *self.topic.off();
+        let mut strange = 0;
+        loop {
+            // Acquire: pairs with the AcqRel tail advance of the claimer of `seq - 1`.
+            let seq = self.topic.data_word(D_TAIL).load(Ordering::Acquire);
+            self.check_gate(seq)?;
+            let tail = self.topic.data_word(D_TAIL);
+            let stamp = self.topic.data_word(off.entry(seq) + E_STAMP);
+            let w = stamp.load(Ordering::Acquire);
+            let s = Stamp::unpack(w);
+            let lap = lap_of(seq, off.shift);
+            match (lap_diff(s.lap, lap), s.state) {
+                (-1, State::Published | State::Skipped) => {
+                    let claimed = Stamp::pack(lap, State::Claimed, self.slot as u32);
+                    // AcqRel: the winner owns the entry (the owner is recorded in the same word, so a dead
+                    // claimer is found from the ring alone); Acquire on the previous occupant's publish.
+                    if stamp.compare_exchange(w, claimed, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        let _ = tail.compare_exchange(seq, seq.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                        return Ok(seq);
+                    }
+                }
+                // An older claim on this entry is still unpublished: never overwrite it.
+                (-1, State::Claimed) => return Err(SendError::Full),
+                (0, _) => {
+                    // Someone claimed `seq` but has not advanced the tail yet: help.
+                    let _ = tail.compare_exchange(seq, seq.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+                }
+                _ => {
+                    strange += 1;
+                    if strange > 1000 {
+                        return Err(SendError::Corrupted { what: "index entry inconsistent with the tail" });
+                    }
+                }
+            }
+            crate::sync::spin_hint();
+        }
+    }
+
+    /// Write phase end: fields, then the Release store of the stamp (tag STAMP), counters, wake-ups.
+    fn commit_reservation(&mut self, r: Reservation, state: State, wake: bool) -> u64 {
+        let off = *self.topic.off();
+        let e = off.entry(r.seq);
+        let data = &self.topic.inner.data;
+        let ts = (self.opts.clock)();
+        let len = if state == State::Published { r.len as u64 } else { 0 };
+        // Relaxed: published by the Release store of the stamp below.
+        let placement = if r.end.is_some() { META_IN_REGION } else { 0 };
+        data.word(e + E_META).store(len | ((self.slot as u64) << 32) | placement, Ordering::Relaxed);
+        data.word(e + E_POS).store(r.pos, Ordering::Relaxed);
+        data.word(e + E_TIME).store(ts, Ordering::Relaxed);
+        // Release (tag STAMP): pairs with readers' Acquire load of the stamp; payload and fields are visible.
+        data.word(e + E_STAMP).store(Stamp::pack(lap_of(r.seq, off.shift), state, self.slot as u32), Ordering::Release);
+        if self.single {
+            self.sp_tail = r.seq.wrapping_add(1);
+            // Release: readers that resynchronize from the tail see the published entries before it.
+            self.topic.data_word(D_TAIL).store(self.sp_tail, Ordering::Release);
+        }
+        if let Some(end) = r.end {
+            self.fifo.push_back((r.seq, end));
+        }
+        // Keep the local list bounded: a message lapped by the index ring has been passed by every gating cursor
+        // (the index gate saw to that), so its payload can be reclaimed now.
+        while self.fifo.len() > self.cap as usize {
+            let (seq, e) = *self.fifo.front().expect("non-empty");
+            if !self.may_free(seq) {
+                break;
+            }
+            self.reclaimed = e;
+            self.fifo.pop_front();
+        }
+        if state == State::Published {
+            self.published += 1;
+            self.bytes += r.len as u64;
+            // Relaxed: statistics, single writer.
+            self.slot_word(P_PUBLISHED).store(self.published, Ordering::Relaxed);
+            self.slot_word(P_BYTES).store(self.bytes, Ordering::Relaxed);
+        } else {
+            self.aborted += 1;
+            self.slot_word(P_ABORTED).store(self.aborted, Ordering::Relaxed);
+        }
+        if wake {
+            self.topic.wake_subscribers(&*self.waiter);
+        }
+        r.seq
+    }
+}
+
+/// A zero-copy loan: shared memory reserved for one message. Write it, then [`Loan::commit`].
+/// Dropping it unpublished aborts the claim with a skip marker that readers pass over.
+pub struct Loan<'a> {
+    publisher: &'a mut Publisher,
+    r: Reservation,
+    done: bool,
+}
+
+impl std::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan").field("seq", &self.r.seq).field("len", &self.r.len).finish()
+    }
+}
+
+impl Loan<'_> {
+    /// The sequence number the message will carry.
+    pub fn seq(&self) -> u64 {
+        self.r.seq
+    }
+
+    /// Length of the loaned buffer.
+    pub fn len(&self) -> usize {
+        self.r.len
+    }
+
+    /// Whether the loan is zero bytes long.
+    pub fn is_empty(&self) -> bool {
+        self.r.len == 0
+    }
+
+    /// The loaned bytes (their previous contents are unspecified).
+    #[cfg(not(loom))]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        let p = self.publisher.topic.inner.data.ptr_at(self.r.at);
+        // SAFETY: the range was reserved for this claim (inline in our claimed entry, or allocated in our own
+        // region after the gate let it be reclaimed); no reader trusts it before the stamp is published, and
+        // lossy readers only copy it with atomic loads and validate. It lies inside the mapping (validated
+        // geometry) and `&mut self` makes the slice unique in this process.
+        unsafe { std::slice::from_raw_parts_mut(p, self.r.len) }
+    }
+
+    /// Copies `src` into the loan at `offset`.
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) {
+        assert!(offset + src.len() <= self.r.len, "write past the end of the loan");
+        #[cfg(not(loom))]
+        self.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src);
+        #[cfg(loom)]
+        {
+            assert_eq!(offset, 0, "loom models write loans whole");
+            self.publisher.topic.inner.data.store_bytes(self.r.at, src);
+        }
+    }
+
+    /// Publishes the message; returns its sequence number.
+    pub fn commit(mut self) -> u64 {
+        self.done = true;
+        self.publisher.commit_reservation(self.r, State::Published, true)
+    }
+
+    /// Publishes only the first `len` bytes (`len` no larger than the loan).
+    pub fn commit_len(mut self, len: usize) -> u64 {
+        assert!(len <= self.r.len, "commit_len beyond the loan");
+        self.r.len = len;
+        self.done = true;
+        self.publisher.commit_reservation(self.r, State::Published, true)
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.publisher.commit_reservation(self.r, State::Skipped, true);
+        }
+    }
+}

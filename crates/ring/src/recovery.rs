@@ -1,0 +1,146 @@
+//! Recovery hooks for whoever has proven a client dead (the daemon, which sees the control connection close, or a
+//! peer that finds the lease's file lock released). None of these may be called for a client that is merely slow.
+
+use crate::error::AttachError;
+use crate::layout::*;
+use crate::stamp::{cursor, lap_of, seq_diff, Stamp, State};
+use crate::sync::Ordering;
+use crate::topic::Topic;
+use crate::wait::Waiter;
+
+impl Topic {
+    /// Cancels every claim still held by the dead publisher in slot `p`: each becomes a counted skip marker that
+    /// readers pass over, so nobody stalls behind it. Returns how many claims were cancelled. The data object must
+    /// be writable.
+    pub fn cancel_claims_of(&self, p: usize, waiter: &dyn Waiter) -> Result<u64, AttachError> {
+        let geo = self.geometry();
+        if p >= geo.max_publishers as usize {
+            return Err(AttachError::Slot("publisher slot out of range"));
+        }
+        if !self.inner.data.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        let off = *self.off();
+        let mut n = 0;
+        for i in 0..geo.capacity as u64 {
+            let stamp = self.data_word(off.entry(i) + E_STAMP);
+            let w = stamp.load(Ordering::Acquire);
+            let s = Stamp::unpack(w);
+            if s.state == State::Claimed && s.owner as usize == p {
+                // Meta first (length 0), then the skip marker with Release so readers see both.
+                self.data_word(off.entry(i) + E_META).store((p as u64) << 32, Ordering::Relaxed);
+                let skip = Stamp::pack(s.lap, State::Skipped, p as u32);
+                if stamp.compare_exchange(w, skip, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        let sends = self.data_word(off.pub_slot(p) + P_SENDS);
+        let v = sends.load(Ordering::Acquire);
+        if v & 1 == 1 {
+            // Release (tag SENDS): an attaching subscriber waiting on this slot may go on.
+            sends.store(v.wrapping_add(1), Ordering::Release);
+        }
+        self.data_word(D_CANCELLED).fetch_add(n, Ordering::Relaxed);
+        self.wake_subscribers(waiter);
+        self.wake_publishers(waiter);
+        Ok(n)
+    }
+
+    /// Frees the slot of the dead subscriber `s`: it stops gating at once. If it was a group member holding a
+    /// message, the message is redelivered to another member or counted abandoned, per the group's policy.
+    /// Returns what happened to a held message, if any.
+    pub fn release_subscriber(&self, s: usize, waiter: &dyn Waiter) -> Result<Option<Released>, AttachError> {
+        let geo = self.geometry();
+        if s >= geo.max_subscribers as usize {
+            return Err(AttachError::Slot("subscriber slot out of range"));
+        }
+        if !self.inner.readers.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        let off = *self.off();
+        let base = off.sub_slot(s);
+        let cur = self.readers_word(base + S_CURSOR);
+        let flags = self.readers_word(base + S_FLAGS).load(Ordering::Acquire);
+        let w = cur.load(Ordering::Acquire);
+        let mut outcome = None;
+        let group = (flags >> FLAG_GROUP_SHIFT) & 0xff;
+        if group > 0 && (group as usize) <= geo.max_groups as usize && cursor::has(w, cursor::ACTIVE | cursor::GATING) {
+            let g = group as usize - 1;
+            let next = self.readers_word(off.group(g) + G_NEXT);
+            let c = cursor::expand(w, cursor::expand(next.load(Ordering::Acquire), self.tail()));
+            let ledger = self.readers_word(off.ledger(g, c));
+            let lw = ledger.load(Ordering::Acquire);
+            let lap = lap_of(c, off.shift);
+            if lw == Stamp::pack(lap, State::Claimed, s as u32) {
+                let redeliver = self.readers_word(off.group(g) + G_REDELIVER).load(Ordering::Relaxed) != 0;
+                if redeliver {
+                    // Order matters: mark for redelivery first (the dead member's held position still gates),
+                    // then pull the group's claim cursor back so a member walks over it again.
+                    let again = Stamp::pack(lap, State::Skipped, s as u32);
+                    if ledger.compare_exchange(lw, again, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        let mut nw = next.load(Ordering::Acquire);
+                        loop {
+                            let n = cursor::expand(nw, c);
+                            if !cursor::has(nw, cursor::ACTIVE) || seq_diff(n, c) <= 0 {
+                                break;
+                            }
+                            let lowered = cursor::pack(nw & (cursor::ACTIVE | cursor::GATING), c);
+                            match next.compare_exchange(nw, lowered, Ordering::AcqRel, Ordering::Acquire) {
+                                Ok(_) => break,
+                                Err(x) => nw = x,
+                            }
+                        }
+                        outcome = Some(Released::Redelivered(c));
+                    }
+                } else {
+                    let done = Stamp::pack(lap, State::Published, s as u32);
+                    if ledger.compare_exchange(lw, done, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        self.readers_word(off.group(g) + G_ABANDONED).fetch_add(1, Ordering::Relaxed);
+                        outcome = Some(Released::Abandoned(c));
+                    }
+                }
+            }
+        }
+        // Release: everything above happens before the slot stops gating.
+        cur.store(0, Ordering::Release);
+        self.readers_word(R_IN_USE + 8 * (s / 64)).fetch_and(!(1 << (s % 64)), Ordering::Release);
+        self.readers_word(R_DATA_WAITERS + 8 * (s / 64)).fetch_and(!(1 << (s % 64)), Ordering::Relaxed);
+        self.wake_publishers(waiter);
+        if outcome.is_some() {
+            self.wake_subscribers(waiter);
+        }
+        Ok(outcome)
+    }
+
+    /// Demotes the lossless subscriber `s` to lossy (the slow-consumer bound): it stops gating at once, and its
+    /// next receive reports [`RecvError::Demoted`](crate::RecvError::Demoted). Counted.
+    pub fn demote(&self, s: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
+        if s >= self.geometry().max_subscribers as usize {
+            return Err(AttachError::Slot("subscriber slot out of range"));
+        }
+        let base = self.off().sub_slot(s);
+        let prev = self.readers_word(base + S_FLAGS).fetch_or(FLAG_DEMOTE, Ordering::AcqRel);
+        if prev & FLAG_DEMOTE == 0 {
+            self.readers_word(R_DEMOTIONS).fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake_publishers(waiter);
+        self.wake_subscribers(waiter);
+        Ok(())
+    }
+
+    /// Whether subscriber slot `s` is in use (its holder attached and has not detached or been released).
+    pub fn subscriber_active(&self, s: usize) -> bool {
+        s < self.geometry().max_subscribers as usize
+            && cursor::has(self.readers_word(self.off().sub_slot(s) + S_CURSOR).load(Ordering::Acquire), cursor::ACTIVE)
+    }
+}
+
+/// What [`Topic::release_subscriber`] did with a dead member's held message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Released {
+    /// Put back for another member.
+    Redelivered(u64),
+    /// Counted as abandoned.
+    Abandoned(u64),
+}

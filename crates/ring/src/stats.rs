@@ -1,0 +1,144 @@
+//! Counters read straight from shared memory, without disturbing the hot path.
+
+use crate::layout::*;
+use crate::stamp::{cursor, seq_diff};
+use crate::sync::Ordering;
+use crate::topic::Topic;
+
+/// Per-publisher counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PublisherStats {
+    /// Slot index.
+    pub slot: usize,
+    /// Messages published.
+    pub published: u64,
+    /// Payload bytes published.
+    pub bytes: u64,
+    /// Sends refused or delayed because the topic was full.
+    pub full: u64,
+    /// Loans dropped without committing.
+    pub aborted: u64,
+}
+
+/// Per-subscriber position and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Slot index.
+    pub slot: usize,
+    /// Next sequence it will read (or the position a group member holds / looks at).
+    pub position: u64,
+    /// Messages between its position and the tail.
+    pub lag: u64,
+    /// Whether it holds publishers back.
+    pub gating: bool,
+    /// Consumer group index, if a member.
+    pub group: Option<usize>,
+    /// Messages received.
+    pub received: u64,
+    /// Messages passed over after being lapped.
+    pub lagged: u64,
+    /// Skip markers passed over.
+    pub skipped: u64,
+    /// Whether it was demoted by the slow-consumer bound.
+    pub demoted: bool,
+}
+
+/// Per-group counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Group index.
+    pub index: usize,
+    /// The group's claim cursor.
+    pub next: u64,
+    /// Messages redelivered after a member died.
+    pub redelivered: u64,
+    /// Messages abandoned by dead members.
+    pub abandoned: u64,
+}
+
+/// A snapshot of a topic's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TopicStats {
+    /// Next sequence to be claimed.
+    pub tail: u64,
+    /// Whether the topic is closed.
+    pub closed: bool,
+    /// Claims of dead publishers cancelled.
+    pub cancelled: u64,
+    /// Semaphore posts issued to wake sleepers.
+    pub wakeups: u64,
+    /// Slow-consumer demotions.
+    pub demotions: u64,
+    /// Publisher slots that ever published.
+    pub publishers: Vec<PublisherStats>,
+    /// Subscriber slots in use.
+    pub subscribers: Vec<SubscriberStats>,
+    /// Open groups.
+    pub groups: Vec<GroupStats>,
+}
+
+impl Topic {
+    /// Reads every counter (Relaxed loads: a snapshot, not a consistent cut).
+    pub fn stats(&self) -> TopicStats {
+        let geo = self.geometry();
+        let off = *self.off();
+        let d = |o: usize| self.data_word(o).load(Ordering::Relaxed);
+        let r = |o: usize| self.readers_word(o).load(Ordering::Relaxed);
+        let tail = self.tail();
+        let mut st = TopicStats {
+            tail,
+            closed: self.is_closed(),
+            cancelled: d(D_CANCELLED),
+            wakeups: r(R_WAKEUPS),
+            demotions: r(R_DEMOTIONS),
+            ..Default::default()
+        };
+        for p in 0..geo.max_publishers as usize {
+            let b = off.pub_slot(p);
+            let ps = PublisherStats {
+                slot: p,
+                published: d(b + P_PUBLISHED),
+                bytes: d(b + P_BYTES),
+                full: d(b + P_FULL),
+                aborted: d(b + P_ABORTED),
+            };
+            if ps.published + ps.full + ps.aborted > 0 || d(b + P_SENDS) > 0 {
+                st.publishers.push(ps);
+            }
+        }
+        for s in 0..geo.max_subscribers as usize {
+            let b = off.sub_slot(s);
+            let w = r(b + S_CURSOR);
+            if !cursor::has(w, cursor::ACTIVE) {
+                continue;
+            }
+            let position = cursor::expand(w, tail);
+            let flags = r(b + S_FLAGS);
+            let group = (flags >> FLAG_GROUP_SHIFT) & 0xff;
+            st.subscribers.push(SubscriberStats {
+                slot: s,
+                position,
+                lag: seq_diff(tail, position).max(0) as u64,
+                gating: cursor::has(w, cursor::GATING) && flags & FLAG_DEMOTE == 0,
+                group: (group > 0).then(|| group as usize - 1),
+                received: r(b + S_RECEIVED),
+                lagged: r(b + S_LAGGED),
+                skipped: r(b + S_SKIPPED),
+                demoted: flags & FLAG_DEMOTE != 0,
+            });
+        }
+        for g in 0..geo.max_groups as usize {
+            let b = off.group(g);
+            let w = r(b + G_NEXT);
+            if cursor::has(w, cursor::ACTIVE) {
+                st.groups.push(GroupStats {
+                    index: g,
+                    next: cursor::expand(w, tail),
+                    redelivered: r(b + G_REDELIVERED),
+                    abandoned: r(b + G_ABANDONED),
+                });
+            }
+        }
+        st
+    }
+}

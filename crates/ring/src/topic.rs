@@ -1,0 +1,339 @@
+//! A validated view of one topic's two objects, and the operations that are not per-handle: attaching handles,
+//! the gate scan, wake-ups, closing, statistics.
+
+use crate::error::AttachError;
+use crate::layout::*;
+use crate::region::Region;
+use crate::stamp::{cursor, seq_diff};
+use crate::sync::{AtomicU64, Ordering};
+use crate::wait::{light, Target, Waiter};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) struct Inner {
+    pub(crate) data: Region,
+    pub(crate) readers: Region,
+    pub(crate) off: Offsets,
+    pub(crate) header: Header,
+}
+
+/// One topic's shared memory, validated once. Cheap to clone; handles are created from it.
+#[derive(Clone)]
+pub struct Topic {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topic").field("header", &self.inner.header).finish()
+    }
+}
+
+impl Topic {
+    /// Initializes zero-filled objects for `geo` and attaches to them (what the daemon does at creation).
+    pub fn create(
+        data: Region,
+        readers: Region,
+        geo: &Geometry,
+        origin: u64,
+        generation: u64,
+    ) -> Result<Topic, AttachError> {
+        initialize(&data, &readers, geo, origin, generation)?;
+        Topic::attach(data, readers)
+    }
+
+    /// A topic over two fresh heap regions (tests, models, in-process use).
+    pub fn heap(geo: &Geometry, origin: u64) -> Result<Topic, AttachError> {
+        geo.validate()?;
+        Topic::create(Region::heap(geo.data_len()), Region::heap(geo.readers_len()), geo, origin, 1)
+    }
+
+    /// Validates both objects (magic, layout version, geometry, sizes, agreement) and attaches. Whatever bytes the
+    /// objects hold, this returns an error rather than reading out of bounds.
+    pub fn attach(data: Region, readers: Region) -> Result<Topic, AttachError> {
+        let d = read_header(&data, DATA_MAGIC)?;
+        let r = read_header(&readers, READERS_MAGIC)?;
+        if d != r {
+            return Err(AttachError::GeometryMismatch { what: "data and readers objects belong to different topics" });
+        }
+        let topic = Topic { inner: Arc::new(Inner { data, readers, off: Offsets::new(d.geometry), header: d }) };
+        if topic.is_closed() {
+            return Err(AttachError::Closed);
+        }
+        Ok(topic)
+    }
+
+    /// Attaches and additionally checks the geometry and generation a lease promised.
+    pub fn attach_expecting(
+        data: Region,
+        readers: Region,
+        geo: &Geometry,
+        generation: u64,
+    ) -> Result<Topic, AttachError> {
+        let t = Topic::attach(data, readers)?;
+        if t.geometry() != *geo {
+            return Err(AttachError::GeometryMismatch { what: "geometry differs from the lease" });
+        }
+        if t.generation() != generation {
+            return Err(AttachError::Closed);
+        }
+        Ok(t)
+    }
+
+    /// The topic's geometry (process-local copy).
+    pub fn geometry(&self) -> Geometry {
+        self.inner.header.geometry
+    }
+
+    /// The topic's generation.
+    pub fn generation(&self) -> u64 {
+        self.inner.header.generation
+    }
+
+    /// The first sequence number of the topic.
+    pub fn origin(&self) -> u64 {
+        self.inner.header.origin
+    }
+
+    /// Whether the topic was closed.
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `close` (tag CLOSE), so a handle that sees the flag sees everything
+        // written before closing.
+        self.inner.data.word(D_CLOSED).load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the topic closed and wakes every sleeper, so attached handles report `Closed`.
+    pub fn close(&self, waiter: &dyn Waiter) -> Result<(), AttachError> {
+        if !self.inner.data.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        // Release (tag CLOSE).
+        self.inner.data.word(D_CLOSED).store(1, Ordering::Release);
+        light();
+        for w in 0..4 {
+            let bits = self.readers_word(R_DATA_WAITERS + 8 * w).swap(0, Ordering::AcqRel);
+            post_bits(waiter, bits, |b| Target::Subscriber(w * 64 + b));
+        }
+        let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
+        post_bits(waiter, bits, Target::Publisher);
+        Ok(())
+    }
+
+    /// The next sequence to be claimed (a hint on multi-producer topics; exact once claims settle).
+    pub fn tail(&self) -> u64 {
+        self.inner.data.word(D_TAIL).load(Ordering::Acquire)
+    }
+
+    pub(crate) fn data_word(&self, off: usize) -> &AtomicU64 {
+        self.inner.data.word(off)
+    }
+
+    pub(crate) fn readers_word(&self, off: usize) -> &AtomicU64 {
+        self.inner.readers.word(off)
+    }
+
+    pub(crate) fn off(&self) -> &Offsets {
+        &self.inner.off
+    }
+
+    /// The lowest position any gating cursor (lossless subscriber, group claim cursor, a member's held message)
+    /// still needs, or `None` when nothing gates. `reference` is a recent tail, used to expand the truncated
+    /// cursor words.
+    pub(crate) fn scan_gate(&self, reference: u64) -> Option<u64> {
+        let off = self.off();
+        let mut min: Option<u64> = None;
+        let mut take = |c: u64| {
+            min = Some(match min {
+                Some(m) if seq_diff(m, c) <= 0 => m,
+                _ => c,
+            })
+        };
+        // Groups before members: a member's held position is stored before the group cursor moves past it, so
+        // reading the group cursor first (Acquire, tag GROUP_NEXT) and the members after cannot miss a held
+        // message.
+        for g in 0..off.geo.max_groups as usize {
+            let w = self.readers_word(off.group(g) + G_NEXT).load(Ordering::Acquire);
+            if cursor::has(w, cursor::ACTIVE | cursor::GATING) {
+                take(cursor::expand(w, reference));
+            }
+        }
+        for word in 0..(off.geo.max_subscribers as usize).div_ceil(64) {
+            // Acquire: pairs with the in-use Release in `Subscriber::attach` (tag IN_USE).
+            let mut bits = self.readers_word(R_IN_USE + 8 * word).load(Ordering::Acquire);
+            while bits != 0 {
+                let s = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if s >= off.geo.max_subscribers as usize {
+                    break;
+                }
+                let slot = off.sub_slot(s);
+                // Acquire: pairs with the subscriber's Release of its cursor (tag CURSOR): what it read before
+                // moving on happens before we let a publisher overwrite it.
+                let w = self.readers_word(slot + S_CURSOR).load(Ordering::Acquire);
+                if cursor::has(w, cursor::ACTIVE | cursor::GATING) {
+                    // Relaxed: demotion only ever loosens the gate; a stale read over-gates for one scan.
+                    let flags = self.readers_word(slot + S_FLAGS).load(Ordering::Relaxed);
+                    if flags & FLAG_DEMOTE == 0 {
+                        take(cursor::expand(w, reference));
+                    }
+                }
+            }
+        }
+        min
+    }
+
+    /// Wakes every sleeping publisher (space became available). Call after a Release store that frees space.
+    pub(crate) fn wake_publishers(&self, waiter: &dyn Waiter) {
+        light();
+        // Relaxed: the light/heavy barrier pair orders this load after the caller's store (see `wait`).
+        if self.readers_word(R_SPACE_WAITERS).load(Ordering::Relaxed) != 0 {
+            let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
+            post_bits(waiter, bits, Target::Publisher);
+            self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Wakes every sleeping subscriber (a message was published). Call after the publishing Release store.
+    pub(crate) fn wake_subscribers(&self, waiter: &dyn Waiter) {
+        light();
+        let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
+        for w in 0..words {
+            // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
+            if self.readers_word(R_DATA_WAITERS + 8 * w).load(Ordering::Relaxed) != 0 {
+                let bits = self.readers_word(R_DATA_WAITERS + 8 * w).swap(0, Ordering::AcqRel);
+                post_bits(waiter, bits, |b| Target::Subscriber(w * 64 + b));
+                self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Publishes a new gating cursor without racing publishers' gate checks, and returns the position it may
+    /// safely start from. `word` is where the cursor lives; `start` the wanted start.
+    ///
+    /// Protocol: store the cursor (gating), bump the attach epoch, heavy barrier; then every publisher send that
+    /// began before the barrier may have checked the gate without seeing us, so wait for those sends to pass their
+    /// claim (their `sends` counter leaves the odd value it had), treating slots `is_dead` reports dead as done.
+    /// After that, claims that overwrote what we wanted are all visible in the tail, so the start is raised past
+    /// anything they may have overwritten; payload they reclaimed is caught by checking the frontier of messages
+    /// below the returned `verify_until`.
+    pub(crate) fn publish_gating_cursor(
+        &self,
+        word: &AtomicU64,
+        flags: u64,
+        start: u64,
+        waiter: &dyn Waiter,
+        is_dead: &dyn Fn(usize) -> bool,
+        timeout: Duration,
+    ) -> Result<(u64, u64), AttachError> {
+        let off = *self.off();
+        // SeqCst store + SeqCst RMW: the cursor is visible before the epoch bump to anyone who sees the bump.
+        word.store(cursor::pack(flags, start), Ordering::SeqCst);
+        self.readers_word(R_EPOCH).fetch_add(1, Ordering::SeqCst);
+        waiter.heavy();
+        let pubs = off.geo.max_publishers as usize;
+        let snapshot: Vec<u64> =
+            (0..pubs).map(|p| self.data_word(off.pub_slot(p) + P_SENDS).load(Ordering::Acquire)).collect();
+        let deadline = Instant::now() + timeout;
+        for (p, &s) in snapshot.iter().enumerate() {
+            if s & 1 == 0 {
+                continue;
+            }
+            let mut spins = 0u32;
+            // Acquire: pairs with the Release that ends a send's claim phase (tag SENDS).
+            while self.data_word(off.pub_slot(p) + P_SENDS).load(Ordering::Acquire) == s {
+                if is_dead(p) {
+                    break;
+                }
+                if crate::wait::expired(Some(deadline)) {
+                    word.store(0, Ordering::SeqCst);
+                    return Err(AttachError::Timeout);
+                }
+                spins += 1;
+                if spins < 64 {
+                    crate::sync::spin_hint()
+                } else {
+                    crate::sync::yield_now()
+                }
+            }
+        }
+        let tail = self.tail();
+        let earliest = tail.wrapping_sub(off.geo.capacity as u64).wrapping_add(1);
+        let mut begin = start;
+        if seq_diff(earliest, begin) > 0 {
+            begin = earliest;
+            word.store(cursor::pack(flags, begin), Ordering::SeqCst);
+        }
+        Ok((begin, tail))
+    }
+
+    /// Oldest sequence still retained by the index (at most `capacity - 1` back, and never before the origin).
+    pub(crate) fn oldest_retained(&self, tail: u64) -> u64 {
+        let cap = self.geometry().capacity as u64;
+        let origin = self.origin();
+        if seq_diff(tail, origin) < cap as i64 {
+            origin
+        } else {
+            tail.wrapping_sub(cap).wrapping_add(1)
+        }
+    }
+
+    /// Opens consumer group `g` (the daemon does this before the first member joins), starting at the tail or at
+    /// the oldest retained message. The group gates publishers from then on, until [`Topic::close_group`].
+    pub fn open_group(
+        &self,
+        g: usize,
+        from_oldest: bool,
+        waiter: &dyn Waiter,
+        is_dead: &dyn Fn(usize) -> bool,
+    ) -> Result<(), AttachError> {
+        if g >= self.geometry().max_groups as usize {
+            return Err(AttachError::Slot("group index out of range"));
+        }
+        if !self.inner.readers.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        let w = self.readers_word(self.off().group(g) + G_NEXT);
+        if cursor::has(w.load(Ordering::Acquire), cursor::ACTIVE) {
+            return Ok(());
+        }
+        let tail = self.tail();
+        let start = if from_oldest { self.oldest_retained(tail) } else { tail };
+        self.publish_gating_cursor(w, cursor::ACTIVE | cursor::GATING, start, waiter, is_dead, ATTACH_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// Closes consumer group `g`: it stops gating publishers.
+    pub fn close_group(&self, g: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
+        if g >= self.geometry().max_groups as usize {
+            return Err(AttachError::Slot("group index out of range"));
+        }
+        // Release: members' ledger writes happen before the group stops gating.
+        self.readers_word(self.off().group(g) + G_NEXT).store(0, Ordering::Release);
+        self.wake_publishers(waiter);
+        Ok(())
+    }
+
+    /// Whether consumer group `g` is open.
+    pub fn group_is_open(&self, g: usize) -> bool {
+        g < self.geometry().max_groups as usize
+            && cursor::has(self.readers_word(self.off().group(g) + G_NEXT).load(Ordering::Acquire), cursor::ACTIVE)
+    }
+
+    /// Sets whether messages held by a dead member of group `g` are redelivered (`true`) or counted abandoned.
+    pub fn set_group_redelivery(&self, g: usize, redeliver: bool) {
+        if g < self.geometry().max_groups as usize {
+            self.readers_word(self.off().group(g) + G_REDELIVER).store(redeliver as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// How long attaching a gating cursor waits for in-flight sends of live publishers.
+pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) fn post_bits(waiter: &dyn Waiter, mut bits: u64, target: impl Fn(usize) -> Target) {
+    while bits != 0 {
+        let b = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        waiter.post(target(b));
+    }
+}

@@ -1,0 +1,171 @@
+//! Waiting: idle strategies, the asymmetric barrier, and the sleeper/waker handshake over named semaphores.
+//!
+//! A sleeper raises its bit in a waiter mask, issues the **heavy** barrier, re-checks its condition and only then
+//! sleeps. A waker makes its change visible (a Release store), issues the **light** barrier and reads the mask; on
+//! a raised mask it takes the bits with one `swap(0)` and posts one semaphore per bit, so each sleep is posted
+//! once. The pair (heavy on the sleeper, light on the waker) gives the store→load ordering both sides need, while
+//! the waker (on the hot path) pays only a compiler fence when the process is registered for
+//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`; otherwise the light barrier is a full fence. Every sleep is a
+//! timed wait of at most [`MAX_SLEEP`], so even a missed post can only delay, never hang.
+
+use crate::sync::{fence, spin_hint, yield_now, Ordering};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+/// Longest single sleep; a sleeper re-checks its condition at least this often.
+pub const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+static LIGHT_IS_COMPILER_FENCE: AtomicBool = AtomicBool::new(false);
+
+/// Declares that this process is registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so [`light`] may be a compiler
+/// fence.
+///
+/// # Safety
+/// Only call after a successful registration, and only if every process that may call [`Waiter::heavy`] against
+/// this process's memory issues `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` there.
+pub unsafe fn set_light_barrier_cheap(cheap: bool) {
+    LIGHT_IS_COMPILER_FENCE.store(cheap, Ordering::Relaxed);
+}
+
+/// The waker's half of the asymmetric barrier (see the module docs).
+#[inline]
+pub fn light() {
+    #[cfg(not(loom))]
+    {
+        // Relaxed: a process-wide configuration flag set once at start-up.
+        if LIGHT_IS_COMPILER_FENCE.load(Ordering::Relaxed) {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            return;
+        }
+    }
+    fence(Ordering::SeqCst);
+}
+
+/// Who is sleeping or being woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The subscriber in this slot (waiting for data).
+    Subscriber(usize),
+    /// The publisher in this slot (waiting for space).
+    Publisher(usize),
+}
+
+/// The blocking primitive behind a topic: one counting semaphore per slot, plus the heavy barrier.
+///
+/// The OS layer implements it with named semaphores and `membarrier`; tests and loom models with in-process
+/// primitives.
+pub trait Waiter: Send + Sync {
+    /// Posts the target's semaphore once.
+    fn post(&self, target: Target);
+    /// Takes every pending post of the target's semaphore without blocking.
+    fn drain(&self, target: Target);
+    /// Waits for one post until `deadline`; `true` if posted. Spurious `true` is allowed.
+    fn wait_until(&self, target: Target, deadline: Instant) -> bool;
+    /// The sleeper's half of the asymmetric barrier: a full barrier in every thread of every process that uses
+    /// the cheap [`light`] barrier.
+    fn heavy(&self) {
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// A waiter without semaphores: blocking degrades to sleeping in short slices. For tests and in-process use.
+#[derive(Debug, Default)]
+pub struct PollWaiter;
+
+impl Waiter for PollWaiter {
+    fn post(&self, _target: Target) {}
+    fn drain(&self, _target: Target) {}
+    fn wait_until(&self, _target: Target, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if deadline > now {
+            std::thread::sleep((deadline - now).min(Duration::from_micros(200)));
+        }
+        false
+    }
+}
+
+/// How a handle waits when it cannot make progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IdleStrategy {
+    /// Spin on the CPU. Lowest latency; with more spinning threads than cores it is a misuse.
+    BusySpin,
+    /// Spin a little, then yield the CPU between polls. Never sleeps on the semaphore.
+    SpinThenYield,
+    /// Sleep on the semaphore as soon as there is nothing to do.
+    Blocking,
+    /// Spin, then yield, then sleep (the default).
+    #[default]
+    Adaptive,
+}
+
+/// Per-wait progression through an idle strategy.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    strategy: IdleStrategy,
+    step: u32,
+}
+
+/// What the backoff wants the caller to do next.
+pub(crate) enum Step {
+    /// Poll again now.
+    Poll,
+    /// Go through the sleep handshake.
+    Sleep,
+}
+
+const SPINS: u32 = 128;
+const YIELDS: u32 = 32;
+
+impl Backoff {
+    pub(crate) fn new(strategy: IdleStrategy) -> Backoff {
+        Backoff { strategy, step: 0 }
+    }
+
+    pub(crate) fn next(&mut self) -> Step {
+        self.step = self.step.saturating_add(1);
+        match self.strategy {
+            IdleStrategy::BusySpin => {
+                spin_hint();
+                Step::Poll
+            }
+            IdleStrategy::SpinThenYield => {
+                if self.step < SPINS {
+                    spin_hint()
+                } else {
+                    yield_now()
+                }
+                Step::Poll
+            }
+            IdleStrategy::Blocking => Step::Sleep,
+            IdleStrategy::Adaptive => {
+                if self.step < SPINS {
+                    spin_hint();
+                    Step::Poll
+                } else if self.step < SPINS + YIELDS {
+                    yield_now();
+                    Step::Poll
+                } else {
+                    Step::Sleep
+                }
+            }
+        }
+    }
+}
+
+/// A deadline check that returns `true` once `deadline` has passed.
+pub(crate) fn expired(deadline: Option<Instant>) -> bool {
+    match deadline {
+        // Under loom, time does not advance with the model; models never use deadlines.
+        Some(d) => Instant::now() >= d,
+        None => false,
+    }
+}
+
+/// The next sleep's deadline: the caller's deadline capped at [`MAX_SLEEP`] from now.
+pub(crate) fn sleep_deadline(deadline: Option<Instant>) -> Instant {
+    let cap = Instant::now() + MAX_SLEEP;
+    match deadline {
+        Some(d) if d < cap => d,
+        _ => cap,
+    }
+}
