@@ -105,7 +105,10 @@ impl Publisher {
         let off = *topic.off();
         let ps = off.pub_slot(slot);
         let w = |o: usize| topic.data_word(ps + o).load(Ordering::Acquire);
-        let head = w(P_FRONTIER);
+        // The frontier is untrusted: round it up to a word (payload positions are word-aligned; an unaligned one
+        // made this publisher write at misaligned offsets). Positions wrap, see `allocate`. Found by
+        // `tests/untrusted.rs`.
+        let head = w(P_FRONTIER).wrapping_add(7) & !7;
         let mut sends = w(P_SENDS);
         if sends & 1 == 1 {
             sends = sends.wrapping_add(1);
@@ -280,8 +283,9 @@ impl Publisher {
         }
         let result = self.claim(len);
         if result.is_err() {
-            // A full ring or region: counted, not logged.
-            self.full += 1;
+            // A full ring or region: counted, not logged. Counters wrap: they start from untrusted shared words at
+            // attach (a corrupted one near `u64::MAX` overflowed, a panic in debug; found by `tests/untrusted.rs`).
+            self.full = self.full.wrapping_add(1);
             self.slot_word(P_FULL).store(self.full, Ordering::Relaxed);
         }
         // Leave the claim phase (even). Release (tag SENDS): pairs with the Acquire wait in
@@ -339,8 +343,16 @@ impl Publisher {
         let r = self.topic.geometry().region_bytes;
         let need = (len as u64).div_ceil(8) * 8;
         let phys = self.head % r;
-        let start = if phys + need > r { self.head + (r - phys) } else { self.head };
-        let end = start + need;
+        // Wrapping: logical positions are compared with wrapping differences everywhere, and a frontier taken over
+        // from shared memory (see `attach`) may be anywhere, e.g. next to `u64::MAX` (plain `+` overflowed, a
+        // panic in debug builds; found by `tests/untrusted.rs`).
+        let start = if phys + need > r { self.head.wrapping_add(r - phys) } else { self.head };
+        let end = start.wrapping_add(need);
+        if start % r + need > r {
+            // Only a corrupted frontier taken over at attach gets here (a `start` that wrapped past `u64::MAX` with
+            // `r` not a power of two): refuse rather than write past the end of our region.
+            return Err(SendError::Corrupted { what: "payload region position out of range" });
+        }
         loop {
             if self.fifo.is_empty() {
                 // Nothing of ours is live: everything before `start` is free.
@@ -462,13 +474,14 @@ impl Publisher {
             self.fifo.pop_front();
         }
         if state == State::Published {
-            self.published += 1;
-            self.bytes += r.len as u64;
+            // Wrapping: see `self.full` in `reserve`.
+            self.published = self.published.wrapping_add(1);
+            self.bytes = self.bytes.wrapping_add(r.len as u64);
             // Relaxed: statistics, single writer.
             self.slot_word(P_PUBLISHED).store(self.published, Ordering::Relaxed);
             self.slot_word(P_BYTES).store(self.bytes, Ordering::Relaxed);
         } else {
-            self.aborted += 1;
+            self.aborted = self.aborted.wrapping_add(1);
             self.slot_word(P_ABORTED).store(self.aborted, Ordering::Relaxed);
         }
         if wake {

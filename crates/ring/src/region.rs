@@ -122,6 +122,29 @@ impl Region {
         }
     }
 
+    /// **Testing / fault-injection hook, not part of the protocol.** Overwrites the word at byte offset `off` with
+    /// `value` (a Relaxed atomic store), whatever the word means: property tests use it to fill objects with
+    /// arbitrary bytes and to corrupt valid ones (see `tests/untrusted.rs`). Ignores `is_writable`: a read-only
+    /// clone may be poked too (on heap regions; never call it on a read-only mapping).
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or the word is not entirely inside the region (a real check, also in release).
+    #[doc(hidden)]
+    pub fn poke_word(&self, off: usize, value: u64) {
+        assert!(off.is_multiple_of(8) && off.checked_add(8).is_some_and(|end| end <= self.len), "poke_word({off})");
+        self.word(off).store(value, Ordering::Relaxed);
+    }
+
+    /// **Testing / fault-injection hook.** Reads the word at byte offset `off` (a Relaxed atomic load).
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or the word is not entirely inside the region.
+    #[doc(hidden)]
+    pub fn peek_word(&self, off: usize) -> u64 {
+        assert!(off.is_multiple_of(8) && off.checked_add(8).is_some_and(|end| end <= self.len), "peek_word({off})");
+        self.word(off).load(Ordering::Relaxed)
+    }
+
     /// Copies `dst.len()` bytes starting at `off` with atomic word loads (for seqlock-validated lossy reads).
     /// `off` must be 8-aligned and the words covering the range in bounds.
     pub(crate) fn load_bytes(&self, off: usize, dst: &mut [u8]) {

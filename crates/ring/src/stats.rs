@@ -102,7 +102,9 @@ impl Topic {
                 full: d(b + P_FULL),
                 aborted: d(b + P_ABORTED),
             };
-            if ps.published + ps.full + ps.aborted > 0 || d(b + P_SENDS) > 0 {
+            // Untrusted counters: test each for zero rather than summing them (a corrupted counter near
+            // `u64::MAX` made the sum overflow, a panic in debug builds; found by `tests/untrusted.rs`).
+            if ps.published != 0 || ps.full != 0 || ps.aborted != 0 || d(b + P_SENDS) != 0 {
                 st.publishers.push(ps);
             }
         }

@@ -112,6 +112,8 @@ pub struct Subscriber {
     mode: Mode,
     idle: IdleStrategy,
     cursor: u64,
+    unpublished: u32,
+    cursor_batch: u32,
     verify_until: u64,
     buf: Vec<u8>,
     received: u64,
@@ -225,6 +227,8 @@ impl Subscriber {
             mode: opts.mode,
             idle: opts.idle,
             cursor: cursor_pos,
+            unpublished: 0,
+            cursor_batch: (geo.capacity / 16).clamp(1, 32),
             verify_until,
             buf: Vec::new(),
             received: 0,
@@ -353,16 +357,16 @@ impl Subscriber {
             let s = Stamp::unpack(w1);
             let d = lap_diff(s.lap, lap_of(c, off.shift));
             if d < 0 {
-                return Ok(Poll::Empty);
+                return self.caught_up();
             }
             if d > 0 {
                 return Err(self.resync(c));
             }
             match s.state {
-                State::Claimed => return Ok(Poll::Empty),
+                State::Claimed => return self.caught_up(),
                 State::Invalid => return Err(RecvError::Corrupted { what: "invalid entry state" }),
                 State::Skipped => {
-                    self.skipped += 1;
+                    self.skipped = self.skipped.wrapping_add(1);
                     self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
                     self.advance(c.wrapping_add(1), !lossy);
                     continue;
@@ -451,6 +455,11 @@ impl Subscriber {
                 return Err(RecvError::Corrupted { what: "region payload on a topic without regions" });
             }
             let phys = pos % r;
+            // Publishers only allocate word-aligned positions; an unaligned one is corruption and would make the
+            // lossy copy's atomic word loads misaligned (found by `tests/untrusted.rs`).
+            if !phys.is_multiple_of(8) {
+                return Err(RecvError::Corrupted { what: "payload position not word-aligned" });
+            }
             if phys + (len as u64).div_ceil(8) * 8 > r {
                 return Err(RecvError::Corrupted { what: "payload beyond its region" });
             }
@@ -475,16 +484,39 @@ impl Subscriber {
 
     fn advance(&mut self, to: u64, gating: bool) {
         self.cursor = to;
+        if gating && self.unpublished + 1 < self.cursor_batch {
+            // A lossless cursor is published every `cursor_batch` messages and whenever we catch up: publishers
+            // see our progress a little later (they only over-gate), and the cursor's cache line stops bouncing
+            // between us and a publisher that polls it on a full ring.
+            self.unpublished += 1;
+            return;
+        }
+        self.publish_cursor(gating);
+    }
+
+    /// Stores the cursor word now (and wakes publishers waiting for space when it gates).
+    fn publish_cursor(&mut self, gating: bool) {
+        self.unpublished = 0;
         let flags = if gating { cursor::ACTIVE | cursor::GATING } else { cursor::ACTIVE };
-        // Release (tag CURSOR): our reads of the entries before `to` happen before a publisher overwrites them.
-        self.slot_word(S_CURSOR).store(cursor::pack(flags, to), Ordering::Release);
+        // Release (tag CURSOR): our reads of the entries before the cursor happen before a publisher overwrites
+        // them.
+        self.slot_word(S_CURSOR).store(cursor::pack(flags, self.cursor), Ordering::Release);
         if gating {
             self.topic.wake_publishers(&*self.waiter);
         }
     }
 
+    /// Nothing to read: make sure publishers see everything we released.
+    fn caught_up(&mut self) -> Result<Poll, RecvError> {
+        if self.unpublished > 0 {
+            self.publish_cursor(self.mode == Mode::Lossless);
+        }
+        Ok(Poll::Empty)
+    }
+
     fn lag(&mut self, n: u64) -> RecvError {
-        self.lagged += n;
+        // Wrapping: `n` comes from an untrusted tail; two huge lags must not overflow (a panic in debug).
+        self.lagged = self.lagged.wrapping_add(n);
         self.slot_word(S_LAGGED).store(self.lagged, Ordering::Relaxed);
         RecvError::Lagged(n)
     }
@@ -550,7 +582,7 @@ impl Subscriber {
                         (0, State::Skipped) => {
                             let done = Stamp::pack(lap, State::Published, self.slot as u32);
                             if ledger.compare_exchange(lw, done, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                                self.skipped += 1;
+                                self.skipped = self.skipped.wrapping_add(1);
                                 self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
                                 advance(c);
                             }
@@ -573,6 +605,13 @@ impl Subscriber {
                 }
                 // Taken by another member, or done: help the claim cursor past it.
                 (0, _) => advance(c),
+                // The previous lap's message in this ledger word is still held by a member (or waits for
+                // redelivery while `release_subscriber` pulls the claim cursor back): that hold gates publishers,
+                // so `c` cannot have been published yet. Nothing to take; not corruption.
+                (-1, State::Claimed | State::Skipped) => {
+                    me.store(cursor::pack(cursor::ACTIVE, c), Ordering::Release);
+                    return Ok(Poll::Empty);
+                }
                 _ => return Err(RecvError::Corrupted { what: "group ledger inconsistent with its cursor" }),
             }
             rounds += 1;
@@ -632,8 +671,8 @@ impl Subscriber {
     }
 
     fn count_received(&mut self, len: usize) {
-        self.received += 1;
-        self.bytes += len as u64;
+        self.received = self.received.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(len as u64);
         // Relaxed: statistics, single writer.
         self.slot_word(S_RECEIVED).store(self.received, Ordering::Relaxed);
         self.slot_word(S_BYTES).store(self.bytes, Ordering::Relaxed);

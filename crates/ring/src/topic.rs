@@ -110,12 +110,13 @@ impl Topic {
         // Release (tag CLOSE).
         self.inner.data.word(D_CLOSED).store(1, Ordering::Release);
         light();
+        let geo = self.geometry();
         for w in 0..4 {
             let bits = self.readers_word(R_DATA_WAITERS + 8 * w).swap(0, Ordering::AcqRel);
-            post_bits(waiter, bits, |b| Target::Subscriber(w * 64 + b));
+            post_bits(waiter, bits, w * 64, geo.max_subscribers as usize, |b| Target::Subscriber(w * 64 + b));
         }
         let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
-        post_bits(waiter, bits, Target::Publisher);
+        post_bits(waiter, bits, 0, geo.max_publishers as usize, Target::Publisher);
         Ok(())
     }
 
@@ -188,7 +189,7 @@ impl Topic {
         // Relaxed: the light/heavy barrier pair orders this load after the caller's store (see `wait`).
         if self.readers_word(R_SPACE_WAITERS).load(Ordering::Relaxed) != 0 {
             let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
-            post_bits(waiter, bits, Target::Publisher);
+            post_bits(waiter, bits, 0, self.off().geo.max_publishers as usize, Target::Publisher);
             self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
         }
     }
@@ -201,7 +202,9 @@ impl Topic {
             // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
             if self.readers_word(R_DATA_WAITERS + 8 * w).load(Ordering::Relaxed) != 0 {
                 let bits = self.readers_word(R_DATA_WAITERS + 8 * w).swap(0, Ordering::AcqRel);
-                post_bits(waiter, bits, |b| Target::Subscriber(w * 64 + b));
+                post_bits(waiter, bits, w * 64, self.off().geo.max_subscribers as usize, |b| {
+                    Target::Subscriber(w * 64 + b)
+                });
                 self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
             }
         }
@@ -319,6 +322,13 @@ impl Topic {
             && cursor::has(self.readers_word(self.off().group(g) + G_NEXT).load(Ordering::Acquire), cursor::ACTIVE)
     }
 
+    /// Sets the redelivery policy of every group slot (see [`Topic::set_group_redelivery`]).
+    pub fn set_group_redelivery_all(&self, redeliver: bool) {
+        for g in 0..self.geometry().max_groups as usize {
+            self.set_group_redelivery(g, redeliver);
+        }
+    }
+
     /// Sets whether messages held by a dead member of group `g` are redelivered (`true`) or counted abandoned.
     pub fn set_group_redelivery(&self, g: usize, redeliver: bool) {
         if g < self.geometry().max_groups as usize {
@@ -330,7 +340,25 @@ impl Topic {
 /// How long attaching a gating cursor waits for in-flight sends of live publishers.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) fn post_bits(waiter: &dyn Waiter, mut bits: u64, target: impl Fn(usize) -> Target) {
+/// Posts one wake-up per raised bit of a waiter mask word whose bit 0 is slot `base`, for a topic with `slots`
+/// slots of that kind.
+///
+/// The mask lives in shared memory, so it is untrusted: a bit beyond the topic's slots (which only corruption can
+/// raise) is dropped here instead of reaching the waiter, which indexes its semaphores by slot. (Found by
+/// `tests/untrusted.rs`: a corrupted mask word made the ring post `Target::Subscriber(5)` on a 5-slot topic.)
+pub(crate) fn post_bits(
+    waiter: &dyn Waiter,
+    bits: u64,
+    base: usize,
+    slots: usize,
+    target: impl Fn(usize) -> Target,
+) {
+    let valid = match slots.saturating_sub(base) {
+        0 => 0,
+        n if n >= 64 => u64::MAX,
+        n => (1u64 << n) - 1,
+    };
+    let mut bits = bits & valid;
     while bits != 0 {
         let b = bits.trailing_zeros() as usize;
         bits &= bits - 1;

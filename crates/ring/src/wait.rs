@@ -113,12 +113,20 @@ pub(crate) enum Step {
     Sleep,
 }
 
-const SPINS: u32 = 128;
+const SPINS: u32 = 16;
 const YIELDS: u32 = 32;
 
 impl Backoff {
     pub(crate) fn new(strategy: IdleStrategy) -> Backoff {
         Backoff { strategy, step: 0 }
+    }
+
+    /// Exponential spinning (1, 2, 4 … 64 pause hints), so a poller does not keep stealing the cache line it
+    /// waits on from the thread that must write it.
+    fn spin(&self) {
+        for _ in 0..1u32 << self.step.min(6) {
+            spin_hint();
+        }
     }
 
     pub(crate) fn next(&mut self) -> Step {
@@ -130,7 +138,7 @@ impl Backoff {
             }
             IdleStrategy::SpinThenYield => {
                 if self.step < SPINS {
-                    spin_hint()
+                    self.spin()
                 } else {
                     yield_now()
                 }
@@ -139,7 +147,7 @@ impl Backoff {
             IdleStrategy::Blocking => Step::Sleep,
             IdleStrategy::Adaptive => {
                 if self.step < SPINS {
-                    spin_hint();
+                    self.spin();
                     Step::Poll
                 } else if self.step < SPINS + YIELDS {
                     yield_now();

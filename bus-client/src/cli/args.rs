@@ -1,0 +1,247 @@
+//! Command-line arguments.
+
+use crate::cli::parse::{parse_duration, parse_size};
+use crate::IdleStrategy;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Publish, subscribe and administer topics on the shmbus shared-memory bus.
+#[derive(Debug, Parser)]
+#[command(name = "shmbus", version, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 daemon unavailable, 4 refused \
+                        (not found, permission, no free slot), 5 timeout.")]
+pub struct Cli {
+    /// Control socket of the daemon (default: the standard locations).
+    #[arg(long, global = true, env = "SHMBUS_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// More diagnostics on stderr (-v debug, -vv trace); overrides RUST_LOG.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr; overrides RUST_LOG.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish the given messages, or one message per line of standard input.
+    Pub(PubArgs),
+    /// Print the messages of a topic, one per line, to standard output.
+    Sub(SubArgs),
+    /// List the topics.
+    Topics(TopicsArgs),
+    /// Create a topic (defaults from the daemon's configuration for anything not given).
+    Create(CreateArgs),
+    /// Delete a topic; attached handles get "closed".
+    Delete(DeleteArgs),
+    /// Show publishers, subscribers (positions and lag) and counters.
+    Stats(StatsArgs),
+}
+
+/// How a handle waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Idle {
+    /// Spin on the CPU (lowest latency; one core per waiting handle).
+    BusySpin,
+    /// Spin, then yield the CPU between polls.
+    SpinThenYield,
+    /// Sleep on the semaphore as soon as there is nothing to do.
+    Blocking,
+    /// Spin, then yield, then sleep.
+    #[default]
+    Adaptive,
+}
+
+impl From<Idle> for IdleStrategy {
+    fn from(i: Idle) -> Self {
+        match i {
+            Idle::BusySpin => IdleStrategy::BusySpin,
+            Idle::SpinThenYield => IdleStrategy::SpinThenYield,
+            Idle::Blocking => IdleStrategy::Blocking,
+            Idle::Adaptive => IdleStrategy::Adaptive,
+        }
+    }
+}
+
+/// `shmbus pub`.
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    /// Topic to publish to.
+    pub topic: String,
+    /// Messages to publish, in order (default: one per line of standard input, newline stripped).
+    pub messages: Vec<OsString>,
+    /// Publish at most N messages per second.
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Publish N messages: the given ones repeated until N are sent, or, with no messages given, N generated
+    /// messages "msg-0", "msg-1", ...
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// How to wait while lossless subscribers hold the topic full.
+    #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
+    pub idle: Idle,
+}
+
+/// `shmbus sub`.
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// Topic to subscribe to.
+    pub topic: String,
+    /// Exit (with 0) after N messages.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Join consumer group G: each message goes to one member of the group.
+    #[arg(long, value_name = "G")]
+    pub group: Option<String>,
+    /// Never hold publishers back; gaps are reported on stderr.
+    #[arg(long, conflicts_with = "group")]
+    pub lossy: bool,
+    /// Start from the oldest message the topic still holds instead of the next one.
+    #[arg(long)]
+    pub from_oldest: bool,
+    /// Exit with code 5 when no message arrives for this long ("5s", "200ms"; a plain number is seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// How to wait on an empty topic.
+    #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
+    pub idle: Idle,
+}
+
+/// `shmbus topics`.
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmbus create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Topic name ([A-Za-z0-9._-], up to 64 characters).
+    pub topic: String,
+    /// Messages in flight (rounded up to a power of two).
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<u32>,
+    /// Largest message ("64K", "1M", or bytes).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size_u32)]
+    pub max_message: Option<u32>,
+    /// Payload bytes in flight, shared by the publishers ("4M", or bytes).
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub payload_budget: Option<u64>,
+    /// Publisher limit.
+    #[arg(long, value_name = "N")]
+    pub max_publishers: Option<u32>,
+    /// Subscriber limit.
+    #[arg(long, value_name = "N")]
+    pub max_subscribers: Option<u32>,
+    /// Consumer-group limit.
+    #[arg(long, value_name = "N")]
+    pub max_groups: Option<u32>,
+}
+
+/// `shmbus delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Topic to delete.
+    pub topic: String,
+}
+
+/// `shmbus stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this topic (default: all).
+    pub topic: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive number of messages per second")),
+    }
+}
+
+fn parse_size_u32(s: &str) -> Result<u32, String> {
+    let v = parse_size(s)?;
+    u32::try_from(v).map_err(|_| format!("{s:?} is too large (at most 4 GiB - 1)"))
+}
+
+/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else warnings and errors.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let flag = match (quiet, verbose) {
+        (true, _) => Some("error"),
+        (false, 0) => None,
+        (false, 1) => Some("debug"),
+        (false, _) => Some("trace"),
+    };
+    let filter = match flag {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("shmbus").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn pub_with_messages_and_load_options() {
+        let c =
+            parse(&["--socket", "/tmp/x.sock", "pub", "orders", "a", "b", "--rate", "100", "--count", "10"]).unwrap();
+        assert_eq!(c.socket.as_deref(), Some(std::path::Path::new("/tmp/x.sock")));
+        let Command::Pub(p) = c.command else { panic!() };
+        assert_eq!(p.topic, "orders");
+        assert_eq!(p.messages, vec![OsString::from("a"), OsString::from("b")]);
+        assert_eq!((p.rate, p.count), (Some(100.0), Some(10)));
+        assert!(parse(&["pub", "t", "--rate", "0"]).is_err());
+    }
+
+    #[test]
+    fn sub_options() {
+        let c =
+            parse(&["sub", "t", "--count", "3", "--group", "g", "--from-oldest", "--timeout", "200ms", "-v"]).unwrap();
+        assert_eq!(c.verbose, 1);
+        let Command::Sub(s) = c.command else { panic!() };
+        assert_eq!((s.count, s.group.as_deref(), s.lossy, s.from_oldest), (Some(3), Some("g"), false, true));
+        assert_eq!(s.timeout, Some(Duration::from_millis(200)));
+        assert!(parse(&["sub", "t", "--group", "g", "--lossy"]).is_err(), "a group member is not lossy");
+        assert!(parse(&["sub"]).is_err());
+    }
+
+    #[test]
+    fn create_sizes_and_other_commands() {
+        let c = parse(&["create", "t", "--capacity", "64", "--max-message", "64K", "--payload-budget", "4M"]).unwrap();
+        let Command::Create(a) = c.command else { panic!() };
+        assert_eq!((a.capacity, a.max_message, a.payload_budget), (Some(64), Some(65536), Some(4 << 20)));
+        assert!(matches!(
+            parse(&["stats", "--json"]).unwrap().command,
+            Command::Stats(StatsArgs { topic: None, json: true })
+        ));
+        assert!(matches!(parse(&["topics"]).unwrap().command, Command::Topics(_)));
+        assert!(matches!(parse(&["delete", "t"]).unwrap().command, Command::Delete(_)));
+        assert!(parse(&["-q", "-v", "topics"]).is_err());
+        assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+    }
+}

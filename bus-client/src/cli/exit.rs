@@ -1,0 +1,99 @@
+//! Exit codes, chosen from the error that ended the command.
+
+use crate::{ConnectError, ControlError, OpenError, RecvError, SendError};
+
+/// Any other runtime failure.
+pub const RUNTIME: u8 = 1;
+/// Bad command line (clap's own code).
+pub const USAGE: u8 = 2;
+/// The daemon is unavailable or the connection to it failed.
+pub const UNAVAILABLE: u8 = 3;
+/// The daemon refused: no such topic, permission denied, no free slot, type mismatch, invalid name, exists.
+pub const REFUSED: u8 = 4;
+/// Something did not happen in time (`sub --timeout`, a send or request timeout).
+pub const TIMEOUT: u8 = 5;
+
+/// `sub --timeout` elapsed without a message.
+#[derive(Debug, thiserror::Error)]
+#[error("no message on topic {topic:?} within {within:?} ({received} received before)")]
+pub struct NoMessageWithin {
+    /// The topic.
+    pub topic: String,
+    /// The timeout.
+    pub within: std::time::Duration,
+    /// Messages received before the silence.
+    pub received: u64,
+}
+
+/// The exit code for `err`: the first error in its chain that says more than "runtime error".
+pub fn code_of(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(code) = classify(cause) {
+            return code;
+        }
+    }
+    RUNTIME
+}
+
+fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if e.is::<NoMessageWithin>() {
+        return Some(TIMEOUT);
+    }
+    if let Some(e) = e.downcast_ref::<ConnectError>() {
+        return Some(match e {
+            ConnectError::Timeout => TIMEOUT,
+            _ => UNAVAILABLE,
+        });
+    }
+    if let Some(e) = e.downcast_ref::<OpenError>() {
+        use OpenError::*;
+        return Some(match e {
+            DaemonUnavailable { .. } | VersionMismatch(_) | Protocol(_) => UNAVAILABLE,
+            NoSuchTopic(_) | PermissionDenied(_) | NoFreeSlot(_) | TypeMismatch(_) | InvalidTopic(_) | Closed
+            | ResourceExhausted(_) => REFUSED,
+            Timeout(_) => TIMEOUT,
+            Corrupted(_) | Daemon(_) | Io(_) => RUNTIME,
+        });
+    }
+    if let Some(e) = e.downcast_ref::<ControlError>() {
+        use ControlError::*;
+        return Some(match e {
+            DaemonUnavailable { .. } | VersionMismatch(_) | Protocol(_) | Io(_) => UNAVAILABLE,
+            NoSuchTopic(_) | PermissionDenied(_) | AlreadyExists(_) | InvalidRequest(_) | ResourceExhausted(_)
+            | Daemon(_) => REFUSED,
+            Timeout => TIMEOUT,
+        });
+    }
+    if let Some(e) = e.downcast_ref::<SendError>() {
+        return Some(if *e == SendError::Timeout { TIMEOUT } else { RUNTIME });
+    }
+    if let Some(e) = e.downcast_ref::<RecvError>() {
+        return Some(if *e == RecvError::Timeout { TIMEOUT } else { RUNTIME });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    fn code(e: impl std::error::Error + Send + Sync + 'static) -> u8 {
+        code_of(&Err::<(), _>(e).context("while testing").unwrap_err())
+    }
+
+    #[test]
+    fn codes_follow_the_cause() {
+        let unavailable =
+            OpenError::DaemonUnavailable { path: "/x".into(), source: std::io::ErrorKind::NotFound.into() };
+        assert_eq!(code(unavailable), UNAVAILABLE);
+        assert_eq!(code(OpenError::NoSuchTopic("t".into())), REFUSED);
+        assert_eq!(code(OpenError::PermissionDenied("t".into())), REFUSED);
+        assert_eq!(code(ControlError::AlreadyExists("t".into())), REFUSED);
+        assert_eq!(code(ControlError::Timeout), TIMEOUT);
+        let silent = NoMessageWithin { topic: "t".into(), within: std::time::Duration::from_secs(1), received: 0 };
+        assert_eq!(code(silent), TIMEOUT);
+        assert_eq!(code(SendError::Closed), RUNTIME);
+        assert_eq!(code(std::io::Error::other("disk on fire")), RUNTIME);
+    }
+}

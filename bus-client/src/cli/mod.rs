@@ -1,0 +1,59 @@
+//! `shmbus`: publish, subscribe and administer topics on the shmbus shared-memory bus.
+//!
+//! Exit codes: 0 success, 1 other runtime error, 2 usage, 3 daemon unavailable or connection failure, 4 refused
+//! (no such topic, permission denied, no free slot, type mismatch, invalid name, already exists), 5 timeout.
+
+mod args;
+mod create;
+mod delete;
+mod exit;
+mod parse;
+mod publish;
+mod stats;
+mod subscribe;
+mod table;
+mod topics;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Runs the `shmbus` command line with the process arguments; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    args::init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmbus: error: {e:#}");
+            ExitCode::from(exit::code_of(&e))
+        }
+    }
+}
+
+fn run(cli: args::Cli) -> anyhow::Result<()> {
+    let socket = cli.socket.filter(|p| !p.as_os_str().is_empty());
+    match cli.command {
+        args::Command::Pub(a) => publish::run(socket, a),
+        args::Command::Sub(a) => subscribe::run(socket, a),
+        args::Command::Topics(a) => topics::run(socket, a),
+        args::Command::Create(a) => create::run(socket, a),
+        args::Command::Delete(a) => delete::run(socket, a),
+        args::Command::Stats(a) => stats::run(socket, a),
+    }
+}
+
+/// Connects to the daemon at `socket` (or the default location), with the path in the error.
+fn connect(socket: Option<std::path::PathBuf>) -> anyhow::Result<crate::Bus> {
+    use anyhow::Context;
+    let mut b = crate::Bus::builder().client_name(format!("shmbus {}", env!("CARGO_PKG_VERSION")));
+    if let Some(s) = socket {
+        b = b.socket(s);
+    }
+    b.connect().context("cannot connect to the shmbus daemon")
+}

@@ -1,0 +1,130 @@
+//! `shmbus pub`: publish arguments, generated messages or standard-input lines.
+
+use crate::cli::args::PubArgs;
+use anyhow::Context;
+use std::io::BufRead;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where the messages come from.
+enum Source {
+    /// The command-line messages, repeated until `count` (once each without a count).
+    Given { msgs: Vec<Vec<u8>>, count: u64 },
+    /// `msg-0`, `msg-1`, ... up to `count`.
+    Generated { count: u64 },
+    /// One message per line of standard input.
+    Stdin,
+}
+
+impl Source {
+    fn from_args(a: &PubArgs) -> Source {
+        match (a.messages.is_empty(), a.count) {
+            (false, count) => Source::Given {
+                msgs: a.messages.iter().map(|m| m.as_bytes().to_vec()).collect(),
+                count: count.unwrap_or(a.messages.len() as u64),
+            },
+            (true, Some(count)) => Source::Generated { count },
+            (true, None) => Source::Stdin,
+        }
+    }
+}
+
+/// Spaces messages evenly at `rate` per second (no pacing without a rate).
+struct Pacer {
+    start: Instant,
+    interval: Option<f64>,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Pacer {
+        Pacer { start: Instant::now(), interval: rate.map(|r| 1.0 / r) }
+    }
+
+    /// Sleeps until message `i` is due.
+    fn wait(&self, i: u64) {
+        if let Some(iv) = self.interval {
+            let due = self.start + Duration::from_secs_f64(iv * i as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+    }
+}
+
+pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
+    let bus = crate::cli::connect(socket)?;
+    let mut p = bus
+        .publisher_builder(&a.topic)
+        .idle(a.idle.into())
+        .open()
+        .with_context(|| format!("cannot open a publisher on topic {:?}", a.topic))?;
+    let pacer = Pacer::new(a.rate);
+    let mut sent = 0u64;
+    let mut send = |msg: &[u8]| -> anyhow::Result<()> {
+        pacer.wait(sent);
+        p.send(msg).with_context(|| format!("cannot publish message {sent} on {:?}", a.topic))?;
+        sent += 1;
+        Ok(())
+    };
+    match Source::from_args(&a) {
+        Source::Given { msgs, count } => {
+            for m in msgs.iter().cycle().take(count as usize) {
+                send(m)?;
+            }
+        }
+        Source::Generated { count } => {
+            for i in 0..count {
+                send(format!("msg-{i}").as_bytes())?;
+            }
+        }
+        Source::Stdin => {
+            let mut input = std::io::stdin().lock();
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if input.read_until(b'\n', &mut line).context("cannot read standard input")? == 0 {
+                    break;
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                send(&line)?;
+            }
+        }
+    }
+    tracing::info!(topic = %a.topic, messages = sent, "published");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::Idle;
+
+    fn args(messages: &[&str], count: Option<u64>) -> PubArgs {
+        PubArgs {
+            topic: "t".into(),
+            messages: messages.iter().map(Into::into).collect(),
+            rate: None,
+            count,
+            idle: Idle::Adaptive,
+        }
+    }
+
+    #[test]
+    fn sources() {
+        assert!(matches!(Source::from_args(&args(&[], None)), Source::Stdin));
+        assert!(matches!(Source::from_args(&args(&[], Some(3))), Source::Generated { count: 3 }));
+        assert!(matches!(Source::from_args(&args(&["a", "b"], None)), Source::Given { count: 2, .. }));
+        assert!(matches!(Source::from_args(&args(&["a"], Some(5))), Source::Given { count: 5, .. }));
+    }
+
+    #[test]
+    fn pacer_spaces_messages() {
+        let p = Pacer::new(Some(100.0));
+        p.wait(3);
+        assert!(p.start.elapsed() >= Duration::from_millis(30));
+    }
+}

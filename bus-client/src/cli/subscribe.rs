@@ -1,0 +1,105 @@
+//! `shmbus sub`: print a topic's messages, one per line, to standard output.
+
+use crate::cli::args::SubArgs;
+use crate::cli::exit::NoMessageWithin;
+use anyhow::Context;
+use crate::{Message, RecvError, Subscriber};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+/// How the loop goes on after an error.
+enum Next {
+    Continue,
+    /// The topic was closed: flush and exit 0.
+    Stop,
+}
+
+pub fn run(socket: Option<PathBuf>, a: SubArgs) -> anyhow::Result<()> {
+    let bus = crate::cli::connect(socket)?;
+    let mut b = bus.subscriber_builder(&a.topic).idle(a.idle.into());
+    if let Some(g) = &a.group {
+        b = b.group(g);
+    }
+    if a.lossy {
+        b = b.lossy();
+    }
+    if a.from_oldest {
+        b = b.from_oldest();
+    }
+    let mut sub = b.open().with_context(|| format!("cannot subscribe to topic {:?}", a.topic))?;
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    match pump(&mut sub, &mut out, &a) {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        r => r,
+    }
+}
+
+/// Receives and prints until `--count`, `Closed`, a timeout or an error. Output is buffered, and flushed
+/// whenever no message is immediately available, so pipes get throughput and terminals see messages promptly.
+fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Result<()> {
+    let mut got = 0u64;
+    while a.count.is_none_or(|n| got < n) {
+        match sub.try_recv() {
+            Ok(m) => {
+                write_message(out, &m)?;
+                got += 1;
+                continue;
+            }
+            Err(RecvError::Empty) => {}
+            Err(e) => match on_error(e, &a.topic)? {
+                Next::Continue => continue,
+                Next::Stop => break,
+            },
+        }
+        out.flush()?;
+        let r = match a.timeout {
+            Some(d) => sub.recv_timeout(d),
+            None => sub.recv(),
+        };
+        match r {
+            Ok(m) => {
+                write_message(out, &m)?;
+                got += 1;
+            }
+            Err(RecvError::Timeout) => {
+                out.flush()?;
+                let within = a.timeout.expect("only recv_timeout times out");
+                return Err(NoMessageWithin { topic: a.topic.clone(), within, received: got }.into());
+            }
+            Err(e) => match on_error(e, &a.topic)? {
+                Next::Continue => {}
+                Next::Stop => break,
+            },
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn write_message(out: &mut impl Write, m: &Message<'_>) -> io::Result<()> {
+    out.write_all(m.payload())?;
+    out.write_all(b"\n")
+}
+
+/// Reports gaps and demotion on stderr and goes on; `Closed` ends the loop; anything else is an error.
+fn on_error(e: RecvError, topic: &str) -> anyhow::Result<Next> {
+    match e {
+        RecvError::Lagged(n) => {
+            eprintln!("shmbus: {topic}: lagged, {n} messages missed");
+            Ok(Next::Continue)
+        }
+        RecvError::Demoted => {
+            eprintln!("shmbus: {topic}: demoted to lossy (held publishers back too long)");
+            Ok(Next::Continue)
+        }
+        RecvError::Closed => {
+            eprintln!("shmbus: {topic}: topic closed");
+            Ok(Next::Stop)
+        }
+        e => Err(e).with_context(|| format!("cannot receive from topic {topic:?}")),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
+}

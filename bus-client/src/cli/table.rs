@@ -1,0 +1,39 @@
+//! A minimal left-aligned text table for the human output of `topics` and `stats`.
+
+use std::fmt::Write;
+
+/// Renders `rows` under `headers`, columns separated by two spaces, with the given indent.
+pub fn render(indent: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::from(indent);
+        for (i, c) in cells.enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let _ = write!(s, "{c:<w$}", w = widths[i]);
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut headers.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn columns_line_up() {
+        let t = super::render("", &["NAME", "N"], &[vec!["orders".into(), "1".into()], vec!["x".into(), "200".into()]]);
+        assert_eq!(t, "NAME    N\norders  1\nx       200\n");
+    }
+}

@@ -1,0 +1,71 @@
+//! `shmbus topics`: list the topics.
+
+use crate::cli::args::TopicsArgs;
+use crate::cli::parse::human_bytes;
+use anyhow::Context;
+use crate::TopicInfo;
+use std::path::PathBuf;
+
+pub fn run(socket: Option<PathBuf>, a: TopicsArgs) -> anyhow::Result<()> {
+    let bus = crate::cli::connect(socket)?;
+    let topics = bus.topics().context("cannot list topics")?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&topics)?);
+    } else {
+        print!("{}", render(&topics));
+    }
+    Ok(())
+}
+
+fn render(topics: &[TopicInfo]) -> String {
+    let rows: Vec<Vec<String>> = topics
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.generation.to_string(),
+                t.geometry.capacity.to_string(),
+                human_bytes(t.geometry.max_message as u64),
+                format!("{}/{}", t.publishers, t.geometry.max_publishers),
+                format!("{}/{}", t.subscribers, t.geometry.max_subscribers),
+                human_bytes(t.memory),
+                if t.declared { "config" } else { "on demand" }.to_string(),
+            ]
+        })
+        .collect();
+    crate::cli::table::render("", &["NAME", "GEN", "CAPACITY", "MAX MSG", "PUBS", "SUBS", "MEMORY", "ORIGIN"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GeometryWire;
+
+    #[test]
+    fn table_has_a_row_per_topic() {
+        let geometry = GeometryWire {
+            capacity: 1024,
+            entry_bytes: 128,
+            max_message: 65536,
+            region_bytes: 1 << 20,
+            max_publishers: 8,
+            max_subscribers: 32,
+            max_groups: 8,
+        };
+        let t = TopicInfo {
+            name: "orders".into(),
+            generation: 1,
+            geometry,
+            publishers: 1,
+            subscribers: 2,
+            declared: true,
+            memory: 9 << 20,
+        };
+        let s = render(&[t]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("NAME"));
+        assert!(lines[1].contains("orders") && lines[1].contains("1/8") && lines[1].contains("2/32"), "{s}");
+        assert!(lines[1].contains("64.0 KiB") && lines[1].contains("9.0 MiB"), "{s}");
+    }
+}

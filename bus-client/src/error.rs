@@ -1,0 +1,379 @@
+//! Errors, one type per operation, with short lowercase messages and variants a caller can act on.
+//!
+//! * [`ConnectError`]: [`Bus::connect`](crate::Bus::connect) and friends;
+//! * [`OpenError`]: opening a publisher or subscriber;
+//! * [`ControlError`]: topic administration (create, delete, list, stats);
+//! * [`SendError`] and [`RecvError`]: the data path.
+
+use shmbus_proto::ErrorKind;
+use std::io;
+use std::path::PathBuf;
+
+/// Connecting to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Nothing listens at the control socket (the daemon is not running, or the path is wrong).
+    #[error("daemon unavailable at {}", path.display())]
+    DaemonUnavailable {
+        /// The socket path tried.
+        path: PathBuf,
+        /// Why connecting failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon speaks another protocol or layout version.
+    #[error("version mismatch: {0}")]
+    VersionMismatch(String),
+    /// The daemon did not answer in time.
+    #[error("daemon did not answer in time")]
+    Timeout,
+    /// The daemon sent something this client does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// I/O on the control connection failed.
+    #[error("control connection: {0}")]
+    Io(io::Error),
+}
+
+/// Opening a publisher or subscriber failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Nothing listens at the control socket.
+    #[error("daemon unavailable at {}", path.display())]
+    DaemonUnavailable {
+        /// The socket path tried.
+        path: PathBuf,
+        /// Why connecting failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon, or the topic's shared memory, speaks another protocol or layout version.
+    #[error("version mismatch: {0}")]
+    VersionMismatch(String),
+    /// The topic does not exist and the daemon does not create topics on first use.
+    #[error("no such topic: {0}")]
+    NoSuchTopic(String),
+    /// The topic's policy does not admit this user for this role.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Every publisher (or subscriber, or group) slot of the topic is taken.
+    #[error("no free slot: {0}")]
+    NoFreeSlot(String),
+    /// Another payload type is registered on the topic.
+    #[error("payload type mismatch: {0}")]
+    TypeMismatch(String),
+    /// The topic name (or another argument) is not valid.
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    /// The topic was closed (deleted or recreated) while opening.
+    #[error("topic is closed")]
+    Closed,
+    /// Shared memory is exhausted (for example /dev/shm is full).
+    #[error("out of shared memory: {0}")]
+    ResourceExhausted(String),
+    /// The topic's shared memory does not validate.
+    #[error("corrupted shared memory: {0}")]
+    Corrupted(String),
+    /// The daemon did not answer in time, or attaching waited too long for a publisher.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The daemon sent something this client does not understand, or broke the lease contract.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The daemon failed for a reason of its own.
+    #[error("daemon error: {0}")]
+    Daemon(String),
+    /// An OS operation (mapping, locking, socket I/O) failed.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// A topic administration request (create, delete, list, stats) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nothing listens at the control socket.
+    #[error("daemon unavailable at {}", path.display())]
+    DaemonUnavailable {
+        /// The socket path tried.
+        path: PathBuf,
+        /// Why connecting failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon speaks another protocol or layout version.
+    #[error("version mismatch: {0}")]
+    VersionMismatch(String),
+    /// No such topic.
+    #[error("no such topic: {0}")]
+    NoSuchTopic(String),
+    /// The caller may not do this.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The topic exists with a different geometry.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// A bad name or argument.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// Shared memory is exhausted.
+    #[error("out of shared memory: {0}")]
+    ResourceExhausted(String),
+    /// The daemon did not answer in time.
+    #[error("daemon did not answer in time")]
+    Timeout,
+    /// The daemon sent something this client does not understand.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The daemon failed or refused for another reason.
+    #[error("daemon error: {0}")]
+    Daemon(String),
+    /// I/O on the control connection failed.
+    #[error("control connection: {0}")]
+    Io(io::Error),
+}
+
+/// Publishing failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The topic is full (a lossless subscriber or group holds publishers back); `try_send` does not wait.
+    #[error("topic is full")]
+    Full,
+    /// The topic was closed (deleted or recreated).
+    #[error("topic is closed")]
+    Closed,
+    /// The message exceeds the topic's maximum message size.
+    #[error("message of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// Length of the refused message.
+        len: usize,
+        /// The topic's maximum.
+        max: usize,
+    },
+    /// The waiting variant ran out of time.
+    #[error("timed out waiting for space")]
+    Timeout,
+    /// The topic's shared memory holds values no well-behaved peer writes; the publisher refuses to go on.
+    #[error("corrupted shared memory: {0}")]
+    Corrupted(&'static str),
+    /// The value could not be encoded.
+    #[error("encode: {0}")]
+    Encode(String),
+    /// This handle was created before a `fork`: the child must open its own handles.
+    #[error("handle belongs to the parent process (forked); open a new one")]
+    Forked,
+}
+
+/// Receiving failed (or reports something the caller must know about).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// Nothing to read right now (`try_recv` only).
+    #[error("no message available")]
+    Empty,
+    /// The waiting variant ran out of time.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// A lossy (or demoted) subscriber was lapped: exactly this many messages were passed over. Reading goes on
+    /// at the oldest message still available.
+    #[error("lagged behind by {0} messages")]
+    Lagged(u64),
+    /// A lossless subscriber held publishers back too long and was demoted to lossy; it keeps reading, lossy.
+    #[error("demoted to lossy after holding publishers back too long")]
+    Demoted,
+    /// The topic was closed (deleted or recreated).
+    #[error("topic is closed")]
+    Closed,
+    /// An entry holds values no well-behaved publisher writes.
+    #[error("corrupted message: {0}")]
+    Corrupted(&'static str),
+    /// The payload is not a valid value of the requested type.
+    #[error("decode: {0}")]
+    Decode(String),
+    /// This handle was created before a `fork`: the child must open its own handles.
+    #[error("handle belongs to the parent process (forked); open a new one")]
+    Forked,
+}
+
+impl From<shmbus_ring::SendError> for SendError {
+    fn from(e: shmbus_ring::SendError) -> Self {
+        use shmbus_ring::SendError as R;
+        match e {
+            R::Full => SendError::Full,
+            R::Timeout => SendError::Timeout,
+            R::TooLarge { len, max } => SendError::TooLarge { len, max },
+            R::Closed => SendError::Closed,
+            R::Corrupted { what } => SendError::Corrupted(what),
+        }
+    }
+}
+
+impl From<shmbus_ring::RecvError> for RecvError {
+    fn from(e: shmbus_ring::RecvError) -> Self {
+        use shmbus_ring::RecvError as R;
+        match e {
+            R::Empty => RecvError::Empty,
+            R::Timeout => RecvError::Timeout,
+            R::Lagged(n) => RecvError::Lagged(n),
+            R::Demoted => RecvError::Demoted,
+            R::Closed => RecvError::Closed,
+            R::Corrupted { what } => RecvError::Corrupted(what),
+        }
+    }
+}
+
+impl From<shmbus_ring::AttachError> for OpenError {
+    fn from(e: shmbus_ring::AttachError) -> Self {
+        use shmbus_ring::AttachError as A;
+        match e {
+            A::VersionMismatch { .. } => OpenError::VersionMismatch(e.to_string()),
+            A::Closed => OpenError::Closed,
+            A::Corrupted { .. } | A::GeometryMismatch { .. } => OpenError::Corrupted(e.to_string()),
+            A::Timeout => OpenError::Timeout(e.to_string()),
+            A::Slot(_) | A::ReadOnly => OpenError::Protocol(format!("lease does not fit the topic: {e}")),
+        }
+    }
+}
+
+impl From<crate::shm::MapError> for OpenError {
+    fn from(e: crate::shm::MapError) -> Self {
+        match e {
+            crate::shm::MapError::Os(e) => OpenError::Io(os_to_io(e)),
+            crate::shm::MapError::Attach(e) => e.into(),
+        }
+    }
+}
+
+impl From<shmbus_os::OsError> for OpenError {
+    fn from(e: shmbus_os::OsError) -> Self {
+        OpenError::Io(os_to_io(e))
+    }
+}
+
+/// Keeps the OS error's operation and object in the message.
+pub(crate) fn os_to_io(e: shmbus_os::OsError) -> io::Error {
+    io::Error::new(e.kind(), e)
+}
+
+/// Failures of the control connection, before they are sorted into the public error of an operation.
+#[derive(Debug)]
+pub(crate) enum ConnError {
+    Unavailable { path: PathBuf, source: io::Error },
+    VersionMismatch(String),
+    Refused { kind: ErrorKind, message: String },
+    Timeout,
+    Protocol(String),
+    Io(io::Error),
+}
+
+impl From<ConnError> for ConnectError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::Unavailable { path, source } => ConnectError::DaemonUnavailable { path, source },
+            ConnError::VersionMismatch(m) => ConnectError::VersionMismatch(m),
+            ConnError::Refused { kind: ErrorKind::VersionMismatch, message } => ConnectError::VersionMismatch(message),
+            ConnError::Refused { kind, message } => ConnectError::Protocol(format!("refused ({kind:?}): {message}")),
+            ConnError::Timeout => ConnectError::Timeout,
+            ConnError::Protocol(m) => ConnectError::Protocol(m),
+            ConnError::Io(e) => ConnectError::Io(e),
+        }
+    }
+}
+
+impl From<ConnError> for OpenError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::Unavailable { path, source } => OpenError::DaemonUnavailable { path, source },
+            ConnError::VersionMismatch(m) => OpenError::VersionMismatch(m),
+            ConnError::Refused { kind, message } => match kind {
+                ErrorKind::VersionMismatch => OpenError::VersionMismatch(message),
+                ErrorKind::NoSuchTopic => OpenError::NoSuchTopic(message),
+                ErrorKind::PermissionDenied => OpenError::PermissionDenied(message),
+                ErrorKind::NoFreeSlot => OpenError::NoFreeSlot(message),
+                ErrorKind::TypeMismatch => OpenError::TypeMismatch(message),
+                ErrorKind::InvalidRequest => OpenError::InvalidTopic(message),
+                ErrorKind::Closed => OpenError::Closed,
+                ErrorKind::ResourceExhausted => OpenError::ResourceExhausted(message),
+                ErrorKind::AlreadyExists | ErrorKind::Internal => OpenError::Daemon(message),
+            },
+            ConnError::Timeout => OpenError::Timeout("daemon did not answer in time".into()),
+            ConnError::Protocol(m) => OpenError::Protocol(m),
+            ConnError::Io(e) => OpenError::Io(e),
+        }
+    }
+}
+
+impl From<ConnError> for ControlError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::Unavailable { path, source } => ControlError::DaemonUnavailable { path, source },
+            ConnError::VersionMismatch(m) => ControlError::VersionMismatch(m),
+            ConnError::Refused { kind, message } => match kind {
+                ErrorKind::VersionMismatch => ControlError::VersionMismatch(message),
+                ErrorKind::NoSuchTopic => ControlError::NoSuchTopic(message),
+                ErrorKind::PermissionDenied => ControlError::PermissionDenied(message),
+                ErrorKind::AlreadyExists => ControlError::AlreadyExists(message),
+                ErrorKind::InvalidRequest => ControlError::InvalidRequest(message),
+                ErrorKind::ResourceExhausted => ControlError::ResourceExhausted(message),
+                ErrorKind::NoFreeSlot | ErrorKind::TypeMismatch | ErrorKind::Closed | ErrorKind::Internal => {
+                    ControlError::Daemon(message)
+                }
+            },
+            ConnError::Timeout => ControlError::Timeout,
+            ConnError::Protocol(m) => ControlError::Protocol(m),
+            ConnError::Io(e) => ControlError::Io(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(kind: ErrorKind) -> ConnError {
+        ConnError::Refused { kind, message: "m".into() }
+    }
+
+    #[test]
+    fn daemon_kinds_map_to_typed_errors() {
+        assert!(matches!(OpenError::from(refused(ErrorKind::NoSuchTopic)), OpenError::NoSuchTopic(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::PermissionDenied)), OpenError::PermissionDenied(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::NoFreeSlot)), OpenError::NoFreeSlot(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::TypeMismatch)), OpenError::TypeMismatch(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::VersionMismatch)), OpenError::VersionMismatch(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::InvalidRequest)), OpenError::InvalidTopic(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::Closed)), OpenError::Closed));
+        assert!(matches!(OpenError::from(refused(ErrorKind::ResourceExhausted)), OpenError::ResourceExhausted(_)));
+        assert!(matches!(OpenError::from(refused(ErrorKind::Internal)), OpenError::Daemon(_)));
+        assert!(matches!(ControlError::from(refused(ErrorKind::AlreadyExists)), ControlError::AlreadyExists(_)));
+        assert!(matches!(ControlError::from(refused(ErrorKind::NoSuchTopic)), ControlError::NoSuchTopic(_)));
+        assert!(matches!(ControlError::from(refused(ErrorKind::InvalidRequest)), ControlError::InvalidRequest(_)));
+        assert!(matches!(ConnectError::from(refused(ErrorKind::VersionMismatch)), ConnectError::VersionMismatch(_)));
+        let e = ConnError::Unavailable { path: "/x.sock".into(), source: io::ErrorKind::NotFound.into() };
+        assert!(matches!(OpenError::from(e), OpenError::DaemonUnavailable { .. }));
+    }
+
+    #[test]
+    fn ring_errors_convert() {
+        assert_eq!(SendError::from(shmbus_ring::SendError::Full), SendError::Full);
+        assert_eq!(
+            SendError::from(shmbus_ring::SendError::TooLarge { len: 9, max: 8 }),
+            SendError::TooLarge { len: 9, max: 8 }
+        );
+        assert_eq!(RecvError::from(shmbus_ring::RecvError::Lagged(3)), RecvError::Lagged(3));
+        assert_eq!(RecvError::from(shmbus_ring::RecvError::Demoted), RecvError::Demoted);
+        assert!(matches!(OpenError::from(shmbus_ring::AttachError::Closed), OpenError::Closed));
+        assert!(matches!(
+            OpenError::from(shmbus_ring::AttachError::VersionMismatch { found: 2, expected: 1 }),
+            OpenError::VersionMismatch(_)
+        ));
+    }
+
+    #[test]
+    fn display_is_short_and_lowercase() {
+        assert_eq!(SendError::Full.to_string(), "topic is full");
+        assert_eq!(RecvError::Lagged(7).to_string(), "lagged behind by 7 messages");
+        assert_eq!(SendError::TooLarge { len: 10, max: 4 }.to_string(), "message of 10 bytes exceeds the maximum of 4");
+        let e = OpenError::DaemonUnavailable { path: "/run/x.sock".into(), source: io::ErrorKind::NotFound.into() };
+        assert_eq!(e.to_string(), "daemon unavailable at /run/x.sock");
+        assert!(std::error::Error::source(&e).is_some(), "the reason is the source, not repeated in the message");
+    }
+}

@@ -1,0 +1,70 @@
+//! Fork awareness: a process-wide fork generation, bumped in every child by a `pthread_atfork` handler.
+//!
+//! A handle records the generation when it is created and compares it on every operation (one Relaxed load). In a
+//! child the numbers differ, so the child's copy of the handle refuses to work (`Forked`) instead of silently
+//! sharing its parent's lease, and dropping it touches neither the parent's ring slot, nor its lock, nor its
+//! control connection. The child opens its own handles (an inherited [`Bus`](crate::Bus) reconnects by itself).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Once;
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static INSTALL: Once = Once::new();
+
+extern "C" fn in_child() {
+    // Relaxed: the child has one thread right now; later loads in it are program-ordered after this store.
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Installs the fork handler (once per process). Called before any handle exists.
+pub(crate) fn install() {
+    INSTALL.call_once(|| {
+        // SAFETY: `in_child` is async-signal-safe (one atomic RMW) and lives for the whole program.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
+        if rc != 0 {
+            tracing::warn!(errno = rc, "cannot install the fork handler; handles will not detect fork");
+        }
+    });
+}
+
+/// The current fork generation: 0 in the process that loaded the library, incremented in each forked child.
+#[inline]
+pub fn generation() -> u64 {
+    // Relaxed: only ever compared with a value this same process recorded earlier (see `in_child`).
+    GENERATION.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_sees_a_new_generation() {
+        install();
+        let before = generation();
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the child only performs async-signal-safe calls (an atomic load, write, _exit).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let moved = [(generation() != before) as u8];
+            // SAFETY: writing one byte from a live buffer to our pipe, then exiting without unwinding.
+            unsafe {
+                libc::write(fds[1], moved.as_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        let mut got = [0u8; 1];
+        // SAFETY: reading one byte into a live buffer from our pipe; waiting for our own child.
+        unsafe {
+            libc::close(fds[1]);
+            assert_eq!(libc::read(fds[0], got.as_mut_ptr().cast(), 1), 1);
+            libc::close(fds[0]);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        assert_eq!(got[0], 1, "the child saw a new fork generation");
+        assert_eq!(generation(), before, "the parent's generation is unchanged");
+    }
+}

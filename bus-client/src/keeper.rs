@@ -1,0 +1,109 @@
+//! The keeper: one background thread per connected [`Bus`](crate::Bus) that notices a lost control connection
+//! (the daemon stopped or restarted) and, while handles are open, reconnects with exponential back-off and
+//! re-registers their leases. Handles keep working on their mappings meanwhile: the data path never involves the
+//! daemon.
+//!
+//! The thread holds only a weak reference between checks, so it ends within one poll interval after the last
+//! `Bus` clone and handle are gone.
+
+use crate::control::Control;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Weak;
+use std::time::Duration;
+
+/// First retry delay after losing the connection.
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest retry delay.
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How often an idle keeper re-checks (also its exit latency).
+const POLL: Duration = Duration::from_millis(200);
+
+pub(crate) fn spawn(control: Weak<Control>) {
+    let r = std::thread::Builder::new().name("shmbus-keeper".into()).spawn(move || run(control));
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot start the reconnect thread; reconnecting only on the next request");
+    }
+}
+
+/// The next back-off after a failed attempt.
+pub(crate) fn next_backoff(d: Duration) -> Duration {
+    (d * 2).min(MAX_BACKOFF)
+}
+
+fn run(control: Weak<Control>) {
+    let mut watching: Option<(OwnedFd, u64)> = None;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(c) = control.upgrade() else { return };
+        if watching.as_ref().is_some_and(|(_, e)| *e != c.epoch()) {
+            watching = None;
+        }
+        if watching.is_none() {
+            watching = c.watch();
+        }
+        let want_reconnect = watching.is_none() && c.has_leases();
+        drop(c);
+        match &watching {
+            Some((fd, epoch)) => {
+                if hung_up(fd, POLL) {
+                    if let Some(c) = control.upgrade() {
+                        c.lost(*epoch);
+                    }
+                    watching = None;
+                    backoff = MIN_BACKOFF;
+                }
+            }
+            None if want_reconnect => {
+                std::thread::sleep(backoff);
+                let Some(c) = control.upgrade() else { return };
+                match c.reconnect() {
+                    Ok(()) => backoff = MIN_BACKOFF,
+                    Err(e) => {
+                        tracing::debug!(error = ?e, retry_in = ?next_backoff(backoff), "reconnecting to the daemon failed");
+                        backoff = next_backoff(backoff);
+                    }
+                }
+            }
+            None => std::thread::sleep(POLL),
+        }
+    }
+}
+
+/// Waits up to `timeout` for the peer to close the socket. Readable data is not a hang-up: responses belong to
+/// whoever holds the connection.
+fn hung_up(fd: &OwnedFd, timeout: Duration) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, live for the call; the descriptor is owned by us.
+    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn backoff_doubles_up_to_a_second() {
+        let mut d = MIN_BACKOFF;
+        let mut steps = vec![d];
+        while d < MAX_BACKOFF {
+            d = next_backoff(d);
+            steps.push(d);
+        }
+        assert_eq!(steps[1], Duration::from_millis(20));
+        assert_eq!(*steps.last().unwrap(), MAX_BACKOFF);
+        assert_eq!(next_backoff(MAX_BACKOFF), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn hang_up_is_seen_but_data_is_not() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let watch = a.as_fd().try_clone_to_owned().unwrap();
+        shmbus_os::send_with_fds(b.as_fd(), b"reply", &[]).unwrap();
+        assert!(!hung_up(&watch, Duration::from_millis(20)), "pending data is not a hang-up");
+        drop(b);
+        assert!(hung_up(&watch, Duration::from_millis(1000)));
+    }
+}

@@ -1,0 +1,103 @@
+//! The shmbus client library: publish and subscribe through shared memory, with the daemon (`shmbusd`) only on
+//! the control path.
+//!
+//! # Guarantees
+//!
+//! * **One total order.** Every message of a topic gets a sequence number; every subscriber sees messages in
+//!   that order, across all publishers. Each message carries its sequence, publisher id and publish timestamp.
+//! * **Lossless by default.** A lossless subscriber (or consumer group) holds publishers back: they never
+//!   overwrite what it has not read. [`Publisher::try_send`] then returns [`SendError::Full`]; [`Publisher::send`]
+//!   waits (per its [`IdleStrategy`]); [`Publisher::send_timeout`] waits at most a bound.
+//! * **Lossy, never silently.** A [lossy](SubscriberBuilder::lossy) subscriber never slows publishers; when it is
+//!   lapped it gets [`RecvError::Lagged`] with the exact number of messages missed, then goes on.
+//! * **Consumer groups.** Subscribers naming the same [group](SubscriberBuilder::group) share the messages: each
+//!   goes to one member.
+//! * **No daemon on the data path.** Once a handle is open, messages flow through shared memory without system
+//!   calls (except to wake sleepers). If the daemon stops or restarts, open handles keep working; a background
+//!   thread reconnects with back-off (10 ms up to 1 s) and re-registers them. A handle whose topic was deleted or
+//!   recreated meanwhile reports `Closed`.
+//! * **Dead peers never stall anyone.** Every lease is tied to a lock the kernel drops when its holder dies.
+//! * **Typed handles.** [`Bus::typed_publisher`] and [`Bus::typed_subscriber`] register their payload type; a
+//!   topic refuses handles of another type ([`OpenError::TypeMismatch`]).
+//! * **Fork-aware.** Handles are `Send` but not `Sync`. A handle inherited across `fork` returns
+//!   [`SendError::Forked`] / [`RecvError::Forked`] in the child and, when dropped there, leaves the parent's lease
+//!   alone: the child must open its own handles. An inherited [`Bus`] opens its own connection in the child, so
+//!   `bus.publisher(..)` works there (or call [`Bus::connect`] again).
+//!
+//! # Example
+//!
+//! Publishing and subscribing (needs a running daemon):
+//!
+//! ```no_run
+//! use bus_client::{Bus, IdleStrategy};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = Bus::connect()?;
+//! let mut sub = bus.subscriber_builder("orders").from_oldest().open()?;
+//! let mut publisher = bus.publisher_builder("orders").idle(IdleStrategy::Blocking).open()?;
+//!
+//! publisher.send(b"hello")?;
+//! let msg = sub.recv()?;
+//! assert_eq!(msg.payload(), b"hello");
+//! println!("#{} from publisher {} at {} ns", msg.seq(), msg.publisher(), msg.timestamp());
+//! # Ok(()) }
+//! ```
+//!
+//! Typed values travel encoded with the bus codec, which works without a daemon:
+//!
+//! ```
+//! use bus_client::{typed, RecvError, SendError};
+//!
+//! let bytes = typed::encode(&("order", 42u32))?;
+//! let back: (String, u32) = typed::decode(&bytes)?;
+//! assert_eq!(back, ("order".to_string(), 42));
+//!
+//! // Errors say what happened in a few lowercase words.
+//! assert_eq!(SendError::Full.to_string(), "topic is full");
+//! assert_eq!(RecvError::Lagged(3).to_string(), "lagged behind by 3 messages");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+pub mod cli;
+mod bus;
+mod conn;
+mod control;
+mod error;
+mod fork;
+mod keeper;
+mod lease;
+mod publisher;
+pub mod shm;
+mod subscriber;
+pub mod typed;
+
+pub use bus::{Bus, BusBuilder, CLOSE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
+pub use fork::generation as fork_generation;
+pub use publisher::{Loan, Publisher, PublisherBuilder};
+pub use shmbus_proto::msg::{
+    GeometryWire, GroupStatsWire, PublisherStatsWire, SubscriberStatsWire, TopicInfo, TopicSpec, TopicStatsWire,
+    TypeInfo,
+};
+pub use shmbus_ring::IdleStrategy;
+pub use subscriber::{Iter, Message, OwnedMessage, Subscriber, SubscriberBuilder};
+pub use typed::{TypedPublisher, TypedSubscriber};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_move_between_threads_and_the_bus_is_shared() {
+        send::<Publisher>();
+        send::<Subscriber>();
+        send::<TypedPublisher<u32>>();
+        send::<TypedSubscriber<String>>();
+        send_sync::<Bus>();
+    }
+}

@@ -1,0 +1,146 @@
+//! Typed handles: values encoded with the bus codec (bincode through serde), and the payload type each typed
+//! handle registers so that mismatched types on one topic are refused at open.
+//!
+//! ```
+//! use bus_client::typed::{decode, encode, type_info};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, PartialEq, Debug)]
+//! struct Order { id: u64, qty: i32 }
+//!
+//! let bytes = encode(&Order { id: 7, qty: -2 })?;
+//! assert_eq!(decode::<Order>(&bytes)?, Order { id: 7, qty: -2 });
+//!
+//! let t = type_info::<Order>();
+//! assert!(t.name.ends_with("Order"));
+//! assert_eq!(t, type_info::<Order>(), "stable within a build");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use crate::error::{RecvError, SendError};
+use crate::{Publisher, Subscriber};
+use serde::{de::DeserializeOwned, Serialize};
+use shmbus_proto::codec;
+use shmbus_proto::msg::TypeInfo;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// 64-bit FNV-1a.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The payload type a typed handle of `T` registers: its [`std::any::type_name`] and the FNV-1a hash of it.
+pub fn type_info<T: ?Sized>() -> TypeInfo {
+    let name = std::any::type_name::<T>();
+    TypeInfo { name: name.to_string(), hash: fnv1a(name.as_bytes()) }
+}
+
+/// Encodes `value` with the bus codec.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SendError> {
+    codec::encode(value).map_err(|e| SendError::Encode(e.to_string()))
+}
+
+/// Decodes a whole `T` from `bytes` (trailing bytes are an error).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecvError> {
+    codec::decode(bytes).map_err(|e| RecvError::Decode(e.to_string()))
+}
+
+/// A publisher of `T` values (from [`Bus::typed_publisher`](crate::Bus::typed_publisher)).
+#[derive(Debug)]
+pub struct TypedPublisher<T> {
+    inner: Publisher,
+    _t: PhantomData<fn(&T)>,
+}
+
+impl<T: Serialize> TypedPublisher<T> {
+    pub(crate) fn new(inner: Publisher) -> Self {
+        TypedPublisher { inner, _t: PhantomData }
+    }
+
+    /// Publishes `value`, waiting for room.
+    pub fn send(&mut self, value: &T) -> Result<u64, SendError> {
+        self.inner.send(&encode(value)?)
+    }
+
+    /// Publishes `value` if there is room now.
+    pub fn try_send(&mut self, value: &T) -> Result<u64, SendError> {
+        self.inner.try_send(&encode(value)?)
+    }
+
+    /// Publishes `value`, waiting at most `timeout` for room.
+    pub fn send_timeout(&mut self, value: &T, timeout: Duration) -> Result<u64, SendError> {
+        self.inner.send_timeout(&encode(value)?, timeout)
+    }
+
+    /// The untyped publisher underneath.
+    pub fn as_untyped(&mut self) -> &mut Publisher {
+        &mut self.inner
+    }
+}
+
+/// A subscriber of `T` values (from [`Bus::typed_subscriber`](crate::Bus::typed_subscriber)).
+#[derive(Debug)]
+pub struct TypedSubscriber<T> {
+    inner: Subscriber,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> TypedSubscriber<T> {
+    pub(crate) fn new(inner: Subscriber) -> Self {
+        TypedSubscriber { inner, _t: PhantomData }
+    }
+
+    /// Waits for the next value.
+    pub fn recv(&mut self) -> Result<T, RecvError> {
+        self.inner.recv_value()
+    }
+
+    /// The next value if one is available now.
+    pub fn try_recv(&mut self) -> Result<T, RecvError> {
+        self.inner.try_recv_value()
+    }
+
+    /// Waits at most `timeout` for the next value.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        self.inner.recv_value_timeout(timeout)
+    }
+
+    /// The untyped subscriber underneath (for metadata such as [`Subscriber::position`]).
+    pub fn as_untyped(&mut self) -> &mut Subscriber {
+        &mut self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn types_differ_in_name_and_hash() {
+        let (a, b) = (type_info::<u32>(), type_info::<(u32, String)>());
+        assert_ne!(a.name, b.name);
+        assert_ne!(a.hash, b.hash);
+        assert_eq!(a.hash, fnv1a(b"u32"));
+    }
+
+    #[test]
+    fn codec_roundtrip_and_garbage() {
+        let v = (1u64, String::from("x"), vec![1.5f64]);
+        let bytes = encode(&v).unwrap();
+        assert_eq!(decode::<(u64, String, Vec<f64>)>(&bytes).unwrap(), v);
+        assert!(matches!(decode::<(u64, String)>(&[0xff; 3]), Err(RecvError::Decode(_))));
+    }
+}

@@ -1,0 +1,124 @@
+//! Command line of `shmbusd`.
+
+use crate::{run, Config, Controls, RunOptions};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+/// The shmbus daemon: owns topics and hands out leases; never in the data path.
+#[derive(Debug, Parser)]
+#[command(name = "shmbusd", version, about)]
+pub struct Args {
+    /// Configuration file (TOML). Without it, an embedded default runs (topics created on first use).
+    #[arg(long, env = "SHMBUS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Control socket path (default: $XDG_RUNTIME_DIR/shmbus/control.sock, /run/shmbus/control.sock as root, or a
+    /// per-user directory under the temp dir).
+    #[arg(long, env = "SHMBUS_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Prefix of the shared-memory object names, so several buses can run side by side.
+    #[arg(long, env = "SHMBUS_SHM_PREFIX")]
+    pub shm_prefix: Option<String>,
+    /// Unlink every topic's objects and semaphores when stopping.
+    #[arg(long)]
+    pub cleanup_on_exit: bool,
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less logging (-q warnings only, -qq errors only).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a configuration file and exit (0 when valid).
+    Validate,
+}
+
+/// Exit code for usage errors.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for configuration errors.
+pub const EXIT_CONFIG: u8 = 3;
+/// Exit code for runtime failures.
+pub const EXIT_RUNTIME: u8 = 1;
+
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose as i8) - (quiet as i8) {
+        i8::MIN..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn load(args: &Args) -> Result<Config, String> {
+    let mut cfg = match &args.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(p) = &args.shm_prefix {
+        shmbus_proto::names::validate_prefix(p).map_err(|e| e.to_string())?;
+        cfg.shm_prefix = p.clone();
+    }
+    Ok(cfg)
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose, args.quiet);
+    if let Some(Command::Validate) = args.command {
+        let Some(path) = &args.config else {
+            eprintln!("shmbusd validate: --config FILE is required");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        return match Config::load(path) {
+            Ok(c) => {
+                println!("{}: valid ({} declared topics)", path.display(), c.topics.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shmbusd: invalid configuration: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shmbusd: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let controls = Controls::default();
+    let stop = controls.shutdown.clone();
+    if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)) {
+        eprintln!("shmbusd: cannot install the SIGINT/SIGTERM handler: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, controls.reload.clone()) {
+        eprintln!("shmbusd: cannot install the SIGHUP handler: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
+    let opts = RunOptions { config: cfg, config_path: args.config.clone(), socket: args.socket.clone(), cleanup_on_exit: args.cleanup_on_exit };
+    match run(opts, controls) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ crate::DaemonError::Config(_)) => {
+            eprintln!("shmbusd: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("shmbusd: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! The TOML configuration (`shmbus.toml`): daemon settings, defaults, declared topics.
+//!
+//! ```toml
+//! [daemon]
+//! shm_prefix = "shmbus"        # objects are /dev/shm/<prefix>.<topic>.{data,readers}
+//! auto_create = true           # create unknown topics on first use
+//! socket_mode = 0o666          # who may connect (authorization is per topic)
+//! metrics = "127.0.0.1:9464"   # optional Prometheus listener (loopback only)
+//!
+//! [defaults]                   # every topic property has a default
+//! capacity = 1024
+//! max_message = 65536
+//! payload_budget = 4194304
+//! publish = ["*"]
+//! subscribe = ["*"]
+//!
+//! [[topic]]
+//! name = "orders"
+//! capacity = 4096
+//! publish = ["user:orders"]
+//! subscribe = ["group:analytics", "uid:1000"]
+//! slow_consumer_ms = 500
+//! ```
+
+use crate::policy::{Policy, Principal};
+use serde::Deserialize;
+use shmbus_proto::msg::TopicSpec;
+use shmbus_proto::names;
+use shmbus_ring::Geometry;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// An invalid configuration, naming the line.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}:{line}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub path: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    defaults: RawTopic,
+    #[serde(default)]
+    topic: Vec<toml::Spanned<RawTopic>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    socket: Option<PathBuf>,
+    shm_prefix: Option<String>,
+    auto_create: Option<bool>,
+    socket_mode: Option<u32>,
+    metrics: Option<String>,
+    remove_invalid: Option<bool>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopic {
+    name: Option<String>,
+    capacity: Option<u32>,
+    max_message: Option<u32>,
+    payload_budget: Option<u64>,
+    max_publishers: Option<u32>,
+    max_subscribers: Option<u32>,
+    max_groups: Option<u32>,
+    publish: Option<Vec<String>>,
+    subscribe: Option<Vec<String>>,
+    slow_consumer_ms: Option<u64>,
+    redeliver: Option<bool>,
+    gate: Option<Vec<String>>,
+}
+
+/// Settings of one topic (declared or defaulted).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicSettings {
+    /// Ring geometry.
+    pub geometry: Geometry,
+    /// Who may publish and subscribe.
+    pub policy: Policy,
+    /// How long a lossless subscriber may hold publishers back before it is demoted (`None`: forever).
+    pub slow_consumer: Option<Duration>,
+    /// Redeliver a dead group member's message (else count it abandoned).
+    pub redeliver: bool,
+}
+
+/// The daemon's configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Control socket (`None`: discovery rules).
+    pub socket: Option<PathBuf>,
+    /// Shared-memory prefix.
+    pub shm_prefix: String,
+    /// Create unknown topics on first use.
+    pub auto_create: bool,
+    /// Mode of the control socket.
+    pub socket_mode: u32,
+    /// Prometheus listener address (loopback).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Unlink objects under the prefix that fail validation at start (default: keep them, log).
+    pub remove_invalid: bool,
+    /// Defaults for topics created on request.
+    pub defaults: TopicSettings,
+    /// Declared topics, in file order.
+    pub topics: Vec<(String, TopicSettings)>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::parse("", "<embedded default>").expect("the embedded default configuration is valid")
+    }
+}
+
+const DEFAULT_CAPACITY: u32 = 1024;
+const DEFAULT_MAX_MESSAGE: u32 = 64 * 1024;
+const DEFAULT_BUDGET: u64 = 4 << 20;
+const DEFAULT_PUBLISHERS: u32 = 8;
+const DEFAULT_SUBSCRIBERS: u32 = 32;
+const DEFAULT_GROUPS: u32 = 8;
+
+fn line_of(src: &str, offset: usize) -> usize {
+    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&src, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text (`origin` names it in errors).
+    pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
+        let err = |line: usize, message: String| ConfigError { path: origin.to_string(), line, message };
+        let raw: RawConfig = toml::from_str(src).map_err(|e| {
+            let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(0);
+            err(line, e.message().to_string())
+        })?;
+        let prefix = raw.daemon.shm_prefix.clone().unwrap_or_else(|| names::DEFAULT_PREFIX.to_string());
+        names::validate_prefix(&prefix).map_err(|e| err(find_line(src, "shm_prefix"), e.to_string()))?;
+        let metrics = match &raw.daemon.metrics {
+            None => None,
+            Some(a) => {
+                let addr: std::net::SocketAddr =
+                    a.parse().map_err(|_| err(find_line(src, "metrics"), format!("invalid address {a:?}")))?;
+                if !addr.ip().is_loopback() {
+                    return Err(err(find_line(src, "metrics"), "metrics must listen on a loopback address".into()));
+                }
+                Some(addr)
+            }
+        };
+        let base = RawTopic::default();
+        let defaults = settings(&raw.defaults, &base).map_err(|m| err(find_line(src, "[defaults]"), m))?;
+        let mut topics: Vec<(String, TopicSettings)> = Vec::new();
+        for t in &raw.topic {
+            let line = line_of(src, t.span().start);
+            let v = t.get_ref();
+            let name = v.name.clone().ok_or_else(|| err(line, "topic without a name".into()))?;
+            names::validate_topic(&name).map_err(|e| err(line, e.to_string()))?;
+            if topics.iter().any(|(n, _)| *n == name) {
+                return Err(err(line, format!("topic {name:?} declared twice")));
+            }
+            let s = settings(v, &raw.defaults).map_err(|m| err(line, format!("topic {name:?}: {m}")))?;
+            topics.push((name, s));
+        }
+        Ok(Config {
+            socket: raw.daemon.socket,
+            shm_prefix: prefix,
+            auto_create: raw.daemon.auto_create.unwrap_or(true),
+            socket_mode: raw.daemon.socket_mode.unwrap_or(0o666),
+            metrics,
+            remove_invalid: raw.daemon.remove_invalid.unwrap_or(false),
+            defaults,
+            topics,
+        })
+    }
+
+    /// Settings for a topic: the declared ones, else the defaults adjusted by a request's spec.
+    pub fn topic_settings(&self, name: &str, spec: Option<&TopicSpec>) -> Result<TopicSettings, String> {
+        if let Some((_, s)) = self.topics.iter().find(|(n, _)| n == name) {
+            return Ok(s.clone());
+        }
+        let mut s = self.defaults.clone();
+        if let Some(spec) = spec {
+            let g = &s.geometry;
+            let cap = spec.capacity.unwrap_or(g.capacity);
+            let raw = RawTopic {
+                capacity: Some(cap.checked_next_power_of_two().ok_or("capacity too large")?),
+                max_message: spec.max_message.or(Some(g.max_message)),
+                payload_budget: spec.payload_budget,
+                max_publishers: spec.max_publishers.or(Some(g.max_publishers)),
+                max_subscribers: spec.max_subscribers.or(Some(g.max_subscribers)),
+                max_groups: spec.max_groups.or(Some(g.max_groups)),
+                ..RawTopic::default()
+            };
+            let budget = spec.payload_budget.unwrap_or(g.region_bytes.max(1) * g.max_publishers as u64);
+            s.geometry = geometry(&RawTopic { payload_budget: Some(budget), ..raw }, &RawTopic::default())?;
+        }
+        Ok(s)
+    }
+}
+
+fn find_line(src: &str, needle: &str) -> usize {
+    src.lines().position(|l| l.trim_start().starts_with(needle)).map(|i| i + 1).unwrap_or(0)
+}
+
+fn geometry(t: &RawTopic, d: &RawTopic) -> Result<Geometry, String> {
+    let capacity = t.capacity.or(d.capacity).unwrap_or(DEFAULT_CAPACITY);
+    if !capacity.is_power_of_two() {
+        return Err(format!("capacity {capacity} is not a power of two"));
+    }
+    let g = Geometry::new(
+        capacity,
+        t.max_message.or(d.max_message).unwrap_or(DEFAULT_MAX_MESSAGE),
+        t.payload_budget.or(d.payload_budget).unwrap_or(DEFAULT_BUDGET),
+        t.max_publishers.or(d.max_publishers).unwrap_or(DEFAULT_PUBLISHERS),
+        t.max_subscribers.or(d.max_subscribers).unwrap_or(DEFAULT_SUBSCRIBERS),
+        t.max_groups.or(d.max_groups).unwrap_or(DEFAULT_GROUPS),
+    );
+    g.validate().map_err(|e| e.to_string())?;
+    Ok(g)
+}
+
+fn principals(list: &Option<Vec<String>>, fallback: &Option<Vec<String>>) -> Result<Vec<Principal>, String> {
+    match list.as_ref().or(fallback.as_ref()) {
+        None => Ok(vec![Principal::Anyone]),
+        Some(v) => v.iter().map(|s| Principal::parse(s)).collect(),
+    }
+}
+
+fn settings(t: &RawTopic, d: &RawTopic) -> Result<TopicSettings, String> {
+    let geometry = geometry(t, d)?;
+    let policy = Policy {
+        publish: principals(&t.publish, &d.publish)?,
+        subscribe: principals(&t.subscribe, &d.subscribe)?,
+        gate: match t.gate.as_ref().or(d.gate.as_ref()) {
+            None => vec![Principal::Anyone],
+            Some(v) => v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>()?,
+        },
+    };
+    let slow = t.slow_consumer_ms.or(d.slow_consumer_ms).filter(|&ms| ms > 0).map(Duration::from_millis);
+    Ok(TopicSettings { geometry, policy, slow_consumer: slow, redeliver: t.redeliver.or(d.redeliver).unwrap_or(true) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default() {
+        let c = Config::default();
+        assert!(c.auto_create);
+        assert_eq!(c.shm_prefix, "shmbus");
+        assert_eq!(c.defaults.geometry.capacity, 1024);
+        assert!(c.topics.is_empty());
+    }
+
+    #[test]
+    fn declared_topics_and_errors_name_the_line() {
+        let src = "[daemon]\nauto_create = false\n\n[[topic]]\nname = \"orders\"\ncapacity = 64\npublish = [\"uid:0\"]\n\n[[topic]]\nname = \"bad\"\ncapacity = 100\n";
+        let e = Config::parse(src, "x.toml").unwrap_err();
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.message.contains("power of two"), "{e}");
+        let ok = Config::parse(&src.replace("100", "128"), "x.toml").unwrap();
+        assert_eq!(ok.topics.len(), 2);
+        assert_eq!(ok.topics[0].1.geometry.capacity, 64);
+        assert!(!ok.auto_create);
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys() {
+        let e = Config::parse("[daemon]\nsocket = \n", "y.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = Config::parse("[daemon]\n\nbogus = 1\n", "y.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = Config::parse("[daemon]\nmetrics = \"0.0.0.0:9\"\n", "y.toml").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+}

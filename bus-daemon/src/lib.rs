@@ -1,0 +1,223 @@
+//! shmbusd, the shmbus control plane.
+//!
+//! The daemon owns every shared-memory object and named semaphore of the bus, creates topics (declared in the
+//! configuration or on first use), hands out publisher and subscriber leases over a Unix socket after checking the
+//! peer's credentials, reclaims what dead clients held, re-adopts its topics after a restart, and speaks systemd's
+//! notify protocol. It is never in the data path: messages flow client to client through shared memory, and keep
+//! flowing while the daemon restarts.
+//!
+//! [`run`] is the whole daemon; shutdown and reload are inputs, so tests drive it in-process:
+//!
+//! ```no_run
+//! use bus_daemon::{run, Config, Controls, RunOptions};
+//! let controls = Controls::default();
+//! let opts = RunOptions::new(Config::default());
+//! // elsewhere: controls.shutdown.store(true, Ordering::Relaxed) stops it gracefully.
+//! run(opts, controls)?;
+//! # Ok::<(), bus_daemon::DaemonError>(())
+//! ```
+//!
+//! Configuration is validated without starting anything:
+//!
+//! ```
+//! let cfg = bus_daemon::Config::parse("[[topic]]\nname = \"orders\"\ncapacity = 64\n", "example.toml")?;
+//! assert_eq!(cfg.topics[0].0, "orders");
+//! # Ok::<(), bus_daemon::config::ConfigError>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod policy;
+pub mod registry;
+pub mod segment;
+pub mod server;
+pub mod stats;
+pub mod systemd;
+
+pub use config::Config;
+
+use registry::State;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Failures that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The control socket could not be set up.
+    #[error("control socket {path}: {source}")]
+    Socket {
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another daemon is already listening on the socket.
+    #[error("another shmbusd is already listening on {0}")]
+    AlreadyRunning(PathBuf),
+    /// A declared topic could not be created.
+    #[error("topic setup: {0}")]
+    Topics(String),
+    /// The metrics listener could not be started.
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
+}
+
+/// Inputs that stop or reload a running daemon (set them from signal handlers or tests).
+#[derive(Clone, Debug, Default)]
+pub struct Controls {
+    /// Set to stop gracefully.
+    pub shutdown: Arc<AtomicBool>,
+    /// Set to reload the configuration file.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The configuration.
+    pub config: Config,
+    /// Where it came from (reloaded on SIGHUP; `None`: the embedded default).
+    pub config_path: Option<PathBuf>,
+    /// Control socket path override.
+    pub socket: Option<PathBuf>,
+    /// Unlink every topic on exit.
+    pub cleanup_on_exit: bool,
+}
+
+impl RunOptions {
+    /// Options for `config` with everything else defaulted.
+    pub fn new(config: Config) -> RunOptions {
+        RunOptions { config, config_path: None, socket: None, cleanup_on_exit: false }
+    }
+}
+
+fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, DaemonError> {
+    let err = |source| DaemonError::Socket { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::AlreadyRunning(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let l = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    l.set_nonblocking(true).map_err(err)?;
+    Ok(l)
+}
+
+/// Runs the daemon until `controls.shutdown` is set. Returns after a graceful stop.
+pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
+    let socket = opts.socket.clone().or(opts.config.socket.clone());
+    let socket = shmbus_proto::names::daemon_socket(socket.as_deref());
+    let mut systemd = systemd::Systemd::new();
+    let mut state = State::new(opts.config.clone());
+    let (adopted, refused) = state.adopt_existing();
+    state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
+    let listener = bind(&socket, state.config.socket_mode)?;
+    let metrics_addr = state.config.metrics;
+    let state = Arc::new(Mutex::new(state));
+    let stop_metrics = Arc::new(AtomicBool::new(false));
+    let metrics = match metrics_addr {
+        Some(a) => Some(metrics::spawn(a, state.clone(), stop_metrics.clone()).map_err(DaemonError::Metrics)?),
+        None => None,
+    };
+    let summary = server::lock(&state).summary();
+    tracing::info!(socket = %socket.display(), adopted, refused, "shmbusd ready: {summary}");
+    systemd.ready(&format!("ready: {summary}"));
+
+    let next_conn = AtomicU64::new(1);
+    let mut conns: Vec<(std::os::unix::net::UnixStream, std::thread::JoinHandle<()>)> = Vec::new();
+    let mut last_orphan_scan = Instant::now();
+    while !controls.shutdown.load(Ordering::Relaxed) {
+        let mut pfd = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(50u16));
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    let id = next_conn.fetch_add(1, Ordering::Relaxed);
+                    let st = state.clone();
+                    match stream.try_clone() {
+                        Ok(keep) => {
+                            let h = std::thread::spawn(move || server::serve(id, stream, st));
+                            conns.push((keep, h));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot accept connection"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    break;
+                }
+            }
+        }
+        conns.retain(|(_, h)| !h.is_finished());
+        if controls.reload.swap(false, Ordering::Relaxed) {
+            systemd.reloading(false);
+            reload(&opts, &state);
+            systemd.reloading(true);
+        }
+        {
+            let mut st = server::lock(&state);
+            st.drop_truncated();
+            st.enforce_slow_consumers(Instant::now());
+            if last_orphan_scan.elapsed() >= Duration::from_millis(500) {
+                st.reclaim_orphans();
+                last_orphan_scan = Instant::now();
+                systemd.status(&st.summary());
+            }
+        }
+        systemd.tick();
+    }
+    systemd.stopping();
+    tracing::info!("shmbusd stopping");
+    for (s, _) in &conns {
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+    for (_, h) in conns {
+        let _ = h.join();
+    }
+    stop_metrics.store(true, Ordering::Relaxed);
+    if let Some(m) = metrics {
+        let _ = m.join();
+    }
+    let _ = std::fs::remove_file(&socket);
+    if opts.cleanup_on_exit {
+        server::lock(&state).cleanup();
+    }
+    tracing::info!("shmbusd stopped");
+    Ok(())
+}
+
+fn reload(opts: &RunOptions, state: &Mutex<State>) {
+    let Some(path) = &opts.config_path else {
+        tracing::info!("reload requested; running on the embedded default configuration, nothing to reload");
+        return;
+    };
+    match Config::load(path) {
+        Ok(cfg) => {
+            let notes = server::lock(state).reload(cfg);
+            for n in &notes {
+                tracing::warn!("reload: {n}");
+            }
+            tracing::info!(config = %path.display(), "configuration reloaded");
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed; keeping the running configuration"),
+    }
+}

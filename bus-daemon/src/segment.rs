@@ -1,0 +1,233 @@
+//! A topic's shared-memory objects as the daemon owns them: exclusive creation with explicit modes and memory
+//! reserved up front, adoption after a restart, fresh descriptors per lease, closing and unlinking.
+
+use shmbus_os::{Access, Mapping, NamedSemaphore, OsError, ShmObject};
+use shmbus_proto::names;
+use shmbus_ring::wait::Waiter;
+use shmbus_ring::{AttachError, Geometry, Region, Topic};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+
+/// Creating, adopting or opening a segment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    /// The OS refused (the error names the object).
+    #[error(transparent)]
+    Os(#[from] OsError),
+    /// The objects exist but do not validate.
+    #[error("topic {topic}: {source}")]
+    Invalid {
+        /// Topic name.
+        topic: String,
+        /// Why.
+        #[source]
+        source: AttachError,
+    },
+    /// A semaphore of the topic exists but was not made by this daemon's user.
+    #[error("semaphore {0} exists and is not owned by this daemon's user; refusing to adopt it")]
+    ForeignSemaphore(String),
+    /// The name is not valid.
+    #[error(transparent)]
+    Name(#[from] names::NameError),
+}
+
+/// Modes applied to a topic's objects.
+#[derive(Clone, Copy, Debug)]
+pub struct Modes {
+    /// Mode of the data and readers objects (clients get descriptors, so 0600 is enough).
+    pub objects: u32,
+    /// Mode of the named semaphores (clients open them by name).
+    pub semaphores: u32,
+    /// Group owner of the semaphores, if the policy admits a group.
+    pub sem_group: Option<u32>,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Modes { objects: 0o600, semaphores: 0o666, sem_group: None }
+    }
+}
+
+/// One topic's objects, mapped read-write by the daemon.
+pub struct Segment {
+    /// Shm prefix.
+    pub prefix: String,
+    /// Topic name.
+    pub topic_name: String,
+    data: ShmObject,
+    readers: ShmObject,
+    /// The validated ring view.
+    pub topic: Topic,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("topic", &self.topic_name).field("geometry", &self.topic.geometry()).finish()
+    }
+}
+
+fn map_both(data: &ShmObject, readers: &ShmObject, expect: Option<&Geometry>) -> Result<(Region, Region), OsError> {
+    let dm = Arc::new(Mapping::map(data.fd(), Access::ReadWrite, expect.map(|g| g.data_len()), true)?);
+    let rm = Arc::new(Mapping::map(readers.fd(), Access::ReadWrite, expect.map(|g| g.readers_len()), true)?);
+    // SAFETY: read-write shared mappings of the whole objects, page-aligned, kept alive by the backings.
+    Ok(unsafe {
+        (
+            Region::from_raw(dm.as_mut_ptr(), dm.len(), true, dm.clone()),
+            Region::from_raw(rm.as_mut_ptr(), rm.len(), true, rm.clone()),
+        )
+    })
+}
+
+struct Undo(Vec<Box<dyn FnOnce()>>);
+impl Undo {
+    fn disarm(mut self) {
+        self.0.clear();
+    }
+}
+impl Drop for Undo {
+    fn drop(&mut self) {
+        while let Some(f) = self.0.pop() {
+            f();
+        }
+    }
+}
+
+impl Segment {
+    /// Creates a topic's objects exclusively (an existing name is an error), reserves their memory (a full
+    /// /dev/shm fails here), initializes the ring, and creates one semaphore per slot. Nothing is left behind on
+    /// failure.
+    pub fn create(prefix: &str, topic: &str, geo: &Geometry, generation: u64, modes: Modes) -> Result<Segment, SegmentError> {
+        names::validate_prefix(prefix)?;
+        names::validate_topic(topic)?;
+        geo.validate().map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
+        let mut undo = Undo(Vec::new());
+        let dn = names::data_object(prefix, topic);
+        let rn = names::readers_object(prefix, topic);
+        let data = ShmObject::create_exclusive(&dn, geo.data_len() as u64, modes.objects)?;
+        undo.0.push(Box::new(move || drop(ShmObject::unlink(&dn))));
+        let readers = ShmObject::create_exclusive(&rn, geo.readers_len() as u64, modes.objects)?;
+        undo.0.push(Box::new(move || drop(ShmObject::unlink(&rn))));
+        let sp = names::sem_prefix(prefix, topic);
+        for (publisher, n) in [(false, geo.max_subscribers), (true, geo.max_publishers)] {
+            for slot in 0..n {
+                let name = names::sem_name(&sp, publisher, slot);
+                create_semaphore(&name, modes)?;
+                undo.0.push(Box::new(move || drop(NamedSemaphore::unlink(&name))));
+            }
+        }
+        let (d, r) = map_both(&data, &readers, Some(geo))?;
+        let t = Topic::create(d, r, geo, 0, generation).map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
+        undo.disarm();
+        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
+    }
+
+    /// Opens and validates existing objects (after a daemon restart). Missing semaphores are recreated; foreign
+    /// ones are refused. Never deletes anything.
+    pub fn adopt(prefix: &str, topic: &str, modes: Modes) -> Result<Segment, SegmentError> {
+        names::validate_prefix(prefix)?;
+        names::validate_topic(topic)?;
+        let data = ShmObject::open(&names::data_object(prefix, topic), Access::ReadWrite)?;
+        let readers = ShmObject::open(&names::readers_object(prefix, topic), Access::ReadWrite)?;
+        let invalid = |e| SegmentError::Invalid { topic: topic.into(), source: e };
+        // Size sanity before mapping: a truncated object must not be mapped past its end.
+        let (dlen, rlen) = (data.size()?, readers.size()?);
+        if dlen < shmbus_ring::LINE as u64 || rlen < shmbus_ring::LINE as u64 {
+            return Err(invalid(AttachError::Corrupted { what: "object smaller than its header" }));
+        }
+        let (d, r) = map_both(&data, &readers, None)?;
+        let t = Topic::attach(d, r).map_err(invalid)?;
+        let geo = t.geometry();
+        let sp = names::sem_prefix(prefix, topic);
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        for (publisher, n) in [(false, geo.max_subscribers), (true, geo.max_publishers)] {
+            for slot in 0..n {
+                let name = names::sem_name(&sp, publisher, slot);
+                match std::fs::metadata(format!("/dev/shm/sem.{}", &name[1..])) {
+                    Ok(m) if m.uid() == me => {}
+                    Ok(_) => return Err(SegmentError::ForeignSemaphore(name)),
+                    Err(_) => create_semaphore(&name, modes)?,
+                }
+            }
+        }
+        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
+    }
+
+    /// Fresh descriptors for one lease (its own open file descriptions, so its OFD lock is its own): the data
+    /// object read-write for publishers or read-only for subscribers, and the readers object read-write.
+    pub fn lease_fds(&self, data_access: Access) -> Result<(OwnedFd, OwnedFd), OsError> {
+        let data = match data_access {
+            Access::ReadOnly => self.data.reopen_read_only()?,
+            Access::ReadWrite => reopen(&self.data, Access::ReadWrite)?,
+        };
+        Ok((data, reopen(&self.readers, Access::ReadWrite)?))
+    }
+
+    /// The readers object's descriptor (the daemon's own; used to probe lease locks).
+    pub fn readers_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.readers.fd()
+    }
+
+    /// Whether both objects still have the size the mapping expects. An authorized publisher can truncate the data
+    /// object (POSIX shm cannot be sealed); touching the missing pages would fault the daemon.
+    pub fn intact(&self) -> bool {
+        let g = self.topic.geometry();
+        self.data.size().ok() == Some(g.data_len() as u64) && self.readers.size().ok() == Some(g.readers_len() as u64)
+    }
+
+    /// Bytes of shared memory the topic uses.
+    pub fn memory(&self) -> u64 {
+        let g = self.topic.geometry();
+        (g.data_len() + g.readers_len()) as u64
+    }
+
+    /// Marks the topic closed (attached clients get `Closed`), then unlinks its objects and semaphores.
+    pub fn close_and_unlink(&self, waiter: &dyn Waiter) {
+        let _ = self.topic.close(waiter);
+        unlink_all(&self.prefix, &self.topic_name, Some(&self.topic.geometry()));
+    }
+}
+
+fn reopen(obj: &ShmObject, access: Access) -> Result<OwnedFd, OsError> {
+    Ok(ShmObject::open(obj.name(), access)?.into_fd())
+}
+
+fn create_semaphore(name: &str, modes: Modes) -> Result<(), OsError> {
+    let _ = NamedSemaphore::create_exclusive(name, modes.semaphores, 0)?;
+    if let Some(g) = modes.sem_group {
+        NamedSemaphore::chown(name, None, Some(g))?;
+    }
+    Ok(())
+}
+
+/// Unlinks a topic's objects and semaphores (every semaphore name under the topic when the geometry is unknown).
+pub fn unlink_all(prefix: &str, topic: &str, geo: Option<&Geometry>) {
+    let _ = ShmObject::unlink(&names::data_object(prefix, topic));
+    let _ = ShmObject::unlink(&names::readers_object(prefix, topic));
+    let sp = names::sem_prefix(prefix, topic);
+    match geo {
+        Some(g) => {
+            for (publisher, n) in [(false, g.max_subscribers), (true, g.max_publishers)] {
+                for slot in 0..n {
+                    let _ = NamedSemaphore::unlink(&names::sem_name(&sp, publisher, slot));
+                }
+            }
+        }
+        None => {
+            if let Ok(list) = shmbus_os::list_semaphores(prefix) {
+                for s in list {
+                    if names::parse_sem(prefix, &s).is_some_and(|(t, _, _)| t == topic) {
+                        let _ = NamedSemaphore::unlink(&s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.data.fd()
+    }
+}

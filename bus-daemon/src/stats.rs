@@ -1,0 +1,97 @@
+//! Counters for `shmbus stats` and the Prometheus endpoint, read from shared memory.
+
+use crate::registry::{Lease, TopicEntry};
+use shmbus_proto::msg::*;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32) -> Option<i32> {
+    leases.values().find(|l| l.holds(topic, publisher, slot)).map(|l| l.pid)
+}
+
+/// One topic's counters in wire form.
+pub fn wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> TopicStatsWire {
+    let st = e.segment.topic.stats();
+    TopicStatsWire {
+        name: name.to_string(),
+        generation: e.segment.topic.generation(),
+        tail: st.tail,
+        closed: st.closed,
+        cancelled: st.cancelled,
+        wakeups: st.wakeups,
+        demotions: st.demotions,
+        publishers: st
+            .publishers
+            .iter()
+            .map(|p| PublisherStatsWire {
+                slot: p.slot as u32,
+                published: p.published,
+                bytes: p.bytes,
+                full: p.full,
+                aborted: p.aborted,
+                pid: holder(leases, name, true, p.slot as u32),
+            })
+            .collect(),
+        subscribers: st
+            .subscribers
+            .iter()
+            .map(|s| SubscriberStatsWire {
+                slot: s.slot as u32,
+                position: s.position,
+                lag: s.lag,
+                gating: s.gating,
+                group: s.group.and_then(|g| e.groups.get(g).cloned().flatten().or_else(|| Some(format!("#{g}")))),
+                received: s.received,
+                lagged: s.lagged,
+                skipped: s.skipped,
+                demoted: s.demoted,
+                pid: holder(leases, name, false, s.slot as u32),
+            })
+            .collect(),
+        groups: st
+            .groups
+            .iter()
+            .map(|g| GroupStatsWire {
+                name: e.groups.get(g.index).cloned().flatten().unwrap_or_else(|| format!("#{}", g.index)),
+                next: g.next,
+                redelivered: g.redelivered,
+                abandoned: g.abandoned,
+            })
+            .collect(),
+    }
+}
+
+/// Renders counters in the Prometheus text exposition format.
+pub fn prometheus(topics: &[TopicStatsWire]) -> String {
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
+        let _ = writeln!(out, "# HELP shmbus_{name} {help}\n# TYPE shmbus_{name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "shmbus_{name}{{{labels}}} {v}");
+        }
+    };
+    let per_topic = |f: &dyn Fn(&TopicStatsWire) -> u64| topics.iter().map(|t| (format!("topic=\"{}\"", t.name), f(t))).collect();
+    metric("tail", "Next sequence number of the topic.", "gauge", per_topic(&|t| t.tail));
+    metric("cancelled_total", "Claims of dead publishers cancelled.", "counter", per_topic(&|t| t.cancelled));
+    metric("wakeups_total", "Semaphore posts issued to wake sleepers.", "counter", per_topic(&|t| t.wakeups));
+    metric("demotions_total", "Slow lossless subscribers demoted to lossy.", "counter", per_topic(&|t| t.demotions));
+    let per_pub = |f: &dyn Fn(&PublisherStatsWire) -> u64| {
+        topics
+            .iter()
+            .flat_map(|t| t.publishers.iter().map(move |p| (format!("topic=\"{}\",slot=\"{}\"", t.name, p.slot), f(p))))
+            .collect()
+    };
+    metric("published_total", "Messages published.", "counter", per_pub(&|p| p.published));
+    metric("published_bytes_total", "Payload bytes published.", "counter", per_pub(&|p| p.bytes));
+    metric("full_total", "Sends that found the topic full.", "counter", per_pub(&|p| p.full));
+    let per_sub = |f: &dyn Fn(&SubscriberStatsWire) -> u64| {
+        topics
+            .iter()
+            .flat_map(|t| t.subscribers.iter().map(move |s| (format!("topic=\"{}\",slot=\"{}\"", t.name, s.slot), f(s))))
+            .collect()
+    };
+    metric("subscriber_lag", "Messages between a subscriber and the tail.", "gauge", per_sub(&|s| s.lag));
+    metric("received_total", "Messages received.", "counter", per_sub(&|s| s.received));
+    metric("lagged_total", "Messages a lossy subscriber was lapped by.", "counter", per_sub(&|s| s.lagged));
+    out
+}

@@ -1,0 +1,326 @@
+//! Control messages. Every enum is versioned through [`PROTOCOL_VERSION`]: a connection starts with
+//! [`Request::Hello`], and a daemon answers a different version with [`ErrorKind::VersionMismatch`] before
+//! anything else is read, so the two sides never misread each other.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol. Bump on any change of these types.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeometryWire {
+    /// Index entries (messages in flight), a power of two.
+    pub capacity: u32,
+    /// Bytes of one index entry.
+    pub entry_bytes: u32,
+    /// Largest message.
+    pub max_message: u32,
+    /// Bytes of each publisher's payload region.
+    pub region_bytes: u64,
+    /// Publisher slots.
+    pub max_publishers: u32,
+    /// Subscriber slots.
+    pub max_subscribers: u32,
+    /// Consumer-group slots.
+    pub max_groups: u32,
+}
+
+/// Requested properties of a topic; `None` takes the daemon's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicSpec {
+    /// Messages in flight (rounded up to a power of two).
+    pub capacity: Option<u32>,
+    /// Largest message in bytes.
+    pub max_message: Option<u32>,
+    /// Payload bytes in flight, shared by the publishers.
+    pub payload_budget: Option<u64>,
+    /// Publisher limit.
+    pub max_publishers: Option<u32>,
+    /// Subscriber limit.
+    pub max_subscribers: Option<u32>,
+    /// Consumer-group limit.
+    pub max_groups: Option<u32>,
+}
+
+/// A typed handle's payload type: refused at open when another type is already registered on the topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeInfo {
+    /// Type name (`std::any::type_name`).
+    pub name: String,
+    /// Schema/layout hash.
+    pub hash: u64,
+}
+
+/// How a subscriber consumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubMode {
+    /// Gates publishers; receives everything.
+    Lossless,
+    /// Never gates; told `Lagged(n)` when lapped.
+    Lossy,
+    /// Member of the named consumer group.
+    Group {
+        /// Group name.
+        name: String,
+    },
+}
+
+/// A lease a client already holds in shared memory, re-registered after the daemon restarted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Generation of the topic the lease belongs to.
+    pub generation: u64,
+    /// The slot the client holds.
+    pub slot: u32,
+}
+
+/// Client → daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First message of every connection.
+    Hello {
+        /// The client's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The client's shared-memory layout version.
+        layout: u64,
+        /// Free-form client description (program name and version).
+        client: String,
+    },
+    /// Creates a topic (idempotent when it exists with a compatible spec).
+    CreateTopic {
+        /// Topic name.
+        name: String,
+        /// Requested properties.
+        spec: TopicSpec,
+    },
+    /// Deletes a topic: attached clients get `Closed`.
+    DeleteTopic {
+        /// Topic name.
+        name: String,
+    },
+    /// Lists topics.
+    ListTopics,
+    /// Counters of one topic or of all.
+    Stats {
+        /// Topic name, or all topics.
+        topic: Option<String>,
+    },
+    /// Opens (or re-registers) a publisher lease.
+    OpenPublisher {
+        /// Topic name.
+        topic: String,
+        /// Payload type of a typed publisher.
+        payload_type: Option<TypeInfo>,
+        /// Re-register a slot held since before a daemon restart.
+        resume: Option<Resume>,
+    },
+    /// Opens (or re-registers) a subscriber lease.
+    OpenSubscriber {
+        /// Topic name.
+        topic: String,
+        /// Lossless, lossy or group member.
+        mode: SubMode,
+        /// Start from the oldest retained message.
+        from_oldest: bool,
+        /// Payload type of a typed subscriber.
+        payload_type: Option<TypeInfo>,
+        /// Re-register a slot held since before a daemon restart.
+        resume: Option<Resume>,
+    },
+    /// Releases a lease.
+    Close {
+        /// Lease id.
+        lease: u64,
+    },
+}
+
+/// What a lease lets its holder do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// Publisher in this slot.
+    Publisher {
+        /// Publisher slot.
+        slot: u32,
+    },
+    /// Subscriber in this slot.
+    Subscriber {
+        /// Subscriber slot.
+        slot: u32,
+        /// Consumer group index, for members.
+        group: Option<u32>,
+    },
+}
+
+/// A granted lease. The reply frame carries two descriptors (SCM_RIGHTS): the data object (read-only for
+/// subscribers) and the readers object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseReply {
+    /// Lease id (unique per daemon run).
+    pub lease: u64,
+    /// Topic name.
+    pub topic: String,
+    /// Generation of the topic.
+    pub generation: u64,
+    /// Geometry the client must find when validating the objects.
+    pub geometry: GeometryWire,
+    /// Publisher or subscriber slot.
+    pub role: Role,
+    /// Byte of the readers object the client must keep locked (OFD lock) while it holds the lease.
+    pub lock_offset: u64,
+    /// Prefix of the topic's semaphore names (see [`crate::names::sem_name`]).
+    pub sem_prefix: String,
+}
+
+/// A topic in a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    /// Topic name.
+    pub name: String,
+    /// Generation.
+    pub generation: u64,
+    /// Geometry.
+    pub geometry: GeometryWire,
+    /// Publisher leases held.
+    pub publishers: u32,
+    /// Subscriber leases held.
+    pub subscribers: u32,
+    /// Declared in the configuration (rather than created on request).
+    pub declared: bool,
+    /// Bytes of shared memory the topic uses.
+    pub memory: u64,
+}
+
+/// One publisher's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublisherStatsWire {
+    /// Slot.
+    pub slot: u32,
+    /// Messages published.
+    pub published: u64,
+    /// Payload bytes published.
+    pub bytes: u64,
+    /// Full (back-pressure) events.
+    pub full: u64,
+    /// Loans aborted.
+    pub aborted: u64,
+    /// Holder pid, when leased in this daemon run.
+    pub pid: Option<i32>,
+}
+
+/// One subscriber's position and counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriberStatsWire {
+    /// Slot.
+    pub slot: u32,
+    /// Next sequence it reads.
+    pub position: u64,
+    /// Messages behind the tail.
+    pub lag: u64,
+    /// Whether it gates publishers.
+    pub gating: bool,
+    /// Group name, for members.
+    pub group: Option<String>,
+    /// Messages received.
+    pub received: u64,
+    /// Messages passed over after being lapped.
+    pub lagged: u64,
+    /// Skip markers passed over.
+    pub skipped: u64,
+    /// Demoted by the slow-consumer bound.
+    pub demoted: bool,
+    /// Holder pid, when leased in this daemon run.
+    pub pid: Option<i32>,
+}
+
+/// One group's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatsWire {
+    /// Group name.
+    pub name: String,
+    /// Claim cursor.
+    pub next: u64,
+    /// Messages redelivered after a member died.
+    pub redelivered: u64,
+    /// Messages abandoned by dead members.
+    pub abandoned: u64,
+}
+
+/// A topic's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicStatsWire {
+    /// Topic name.
+    pub name: String,
+    /// Generation.
+    pub generation: u64,
+    /// Next sequence to be claimed.
+    pub tail: u64,
+    /// Closed flag.
+    pub closed: bool,
+    /// Dead publishers' claims cancelled.
+    pub cancelled: u64,
+    /// Semaphore posts.
+    pub wakeups: u64,
+    /// Slow-consumer demotions.
+    pub demotions: u64,
+    /// Publishers.
+    pub publishers: Vec<PublisherStatsWire>,
+    /// Subscribers.
+    pub subscribers: Vec<SubscriberStatsWire>,
+    /// Groups.
+    pub groups: Vec<GroupStatsWire>,
+}
+
+/// Why a request failed; variants a client can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorKind {
+    /// Protocol or layout versions differ.
+    VersionMismatch,
+    /// No such topic, and the daemon does not create topics on first use.
+    NoSuchTopic,
+    /// The caller's uid/gid is not admitted by the topic's policy.
+    PermissionDenied,
+    /// The topic exists with a different geometry.
+    AlreadyExists,
+    /// Every publisher or subscriber slot is taken.
+    NoFreeSlot,
+    /// A typed handle's payload type differs from the one registered on the topic.
+    TypeMismatch,
+    /// A bad name or argument.
+    InvalidRequest,
+    /// The topic was closed.
+    Closed,
+    /// Shared memory is exhausted (e.g. /dev/shm is full).
+    ResourceExhausted,
+    /// Anything else.
+    Internal,
+}
+
+/// Daemon → client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Handshake accepted.
+    Hello {
+        /// The daemon's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The daemon's layout version.
+        layout: u64,
+        /// Daemon description.
+        daemon: String,
+    },
+    /// A granted lease (two descriptors attached).
+    Lease(LeaseReply),
+    /// Topic listing.
+    Topics(Vec<TopicInfo>),
+    /// Counters.
+    Stats(Vec<TopicStatsWire>),
+    /// Success without data.
+    Done,
+    /// Failure.
+    Error {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// Human-readable detail.
+        message: String,
+    },
+}

@@ -1,0 +1,709 @@
+//! Loom models of the ring protocol: claims, publishing, lossless and lossy reading, dead publishers and members,
+//! the sleeper/waker handshake and attaching a gating cursor while a publisher runs.
+//!
+//! Run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmbus-ring --test loom --release --target-dir target/loom`.
+//!
+//! Under `--cfg loom` every shared word of a topic (stamps, cursors, counters and payload bytes alike) is a loom
+//! atomic, so loom explores every interleaving (up to the preemption bound) and every value each relaxed load may
+//! return. Process death is modelled as a thread that stops: it `mem::forget`s what it holds and returns, and the
+//! recovery call runs only after joining it (death proven). The semaphores are modelled with loom's mutex and
+//! condition variable, and a sleep ignores its deadline, so a lost wake-up is a loom deadlock rather than a delay.
+//!
+//! Models are tiny on purpose (capacity 2 or 4, one to four messages): each runs in seconds.
+#![cfg(loom)]
+
+use loom::sync::atomic::{fence, Ordering};
+use loom::sync::{Condvar, Mutex};
+use loom::thread;
+use shmbus_ring::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+// ---- harness ---------------------------------------------------------------------------------------------------
+
+/// Runs `f` under loom, with a preemption bound of 2 unless `LOOM_MAX_PREEMPTIONS` says otherwise.
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    // Attaching and initializing touch a few hundred words, each a loom branch point.
+    b.max_branches = std::env::var("MB").map(|v| v.parse().unwrap()).unwrap_or(100_000);
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = runs.clone();
+    let started = Instant::now();
+    b.check(move || {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if std::env::var("DBG").is_ok() { eprintln!("iter {n}"); }
+        f()
+    });
+    eprintln!(
+        "{}: {} interleavings in {:.1?}",
+        std::thread::current().name().unwrap_or("model"),
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        started.elapsed()
+    );
+}
+
+/// A geometry with 64-byte entries (32 bytes inline), validated.
+fn geo(capacity: u32, max_message: u32, region_bytes: u64, pubs: u32, subs: u32, groups: u32) -> Geometry {
+    let g = Geometry {
+        capacity,
+        entry_bytes: 64,
+        max_message,
+        region_bytes,
+        max_publishers: pubs,
+        max_subscribers: subs,
+        max_groups: groups,
+    };
+    g.validate().expect("model geometry");
+    g
+}
+
+/// A counting semaphore built on loom's mutex and condition variable.
+struct Sem {
+    count: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Sem {
+    fn new() -> Sem {
+        Sem { count: Mutex::new(0), cv: Condvar::new() }
+    }
+}
+
+/// The semaphores of a topic, one per slot. `wait_until` ignores its deadline and blocks until posted, so a
+/// lost wake-up shows up as a deadlock; `heavy` is a SeqCst fence (the ring's `light` is one too under loom:
+/// together they model the asymmetric `membarrier` pair).
+struct LoomWaiter {
+    subs: Vec<Sem>,
+    pubs: Vec<Sem>,
+}
+
+impl LoomWaiter {
+    fn new(geo: &Geometry) -> Arc<LoomWaiter> {
+        Arc::new(LoomWaiter {
+            subs: (0..geo.max_subscribers).map(|_| Sem::new()).collect(),
+            pubs: (0..geo.max_publishers).map(|_| Sem::new()).collect(),
+        })
+    }
+
+    fn sem(&self, t: Target) -> &Sem {
+        match t {
+            Target::Subscriber(s) => &self.subs[s],
+            Target::Publisher(p) => &self.pubs[p],
+        }
+    }
+}
+
+impl Waiter for LoomWaiter {
+    fn post(&self, target: Target) {
+        let s = self.sem(target);
+        *s.count.lock().unwrap() += 1;
+        s.cv.notify_one();
+    }
+
+    fn drain(&self, target: Target) {
+        *self.sem(target).count.lock().unwrap() = 0;
+    }
+
+    fn wait_until(&self, target: Target, _deadline: Instant) -> bool {
+        let s = self.sem(target);
+        let mut c = s.count.lock().unwrap();
+        while *c == 0 {
+            c = s.cv.wait(c).unwrap();
+        }
+        *c -= 1;
+        true
+    }
+
+    fn heavy(&self) {
+        fence(Ordering::SeqCst);
+    }
+}
+
+static DBGLOG: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+fn never_dead(_: usize) -> bool {
+    false
+}
+
+fn attach_sub(t: &Topic, slot: usize, mode: Mode, w: &Arc<LoomWaiter>) -> Subscriber {
+    let opts = SubscriberOptions { mode, ..Default::default() };
+    Subscriber::attach(t, slot, opts, w.clone(), &never_dead).expect("subscriber attach")
+}
+
+fn attach_pub(t: &Topic, slot: usize, w: &Arc<LoomWaiter>) -> Publisher {
+    Publisher::attach(t, slot, w.clone(), PublisherOptions::default()).expect("publisher attach")
+}
+
+/// Message `i` of a model: `len` bytes, every one equal to `i + 1` (never the zero of fresh memory).
+fn body(i: u64, len: usize) -> Vec<u8> {
+    vec![i as u8 + 1; len]
+}
+
+/// Checks that `payload` is exactly message `i` of length `len`: right length, every byte `i + 1`.
+fn check_body(payload: &[u8], i: u64, len: usize) {
+    assert_eq!(payload.len(), len, "message {i}: wrong length (torn or misplaced)");
+    assert!(payload.iter().all(|&b| b == i as u8 + 1), "message {i}: torn payload {payload:?}");
+}
+
+/// `try_send` until it is accepted, yielding to the model while the ring is full.
+fn send_spin(p: &mut Publisher, m: &[u8]) -> u64 {
+    loop {
+        match p.try_send(m) {
+            Ok(seq) => return seq,
+            Err(SendError::Full) => thread::yield_now(),
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+}
+
+/// `try_recv` until a message arrives, yielding while empty; returns (seq, publisher, payload).
+fn recv_spin(s: &mut Subscriber) -> (u64, u32, Vec<u8>) {
+    loop {
+        match s.try_recv() {
+            Ok(m) => return (m.seq(), m.publisher(), m.payload().to_vec()),
+            Err(RecvError::Empty) => thread::yield_now(),
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+}
+
+// ---- 1. single producer, lossless subscriber ---------------------------------------------------------------
+
+/// One publisher sends three messages through a ring of two entries to one lossless subscriber: all arrive, in
+/// order, intact; the publisher is held back (never overwrites unread entries).
+#[test]
+fn spsc_lossless_inline() {
+    model(|| {
+        let g = geo(2, 32, 0, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut p = attach_pub(&t, 0, &w);
+        let h = thread::spawn(move || {
+            for i in 0..3u64 {
+                assert_eq!(send_spin(&mut p, &body(i, 8 + 8 * i as usize)), i);
+            }
+        });
+        for i in 0..3u64 {
+            let (seq, publisher, payload) = recv_spin(&mut s);
+            assert_eq!((seq, publisher), (i, 0));
+            check_body(&payload, i, 8 + 8 * i as usize);
+        }
+        h.join().unwrap();
+        assert_eq!(s.try_recv().unwrap_err(), RecvError::Empty);
+    });
+}
+
+/// Same with payloads in the publisher's region (longer than the 32 inline bytes), including a wrap of the
+/// region that reuses the first message's bytes: the lossless gate must protect them until they are read.
+#[test]
+fn spsc_lossless_region() {
+    const LENS: [usize; 3] = [48, 8, 56];
+    model(|| {
+        let g = geo(2, 64, 128, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut p = attach_pub(&t, 0, &w);
+        let h = thread::spawn(move || {
+            for (i, &len) in LENS.iter().enumerate() {
+                send_spin(&mut p, &body(i as u64, len));
+            }
+        });
+        for (i, &len) in LENS.iter().enumerate() {
+            let (seq, _, payload) = recv_spin(&mut s);
+            assert_eq!(seq, i as u64);
+            check_body(&payload, i as u64, len);
+        }
+        h.join().unwrap();
+    });
+}
+
+// ---- 2. two producers racing for claims ----------------------------------------------------------------------
+
+/// Two publishers (multi-producer path: compare-and-swap claims, helped tail) race on the ring, sending `counts`
+/// messages each; a lossless subscriber reads concurrently and receives every message exactly once, in one total
+/// order without gaps, each publisher's messages in its order. With `blocking`, both sides sleep on the modelled
+/// semaphores instead of spinning (which also keeps loom from exploring spin iterations).
+fn mpsc_model(capacity: u32, counts: [u64; 2], blocking: bool) {
+    model(move || {
+        let g = geo(capacity, 32, 0, 2, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let idle = if blocking { IdleStrategy::Blocking } else { IdleStrategy::BusySpin };
+        let opts = SubscriberOptions { idle, ..Default::default() };
+        let mut s = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+        let hs: Vec<_> = counts
+            .iter()
+            .enumerate()
+            .map(|(slot, &n)| {
+                let mut p = Publisher::attach(&t, slot, w.clone(), PublisherOptions { idle, ..Default::default() })
+                    .unwrap();
+                thread::spawn(move || {
+                    for k in 0..n {
+                        let m = [slot as u8, k as u8];
+                        if blocking {
+                            p.send(&m).unwrap();
+                        } else {
+                            send_spin(&mut p, &m);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut next = [0u64; 2];
+        for i in 0..counts.iter().sum::<u64>() {
+            let (seq, publisher, payload) = if blocking {
+                let m = s.recv().unwrap();
+                (m.seq(), m.publisher(), m.payload().to_vec())
+            } else {
+                recv_spin(&mut s)
+            };
+            assert_eq!(seq, i, "one total order without gaps");
+            let slot = publisher as usize;
+            assert_eq!(payload, vec![slot as u8, next[slot] as u8], "per-publisher order, exactly once");
+            next[slot] += 1;
+        }
+        assert_eq!(next, counts);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(s.try_recv().unwrap_err(), RecvError::Empty);
+    });
+}
+
+/// One message each: the two claims race for the same entry and for the tail.
+#[test]
+fn mpsc_claims_race() {
+    mpsc_model(2, [1, 1], false);
+}
+
+/// Three messages on four entries: a publisher's second claim races the other's first.
+#[test]
+fn mpsc_claims_race_three() {
+    mpsc_model(4, [2, 1], false);
+}
+
+/// Three messages on two entries: claims race while the subscriber gates them; publishers sleep on `Full` and
+/// are woken by the subscriber's releases.
+#[test]
+fn mpsc_claims_race_gated() {
+    mpsc_model(2, [2, 1], true);
+}
+
+// ---- 3. a dead publisher's claim is cancelled ------------------------------------------------------------------
+
+/// How the publisher in slot 0 dies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Death {
+    /// Before doing anything.
+    Early,
+    /// Holding a claim (a loan it never commits or drops).
+    HoldingClaim,
+    /// Holding a claim whose payload it had half written (in its region).
+    MidWrite,
+    /// Right after a complete send.
+    AfterSend,
+}
+
+/// Publisher A (slot 0) dies as `death` says while publisher B (slot 1) sends one message; a subscriber thread
+/// reads concurrently. After joining A, the main thread cancels A's claims. The subscriber must get B's message
+/// (and A's, if it completed), pass over the cancelled claim as a counted skip, and never stall.
+fn dead_claim_model(death: Death) {
+    model(move || {
+        let g = geo(2, 48, 128, 2, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut a = attach_pub(&t, 0, &w);
+        let mut b = attach_pub(&t, 1, &w);
+        let ha = thread::spawn(move || {
+            match death {
+                Death::Early => {}
+                Death::HoldingClaim => std::mem::forget(a.try_loan(8).expect("room for A's claim")),
+                Death::MidWrite => {
+                    let mut loan = a.try_loan(40).expect("room for A's claim");
+                    loan.write_at(0, &[0xee; 16]);
+                    std::mem::forget(loan);
+                }
+                Death::AfterSend => {
+                    a.try_send(&body(0, 8)).expect("room for A's message");
+                }
+            }
+            std::mem::forget(a);
+        });
+        let hb = thread::spawn(move || {
+            b.try_send(&body(1, 40)).expect("room for B's message");
+        });
+        let expect_a = death == Death::AfterSend;
+        let claims = if matches!(death, Death::HoldingClaim | Death::MidWrite) { 1 } else { 0 };
+        let total = 1 + expect_a as u64 + claims;
+        let hs = thread::spawn(move || {
+            let mut got = vec![];
+            // Until every position is accounted for: received, or passed over as a skip marker.
+            while s.position() < total {
+                match s.try_recv() {
+                    Ok(m) => got.push((m.publisher(), m.payload().to_vec())),
+                    Err(RecvError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+            assert_eq!(s.try_recv().unwrap_err(), RecvError::Empty);
+            (got, s)
+        });
+        ha.join().unwrap();
+        // A is proven dead: cancel whatever it still claims.
+        assert_eq!(t.cancel_claims_of(0, &*w).unwrap(), claims);
+        hb.join().unwrap();
+        let (got, s) = hs.join().unwrap();
+        let mut want = vec![(1, body(1, 40))];
+        if expect_a {
+            want.push((0, body(0, 8)));
+        }
+        let mut sorted = got.clone();
+        sorted.sort();
+        want.sort();
+        assert_eq!(sorted, want, "received {got:?}");
+        let st = t.stats();
+        assert_eq!(st.cancelled, claims);
+        assert_eq!(st.subscribers[0].skipped, claims);
+        assert_eq!(st.subscribers[0].received, want.len() as u64);
+        drop(s);
+    });
+}
+
+#[test]
+fn dead_publisher_holding_claim() {
+    dead_claim_model(Death::HoldingClaim);
+}
+
+#[test]
+fn dead_publisher_mid_write() {
+    dead_claim_model(Death::MidWrite);
+}
+
+#[test]
+fn dead_publisher_after_send() {
+    dead_claim_model(Death::AfterSend);
+}
+
+#[test]
+fn dead_publisher_early() {
+    dead_claim_model(Death::Early);
+}
+
+/// A publisher dies holding a claim; after cancellation a new holder takes its slot over (as the daemon's next
+/// lease would) and publishes while the subscriber reads: the skip is passed over and the new message arrives.
+#[test]
+fn dead_publisher_slot_taken_over() {
+    model(|| {
+        let g = geo(2, 48, 128, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut a = attach_pub(&t, 0, &w);
+        let ha = thread::spawn(move || {
+            std::mem::forget(a.try_loan(40).expect("room"));
+            std::mem::forget(a);
+        });
+        let hs = thread::spawn(move || {
+            let (seq, _, payload) = recv_spin(&mut s);
+            assert_eq!(seq, 1);
+            check_body(&payload, 1, 40);
+            s
+        });
+        ha.join().unwrap();
+        assert_eq!(t.cancel_claims_of(0, &*w).unwrap(), 1);
+        let mut a2 = attach_pub(&t, 0, &w);
+        assert_eq!(send_spin(&mut a2, &body(1, 40)), 1);
+        let s = hs.join().unwrap();
+        assert_eq!(t.stats().subscribers[0].skipped, 1);
+        drop(s);
+    });
+}
+
+// ---- 4. lossy reader lapped by a concurrent writer -----------------------------------------------------------
+
+/// A lossy subscriber reads while a publisher laps it. Every accepted message is intact (uniform bytes matching
+/// its sequence, right length: never torn, even for payloads in the publisher's region whose bytes are reused),
+/// and received + lagged accounts for every position exactly once.
+fn lossy_model(capacity: u32, lens: &'static [usize]) {
+    model(move || {
+        let g = geo(capacity, 48, 128, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let mut s = attach_sub(&t, 0, Mode::Lossy, &w);
+        let mut p = attach_pub(&t, 0, &w);
+        let sent = lens.len() as u64;
+        let h = thread::spawn(move || {
+            for (i, &len) in lens.iter().enumerate() {
+                // A lossy subscriber never gates: the writer is never refused.
+                assert_eq!(p.try_send(&body(i as u64, len)).expect("lossy never gates"), i as u64);
+            }
+        });
+        let (mut received, mut lagged) = (0u64, 0u64);
+        let mut last: Option<u64> = None;
+        let mut accept = |s: &mut Subscriber, received: &mut u64, lagged: &mut u64| -> bool {
+            match s.try_recv() {
+                Ok(m) => {
+                    let seq = m.seq();
+                    assert!(seq < sent);
+                    check_body(m.payload(), seq, lens[seq as usize]);
+                    assert!(last.is_none_or(|l| l < seq), "out of order: {seq} after {last:?}");
+                    last = Some(seq);
+                    *received += 1;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    assert!(n > 0);
+                    *lagged += n;
+                }
+                Err(RecvError::Empty) => return false,
+                Err(e) => panic!("lossy recv: {e}"),
+            }
+            assert!(*received + *lagged <= sent, "accounted {received} + {lagged} of {sent}");
+            assert_eq!(*received + *lagged, s.position(), "every position accounted once");
+            true
+        };
+        // Read concurrently with the writer until every position is accounted for.
+        while s.position() < sent {
+            if !accept(&mut s, &mut received, &mut lagged) {
+                thread::yield_now();
+            }
+        }
+        h.join().unwrap();
+        while accept(&mut s, &mut received, &mut lagged) {}
+        assert_eq!(received + lagged, sent);
+        let st = t.stats();
+        assert_eq!((st.subscribers[0].received, st.subscribers[0].lagged), (received, lagged));
+    });
+}
+
+/// Two entries, four messages: index entries and region bytes are both reused while the reader copies.
+#[test]
+fn lossy_lapped_capacity2() {
+    lossy_model(2, &[48, 8, 40, 16]);
+}
+
+/// Four entries, three messages: the region wraps and reuses the first message's bytes while its index entry is
+/// still there (only the frontier check can catch it).
+#[test]
+fn lossy_region_reuse_capacity4() {
+    lossy_model(4, &[48, 48, 40]);
+}
+
+// ---- 5. the sleeper/waker handshake --------------------------------------------------------------------------
+
+/// A blocking subscriber sleeps on an empty topic while a publisher sends one message: it must be woken (a lost
+/// wake-up is a deadlock here, since sleeps never time out).
+#[test]
+fn waiter_subscriber_wakeup() {
+    model(|| {
+        let g = geo(2, 32, 0, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let opts = SubscriberOptions { idle: IdleStrategy::Blocking, ..Default::default() };
+        let mut s = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+        let mut p =
+            Publisher::attach(&t, 0, w.clone(), PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() })
+                .unwrap();
+        let h = thread::spawn(move || {
+            p.send(&body(0, 8)).unwrap();
+        });
+        let m = s.recv().unwrap();
+        assert_eq!(m.seq(), 0);
+        check_body(m.payload(), 0, 8);
+        drop(m);
+        h.join().unwrap();
+    });
+}
+
+/// A blocking publisher fills a two-entry ring and sleeps; the blocking subscriber's releases must wake it, and
+/// the subscriber's own sleeps on an empty ring must be woken by the publishes.
+#[test]
+fn waiter_publisher_wakeup() {
+    model(|| {
+        let g = geo(2, 32, 0, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let opts = SubscriberOptions { idle: IdleStrategy::Blocking, ..Default::default() };
+        let mut s = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+        let mut p =
+            Publisher::attach(&t, 0, w.clone(), PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() })
+                .unwrap();
+        let h = thread::spawn(move || {
+            for i in 0..3u64 {
+                assert_eq!(p.send(&body(i, 8)).unwrap(), i);
+            }
+        });
+        for i in 0..3u64 {
+            let m = s.recv().unwrap();
+            assert_eq!(m.seq(), i);
+            check_body(m.payload(), i, 8);
+        }
+        h.join().unwrap();
+    });
+}
+
+// ---- 6. consumer group with a member dying -------------------------------------------------------------------
+
+/// Two members of a group share two messages; member B takes one and dies holding it (message and handle
+/// forgotten), and after joining it the main thread releases its slot with redelivery on. Every message must
+/// reach live member A exactly once: the one B held is redelivered, so it is seen at most twice overall.
+#[test]
+fn group_member_dies_holding() {
+    model(|| {
+        let g = geo(2, 32, 0, 1, 2, 1);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        t.open_group(0, false, &*w, &never_dead).unwrap();
+        t.set_group_redelivery(0, true);
+        let mut a = attach_sub(&t, 0, Mode::Group(0), &w);
+        let mut b = attach_sub(&t, 1, Mode::Group(0), &w);
+        let mut p = attach_pub(&t, 0, &w);
+        for i in 0..2u64 {
+            p.try_send(&body(i, 8)).unwrap();
+        }
+        // The group gates: the ring is full until a member is done with message 0.
+        assert_eq!(p.try_send(&body(9, 8)).unwrap_err(), SendError::Full);
+        let hb = thread::spawn(move || {
+            // B tries a bounded number of times (A may take everything first), then dies.
+            let mut held = None;
+            for _ in 0..2 {
+                match b.try_recv() {
+                    Ok(m) => {
+                        check_body(m.payload(), m.seq(), 8);
+                        held = Some(m.seq());
+                        std::mem::forget(m);
+                        break;
+                    }
+                    Err(RecvError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("member B: {e}"),
+                }
+            }
+            std::mem::forget(b);
+            held
+        });
+        let t3 = t.clone();
+        let ha = thread::spawn(move || {
+            let mut got = vec![];
+            // A has to end up with both messages (B's one by redelivery).
+            let mut spins = 0;
+            while got.len() < 2 {
+                match a.try_recv() {
+                    Ok(m) => { check_body(m.payload(), m.seq(), 8); got.push(m.seq()); }
+                    Err(RecvError::Empty) => { spins += 1; if spins > 30 { panic!("stuck: got {got:?} stats {:?} main: {}", t3.stats(), DBGLOG.lock().unwrap()); } thread::yield_now() }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (a, got)
+        });
+        let held = hb.join().unwrap();
+        let released = t.release_subscriber(1, &*w).unwrap();
+        *DBGLOG.lock().unwrap() = format!("held {held:?} released {released:?} stats-after-release {:?}", t.stats());
+        assert_eq!(released, held.map(Released::Redelivered), "B held {held:?}");
+        let (mut a, got) = ha.join().unwrap();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1], "A got {got:?} (B held {held:?})");
+        assert_eq!(a.try_recv().unwrap_err(), RecvError::Empty);
+        assert_eq!(t.stats().groups[0].redelivered, held.is_some() as u64);
+        // Nothing is held any more: the group lets the publisher go on.
+        p.try_send(&body(2, 8)).unwrap();
+    });
+}
+
+/// A member holds message 0 while the other member reaches position 2 (same ledger word, next lap): it must see
+/// an empty topic, not corruption, and get message 2 once the holder releases and the publisher sends.
+#[test]
+fn group_member_behind_held_entry() {
+    model(|| {
+        let g = geo(2, 32, 0, 1, 2, 1);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        t.open_group(0, false, &*w, &never_dead).unwrap();
+        let mut a = attach_sub(&t, 0, Mode::Group(0), &w);
+        let mut b = attach_sub(&t, 1, Mode::Group(0), &w);
+        let mut p = attach_pub(&t, 0, &w);
+        p.try_send(&body(0, 8)).unwrap();
+        p.try_send(&body(1, 8)).unwrap();
+        let m = b.try_recv().unwrap();
+        assert_eq!(m.seq(), 0);
+        let hp = thread::spawn(move || {
+            send_spin(&mut p, &body(2, 8));
+        });
+        let ha = thread::spawn(move || {
+            let mut got = vec![];
+            while got.len() < 2 {
+                got.push(recv_spin(&mut a).0);
+            }
+            got
+        });
+        thread::yield_now();
+        drop(m);
+        hp.join().unwrap();
+        assert_eq!(ha.join().unwrap(), vec![1, 2]);
+    });
+}
+
+// ---- 7. a lossless subscriber attaching while a publisher runs ------------------------------------------------
+
+/// A publisher sends three messages (two in its region, whose bytes get reused) on a two-entry ring while another
+/// thread attaches a lossless subscriber and reads. From the position it starts at, every message is delivered
+/// intact and in order or reported in `Lagged`: never silently missing, never a wrong payload.
+fn attach_race_model(from_oldest: bool) {
+    const LENS: [usize; 3] = [48, 8, 40];
+    model(move || {
+        let g = geo(2, 48, 128, 1, 1, 0);
+        let t = Topic::heap(&g, 0).unwrap();
+        let w = LoomWaiter::new(&g);
+        let mut p = attach_pub(&t, 0, &w);
+        let hp = thread::spawn(move || {
+            for (i, &len) in LENS.iter().enumerate() {
+                assert_eq!(send_spin(&mut p, &body(i as u64, len)), i as u64);
+            }
+        });
+        let t2 = t.clone();
+        let w2 = w.clone();
+        let hs = thread::spawn(move || {
+            let opts = SubscriberOptions { mode: Mode::Lossless, from_oldest, ..Default::default() };
+            let mut s = Subscriber::attach(&t2, 0, opts, w2, &never_dead).unwrap();
+            let start = s.position();
+            assert!(start <= 3);
+            let (mut received, mut lagged) = (0u64, 0u64);
+            let mut expect = start;
+            while s.position() < 3 {
+                match s.try_recv() {
+                    Ok(m) => {
+                        assert_eq!(m.seq(), expect, "in order, none silently missing (start {start})");
+                        check_body(m.payload(), m.seq(), LENS[m.seq() as usize]);
+                        received += 1;
+                    }
+                    Err(RecvError::Lagged(n)) => lagged += n,
+                    Err(RecvError::Empty) => {
+                        thread::yield_now();
+                        continue;
+                    }
+                    Err(e) => panic!("recv: {e}"),
+                }
+                expect = start + received + lagged;
+                assert_eq!(expect, s.position());
+            }
+            assert_eq!(received + lagged, 3 - start);
+        });
+        hp.join().unwrap();
+        hs.join().unwrap();
+    });
+}
+
+#[test]
+fn attach_lossless_while_publishing() {
+    attach_race_model(false);
+}
+
+#[test]
+fn attach_lossless_from_oldest_while_publishing() {
+    attach_race_model(true);
+}

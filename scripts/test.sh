@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it: formatting, lints, the test suite (unit, integration, multi-process stress,
+# doc tests) and the loom model-checking suite. Run it from anywhere inside the repository.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+step "loom model checking (LOOM_MAX_PREEMPTIONS=2)"
+LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
+    cargo test -p shmbus-ring --test loom --release --locked --target-dir target/loom
+
+step "no shared-memory objects left behind"
+leftover=$(ls /dev/shm | grep -E '^(sem\.)?(sbt[0-9]+x|sit[0-9]+x|shmbus-ostest)' || true)
+if [ -n "$leftover" ]; then
+    echo "tests left objects in /dev/shm:"; echo "$leftover"; exit 1
+fi
+echo "all checks passed"

@@ -1,0 +1,4 @@
+//! `shmbusd` built inside the tests package, so integration tests can find it next to themselves.
+fn main() -> std::process::ExitCode {
+    bus_daemon::cli::main()
+}

@@ -1,0 +1,165 @@
+//! A real `shmbusd` for integration tests: its own socket and shm prefix, stopped and swept on drop.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Path of a binary built next to the test executable (`target/<profile>/<name>`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().expect("deps dir").parent().expect("profile dir");
+    let p = dir.join(name);
+    assert!(p.exists(), "{} is not built (run the tests through `cargo test --workspace`)", p.display());
+    p
+}
+
+/// A daemon under test.
+pub struct TestDaemon {
+    /// Its control socket.
+    pub socket: PathBuf,
+    /// Its shm prefix (unique per test).
+    pub prefix: String,
+    /// Scratch directory (socket, config, log).
+    pub dir: PathBuf,
+    child: Option<Child>,
+    config: Option<PathBuf>,
+    cleanup: bool,
+}
+
+impl std::fmt::Debug for TestDaemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDaemon").field("socket", &self.socket).field("prefix", &self.prefix).finish()
+    }
+}
+
+impl TestDaemon {
+    /// Starts a daemon with `config` (TOML text, `None`: the embedded default) and `--cleanup-on-exit`.
+    pub fn start(config: Option<&str>) -> TestDaemon {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("sit{}x{n}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let config = config.map(|text| {
+            let p = dir.join("shmbus.toml");
+            std::fs::write(&p, text).expect("write config");
+            p
+        });
+        let mut d = TestDaemon { socket: dir.join("control.sock"), prefix, dir, child: None, config, cleanup: true };
+        d.spawn();
+        d
+    }
+
+    /// Starts (again) the daemon process and waits until its socket accepts connections.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("shmbusd.log")).expect("log");
+        let mut cmd = Command::new(binary("it-shmbusd"));
+        cmd.arg("--socket").arg(&self.socket).arg("--shm-prefix").arg(&self.prefix).arg("-v");
+        if self.cleanup {
+            cmd.arg("--cleanup-on-exit");
+        }
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.env_remove("NOTIFY_SOCKET").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn shmbusd"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("shmbusd exited early with {st}; log:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "shmbusd did not come up; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Keep topics in /dev/shm when the daemon stops (restart tests); the fixture still sweeps them on drop.
+    pub fn keep_topics_on_stop(&mut self) {
+        self.cleanup = false;
+    }
+
+    /// Sends `sig` and waits (bounded) for the process to exit.
+    pub fn stop_with(&mut self, sig: i32) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+            unsafe { libc::kill(c.id() as i32, sig) };
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if c.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("shmbusd did not stop after signal {sig}; log:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    /// Sends SIGHUP (reload).
+    pub fn reload(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: as in `stop_with`.
+            unsafe { libc::kill(c.id() as i32, libc::SIGHUP) };
+        }
+    }
+
+    /// Rewrites the configuration file (for reload tests).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config.as_ref().expect("started with a config"), text).expect("write config");
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.join("shmbusd.log")) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// A `shmbus` CLI command pointed at this daemon.
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new(binary("it-shmbus"));
+        c.env("SHMBUS_SOCKET", &self.socket).env_remove("RUST_LOG");
+        c
+    }
+
+    /// A client connected to this daemon.
+    pub fn bus(&self) -> bus_client::Bus {
+        bus_client::Bus::connect_to(&self.socket).expect("connect to the test daemon")
+    }
+
+    /// Names under this daemon's prefix still in /dev/shm.
+    pub fn leftovers(&self) -> Vec<String> {
+        crate::shm_fixture::leftovers(&self.prefix)
+    }
+
+    /// The scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+        sweep(&self.prefix);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Unlinks every object and semaphore under `prefix`.
+pub fn sweep(prefix: &str) {
+    for name in crate::shm_fixture::leftovers(prefix) {
+        let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
+    }
+}

@@ -1,0 +1,189 @@
+//! Crash tests on real shared memory: clients SIGKILLed at the worst moment, proven dead (reaped, and their lease
+//! lock released), then recovered through the ring's hooks by the test process playing the daemon. Other clients,
+//! in other processes, must go on as if nothing happened.
+
+use shmbus_os::is_byte_locked;
+use shmbus_ring::{Geometry, Released};
+use shmbus_tests::lease_lock_offset;
+use shmbus_tests::msg;
+use shmbus_tests::peer::member::{check_exactly_once, read_records};
+use shmbus_tests::peers::{field_u64, PeerId, Peers};
+use shmbus_tests::shm_fixture::ShmFixture;
+use std::time::Duration;
+
+const EXE: &str = env!("CARGO_BIN_EXE_ring-peer");
+const SEED: u64 = 77;
+const CAP: u32 = 64;
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn start(fx: &ShmFixture) -> (Peers, impl Fn(&[String]) -> Vec<String>) {
+    let common = vec![s("--prefix"), fx.prefix.clone(), s("--seed"), s(SEED), s("--stall-secs"), s(60)];
+    let common = [common, vec![s("--deadline-secs"), s(TIMEOUT.as_secs() + 30)]].concat();
+    (Peers::new(EXE, TIMEOUT), move |extra: &[String]| [common.clone(), extra.to_vec()].concat())
+}
+
+/// Asserts that the ring stays exactly as `probe` reports it for a while: the stall is real, not a slow peer.
+fn assert_stalled(peers: &mut Peers, ids: &[PeerId], what: &str, probe: impl Fn() -> (u64, u64)) {
+    let before = probe();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(probe(), before, "{what}: the ring moved while it should be stalled");
+    for &id in ids {
+        assert!(peers.running(id), "{what}: peer {id} exited while it should be blocked\n{}", peers.diagnostics());
+    }
+}
+
+fn lease_locked(fx: &ShmFixture, publisher: bool, slot: usize) -> bool {
+    is_byte_locked(fx.segment.readers_fd(), lease_lock_offset(publisher, slot)).expect("probe lease lock")
+}
+
+#[test]
+fn producer_killed_mid_claim_is_cancelled() {
+    const BEFORE: u64 = 100;
+    const EACH: u64 = 5_000;
+    let geo = Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, 3, 4, 0);
+    let fx = ShmFixture::new(geo);
+    let topic = &fx.segment.topic;
+    let (mut peers, args) = start(&fx);
+    let expect =
+        [s("--expect"), format!("0={BEFORE}"), s("--expect"), format!("1={EACH}"), s("--expect"), format!("2={EACH}")];
+    let consumer = peers.spawn("lossless", &args(&[&[s("lossless"), s("--slot"), s(0)][..], &expect[..]].concat()));
+    peers.wait_line(consumer, "ready");
+
+    // Slot 0 publishes BEFORE messages, then claims an entry and hangs holding it.
+    let dying = peers.spawn("die-mid-claim", &args(&[s("die-mid-claim"), s("--slot"), s(0), s("--before"), s(BEFORE)]));
+    let claimed = field_u64(&peers.wait_line(dying, "claimed"), "seq");
+    assert_eq!(claimed, BEFORE);
+    assert!(lease_locked(&fx, true, 0), "the dying publisher holds its lease lock");
+
+    let mut producers = Vec::new();
+    for p in 1..3 {
+        let a = args(&[s("producer"), s("--slot"), s(p), s("--count"), s(EACH), s("--idle"), s("adaptive")]);
+        producers.push(peers.spawn(&format!("producer-{p}"), &a));
+    }
+    // Everyone piles up behind the claim: the reader waits at it, the others fill the ring up to it.
+    let position = || topic.stats().subscribers.iter().find(|x| x.slot == 0).map_or(u64::MAX, |x| x.position);
+    peers.wait_until("the ring is full behind the claim", || {
+        topic.tail() == claimed + CAP as u64 && position() == claimed
+    });
+    assert_stalled(&mut peers, &[consumer, producers[0], producers[1]], "claim held", || (topic.tail(), position()));
+
+    // Kill it mid-claim and prove it dead (reaped; its lease lock went with it), then recover as the daemon would.
+    peers.kill(dying);
+    assert!(!lease_locked(&fx, true, 0), "a dead holder's lease lock is released");
+    assert_eq!(topic.cancel_claims_of(0, &*fx.waiter).expect("cancel"), 1);
+
+    for &id in &producers {
+        assert_eq!(field_u64(&peers.expect_done(id), "sent"), EACH);
+    }
+    let done = peers.expect_done(consumer);
+    assert_eq!(field_u64(&done, "received"), BEFORE + 2 * EACH, "{done}");
+    assert_eq!(field_u64(&done, "skipped"), 1, "{done}");
+    let st = topic.stats();
+    assert_eq!(st.cancelled, 1);
+    assert_eq!(st.tail, BEFORE + 1 + 2 * EACH);
+    drop(peers);
+    fx.finish();
+}
+
+#[test]
+fn consumer_killed_while_gating_is_released() {
+    const COUNT: u64 = 3_000;
+    const STALL_AFTER: u64 = 500;
+    // One publisher slot: the single-producer fast path.
+    let geo = Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, 1, 4, 0);
+    let fx = ShmFixture::new(geo);
+    let topic = &fx.segment.topic;
+    let (mut peers, args) = start(&fx);
+    let expect = [s("--expect"), format!("0={COUNT}")];
+    let live = peers.spawn("lossless-live", &args(&[&[s("lossless"), s("--slot"), s(0)][..], &expect[..]].concat()));
+    let staller = peers.spawn(
+        "lossless-staller",
+        &args(&[&[s("lossless"), s("--slot"), s(1), s("--stall-after"), s(STALL_AFTER)][..], &expect[..]].concat()),
+    );
+    peers.wait_line(live, "ready");
+    peers.wait_line(staller, "ready");
+    // A blocking producer: it sleeps on its semaphore and must be woken by the release.
+    let producer = peers.spawn(
+        "producer",
+        &args(&[s("producer"), s("--slot"), s(0), s("--count"), s(COUNT), s("--idle"), s("blocking")]),
+    );
+    assert_eq!(field_u64(&peers.wait_line(staller, "stalled"), "position"), STALL_AFTER);
+    let full = || topic.stats().publishers.first().map_or(0, |p| p.full);
+    // The gate is the reader's published cursor, which may trail what it consumed by a few messages (lossless
+    // cursors are published in small batches, and whenever the reader catches up).
+    let gate = || topic.stats().subscribers.iter().find(|x| x.slot == 1).map_or(0, |x| x.position);
+    peers.wait_until("the producer is blocked by the stalled reader", || {
+        topic.tail() == gate() + CAP as u64 && full() > 0
+    });
+    assert!((STALL_AFTER - CAP as u64 / 2..=STALL_AFTER).contains(&gate()), "stalled reader's cursor at {}", gate());
+    assert_stalled(&mut peers, &[producer, live, staller], "reader stalled", || (topic.tail(), 0));
+    assert!(lease_locked(&fx, false, 1));
+
+    peers.kill(staller);
+    assert!(!lease_locked(&fx, false, 1), "a dead holder's lease lock is released");
+    assert!(topic.subscriber_active(1), "a SIGKILLed reader's slot stays until recovery");
+    assert_eq!(topic.release_subscriber(1, &*fx.waiter).expect("release"), None);
+    assert!(!topic.subscriber_active(1));
+
+    assert_eq!(field_u64(&peers.expect_done(producer), "sent"), COUNT);
+    assert_eq!(field_u64(&peers.expect_done(live), "received"), COUNT);
+    let st = topic.stats();
+    assert_eq!(st.tail, COUNT);
+    assert!(st.subscribers.is_empty(), "{:?}", st.subscribers);
+    drop(peers);
+    fx.finish();
+}
+
+#[test]
+fn group_member_killed_holding_a_message_is_redelivered() {
+    const COUNT: u64 = 3_000;
+    const HOLD_AFTER: u64 = 40;
+    let geo = Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, 2, 4, 1);
+    let fx = ShmFixture::new(geo);
+    let topic = &fx.segment.topic;
+    topic.open_group(0, false, &*fx.waiter, &|_| false).expect("open group");
+    topic.set_group_redelivery(0, true);
+    let (mut peers, args) = start(&fx);
+    let out = |slot: usize| fx.scratch().join(format!("member-{slot}.bin"));
+    let member = |slot: usize, extra: &[String]| {
+        let base =
+            [s("member"), s("--slot"), s(slot), s("--until"), s(COUNT), s("--out"), out(slot).display().to_string()];
+        args(&[&base[..], extra].concat())
+    };
+    // The holder is alone at first, so it certainly gets HOLD_AFTER messages: the last of them is `held`.
+    let dying = peers.spawn("member-holder", &member(0, &[s("--hold-after"), s(HOLD_AFTER)]));
+    peers.wait_line(dying, "ready");
+    let producer = peers.spawn("producer", &args(&[s("producer"), s("--slot"), s(0), s("--count"), s(COUNT)]));
+    let held = field_u64(&peers.wait_line(dying, "holding"), "seq");
+    assert_eq!(held, HOLD_AFTER - 1);
+    let other = peers.spawn("member-live", &member(1, &[]));
+    peers.wait_line(other, "ready");
+    // The held message gates publishers; the live member takes everything else up to it.
+    let next = || topic.stats().groups[0].next;
+    peers.wait_until("the producer is blocked by the held message and the live member took the rest", || {
+        topic.tail() == held + CAP as u64 && next() == topic.tail()
+    });
+    assert_stalled(&mut peers, &[producer, other, dying], "message held", || (topic.tail(), next()));
+
+    peers.kill(dying);
+    assert!(!lease_locked(&fx, false, 0));
+    assert_eq!(topic.release_subscriber(0, &*fx.waiter).expect("release"), Some(Released::Redelivered(held)));
+
+    assert_eq!(field_u64(&peers.expect_done(producer), "sent"), COUNT);
+    peers.expect_done(other);
+    let mut records = read_records(&out(0)).expect("holder's records");
+    assert_eq!(records.len() as u64, HOLD_AFTER - 1, "the holder completed all but the held message");
+    let live = read_records(&out(1)).expect("live member's records");
+    assert!(live.iter().any(|r| r.seq == held), "the held message went to the live member");
+    records.extend(live);
+    let seqs = check_exactly_once(SEED, &[COUNT], &records).unwrap_or_else(|e| peers.fail(&e));
+    assert_eq!(seqs, (0..COUNT).collect::<Vec<_>>());
+    let st = topic.stats();
+    assert_eq!((st.groups[0].redelivered, st.groups[0].abandoned), (1, 0));
+    drop(peers);
+    fx.finish();
+}
