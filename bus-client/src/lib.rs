@@ -60,8 +60,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
-pub mod cli;
 mod bus;
+pub mod cli;
 mod conn;
 mod control;
 mod error;

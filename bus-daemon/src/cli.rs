@@ -56,7 +56,8 @@ fn init_logging(verbose: u8, quiet: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
@@ -105,11 +106,25 @@ pub fn main() -> ExitCode {
         eprintln!("shmbusd: cannot install the SIGINT/SIGTERM handler: {e}");
         return ExitCode::from(EXIT_RUNTIME);
     }
+    // ctrlc's `termination` feature also catches SIGHUP, as a stop: give SIGHUP back its default disposition,
+    // then let signal-hook (which only chains to real handlers, not SIG_DFL) turn it into a reload request.
+    // SAFETY: installing SIG_DFL has no handler code to be async-signal-safe.
+    let restored =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl) };
+    if let Err(e) = restored {
+        eprintln!("shmbusd: cannot reset the SIGHUP handler: {e}");
+        return ExitCode::from(EXIT_RUNTIME);
+    }
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, controls.reload.clone()) {
         eprintln!("shmbusd: cannot install the SIGHUP handler: {e}");
         return ExitCode::from(EXIT_RUNTIME);
     }
-    let opts = RunOptions { config: cfg, config_path: args.config.clone(), socket: args.socket.clone(), cleanup_on_exit: args.cleanup_on_exit };
+    let opts = RunOptions {
+        config: cfg,
+        config_path: args.config.clone(),
+        socket: args.socket.clone(),
+        cleanup_on_exit: args.cleanup_on_exit,
+    };
     match run(opts, controls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ crate::DaemonError::Config(_)) => {

@@ -20,7 +20,9 @@ impl Principal {
         if s == "*" {
             return Ok(Principal::Anyone);
         }
-        let (kind, v) = s.split_once(':').ok_or_else(|| format!("invalid principal {s:?} (use *, uid:N, gid:N, user:NAME, group:NAME)"))?;
+        let (kind, v) = s
+            .split_once(':')
+            .ok_or_else(|| format!("invalid principal {s:?} (use *, uid:N, gid:N, user:NAME, group:NAME)"))?;
         let num = |v: &str| v.parse::<u32>().map_err(|_| format!("invalid id in {s:?}"));
         match kind {
             "uid" => Ok(Principal::Uid(num(v)?)),

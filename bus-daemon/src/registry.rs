@@ -205,7 +205,8 @@ impl State {
     fn reclaim_unheld(&self, e: &TopicEntry) {
         let geo = e.geometry();
         let t = &e.segment.topic;
-        let leased = |publisher: bool, slot: u32| self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
+        let leased =
+            |publisher: bool, slot: u32| self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
         for p in 0..geo.max_publishers {
             if !leased(true, p) && !e.slot_locked(true, p) {
                 if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
@@ -292,7 +293,10 @@ impl State {
             if !self.config.auto_create {
                 return refuse(ErrorKind::NoSuchTopic, format!("no topic {name:?} (auto-create is off)"));
             }
-            let s = self.config.topic_settings(name, None).map_err(|m| Refusal { kind: ErrorKind::InvalidRequest, message: m })?;
+            let s = self
+                .config
+                .topic_settings(name, None)
+                .map_err(|m| Refusal { kind: ErrorKind::InvalidRequest, message: m })?;
             self.create(name, s, false)?;
         }
         Ok(self.topics.get_mut(name).expect("just ensured"))
@@ -303,7 +307,10 @@ impl State {
         if let Err(e) = names::validate_topic(name) {
             return refuse(ErrorKind::InvalidRequest, e.to_string());
         }
-        let s = self.config.topic_settings(name, Some(spec)).map_err(|m| Refusal { kind: ErrorKind::InvalidRequest, message: m })?;
+        let s = self
+            .config
+            .topic_settings(name, Some(spec))
+            .map_err(|m| Refusal { kind: ErrorKind::InvalidRequest, message: m })?;
         if let Some(e) = self.topics.get(name) {
             if spec == &TopicSpec::default() || e.geometry() == s.geometry {
                 return Ok(());
@@ -329,7 +336,10 @@ impl State {
         if let Some(t) = t {
             match &e.type_info {
                 Some(have) if have != t => {
-                    return refuse(ErrorKind::TypeMismatch, format!("topic carries {} but the handle is typed {}", have.name, t.name));
+                    return refuse(
+                        ErrorKind::TypeMismatch,
+                        format!("topic carries {} but the handle is typed {}", have.name, t.name),
+                    );
                 }
                 Some(_) => {}
                 None => e.type_info = Some(t.clone()),
@@ -355,7 +365,8 @@ impl State {
             Role::Publisher { slot } => (true, slot),
             Role::Subscriber { slot, .. } => (false, slot),
         };
-        let (d, r) = e.segment.lease_fds(access).map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
+        let (d, r) =
+            e.segment.lease_fds(access).map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
         Ok((
             LeaseReply {
                 lease,
@@ -391,7 +402,10 @@ impl State {
                 let e = &self.topics[topic];
                 let geo = e.geometry();
                 let Some(p) = (0..geo.max_publishers).find(|&p| self.slot_free(e, true, p)) else {
-                    return refuse(ErrorKind::NoFreeSlot, format!("all {} publisher slots of {topic:?} are taken", geo.max_publishers));
+                    return refuse(
+                        ErrorKind::NoFreeSlot,
+                        format!("all {} publisher slots of {topic:?} are taken", geo.max_publishers),
+                    );
                 };
                 // A previous holder may have died mid-claim: cancel before handing the slot over.
                 let _ = e.segment.topic.cancel_claims_of(p as usize, &*e.waiter);
@@ -462,7 +476,10 @@ impl State {
                 let e = &self.topics[topic];
                 let geo = e.geometry();
                 let Some(s) = (0..geo.max_subscribers).find(|&s| self.slot_free(e, false, s)) else {
-                    return refuse(ErrorKind::NoFreeSlot, format!("all {} subscriber slots of {topic:?} are taken", geo.max_subscribers));
+                    return refuse(
+                        ErrorKind::NoFreeSlot,
+                        format!("all {} subscriber slots of {topic:?} are taken", geo.max_subscribers),
+                    );
                 };
                 if e.segment.topic.subscriber_active(s as usize) {
                     let _ = e.segment.topic.release_subscriber(s as usize, &*e.waiter);
@@ -487,7 +504,13 @@ impl State {
         r
     }
 
-    fn group_index(&mut self, topic: &str, name: &str, from_oldest: bool, resumed_slot: Option<u32>) -> Result<u32, Refusal> {
+    fn group_index(
+        &mut self,
+        topic: &str,
+        name: &str,
+        from_oldest: bool,
+        resumed_slot: Option<u32>,
+    ) -> Result<u32, Refusal> {
         if name.is_empty() || name.len() > 64 {
             return refuse(ErrorKind::InvalidRequest, "group names are 1 to 64 bytes");
         }
@@ -497,7 +520,9 @@ impl State {
         }
         if let Some(slot) = resumed_slot {
             // After a restart the daemon learns group names back from the members that re-register.
-            if let Some(g) = e.segment.topic.stats().subscribers.iter().find(|s| s.slot == slot as usize).and_then(|s| s.group) {
+            if let Some(g) =
+                e.segment.topic.stats().subscribers.iter().find(|s| s.slot == slot as usize).and_then(|s| s.group)
+            {
                 e.groups[g] = Some(name.to_string());
                 return Ok(g as u32);
             }
@@ -505,10 +530,14 @@ impl State {
         let t = e.segment.topic.clone();
         let free = (0..e.groups.len()).find(|&i| e.groups[i].is_none() && !t.group_is_open(i));
         let Some(i) = free else {
-            return refuse(ErrorKind::NoFreeSlot, format!("all {} consumer groups of {topic:?} are in use", e.groups.len()));
+            return refuse(
+                ErrorKind::NoFreeSlot,
+                format!("all {} consumer groups of {topic:?} are in use", e.groups.len()),
+            );
         };
         let is_dead = |p: usize| e.publisher_dead(p);
-        t.open_group(i, from_oldest, &*e.waiter, &is_dead).map_err(|x: AttachError| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
+        t.open_group(i, from_oldest, &*e.waiter, &is_dead)
+            .map_err(|x: AttachError| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
         t.set_group_redelivery(i, e.settings.redeliver);
         e.groups[i] = Some(name.to_string());
         tracing::info!(topic = %topic, group = %name, index = i, "opened consumer group");
@@ -540,7 +569,9 @@ impl State {
                     }
                 }
                 if let Some(g) = group {
-                    let still = self.leases.values().any(|o| o.topic == l.topic && matches!(o.role, Role::Subscriber { group: Some(x), .. } if x == g));
+                    let still = self.leases.values().any(|o| {
+                        o.topic == l.topic && matches!(o.role, Role::Subscriber { group: Some(x), .. } if x == g)
+                    });
                     if !still {
                         let e = self.topics.get_mut(&l.topic).expect("present");
                         let _ = e.segment.topic.close_group(g as usize, &*e.waiter);
@@ -568,7 +599,10 @@ impl State {
             .iter()
             .map(|(name, e)| {
                 let count = |publisher: bool| {
-                    self.leases.values().filter(|l| l.topic == *name && matches!(l.role, Role::Publisher { .. }) == publisher).count() as u32
+                    self.leases
+                        .values()
+                        .filter(|l| l.topic == *name && matches!(l.role, Role::Publisher { .. }) == publisher)
+                        .count() as u32
                 };
                 TopicInfo {
                     name: name.clone(),
@@ -623,7 +657,8 @@ impl State {
     /// Drops topics whose objects were truncated under us (only unlinking their names: touching their memory could
     /// fault). Every other topic keeps working.
     pub fn drop_truncated(&mut self) {
-        let broken: Vec<String> = self.topics.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| n.clone()).collect();
+        let broken: Vec<String> =
+            self.topics.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| n.clone()).collect();
         for name in broken {
             if let Some(e) = self.topics.remove(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");

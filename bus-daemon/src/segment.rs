@@ -97,7 +97,13 @@ impl Segment {
     /// Creates a topic's objects exclusively (an existing name is an error), reserves their memory (a full
     /// /dev/shm fails here), initializes the ring, and creates one semaphore per slot. Nothing is left behind on
     /// failure.
-    pub fn create(prefix: &str, topic: &str, geo: &Geometry, generation: u64, modes: Modes) -> Result<Segment, SegmentError> {
+    pub fn create(
+        prefix: &str,
+        topic: &str,
+        geo: &Geometry,
+        generation: u64,
+        modes: Modes,
+    ) -> Result<Segment, SegmentError> {
         names::validate_prefix(prefix)?;
         names::validate_topic(topic)?;
         geo.validate().map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
@@ -117,7 +123,8 @@ impl Segment {
             }
         }
         let (d, r) = map_both(&data, &readers, Some(geo))?;
-        let t = Topic::create(d, r, geo, 0, generation).map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
+        let t = Topic::create(d, r, geo, 0, generation)
+            .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
         undo.disarm();
         Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
     }

@@ -40,7 +40,13 @@ pub fn serve(conn: u64, stream: UnixStream, state: Arc<Mutex<State>>) {
     lock(&state).connection_closed(conn);
 }
 
-fn conversation(conn: u64, stream: &UnixStream, cred: &PeerCred, groups: &[u32], state: &Mutex<State>) -> Result<(), String> {
+fn conversation(
+    conn: u64,
+    stream: &UnixStream,
+    cred: &PeerCred,
+    groups: &[u32],
+    state: &Mutex<State>,
+) -> Result<(), String> {
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
@@ -64,26 +70,44 @@ fn conversation(conn: u64, stream: &UnixStream, cred: &PeerCred, groups: &[u32],
                             "version mismatch: client speaks protocol {protocol} layout {layout}, daemon speaks protocol {PROTOCOL_VERSION} layout {}",
                             shmbus_ring::LAYOUT_VERSION
                         );
-                        let _ = send(stream, &Response::Error { kind: ErrorKind::VersionMismatch, message: msg.clone() }, &[]);
+                        let _ = send(
+                            stream,
+                            &Response::Error { kind: ErrorKind::VersionMismatch, message: msg.clone() },
+                            &[],
+                        );
                         return Err(msg);
                     }
                     tracing::debug!(conn, %client, "handshake");
                     greeted = true;
                     let daemon = format!("shmbusd {}", env!("CARGO_PKG_VERSION"));
-                    send(stream, &Response::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, daemon }, &[])?;
+                    send(
+                        stream,
+                        &Response::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, daemon },
+                        &[],
+                    )?;
                     continue;
                 }
                 _ => {
-                    let _ = send(stream, &Response::Error { kind: ErrorKind::VersionMismatch, message: "expected Hello first".into() }, &[]);
+                    let _ = send(
+                        stream,
+                        &Response::Error { kind: ErrorKind::VersionMismatch, message: "expected Hello first".into() },
+                        &[],
+                    );
                     return Err("no handshake".into());
                 }
             }
         }
         let mut st = lock(state);
         let (resp, fds) = match req {
-            Request::Hello { .. } => (Response::Error { kind: ErrorKind::InvalidRequest, message: "duplicate Hello".into() }, None),
-            Request::CreateTopic { name, spec } => (st.create_topic(&name, &spec).map(|_| Response::Done).unwrap_or_else(error), None),
-            Request::DeleteTopic { name } => (st.delete_topic(&name).map(|_| Response::Done).unwrap_or_else(error), None),
+            Request::Hello { .. } => {
+                (Response::Error { kind: ErrorKind::InvalidRequest, message: "duplicate Hello".into() }, None)
+            }
+            Request::CreateTopic { name, spec } => {
+                (st.create_topic(&name, &spec).map(|_| Response::Done).unwrap_or_else(error), None)
+            }
+            Request::DeleteTopic { name } => {
+                (st.delete_topic(&name).map(|_| Response::Done).unwrap_or_else(error), None)
+            }
             Request::ListTopics => (Response::Topics(st.list()), None),
             Request::Stats { topic } => (st.stats(topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None),
             Request::OpenPublisher { topic, payload_type, resume } => {
@@ -103,7 +127,13 @@ fn conversation(conn: u64, stream: &UnixStream, cred: &PeerCred, groups: &[u32],
                 if owned {
                     (st.close_lease(lease).map(|_| Response::Done).unwrap_or_else(error), None)
                 } else {
-                    (Response::Error { kind: ErrorKind::InvalidRequest, message: format!("no lease {lease} on this connection") }, None)
+                    (
+                        Response::Error {
+                            kind: ErrorKind::InvalidRequest,
+                            message: format!("no lease {lease} on this connection"),
+                        },
+                        None,
+                    )
                 }
             }
         };

@@ -70,7 +70,8 @@ pub fn prometheus(topics: &[TopicStatsWire]) -> String {
             let _ = writeln!(out, "shmbus_{name}{{{labels}}} {v}");
         }
     };
-    let per_topic = |f: &dyn Fn(&TopicStatsWire) -> u64| topics.iter().map(|t| (format!("topic=\"{}\"", t.name), f(t))).collect();
+    let per_topic =
+        |f: &dyn Fn(&TopicStatsWire) -> u64| topics.iter().map(|t| (format!("topic=\"{}\"", t.name), f(t))).collect();
     metric("tail", "Next sequence number of the topic.", "gauge", per_topic(&|t| t.tail));
     metric("cancelled_total", "Claims of dead publishers cancelled.", "counter", per_topic(&|t| t.cancelled));
     metric("wakeups_total", "Semaphore posts issued to wake sleepers.", "counter", per_topic(&|t| t.wakeups));
@@ -87,7 +88,9 @@ pub fn prometheus(topics: &[TopicStatsWire]) -> String {
     let per_sub = |f: &dyn Fn(&SubscriberStatsWire) -> u64| {
         topics
             .iter()
-            .flat_map(|t| t.subscribers.iter().map(move |s| (format!("topic=\"{}\",slot=\"{}\"", t.name, s.slot), f(s))))
+            .flat_map(|t| {
+                t.subscribers.iter().map(move |s| (format!("topic=\"{}\",slot=\"{}\"", t.name, s.slot), f(s)))
+            })
             .collect()
     };
     metric("subscriber_lag", "Messages between a subscriber and the tail.", "gauge", per_sub(&|s| s.lag));

@@ -9,14 +9,18 @@ use std::time::{Duration, Instant};
 pub struct Systemd {
     watchdog: Option<Duration>,
     last: Instant,
+    status: String,
 }
 
 impl Systemd {
-    /// Reads `WATCHDOG_USEC` (pinging at half the interval).
+    /// Reads `WATCHDOG_USEC` (pinging at half the interval). As in `sd_watchdog_enabled(3)`, `WATCHDOG_PID`, when
+    /// set, must name this process.
     pub fn new() -> Systemd {
-        let mut usec = 0u64;
-        let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
-        Systemd { watchdog, last: Instant::now() }
+        let usec = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&u| u > 0);
+        let pid_ok =
+            std::env::var("WATCHDOG_PID").ok().is_none_or(|p| p.parse::<u32>().ok() == Some(std::process::id()));
+        let watchdog = usec.filter(|_| pid_ok).map(|u| Duration::from_micros(u / 2));
+        Systemd { watchdog, last: Instant::now(), status: String::new() }
     }
 
     /// READY=1 with a status line.
@@ -24,9 +28,12 @@ impl Systemd {
         let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(status)]);
     }
 
-    /// STATUS= line.
-    pub fn status(&self, status: &str) {
-        let _ = sd_notify::notify(false, &[NotifyState::Status(status)]);
+    /// STATUS= line, sent when it changed.
+    pub fn status(&mut self, status: &str) {
+        if status != self.status {
+            let _ = sd_notify::notify(false, &[NotifyState::Status(status)]);
+            self.status = status.to_string();
+        }
     }
 
     /// RELOADING=1 … READY=1 around a reload.

@@ -29,6 +29,7 @@ pub struct TestDaemon {
     child: Option<Child>,
     config: Option<PathBuf>,
     cleanup: bool,
+    env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for TestDaemon {
@@ -40,6 +41,11 @@ impl std::fmt::Debug for TestDaemon {
 impl TestDaemon {
     /// Starts a daemon with `config` (TOML text, `None`: the embedded default) and `--cleanup-on-exit`.
     pub fn start(config: Option<&str>) -> TestDaemon {
+        TestDaemon::start_with_env(config, &[])
+    }
+
+    /// Like [`TestDaemon::start`], with extra environment variables for the daemon (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(config: Option<&str>, env: &[(&str, &str)]) -> TestDaemon {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("sit{}x{n}", std::process::id());
         let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
@@ -50,7 +56,9 @@ impl TestDaemon {
             std::fs::write(&p, text).expect("write config");
             p
         });
-        let mut d = TestDaemon { socket: dir.join("control.sock"), prefix, dir, child: None, config, cleanup: true };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut d =
+            TestDaemon { socket: dir.join("control.sock"), prefix, dir, child: None, config, cleanup: true, env };
         d.spawn();
         d
     }
@@ -58,7 +66,8 @@ impl TestDaemon {
     /// Starts (again) the daemon process and waits until its socket accepts connections.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("shmbusd.log")).expect("log");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("shmbusd.log")).expect("log");
         let mut cmd = Command::new(binary("it-shmbusd"));
         cmd.arg("--socket").arg(&self.socket).arg("--shm-prefix").arg(&self.prefix).arg("-v");
         if self.cleanup {
@@ -67,7 +76,9 @@ impl TestDaemon {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
-        cmd.env_remove("NOTIFY_SOCKET").stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        cmd.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC").env_remove("WATCHDOG_PID");
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         self.child = Some(cmd.spawn().expect("spawn shmbusd"));
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(&self.socket).is_err() {
@@ -102,6 +113,11 @@ impl TestDaemon {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Sends SIGHUP (reload).

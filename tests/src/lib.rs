@@ -8,6 +8,7 @@
 //! The tests live in `tests/`: `stress.rs` (many producers and consumers of every kind) and `crash.rs` (clients
 //! SIGKILLed mid-claim, while gating, and while holding a group message).
 
+pub mod daemon;
 pub mod msg;
 pub mod peer;
 pub mod peers;

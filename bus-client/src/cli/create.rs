@@ -1,8 +1,8 @@
 //! `shmbus create`: create a topic.
 
 use crate::cli::args::CreateArgs;
-use anyhow::Context;
 use crate::TopicSpec;
+use anyhow::Context;
 use std::path::PathBuf;
 
 pub fn run(socket: Option<PathBuf>, a: CreateArgs) -> anyhow::Result<()> {

@@ -2,8 +2,8 @@
 
 use crate::cli::args::StatsArgs;
 use crate::cli::table::render;
-use anyhow::Context;
 use crate::TopicStatsWire;
+use anyhow::Context;
 use std::fmt::Write;
 use std::path::PathBuf;
 

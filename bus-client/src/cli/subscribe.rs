@@ -2,8 +2,8 @@
 
 use crate::cli::args::SubArgs;
 use crate::cli::exit::NoMessageWithin;
-use anyhow::Context;
 use crate::{Message, RecvError, Subscriber};
+use anyhow::Context;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 

@@ -2,8 +2,8 @@
 
 use crate::cli::args::TopicsArgs;
 use crate::cli::parse::human_bytes;
-use anyhow::Context;
 use crate::TopicInfo;
+use anyhow::Context;
 use std::path::PathBuf;
 
 pub fn run(socket: Option<PathBuf>, a: TopicsArgs) -> anyhow::Result<()> {

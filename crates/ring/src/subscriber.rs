@@ -558,12 +558,13 @@ impl Subscriber {
             let l = Stamp::unpack(lw);
             let lap = lap_of(c, off.shift);
             let advance = |from: u64| {
-                let _ = next.compare_exchange(
+                next.compare_exchange(
                     cursor::pack(cursor::ACTIVE | cursor::GATING, from),
                     cursor::pack(cursor::ACTIVE | cursor::GATING, from.wrapping_add(1)),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
-                );
+                )
+                .is_ok()
             };
             match (lap_diff(l.lap, lap), l.state) {
                 (-1, State::Published) => {
@@ -604,7 +605,26 @@ impl Subscriber {
                     }
                 }
                 // Taken by another member, or done: help the claim cursor past it.
-                (0, _) => advance(c),
+                (0, _) => {
+                    if advance(c) {
+                        // ABA guard. Between our loads of the claim cursor and of the ledger word (which showed
+                        // `c` held by another member) and this CAS, that member may have died and
+                        // `release_subscriber` marked `c` for redelivery and pulled the cursor back to `c`: the CAS
+                        // then succeeded on the pulled-back value and would skip the redelivery for good. Recovery
+                        // stores the Skipped mark before pulling back, and our AcqRel CAS read the pulled-back value
+                        // (tag GROUP_NEXT), so the mark is visible now: take the message ourselves. Our announced
+                        // position still gates it.
+                        let again = ledger.load(Ordering::Acquire);
+                        let a = Stamp::unpack(again);
+                        if (lap_diff(a.lap, lap), a.state) == (0, State::Skipped) {
+                            let held = Stamp::pack(lap, State::Claimed, self.slot as u32);
+                            if ledger.compare_exchange(again, held, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                                self.topic.readers_word(off.group(g) + G_REDELIVERED).fetch_add(1, Ordering::Relaxed);
+                                return self.deliver_member(c);
+                            }
+                        }
+                    }
+                }
                 // The previous lap's message in this ledger word is still held by a member (or waits for
                 // redelivery while `release_subscriber` pulls the claim cursor back): that hold gates publishers,
                 // so `c` cannot have been published yet. Nothing to take; not corruption.

@@ -21,7 +21,7 @@
 //! Every property also runs with origins near `u64::MAX`, near 2^62 (where cursor words truncate) and near the
 //! 48-bit lap truncation, so sequence arithmetic crosses every wrap.
 //!
-//! Case counts: 1000 per property by default (a few seconds in a debug build); `PROPTEST_CASES=n` overrides it;
+//! Case counts: 512 per property by default (a few seconds each in a debug build); `PROPTEST_CASES=n` overrides it;
 //! `SHMBUS_LONG_FUZZ=1` runs 1,000,000 per property (or `SHMBUS_FUZZ_CASES=n`), see `tests/untrusted.rs` for the
 //! recommended command line.
 
@@ -352,11 +352,7 @@ impl Lossless {
 
     fn empty(&mut self) {
         self.pass_skipped();
-        assert!(
-            self.queue.front().is_none_or(|e| e.open),
-            "Empty with a message in flight: {:?}",
-            self.queue.front()
-        );
+        assert!(self.queue.front().is_none_or(|e| e.open), "Empty with a message in flight: {:?}", self.queue.front());
     }
 
     /// One `try_recv`; returns whether a message was received.
@@ -782,7 +778,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(512))]
 
     #[test]
     fn lossless_single_publisher(geo in geometry(1), sel in any::<u8>(), k in any::<u64>(), ops in ops()) {

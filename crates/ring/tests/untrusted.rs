@@ -273,14 +273,29 @@ enum Value {
     Zero,
     Ones,
     /// A stamp-shaped word: lap relative to the current word's, any state, a small owner.
-    Stamp { lap: i8, state: u8, owner: u16 },
+    Stamp {
+        lap: i8,
+        state: u8,
+        owner: u16,
+    },
     /// A cursor-shaped word: flags (bits 62, 63) over a sequence near the tail.
-    Cursor { flags: u8, delta: i32 },
+    Cursor {
+        flags: u8,
+        delta: i32,
+    },
     /// A meta-shaped word: a length near an interesting bound, a publisher, the in-region bit.
-    Meta { len: u8, delta: i16, publisher: u16, in_region: bool },
+    Meta {
+        len: u8,
+        delta: i16,
+        publisher: u16,
+        in_region: bool,
+    },
     Small(u16),
     /// A subscriber-flags-shaped word: a group number (possibly out of range) over flag bits.
-    Flags { group: u8, bits: u8 },
+    Flags {
+        group: u8,
+        bits: u8,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -298,25 +313,77 @@ enum Act {
     /// Write a whole plausible entry, as a malicious or broken publisher would, at the position subscriber
     /// `target` reads next (+ `k`): a stamp (mostly published at the right lap), a length near an interesting
     /// bound, a position near the end of the region, then let that subscriber read.
-    ForgeEntry { target: u8, k: i8, forge: Forge },
+    ForgeEntry {
+        target: u8,
+        k: i8,
+        forge: Forge,
+    },
     /// Write a group's claim cursor and the ledger word it points at, then let the members read.
-    ForgeGroup { g: u8, cursor_flags: u8, delta: i8, lap: i8, state: u8, owner: u8 },
+    ForgeGroup {
+        g: u8,
+        cursor_flags: u8,
+        delta: i8,
+        lap: i8,
+        state: u8,
+        owner: u8,
+    },
     /// Write a subscriber slot's flags (group number possibly out of range) and cursor, then run a recovery hook.
-    ForgeSubscriber { s: u8, group: u8, flags: u8, cursor_flags: u8, delta: i16, then: u8 },
-    Recv { s: u8, calls: u8 },
-    Send { p: u8, len: u32 },
-    Batch { p: u8, n: u8, len: u32 },
-    Loan { p: u8, len: u32, commit: u8 },
+    ForgeSubscriber {
+        s: u8,
+        group: u8,
+        flags: u8,
+        cursor_flags: u8,
+        delta: i16,
+        then: u8,
+    },
+    Recv {
+        s: u8,
+        calls: u8,
+    },
+    Send {
+        p: u8,
+        len: u32,
+    },
+    Batch {
+        p: u8,
+        n: u8,
+        len: u32,
+    },
+    Loan {
+        p: u8,
+        len: u32,
+        commit: u8,
+    },
     Stats,
-    Cancel { p: u8 },
-    Release { s: u16 },
-    Demote { s: u16 },
+    Cancel {
+        p: u8,
+    },
+    Release {
+        s: u16,
+    },
+    Demote {
+        s: u16,
+    },
     Attach,
-    ReattachPublisher { p: u8 },
-    ReattachSubscriber { s: u8, mode: u8, from_oldest: bool },
-    OpenGroup { g: u8, from_oldest: bool },
-    CloseGroup { g: u8 },
-    Redelivery { g: u8, on: bool },
+    ReattachPublisher {
+        p: u8,
+    },
+    ReattachSubscriber {
+        s: u8,
+        mode: u8,
+        from_oldest: bool,
+    },
+    OpenGroup {
+        g: u8,
+        from_oldest: bool,
+    },
+    CloseGroup {
+        g: u8,
+    },
+    Redelivery {
+        g: u8,
+        on: bool,
+    },
 }
 
 fn aim() -> impl Strategy<Value = Aim> {
@@ -748,7 +815,8 @@ impl Harness {
                 }
             }
             Act::OpenGroup { g, from_oldest } => {
-                let _ = timed("open_group", || self.topic.open_group(g as usize, from_oldest, &*self.waiter, &|_| true));
+                let _ =
+                    timed("open_group", || self.topic.open_group(g as usize, from_oldest, &*self.waiter, &|_| true));
             }
             Act::CloseGroup { g } => {
                 let _ = timed("close_group", || self.topic.close_group(g as usize, &*self.waiter));
@@ -802,8 +870,11 @@ fn small_geometry() -> impl Strategy<Value = Geometry> {
         |(cap_log, entry_log, max_message, extra, max_publishers, max_subscribers, max_groups)| {
             let entry_bytes = 32 << entry_log;
             let inline = entry_bytes - 32;
-            let region_bytes =
-                if max_message <= inline { extra / 2 * 128 } else { (max_message as u64).div_ceil(128) * 128 + extra * 128 };
+            let region_bytes = if max_message <= inline {
+                extra / 2 * 128
+            } else {
+                (max_message as u64).div_ceil(128) * 128 + extra * 128
+            };
             let g = Geometry {
                 capacity: 1 << cap_log,
                 entry_bytes,
@@ -826,8 +897,11 @@ fn valid_geometry() -> impl Strategy<Value = Geometry> {
         |(cap_log, entry_log, max_message, extra, max_publishers, max_subscribers, max_groups)| {
             let entry_bytes = 32 << entry_log;
             let inline = entry_bytes - 32;
-            let region_bytes =
-                if max_message <= inline { extra / 2 * 128 } else { (max_message as u64).div_ceil(128) * 128 + extra * 128 };
+            let region_bytes = if max_message <= inline {
+                extra / 2 * 128
+            } else {
+                (max_message as u64).div_ceil(128) * 128 + extra * 128
+            };
             let g = Geometry {
                 capacity: 1 << cap_log,
                 entry_bytes,
@@ -1100,4 +1174,126 @@ fn mirrors_match_the_layout() {
     assert_eq!(readers.peek_word(R_WAKEUPS + 8), 1, "demotions");
     topic.close(&PollWaiter).unwrap();
     assert_eq!(data.peek_word(D_CLOSED), 1);
+}
+
+// ---- regressions: the bugs these properties found, as plain tests --------------------------------------------
+
+fn topic_with(geo: &Geometry) -> (Region, usize, Region, Topic) {
+    let (data, base) = traced_region(geo.data_len());
+    let readers = Region::heap(geo.readers_len());
+    let topic = Topic::create(data.clone(), readers.clone(), geo, 0, 1).unwrap();
+    (data, base, readers, topic)
+}
+
+fn region_geometry() -> Geometry {
+    Geometry {
+        capacity: 8,
+        entry_bytes: 64,
+        max_message: 300,
+        region_bytes: 384,
+        max_publishers: 2,
+        max_subscribers: 5,
+        max_groups: 1,
+    }
+}
+
+/// Raised bits beyond the topic's slots in the waiter masks never reach the waiter.
+#[test]
+fn regression_waiter_masks_beyond_the_slots() {
+    let geo = region_geometry();
+    let (_data, _, readers, topic) = topic_with(&geo);
+    let w = Arc::new(CheckingWaiter { publishers: 2, subscribers: 5 });
+    let mut p = Publisher::attach(&topic, 0, w.clone(), PublisherOptions::default()).unwrap();
+    let mut s = Subscriber::attach(&topic, 0, SubscriberOptions::default(), w.clone(), &|_| false).unwrap();
+    for word in 0..4 {
+        readers.poke_word(R_DATA_WAITERS + 8 * word, u64::MAX);
+    }
+    readers.poke_word(R_SPACE_WAITERS, u64::MAX);
+    p.try_send(b"x").unwrap();
+    drop(s.try_recv().unwrap());
+    for word in 0..4 {
+        readers.poke_word(R_DATA_WAITERS + 8 * word, u64::MAX);
+    }
+    readers.poke_word(R_SPACE_WAITERS, u64::MAX);
+    topic.close(&*w).unwrap();
+}
+
+/// Counters near `u64::MAX` neither break `stats()` nor a publisher taking the slot over.
+#[test]
+fn regression_counters_near_the_top() {
+    let geo = region_geometry();
+    let (data, _, _readers, topic) = topic_with(&geo);
+    let lay = Layout { geo };
+    for w in 1..6 {
+        data.poke_word(lay.pub_slot(1) + 8 * w, u64::MAX);
+    }
+    let _ = topic.stats();
+    let mut p = Publisher::attach(&topic, 1, Arc::new(PollWaiter), PublisherOptions::default()).unwrap();
+    p.try_send(&[1; 200]).unwrap();
+    drop(p.try_loan(10).unwrap());
+    let _ = topic.stats();
+}
+
+/// A frontier taken over from shared memory may be unaligned or next to `u64::MAX`: the new holder never writes
+/// outside its region or misaligned, and never overflows.
+#[test]
+fn regression_corrupted_frontier_at_takeover() {
+    let geo = region_geometry();
+    for frontier in [u64::MAX, u64::MAX - 130, u64::MAX - 383, 3, 1 << 63] {
+        let (data, base, _readers, topic) = topic_with(&geo);
+        let lay = Layout { geo };
+        data.poke_word(lay.pub_slot(1), frontier);
+        let w = Arc::new(PollWaiter);
+        let mut s = Subscriber::attach(&topic, 0, SubscriberOptions::default(), w.clone(), &|_| false).unwrap();
+        let mut p = Publisher::attach(&topic, 1, w, PublisherOptions::default()).unwrap();
+        for i in 0..40usize {
+            let len = (i * 97) % 301;
+            if let Ok(mut loan) = p.try_loan(len) {
+                check_in_place(base, geo, loan.as_mut_slice().as_ptr() as usize, len, "loan");
+                loan.commit();
+            }
+            while let Ok(m) = s.try_recv() {
+                check_in_place(base, geo, m.payload().as_ptr() as usize, m.len(), "payload");
+            }
+        }
+    }
+}
+
+/// An entry whose region position is not word-aligned is corruption, not a misaligned atomic load.
+#[test]
+fn regression_unaligned_region_position() {
+    let geo = region_geometry();
+    let (data, _, _readers, topic) = topic_with(&geo);
+    let lay = Layout { geo };
+    let w = Arc::new(PollWaiter);
+    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
+    let mut s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
+    let mut p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    p.try_send(&[7; 200]).unwrap();
+    data.poke_word(lay.entry(0) + 16, 4);
+    assert!(matches!(s.try_recv(), Err(RecvError::Corrupted { .. })));
+}
+
+/// Huge lags (from a corrupted tail) do not overflow the lag counter.
+#[test]
+fn regression_huge_lags() {
+    let geo = region_geometry();
+    let (data, _, _readers, topic) = topic_with(&geo);
+    let lay = Layout { geo };
+    let w = Arc::new(PollWaiter);
+    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
+    let mut s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
+    let mut p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    for i in 0..9u8 {
+        p.try_send(&[i]).unwrap();
+    }
+    for _ in 0..3 {
+        // The entry under the cursor is one lap ahead, and the tail claims to be 2^63 further.
+        let c = s.position();
+        let ahead = Stamp::pack((c >> 3) + 1, State::Published, 0);
+        data.poke_word(lay.entry((c & 7) as usize), ahead);
+        data.poke_word(D_TAIL, c.wrapping_add(1 << 63));
+        assert!(matches!(s.try_recv(), Err(RecvError::Lagged(n)) if n > 1 << 62));
+    }
+    let _ = topic.stats();
 }

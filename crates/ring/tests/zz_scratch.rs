@@ -7,8 +7,16 @@ fn member_behind_held_entry() {
     let t = Topic::heap(&g, 0).unwrap();
     t.open_group(0, false, &PollWaiter, &|_| false).unwrap();
     let w = Arc::new(PollWaiter);
-    let mut a = Subscriber::attach(&t, 0, SubscriberOptions { mode: Mode::Group(0), ..Default::default() }, w.clone(), &|_| false).unwrap();
-    let mut b = Subscriber::attach(&t, 1, SubscriberOptions { mode: Mode::Group(0), ..Default::default() }, w.clone(), &|_| false).unwrap();
+    let mut a =
+        Subscriber::attach(&t, 0, SubscriberOptions { mode: Mode::Group(0), ..Default::default() }, w.clone(), &|_| {
+            false
+        })
+        .unwrap();
+    let mut b =
+        Subscriber::attach(&t, 1, SubscriberOptions { mode: Mode::Group(0), ..Default::default() }, w.clone(), &|_| {
+            false
+        })
+        .unwrap();
     let mut p = Publisher::attach(&t, 0, w, PublisherOptions::default()).unwrap();
     p.try_send(&[0]).unwrap();
     p.try_send(&[1]).unwrap();

@@ -6,6 +6,7 @@
 //! `done ...` with its counts on success. Violations go to stderr with a non-zero exit code.
 
 mod claim;
+mod joiner;
 mod lossless;
 mod lossy;
 pub mod member;
@@ -150,6 +151,24 @@ pub enum Role {
         #[arg(long)]
         hold_after: Option<u64>,
     },
+    /// Attach while producers run, take `per_round` positions, detach, and again, until the stream ends.
+    Joiner {
+        /// Subscriber slot.
+        #[arg(long)]
+        slot: usize,
+        /// Messages published per producer in all, `P=N` (repeat).
+        #[arg(long, value_parser = parse_expect, required = true)]
+        expect: Vec<Expect>,
+        /// Attach lossy instead of lossless.
+        #[arg(long)]
+        lossy: bool,
+        /// Ring positions (messages or lagged) per round.
+        #[arg(long, default_value_t = 1000)]
+        per_round: u64,
+        /// How `recv` waits for data.
+        #[arg(long, value_enum, default_value = "adaptive")]
+        idle: Idle,
+    },
     /// Publish `before` messages, then claim an entry with a loan and wait to be killed holding it.
     DieMidClaim {
         /// Publisher slot.
@@ -228,6 +247,18 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let o = open(&cli, Access::ReadOnly, false, *slot)?;
             let m = member::Member { slot: *slot, group: *group, until: *until, out, hold_after: *hold_after };
             member::run(&o, cli.seed, &m, (*idle).into(), stall)
+        }
+        Role::Joiner { slot, expect, lossy, per_round, idle } => {
+            let o = open(&cli, Access::ReadOnly, false, *slot)?;
+            let j = joiner::Joiner {
+                slot: *slot,
+                expect,
+                lossy: *lossy,
+                per_round: *per_round,
+                idle: (*idle).into(),
+                stall,
+            };
+            joiner::run(&o, cli.seed, &j)
         }
         Role::DieMidClaim { slot, before, len } => {
             let o = open(&cli, Access::ReadWrite, true, *slot)?;
