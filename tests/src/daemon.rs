@@ -47,7 +47,16 @@ impl TestDaemon {
     /// Like [`TestDaemon::start`], with extra environment variables for the daemon (e.g. `NOTIFY_SOCKET`).
     pub fn start_with_env(config: Option<&str>, env: &[(&str, &str)]) -> TestDaemon {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = format!("sit{}x{n}", std::process::id());
+        TestDaemon::launch(&format!("sit{}x{n}", std::process::id()), config, env)
+    }
+
+    /// Like [`TestDaemon::start`] under a given shm prefix (to find objects a test planted).
+    pub fn start_with_prefix(prefix: &str, config: Option<&str>) -> TestDaemon {
+        TestDaemon::launch(prefix, config, &[])
+    }
+
+    fn launch(prefix: &str, config: Option<&str>, env: &[(&str, &str)]) -> TestDaemon {
+        let prefix = prefix.to_string();
         let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");

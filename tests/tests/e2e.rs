@@ -370,3 +370,77 @@ fn cli_admin_commands() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn slow_lossless_subscriber_is_demoted() {
+    let d = TestDaemon::start(Some("[[topic]]\nname = \"slow\"\ncapacity = 8\nslow_consumer_ms = 200\n"));
+    let bus = d.bus();
+    let mut s = bus.subscriber("slow").unwrap();
+    let mut p = bus.publisher("slow").unwrap();
+    for i in 0..8u8 {
+        p.try_send(&[i]).unwrap();
+    }
+    assert!(matches!(p.try_send(&[8]), Err(SendError::Full)));
+    // The subscriber does not read: after the bound the daemon demotes it and the publisher may go on.
+    for i in 8..40u8 {
+        p.send_timeout(&[i], Duration::from_secs(20)).unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
+    }
+    assert!(matches!(s.try_recv(), Err(RecvError::Demoted)));
+    assert!(!s.is_lossless());
+    let mut lagged = 0;
+    let mut got = vec![];
+    loop {
+        match s.try_recv() {
+            Ok(m) => got.push(m.payload()[0]),
+            Err(RecvError::Lagged(n)) => lagged += n,
+            Err(RecvError::Empty) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got.len() as u64 + lagged, 40, "every message received or counted: {got:?}");
+    assert_eq!(bus.stats(Some("slow")).unwrap()[0].demotions, 1);
+}
+
+#[test]
+fn invalid_objects_are_refused_and_kept() {
+    let prefix_probe = TestDaemon::start(None);
+    let prefix = prefix_probe.prefix.clone();
+    drop(prefix_probe);
+    // Garbage under a daemon's prefix: it must log, keep the objects and serve everything else.
+    let garbage = format!("/dev/shm/{prefix}.junk.data");
+    let garbage2 = format!("/dev/shm/{prefix}.junk.readers");
+    std::fs::write(&garbage, vec![0xa5u8; 8192]).unwrap();
+    std::fs::write(&garbage2, vec![0u8; 100]).unwrap();
+    struct Rm(Vec<String>);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            for f in &self.0 {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+    let _rm = Rm(vec![garbage.clone(), garbage2.clone()]);
+    let d = TestDaemon::start_with_prefix(&prefix, None);
+    assert!(d.log().contains("refusing to adopt"), "{}", d.log());
+    assert!(std::path::Path::new(&garbage).exists(), "invalid objects are kept unless told otherwise");
+    let bus = d.bus();
+    let mut p = bus.publisher("fine").unwrap();
+    p.send(b"ok").unwrap();
+    assert!(bus.publisher("junk").is_err(), "a topic whose objects are invalid cannot be opened");
+}
+
+#[test]
+fn prometheus_metrics_on_loopback() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = TestDaemon::start(Some(&format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n")));
+    let bus = d.bus();
+    let mut p = bus.publisher("metered").unwrap();
+    p.send(b"one").unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    std::io::Read::read_to_string(&mut s, &mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    assert!(body.contains("shmbus_published_total{topic=\"metered\",slot=\"0\"} 1"), "{body}");
+}

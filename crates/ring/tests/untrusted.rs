@@ -2,42 +2,55 @@
 //!
 //! Whatever the bytes of a topic's two objects, the ring must
 //!
-//! * never panic (in particular never index out of bounds: [`Region`] accessors `debug_assert` their offsets and
-//!   these tests run with debug assertions, so an out-of-bounds offset is a panic; integer overflow on untrusted
-//!   values is a panic too),
-//! * never hang (every `try_*` call, attach, recovery hook and `stats()` returns; each is also timed),
-//! * never hand a [`Waiter`] a slot outside the topic's geometry (a real waiter indexes its semaphores by slot),
-//! * return any payload as a slice no longer than the topic's maximum message, that can be read in full.
+//! * never panic: in particular never access out of bounds ([`Region`] accessors `debug_assert` their offsets
+//!   and alignment, and these tests run with debug assertions) and never overflow on an untrusted value (overflow
+//!   checks are on in debug builds);
+//! * never form an in-place payload or loan slice outside one entry's inline bytes or one publisher's region
+//!   (those slices come from raw pointers, which no accessor checks: the test knows the data object's address
+//!   and checks every slice against the layout);
+//! * never hang: every `try_*` call, attach, recovery hook and `stats()` returns within [`CALL_LIMIT`], and a
+//!   watchdog aborts the process, naming the call, if one has not returned after [`HANG_LIMIT`];
+//! * never hand a [`Waiter`] a slot outside the topic's geometry (a real waiter indexes its semaphores by slot);
+//! * return payloads no longer than the topic's maximum message, readable in full.
 //!
 //! Any `Ok`/`Err` value is acceptable otherwise: corrupted memory may yield garbage messages, `Corrupted`, `Full`,
 //! `Lagged`, `Closed`...
 //!
 //! Properties:
 //!
-//! * `arbitrary_bytes_never_attach_out_of_bounds`: random lengths (0..64 KiB) filled with random words;
-//!   `Topic::attach` returns `Ok` or a typed `AttachError`.
-//! * `forged_headers_never_attach_out_of_bounds`: objects with a well-formed (right magic, version, checksum)
-//!   header describing random, often invalid geometries and a random or exact object size; when the header is
-//!   accepted, the garbage body is exercised with every operation (the "valid header, garbage body" case).
-//! * `mutated_topics_never_misbehave`: a valid topic with messages in flight (inline and region payloads, lossless,
-//!   lossy and group subscribers, a dead publisher's claim, a dead member's held message) whose words are then
-//!   overwritten (targeted at headers, stamps, entry meta/length/position, cursors, flags, ledgers, frontiers,
-//!   tail, masks, counters, or anywhere), interleaved with every operation on the existing handles, re-attaching
-//!   handles and the topic, and recovery hooks.
+//! * `arbitrary_bytes_never_attach_out_of_bounds`: random lengths (0..64 KiB) filled with random words (uniform,
+//!   sparse, small, or special values; sometimes with the right magic and version); `Topic::attach` and
+//!   `read_header` return `Ok` or a typed `AttachError`.
+//! * `forged_headers_never_attach_out_of_bounds`: objects with a well-formed header (right magic, version and
+//!   checksum, with single-field tweaks) over random geometry words (half near and beyond every limit, half
+//!   valid) and exact or random object sizes; an accepted header must describe a valid geometry of exactly the
+//!   object's size, and the garbage body behind it is then exercised with every operation.
+//! * `mutated_topics_never_misbehave`: a valid topic with traffic in flight (inline and region payloads; lossless,
+//!   lossy and group subscribers; a dead publisher's open claim; a dead member's held message) whose words are
+//!   then overwritten (targeted at headers, stamps, entry meta/length/position, cursors, flags, ledgers,
+//!   frontiers, tail, masks, counters, or anywhere; whole plausible entries forged under a subscriber's cursor;
+//!   forged subscriber slots and group cursors/ledgers), interleaved with every operation: receives on every
+//!   subscriber, sends, batches, loans, `stats()`, `cancel_claims_of`, `release_subscriber`, `demote`, groups
+//!   opened and closed, handles re-attached to corrupted slots, and the topic re-attached.
+//!
+//! `mirrors_match_the_layout` checks the test's copy of the layout and checksum against the crate, and the
+//! `regression_*` tests replay, deterministically, each bug these properties found.
+//!
+//! Writing arbitrary words uses the testing hooks `Region::poke_word` / `Region::peek_word`.
 //!
 //! # Case counts and the long mode
 //!
-//! By default each property runs a few hundred cases (well under a minute in total in a debug build). `PROPTEST_CASES`
-//! overrides the count of every property as usual. For a long fuzzing run set `SHMBUS_LONG_FUZZ=1` (1,000,000 cases
-//! per property, or `SHMBUS_FUZZ_CASES=n`). Keep debug assertions and overflow checks on, they are the
-//! out-of-bounds detector; an optimized build with both is much faster:
+//! By default each property runs 512 cases (a few seconds in all in a debug build). `PROPTEST_CASES=n` overrides
+//! the count as usual. For a long fuzzing run set `SHMBUS_LONG_FUZZ=1` (1,000,000 cases per property, or
+//! `SHMBUS_FUZZ_CASES=n`). Keep debug assertions and overflow checks on, they are the out-of-bounds and overflow
+//! detectors; an optimized build with both is much faster than a debug build:
 //!
 //! ```text
 //! SHMBUS_LONG_FUZZ=1 CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
-//!     cargo test -p shmbus-ring --release --test untrusted -- --nocapture
+//!     cargo test -p shmbus-ring --release --test untrusted --test alloc_model
 //! ```
 //!
-//! Failing cases are persisted by proptest under `tests/untrusted.proptest-regressions` and replayed first.
+//! Failing cases are persisted by proptest in `tests/untrusted.proptest-regressions` and replayed first.
 
 use proptest::prelude::*;
 use shmbus_ring::stamp::{cursor, Stamp, State, STATE_SHIFT};
@@ -228,7 +241,7 @@ fn fill(r: &Region, seed: u64, style: u8) {
         let x = rng.next();
         let v = match style % 4 {
             0 => x,
-            1 if x % 8 == 0 => rng.next(),
+            1 if x.is_multiple_of(8) => rng.next(),
             1 => 0,
             2 => x % 300,
             _ => match x % 6 {
