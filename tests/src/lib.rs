@@ -5,8 +5,9 @@
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
 //! * [`msg`]: the self-checking message format.
 //!
-//! The tests live in `tests/`: `stress.rs` (many producers and consumers of every kind) and `crash.rs` (clients
-//! SIGKILLed mid-claim, while gating, and while holding a group message).
+//! The ring tests live in `tests/`: `stress.rs` (a million messages, many producers and consumers of every kind),
+//! `churn.rs` (subscribers attaching and detaching mid-stream) and `crash.rs` (clients SIGKILLed mid-claim, while
+//! gating, and while holding a group message).
 
 pub mod daemon;
 pub mod msg;
@@ -14,8 +15,8 @@ pub mod peer;
 pub mod peers;
 pub mod shm_fixture;
 
-/// Byte of the readers object whose OFD lock a peer holds for its lease (far beyond the object's end, so it never
-/// overlaps data): the tests' stand-in for the daemon's per-lease liveness lock.
+/// Byte of the readers object whose OFD lock a peer holds for its lease: the daemon's own rule
+/// ([`shmbus_proto::names::lock_offset`]), so the daemon and the tests agree on which byte proves a holder alive.
 pub fn lease_lock_offset(publisher: bool, slot: usize) -> u64 {
-    (1 << 40) + if publisher { 1 << 16 } else { 0 } + slot as u64
+    shmbus_proto::names::lock_offset(publisher, slot as u32)
 }
