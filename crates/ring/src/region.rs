@@ -124,13 +124,14 @@ impl Region {
 
     /// **Testing / fault-injection hook, not part of the protocol.** Overwrites the word at byte offset `off` with
     /// `value` (a Relaxed atomic store), whatever the word means: property tests use it to fill objects with
-    /// arbitrary bytes and to corrupt valid ones (see `tests/untrusted.rs`). Ignores `is_writable`: a read-only
-    /// clone may be poked too (on heap regions; never call it on a read-only mapping).
+    /// arbitrary bytes and to corrupt valid ones (see `tests/untrusted.rs`).
     ///
     /// # Panics
-    /// If `off` is not 8-aligned or the word is not entirely inside the region (a real check, also in release).
+    /// If the region is not writable, or `off` is not 8-aligned or the word is not entirely inside the region
+    /// (real checks, also in release builds).
     #[doc(hidden)]
     pub fn poke_word(&self, off: usize, value: u64) {
+        assert!(self.writable, "poke_word on a read-only region");
         assert!(off.is_multiple_of(8) && off.checked_add(8).is_some_and(|end| end <= self.len), "poke_word({off})");
         self.word(off).store(value, Ordering::Relaxed);
     }

@@ -484,14 +484,23 @@ impl Subscriber {
 
     fn advance(&mut self, to: u64, gating: bool) {
         self.cursor = to;
-        if gating && self.unpublished + 1 < self.cursor_batch {
-            // A lossless cursor is published every `cursor_batch` messages and whenever we catch up: publishers
-            // see our progress a little later (they only over-gate), and the cursor's cache line stops bouncing
-            // between us and a publisher that polls it on a full ring.
+        if gating && self.unpublished + 1 < self.cursor_batch && self.next_is_ready(to) {
+            // A lossless cursor is published every `cursor_batch` messages and whenever we catch up (the next
+            // entry is not published yet): publishers see our progress a little later while more messages are
+            // waiting for us (they only over-gate), and the cursor's cache line stops bouncing between us and a
+            // publisher that polls it on a full ring. A subscriber that consumed everything never holds anyone.
             self.unpublished += 1;
             return;
         }
         self.publish_cursor(gating);
+    }
+
+    /// Whether the entry for `seq` already holds its message (or skip marker): more is waiting for us.
+    fn next_is_ready(&self, seq: u64) -> bool {
+        let off = self.topic.off();
+        // Relaxed: a hint only; reading the entry later goes through the Acquire load in `poll_ordered`.
+        let s = Stamp::unpack(self.topic.data_word(off.entry(seq) + E_STAMP).load(Ordering::Relaxed));
+        lap_diff(s.lap, lap_of(seq, off.shift)) == 0 && s.state != State::Claimed
     }
 
     /// Stores the cursor word now (and wakes publishers waiting for space when it gates).
@@ -585,7 +594,11 @@ impl Subscriber {
                             if ledger.compare_exchange(lw, done, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
                                 self.skipped = self.skipped.wrapping_add(1);
                                 self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
-                                advance(c);
+                                if advance(c) {
+                                    // Passing a skip marker moves the group's gate with no release to announce
+                                    // it: wake publishers that slept on it (see the helping case below).
+                                    self.topic.wake_publishers(&*self.waiter);
+                                }
                             }
                         }
                         (d, _) if d < 0 || s.state == State::Claimed => {
@@ -623,6 +636,12 @@ impl Subscriber {
                                 return self.deliver_member(c);
                             }
                         }
+                        // Helping the claim cursor past a position already taken moves the group's gate with no
+                        // release to announce it: its taker's release may have come while the cursor still gated
+                        // (a taker whose own advance lost to a pull-back by `release_subscriber`, or a pull-back
+                        // that came after the redelivered message was already taken and released). Wake
+                        // publishers sleeping on the gate (found by loom, `group_member_dies_while_publishing`).
+                        self.topic.wake_publishers(&*self.waiter);
                     }
                 }
                 // The previous lap's message in this ledger word is still held by a member (or waits for

@@ -847,7 +847,6 @@ fn sequence_arithmetic_across_every_wrap() {
 /// message as in flight, its region stays reserved and `try_send` says `Full` on a consumed topic (a blocking
 /// `send` waits until the subscriber happens to poll again).
 #[test]
-#[ignore = "known issue: lossless cursor batching (capacity >= 32) keeps a consumed topic Full until the next poll"]
 fn consumed_topic_is_never_full_at_large_capacities() {
     for capacity in [32, 64, 1024] {
         let geo = Geometry {
