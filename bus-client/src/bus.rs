@@ -2,13 +2,16 @@
 
 use crate::control::{Config, Control};
 use crate::error::{ConnectError, ControlError, OpenError};
+use crate::pipe::{self, PipeCommand};
 use crate::publisher::{Publisher, PublisherBuilder};
 use crate::subscriber::{Subscriber, SubscriberBuilder};
+use crate::transport::{self, Routing, Transport, TRANSPORT_ENV};
 use crate::typed::{TypedPublisher, TypedSubscriber};
 use serde::{de::DeserializeOwned, Serialize};
 use shmbus_proto::msg::{TopicInfo, TopicSpec, TopicStatsWire};
 use shmbus_proto::{names, Request, Response};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +22,10 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A connection to the shmbus daemon. Cheap to clone (`Send + Sync`); handles opened from it share its
 /// connection and keep working when the daemon restarts (they are re-registered automatically).
+///
+/// It also routes topics to the [pipe transport](crate::pipe): topics a parent handed to this process over pipes
+/// use them, and [`Bus::command`] spawns children connected by pipes when the bus uses pipes. `SHMBUS_TRANSPORT`
+/// (or [`BusBuilder::transport`]) decides; see the [`pipe`](crate::pipe) module docs for the rules.
 ///
 /// ```no_run
 /// use bus_client::Bus;
@@ -32,6 +39,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub struct Bus {
     control: Arc<Control>,
+    routing: Arc<Routing>,
 }
 
 /// Settings for [`Bus`]; from [`Bus::builder`].
@@ -42,11 +50,20 @@ pub struct BusBuilder {
     client: Option<String>,
     timeout: Duration,
     auto_reconnect: bool,
+    transport: Option<Transport>,
+    fallback: Option<bool>,
 }
 
 impl Default for BusBuilder {
     fn default() -> Self {
-        BusBuilder { socket: None, client: None, timeout: DEFAULT_REQUEST_TIMEOUT, auto_reconnect: true }
+        BusBuilder {
+            socket: None,
+            client: None,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            auto_reconnect: true,
+            transport: None,
+            fallback: None,
+        }
     }
 }
 
@@ -77,8 +94,48 @@ impl BusBuilder {
         self
     }
 
-    /// Connects and performs the version handshake.
+    /// Uses only this transport, whatever `SHMBUS_TRANSPORT` says: [`Transport::Shm`] ignores inherited pipes
+    /// and never falls back; [`Transport::Pipe`] never contacts the daemon (handles come from inherited pipes,
+    /// or from [`Bus::command`] for children).
+    ///
+    /// ```
+    /// use bus_client::{Bus, Transport};
+    /// let bus = Bus::builder().transport(Transport::Pipe).connect()?; // no daemon needed
+    /// assert_eq!(bus.transport(), Transport::Pipe);
+    /// # Ok::<(), bus_client::ConnectError>(())
+    /// ```
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Falls back to pipes for the children spawned through [`Bus::command`] when shared memory is not usable:
+    /// no daemon at connect (then `connect` succeeds anyway), or a handle that cannot be opened for want of
+    /// shared memory. Logged once, at info level. Default: `SHMBUS_TRANSPORT=auto`, else off.
+    ///
+    /// ```
+    /// use bus_client::{Bus, Transport};
+    /// let bus = Bus::builder().socket("/nonexistent/shmbus.sock").fallback_to_pipes(true).connect()?;
+    /// assert_eq!(bus.transport(), Transport::Pipe);
+    /// # Ok::<(), bus_client::ConnectError>(())
+    /// ```
+    pub fn fallback_to_pipes(mut self, on: bool) -> Self {
+        self.fallback = Some(on);
+        self
+    }
+
+    /// Connects and performs the version handshake (see [`Bus::connect`] for when the daemon is optional).
     pub fn connect(self) -> Result<Bus, ConnectError> {
+        let mut sel = match (self.transport, self.fallback) {
+            (Some(_), Some(_)) => transport::Selection::default(),
+            _ => transport::from_env().map_err(ConnectError::Config)?,
+        };
+        if let Some(t) = self.transport {
+            sel.only = Some(t);
+        }
+        if let Some(f) = self.fallback {
+            sel.fallback = f;
+        }
         let config = Config {
             path: names::client_socket(self.socket.as_deref()),
             client: self.client.unwrap_or_else(default_client_name),
@@ -86,9 +143,24 @@ impl BusBuilder {
             close_timeout: CLOSE_TIMEOUT.min(self.timeout),
             auto_reconnect: self.auto_reconnect,
         };
-        let control = Control::new(config);
-        control.connect()?;
-        Ok(Bus { control })
+        let bus = Bus { control: Control::new(config), routing: Arc::new(Routing::new(sel)) };
+        // Claim inherited pipes now, before this process spawns anything that could inherit them.
+        let inherited = bus.routing.uses_inherited() && pipe::any_inherited();
+        if bus.routing.only == Some(Transport::Pipe) {
+            return Ok(bus);
+        }
+        match bus.control.connect().map_err(ConnectError::from) {
+            Ok(()) => Ok(bus),
+            Err(e) if inherited => {
+                tracing::debug!(error = %e, "no daemon; the topics handed over by the parent use their pipes");
+                Ok(bus)
+            }
+            Err(e) if bus.routing.fallback && transport::connect_unusable(&e) => {
+                bus.routing.fall_back(&e);
+                Ok(bus)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -102,6 +174,10 @@ fn default_client_name() -> String {
 
 impl Bus {
     /// Connects to the daemon found by the default discovery (see [`BusBuilder::socket`]).
+    ///
+    /// The daemon is optional when this process inherited pipes from its parent (`SHMBUS_PIPES`), when
+    /// `SHMBUS_TRANSPORT=pipe`, and with `SHMBUS_TRANSPORT=auto` (the fallback to pipes); see the
+    /// [`pipe`](crate::pipe) module docs.
     pub fn connect() -> Result<Bus, ConnectError> {
         Bus::builder().connect()
     }
@@ -126,6 +202,45 @@ impl Bus {
         self.control.for_this_process().daemon()
     }
 
+    /// Where handles made through [`Bus::command`] go: [`Transport::Pipe`] with `SHMBUS_TRANSPORT=pipe` or after
+    /// the fallback to pipes, else [`Transport::Shm`]. (Topics handed over by a parent use their pipes either way
+    /// unless the transport is `shm`.)
+    pub fn transport(&self) -> Transport {
+        if self.routing.children_use_pipes() {
+            Transport::Pipe
+        } else {
+            Transport::Shm
+        }
+    }
+
+    /// A child process to spawn connected to this one: through pipes if this bus uses them (see
+    /// [`Bus::transport`]), else through the daemon, with the same handles either way. See [`PipeCommand`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = bus_client::Bus::builder().fallback_to_pipes(true).connect()?;
+    /// let mut cmd = bus.command(std::process::Command::new("worker"));
+    /// let mut jobs = cmd.publish_to_child("jobs")?; // shared memory if the daemon works, else a pipe
+    /// let _child = cmd.spawn()?;
+    /// jobs.send(b"job")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn command(&self, cmd: Command) -> PipeCommand {
+        PipeCommand::with_bus(self.clone(), cmd)
+    }
+
+    pub(crate) fn children_use_pipes(&self) -> bool {
+        self.routing.children_use_pipes()
+    }
+
+    pub(crate) fn may_fall_back(&self) -> bool {
+        self.routing.fallback
+    }
+
+    pub(crate) fn fall_back(&self, reason: &dyn std::fmt::Display) {
+        self.routing.fall_back(reason)
+    }
+
     /// Opens a publisher with default options.
     pub fn publisher(&self, topic: &str) -> Result<Publisher, OpenError> {
         self.publisher_builder(topic).open()
@@ -133,7 +248,7 @@ impl Bus {
 
     /// Options for a publisher.
     pub fn publisher_builder(&self, topic: &str) -> PublisherBuilder {
-        PublisherBuilder::new(self.control.clone(), topic)
+        PublisherBuilder::new(self.control.clone(), self.routing.clone(), topic)
     }
 
     /// Opens a lossless subscriber that starts at the next message.
@@ -157,7 +272,7 @@ impl Bus {
     /// # Ok(()) }
     /// ```
     pub fn subscriber_builder(&self, topic: &str) -> SubscriberBuilder {
-        SubscriberBuilder::new(self.control.clone(), topic)
+        SubscriberBuilder::new(self.control.clone(), self.routing.clone(), topic)
     }
 
     /// Opens a publisher of `T` values; the topic refuses handles of another type.
@@ -234,6 +349,13 @@ impl Bus {
     }
 
     fn request(&self, req: Request) -> Result<Response, ControlError> {
+        if self.routing.only == Some(Transport::Pipe) {
+            let why = format!("the transport is pipe ({TRANSPORT_ENV}=pipe or BusBuilder::transport): no daemon");
+            return Err(ControlError::DaemonUnavailable {
+                path: self.socket_path().into(),
+                source: std::io::Error::other(why),
+            });
+        }
         Ok(self.control.for_this_process().request(&req)?)
     }
 

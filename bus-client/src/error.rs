@@ -33,6 +33,9 @@ pub enum ConnectError {
     /// I/O on the control connection failed.
     #[error("control connection: {0}")]
     Io(io::Error),
+    /// The configuration is not valid (for example `SHMBUS_TRANSPORT` has an unknown value).
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Opening a publisher or subscriber failed.

@@ -1,5 +1,6 @@
 //! The shmbus client library: publish and subscribe through shared memory, with the daemon (`shmbusd`) only on
-//! the control path.
+//! the control path, or through pipes between a parent and its children (the [`pipe`] transport), with the same
+//! handles.
 //!
 //! # Guarantees
 //!
@@ -23,6 +24,10 @@
 //!   [`SendError::Forked`] / [`RecvError::Forked`] in the child and, when dropped there, leaves the parent's lease
 //!   alone: the child must open its own handles. An inherited [`Bus`] opens its own connection in the child, so
 //!   `bus.publisher(..)` works there (or call [`Bus::connect`] again).
+//! * **Pipes when shared memory is not an option.** [`pipe::PipeCommand`] spawns a child with pipes for its
+//!   topics; in the child, [`Bus::connect`] finds them by topic name, so the same program runs under a daemon or
+//!   under a parent with pipes. `SHMBUS_TRANSPORT=shm|pipe|auto` chooses; see [`pipe`] for what differs (one
+//!   lossless reader per pipe, per-publisher sequence numbers).
 //!
 //! # Example
 //!
@@ -68,9 +73,11 @@ mod error;
 mod fork;
 mod keeper;
 mod lease;
+pub mod pipe;
 mod publisher;
 pub mod shm;
 mod subscriber;
+mod transport;
 pub mod typed;
 
 pub use bus::{Bus, BusBuilder, CLOSE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
@@ -83,6 +90,7 @@ pub use shmbus_proto::msg::{
 };
 pub use shmbus_ring::IdleStrategy;
 pub use subscriber::{Iter, Message, OwnedMessage, Subscriber, SubscriberBuilder};
+pub use transport::{Transport, TRANSPORT_ENV};
 pub use typed::{TypedPublisher, TypedSubscriber};
 
 #[cfg(test)]

@@ -1,32 +1,37 @@
-//! Publishing: [`Publisher`], its builder, and zero-copy [`Loan`]s.
+//! Publishing: [`Publisher`], its builder, and zero-copy [`Loan`]s, over shared memory or a pipe.
 
 use crate::control::{Control, LeaseKind, LeaseSpec};
 use crate::error::{OpenError, SendError};
 use crate::lease::{self, Lease, Usable};
+use crate::pipe::io::Wait;
+use crate::pipe::{Direction, PipeLoan, PipeWriter};
+use crate::transport::{inherited_pipe, Routing, Transport};
 use crate::typed::{type_info, TypedPublisher};
 use serde::Serialize;
 use shmbus_proto::msg::{Role, TypeInfo};
 use shmbus_ring::{IdleStrategy, PublisherOptions};
 use std::mem::ManuallyDrop;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Options for opening a [`Publisher`]; from [`Bus::publisher_builder`](crate::Bus::publisher_builder).
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `open`"]
 pub struct PublisherBuilder {
     control: Arc<Control>,
+    routing: Arc<Routing>,
     topic: String,
     idle: IdleStrategy,
     payload_type: Option<TypeInfo>,
 }
 
 impl PublisherBuilder {
-    pub(crate) fn new(control: Arc<Control>, topic: &str) -> PublisherBuilder {
-        PublisherBuilder { control, topic: topic.into(), idle: IdleStrategy::default(), payload_type: None }
+    pub(crate) fn new(control: Arc<Control>, routing: Arc<Routing>, topic: &str) -> PublisherBuilder {
+        PublisherBuilder { control, routing, topic: topic.into(), idle: IdleStrategy::default(), payload_type: None }
     }
 
-    /// How [`Publisher::send`] waits while the topic is full (default [`IdleStrategy::Adaptive`]).
+    /// How [`Publisher::send`] waits while the topic is full (default [`IdleStrategy::Adaptive`]; on a pipe,
+    /// waits always sleep in `poll`).
     pub fn idle(mut self, idle: IdleStrategy) -> Self {
         self.idle = idle;
         self
@@ -39,14 +44,18 @@ impl PublisherBuilder {
         self
     }
 
-    /// Opens the publisher.
+    /// Opens the publisher: on the pipe the parent handed over for this topic if there is one (see the
+    /// [`pipe`](crate::pipe) module), else through the daemon.
     pub fn open(self) -> Result<Publisher, OpenError> {
+        if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
+            return Ok(Publisher::from_pipe(PipeWriter::new(&self.topic, vec![fd]).map_err(OpenError::Io)?));
+        }
         let spec = LeaseSpec { topic: self.topic, kind: LeaseKind::Publisher, payload_type: self.payload_type };
         let a = lease::open(&self.control, spec)?;
         let Role::Publisher { slot } = a.role else { unreachable!("lease::open checks the role") };
         let opts = PublisherOptions { idle: self.idle, ..PublisherOptions::default() };
         let ring = shmbus_ring::Publisher::attach(&a.topic, slot as usize, a.waiter, opts)?;
-        Ok(Publisher { ring: ManuallyDrop::new(ring), lease: a.lease })
+        Ok(Publisher(Kind::Shm(ShmPublisher { ring: ManuallyDrop::new(ring), lease: a.lease })))
     }
 
     /// Opens a publisher of `T` values, registering `T` as the topic's payload type.
@@ -58,7 +67,8 @@ impl PublisherBuilder {
 /// A publisher on one topic. `Send` but not `Sync`: one thread at a time drives it.
 ///
 /// Messages go straight into shared memory; the daemon is not involved after opening. Dropping the publisher
-/// detaches it and gives its lease back.
+/// detaches it and gives its lease back. On the [pipe transport](crate::pipe), messages go into one pipe, or
+/// into each of several (fan-out); dropping the publisher closes them.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -68,19 +78,21 @@ impl PublisherBuilder {
 /// println!("published as #{seq}");
 /// # Ok(()) }
 /// ```
-pub struct Publisher {
+pub struct Publisher(Kind);
+
+enum Kind {
+    Shm(ShmPublisher),
+    Pipe(PipeWriter),
+}
+
+/// A publisher on shared memory.
+struct ShmPublisher {
     /// Dropped before `lease` (detach first, then unlock and close), and never in a forked child.
     ring: ManuallyDrop<shmbus_ring::Publisher>,
     lease: Lease,
 }
 
-impl std::fmt::Debug for Publisher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher").field("topic", &self.lease.topic()).field("slot", &self.ring.slot()).finish()
-    }
-}
-
-impl Publisher {
+impl ShmPublisher {
     #[inline]
     fn check(&self) -> Result<(), SendError> {
         match self.lease.usable() {
@@ -89,31 +101,95 @@ impl Publisher {
             Usable::Forked => Err(SendError::Forked),
         }
     }
+}
+
+impl Drop for ShmPublisher {
+    fn drop(&mut self) {
+        if self.lease.forked() {
+            // The slot is the parent's: leave its ring state alone (the mapping leaks in the child).
+            return;
+        }
+        // SAFETY: `ring` is not used again; `lease` (dropped after this) does not touch it.
+        unsafe { ManuallyDrop::drop(&mut self.ring) };
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Shm(s) => {
+                f.debug_struct("Publisher").field("topic", &s.lease.topic()).field("slot", &s.ring.slot()).finish()
+            }
+            Kind::Pipe(p) => f.debug_struct("Publisher").field("pipe", p).finish(),
+        }
+    }
+}
+
+impl Publisher {
+    pub(crate) fn from_pipe(writer: PipeWriter) -> Publisher {
+        Publisher(Kind::Pipe(writer))
+    }
+
+    /// The pipe side, if this publisher runs on pipes.
+    pub(crate) fn pipe_writer(&mut self) -> Option<&mut PipeWriter> {
+        match &mut self.0 {
+            Kind::Pipe(p) => Some(p),
+            Kind::Shm(_) => None,
+        }
+    }
 
     /// Publishes `msg`, waiting (per the idle strategy) while lossless subscribers hold the topic full. Returns
     /// the message's sequence number.
+    ///
+    /// ```
+    /// let (mut p, mut s) = bus_client::pipe::channel("doc")?;
+    /// assert_eq!(p.send(b"first")?, 0);
+    /// assert_eq!(p.send(b"second")?, 1);
+    /// assert_eq!(s.recv()?.payload(), b"first");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
-        self.check()?;
-        Ok(self.ring.send(msg)?)
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                Ok(s.ring.send(msg)?)
+            }
+            Kind::Pipe(p) => p.send(msg, Wait::Forever),
+        }
     }
 
     /// Publishes `msg` if there is room now, else [`SendError::Full`].
     pub fn try_send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
-        self.check()?;
-        Ok(self.ring.try_send(msg)?)
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                Ok(s.ring.try_send(msg)?)
+            }
+            Kind::Pipe(p) => p.send(msg, Wait::Now),
+        }
     }
 
     /// Publishes `msg`, waiting at most `timeout` for room ([`SendError::Timeout`]).
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<u64, SendError> {
-        self.check()?;
-        Ok(self.ring.send_timeout(msg, timeout)?)
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                Ok(s.ring.send_timeout(msg, timeout)?)
+            }
+            Kind::Pipe(p) => p.send(msg, Wait::timeout(timeout)),
+        }
     }
 
     /// Publishes as many of `msgs` as fit now, in order, waking subscribers once; returns how many were sent (an
     /// error only if not even the first fit).
     pub fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError> {
-        self.check()?;
-        Ok(self.ring.try_send_batch(msgs)?)
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                Ok(s.ring.try_send_batch(msgs)?)
+            }
+            Kind::Pipe(p) => p.try_send_batch(msgs),
+        }
     }
 
     /// Encodes `value` with the bus codec (bincode via serde) and publishes it like [`Publisher::send`].
@@ -125,59 +201,97 @@ impl Publisher {
 
     /// Lends `len` bytes of shared memory to write a message in place, waiting for room like `send`.
     /// [`Loan::commit`] publishes it; dropping the loan aborts it (subscribers pass over it; nobody stalls).
+    ///
+    /// On a pipe the loan is a buffer of this publisher, written like `send` on commit (once every pipe has
+    /// room); an aborted loan uses no sequence number.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
-        self.check()?;
-        Ok(Loan(self.ring.loan(len, None)?))
+        self.loan_with(len, Wait::Forever)
     }
 
     /// Like [`Publisher::loan`], but [`SendError::Full`] instead of waiting.
     pub fn try_loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
-        self.check()?;
-        Ok(Loan(self.ring.try_loan(len)?))
+        self.loan_with(len, Wait::Now)
     }
 
     /// Like [`Publisher::loan`], waiting at most `timeout`.
     pub fn loan_timeout(&mut self, len: usize, timeout: Duration) -> Result<Loan<'_>, SendError> {
-        self.check()?;
-        Ok(Loan(self.ring.loan(len, Some(Instant::now() + timeout))?))
+        self.loan_with(len, Wait::timeout(timeout))
     }
 
-    /// The topic's largest message in bytes.
+    fn loan_with(&mut self, len: usize, wait: Wait) -> Result<Loan<'_>, SendError> {
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                let ring = match wait {
+                    Wait::Now => s.ring.try_loan(len)?,
+                    Wait::Until(d) => s.ring.loan(len, Some(d))?,
+                    Wait::Forever => s.ring.loan(len, None)?,
+                };
+                Ok(Loan(LoanKind::Shm(ring)))
+            }
+            Kind::Pipe(p) => Ok(Loan(LoanKind::Pipe(p.loan(len, wait)?))),
+        }
+    }
+
+    /// The topic's largest message in bytes ([`pipe::MAX_MESSAGE`](crate::pipe::MAX_MESSAGE) on pipes).
     pub fn max_message(&self) -> usize {
-        self.ring.max_message()
+        match &self.0 {
+            Kind::Shm(s) => s.ring.max_message(),
+            Kind::Pipe(p) => p.max_message(),
+        }
     }
 
-    /// This publisher's id: the publisher slot every message it sends carries ([`Message::publisher`]).
+    /// This publisher's id: the publisher slot every message it sends carries ([`Message::publisher`]). On a
+    /// pipe, the writer id: unique among the live writers of the pipe (the process id for a process's first
+    /// pipe publisher).
     ///
     /// [`Message::publisher`]: crate::Message::publisher
     pub fn id(&self) -> u32 {
-        self.ring.slot() as u32
+        match &self.0 {
+            Kind::Shm(s) => s.ring.slot() as u32,
+            Kind::Pipe(p) => p.id(),
+        }
     }
 
     /// The topic name.
     pub fn topic(&self) -> &str {
-        self.lease.topic()
-    }
-
-    /// Messages published through this publisher's slot.
-    pub fn published(&self) -> u64 {
-        self.ring.published()
-    }
-
-    /// Whether the handle is closed: the topic was deleted or recreated.
-    pub fn is_closed(&self) -> bool {
-        self.lease.usable() == Usable::Closed || self.ring.topic().is_closed()
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        if self.lease.forked() {
-            // The slot is the parent's: leave its ring state alone (the mapping leaks in the child).
-            return;
+        match &self.0 {
+            Kind::Shm(s) => s.lease.topic(),
+            Kind::Pipe(p) => p.topic(),
         }
-        // SAFETY: `ring` is not used again; `lease` (dropped after this) does not touch it.
-        unsafe { ManuallyDrop::drop(&mut self.ring) };
+    }
+
+    /// Messages published through this publisher's slot (on a pipe: by this publisher).
+    pub fn published(&self) -> u64 {
+        match &self.0 {
+            Kind::Shm(s) => s.ring.published(),
+            Kind::Pipe(p) => p.published(),
+        }
+    }
+
+    /// Whether the handle is closed: the topic was deleted or recreated (on pipes: every reader is gone).
+    pub fn is_closed(&self) -> bool {
+        match &self.0 {
+            Kind::Shm(s) => s.lease.usable() == Usable::Closed || s.ring.topic().is_closed(),
+            Kind::Pipe(p) => p.is_closed(),
+        }
+    }
+
+    /// The transport this publisher runs on.
+    pub fn transport(&self) -> Transport {
+        match &self.0 {
+            Kind::Shm(_) => Transport::Shm,
+            Kind::Pipe(_) => Transport::Pipe,
+        }
+    }
+
+    /// On a pipe, how many pipes this publisher writes to (more than one with fan-out; readers that are gone
+    /// are no longer counted once a send noticed). `None` on shared memory.
+    pub fn pipe_outputs(&self) -> Option<usize> {
+        match &self.0 {
+            Kind::Pipe(p) => Some(p.outputs()),
+            Kind::Shm(_) => None,
+        }
     }
 }
 
@@ -194,41 +308,71 @@ impl Drop for Publisher {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct Loan<'a>(shmbus_ring::Loan<'a>);
+pub struct Loan<'a>(LoanKind<'a>);
+
+#[derive(Debug)]
+enum LoanKind<'a> {
+    Shm(shmbus_ring::Loan<'a>),
+    Pipe(PipeLoan<'a>),
+}
 
 impl Loan<'_> {
     /// The loaned bytes (their previous contents are unspecified).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.0.as_mut_slice()
+        match &mut self.0 {
+            LoanKind::Shm(l) => l.as_mut_slice(),
+            LoanKind::Pipe(l) => l.as_mut_slice(),
+        }
     }
 
     /// Copies `src` into the loan at `offset` (panics past the end).
     pub fn write_at(&mut self, offset: usize, src: &[u8]) {
-        self.0.write_at(offset, src)
+        match &mut self.0 {
+            LoanKind::Shm(l) => l.write_at(offset, src),
+            LoanKind::Pipe(l) => l.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src),
+        }
     }
 
     /// Length of the loan.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            LoanKind::Shm(l) => l.len(),
+            LoanKind::Pipe(l) => l.len(),
+        }
     }
 
     /// Whether the loan is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// The sequence number the message will carry.
     pub fn seq(&self) -> u64 {
-        self.0.seq()
+        match &self.0 {
+            LoanKind::Shm(l) => l.seq(),
+            LoanKind::Pipe(l) => l.seq(),
+        }
     }
 
     /// Publishes the message; returns its sequence number.
     pub fn commit(self) -> u64 {
-        self.0.commit()
+        match self.0 {
+            LoanKind::Shm(l) => l.commit(),
+            LoanKind::Pipe(l) => {
+                let len = l.len();
+                l.commit_len(len)
+            }
+        }
     }
 
     /// Publishes only the first `len` bytes (panics if `len` exceeds the loan).
+    ///
+    /// On a pipe this writes the message, waiting as long as the reader needs; if every reader is gone, the
+    /// message is dropped and the publisher reports `Closed` from then on.
     pub fn commit_len(self, len: usize) -> u64 {
-        self.0.commit_len(len)
+        match self.0 {
+            LoanKind::Shm(l) => l.commit_len(len),
+            LoanKind::Pipe(l) => l.commit_len(len),
+        }
     }
 }

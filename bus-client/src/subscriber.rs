@@ -1,9 +1,12 @@
 //! Subscribing: [`Subscriber`], its builder, borrowed [`Message`]s, [`OwnedMessage`]s and the blocking
-//! [`Iter`].
+//! [`Iter`], over shared memory or a pipe.
 
 use crate::control::{Control, LeaseKind, LeaseSpec};
 use crate::error::{OpenError, RecvError};
 use crate::lease::{self, Lease, Usable};
+use crate::pipe::io::Wait;
+use crate::pipe::{Direction, PipeMessage, PipeReader};
+use crate::transport::{inherited_pipe, Routing, Transport};
 use crate::typed::{type_info, TypedSubscriber};
 use serde::de::DeserializeOwned;
 use shmbus_proto::msg::{Role, SubMode, TypeInfo};
@@ -17,6 +20,7 @@ use std::time::Duration;
 #[must_use = "a builder does nothing until `open`"]
 pub struct SubscriberBuilder {
     control: Arc<Control>,
+    routing: Arc<Routing>,
     topic: String,
     mode: SubMode,
     from_oldest: bool,
@@ -25,9 +29,10 @@ pub struct SubscriberBuilder {
 }
 
 impl SubscriberBuilder {
-    pub(crate) fn new(control: Arc<Control>, topic: &str) -> SubscriberBuilder {
+    pub(crate) fn new(control: Arc<Control>, routing: Arc<Routing>, topic: &str) -> SubscriberBuilder {
         SubscriberBuilder {
             control,
+            routing,
             topic: topic.into(),
             mode: SubMode::Lossless,
             from_oldest: false,
@@ -69,8 +74,13 @@ impl SubscriberBuilder {
         self
     }
 
-    /// Opens the subscriber.
+    /// Opens the subscriber: on the pipe the parent handed over for this topic if there is one (see the
+    /// [`pipe`](crate::pipe) module; a pipe subscriber is the pipe's only reader and lossless whatever the
+    /// options), else through the daemon.
     pub fn open(self) -> Result<Subscriber, OpenError> {
+        if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Read)? {
+            return Ok(Subscriber::from_pipe(PipeReader::new(&self.topic, vec![fd]).map_err(OpenError::Io)?));
+        }
         let kind = LeaseKind::Subscriber { mode: self.mode.clone(), from_oldest: self.from_oldest };
         let spec = LeaseSpec { topic: self.topic, kind, payload_type: self.payload_type };
         let a = lease::open(&self.control, spec)?;
@@ -87,7 +97,7 @@ impl SubscriberBuilder {
         let readers = a.lease.readers_fd();
         let is_dead = |p: usize| lease::publisher_is_dead(readers, p);
         let ring = shmbus_ring::Subscriber::attach(&a.topic, slot as usize, opts, a.waiter, &is_dead)?;
-        Ok(Subscriber { ring: ManuallyDrop::new(ring), lease: a.lease })
+        Ok(Subscriber(Kind::Shm(ShmSubscriber { ring: ManuallyDrop::new(ring), lease: a.lease })))
     }
 
     /// Opens a subscriber of `T` values, registering `T` as the topic's payload type.
@@ -100,7 +110,8 @@ impl SubscriberBuilder {
 ///
 /// Lossless by default: publishers never overwrite a message it has not read (they wait, or get `Full`). Lossy
 /// subscribers never slow publishers and learn of every gap through [`RecvError::Lagged`]. Dropping the
-/// subscriber stops it gating publishers at once and gives its lease back.
+/// subscriber stops it gating publishers at once and gives its lease back. On the [pipe transport](crate::pipe)
+/// it reads one pipe, or several in turn (fan-in), and is always lossless.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -110,19 +121,21 @@ impl SubscriberBuilder {
 /// println!("#{} from publisher {}: {:?}", m.seq(), m.publisher(), m.payload());
 /// # Ok(()) }
 /// ```
-pub struct Subscriber {
+pub struct Subscriber(Kind);
+
+enum Kind {
+    Shm(ShmSubscriber),
+    Pipe(PipeReader),
+}
+
+/// A subscriber on shared memory.
+struct ShmSubscriber {
     /// Dropped before `lease`, and never in a forked child (it would detach the parent's cursor).
     ring: ManuallyDrop<shmbus_ring::Subscriber>,
     lease: Lease,
 }
 
-impl std::fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("topic", &self.lease.topic()).field("slot", &self.ring.slot()).finish()
-    }
-}
-
-impl Subscriber {
+impl ShmSubscriber {
     #[inline]
     fn check(&self) -> Result<(), RecvError> {
         match self.lease.usable() {
@@ -131,24 +144,85 @@ impl Subscriber {
             Usable::Forked => Err(RecvError::Forked),
         }
     }
+}
+
+impl Drop for ShmSubscriber {
+    fn drop(&mut self) {
+        if self.lease.forked() {
+            return;
+        }
+        // SAFETY: `ring` is not used again; `lease` (dropped after this) does not touch it.
+        unsafe { ManuallyDrop::drop(&mut self.ring) };
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Kind::Shm(s) => {
+                f.debug_struct("Subscriber").field("topic", &s.lease.topic()).field("slot", &s.ring.slot()).finish()
+            }
+            Kind::Pipe(p) => f.debug_struct("Subscriber").field("pipe", p).finish(),
+        }
+    }
+}
+
+impl Subscriber {
+    pub(crate) fn from_pipe(reader: PipeReader) -> Subscriber {
+        Subscriber(Kind::Pipe(reader))
+    }
+
+    /// The pipe side, if this subscriber runs on pipes.
+    pub(crate) fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
+        match &mut self.0 {
+            Kind::Pipe(p) => Some(p),
+            Kind::Shm(_) => None,
+        }
+    }
+
+    fn recv_with(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                let m = match wait {
+                    Wait::Now => s.ring.try_recv()?,
+                    Wait::Until(d) => s.ring.recv_deadline(Some(d))?,
+                    Wait::Forever => s.ring.recv()?,
+                };
+                Ok(Message(MsgKind::Shm(m)))
+            }
+            Kind::Pipe(p) => Ok(Message(MsgKind::Pipe(p.recv(wait)?))),
+        }
+    }
 
     /// Waits (per the idle strategy) for the next message. The message borrows the subscriber; dropping it
     /// releases the message to publishers.
+    ///
+    /// ```
+    /// let (mut p, mut s) = bus_client::pipe::channel("doc")?;
+    /// p.send(b"hi")?;
+    /// let m = s.recv()?;
+    /// assert_eq!((m.payload(), m.seq(), m.publisher()), (&b"hi"[..], 0, p.id()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
-        self.check()?;
-        Ok(Message(self.ring.recv()?))
+        self.recv_with(Wait::Forever)
     }
 
     /// The next message if one is available now, else [`RecvError::Empty`].
     pub fn try_recv(&mut self) -> Result<Message<'_>, RecvError> {
-        self.check()?;
-        Ok(Message(self.ring.try_recv()?))
+        self.recv_with(Wait::Now)
     }
 
     /// Waits at most `timeout` for the next message ([`RecvError::Timeout`]).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        self.check()?;
-        Ok(Message(self.ring.recv_timeout(timeout)?))
+        match &mut self.0 {
+            Kind::Shm(s) => {
+                s.check()?;
+                Ok(Message(MsgKind::Shm(s.ring.recv_timeout(timeout)?)))
+            }
+            Kind::Pipe(p) => Ok(Message(MsgKind::Pipe(p.recv(Wait::timeout(timeout))?))),
+        }
     }
 
     /// Receives the next message and decodes it with the bus codec (the counterpart of
@@ -178,75 +252,128 @@ impl Subscriber {
 
     /// The topic name.
     pub fn topic(&self) -> &str {
-        self.lease.topic()
+        match &self.0 {
+            Kind::Shm(s) => s.lease.topic(),
+            Kind::Pipe(p) => p.topic(),
+        }
     }
 
-    /// The subscriber slot.
+    /// The subscriber slot (0 on a pipe).
     pub fn slot(&self) -> u32 {
-        self.ring.slot() as u32
+        match &self.0 {
+            Kind::Shm(s) => s.ring.slot() as u32,
+            Kind::Pipe(_) => 0,
+        }
     }
 
-    /// The next sequence number this subscriber looks at.
+    /// The next sequence number this subscriber looks at (on a pipe: how many messages it received).
     pub fn position(&self) -> u64 {
-        self.ring.position()
+        match &self.0 {
+            Kind::Shm(s) => s.ring.position(),
+            Kind::Pipe(p) => p.received(),
+        }
     }
 
     /// Whether this subscriber currently holds publishers back (lossless, and not demoted). Groups gate through
-    /// their members' held messages.
+    /// their members' held messages. Always `true` on a pipe.
     pub fn is_lossless(&self) -> bool {
-        self.ring.mode() == Mode::Lossless
-    }
-
-    /// Whether the handle is closed: the topic was deleted or recreated.
-    pub fn is_closed(&self) -> bool {
-        self.lease.usable() == Usable::Closed || self.ring.topic().is_closed()
-    }
-}
-
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        if self.lease.forked() {
-            return;
+        match &self.0 {
+            Kind::Shm(s) => s.ring.mode() == Mode::Lossless,
+            Kind::Pipe(_) => true,
         }
-        // SAFETY: `ring` is not used again; `lease` (dropped after this) does not touch it.
-        unsafe { ManuallyDrop::drop(&mut self.ring) };
+    }
+
+    /// Whether the handle is closed: the topic was deleted or recreated (on pipes: every writer closed its end
+    /// and everything was read).
+    pub fn is_closed(&self) -> bool {
+        match &self.0 {
+            Kind::Shm(s) => s.lease.usable() == Usable::Closed || s.ring.topic().is_closed(),
+            Kind::Pipe(p) => p.is_closed(),
+        }
+    }
+
+    /// The transport this subscriber runs on.
+    pub fn transport(&self) -> Transport {
+        match &self.0 {
+            Kind::Shm(_) => Transport::Shm,
+            Kind::Pipe(_) => Transport::Pipe,
+        }
+    }
+
+    /// On a pipe, how many pipes this subscriber still reads (fan-in); `None` on shared memory.
+    pub fn pipe_inputs(&self) -> Option<usize> {
+        match &self.0 {
+            Kind::Pipe(p) => Some(p.inputs()),
+            Kind::Shm(_) => None,
+        }
+    }
+
+    /// On a pipe, how many messages were dropped unfinished because their writer died in the middle of writing
+    /// them (each is also logged); `None` on shared memory, where the ring counts skipped claims instead.
+    pub fn pipe_abandoned(&self) -> Option<u64> {
+        match &self.0 {
+            Kind::Pipe(p) => Some(p.abandoned()),
+            Kind::Shm(_) => None,
+        }
     }
 }
 
 /// A received message, borrowing its [`Subscriber`] until dropped (lossless payloads are read in place, in
-/// shared memory).
+/// shared memory; on a pipe, in the subscriber's buffer).
 #[derive(Debug)]
-pub struct Message<'a>(shmbus_ring::Message<'a>);
+pub struct Message<'a>(MsgKind<'a>);
+
+#[derive(Debug)]
+enum MsgKind<'a> {
+    Shm(shmbus_ring::Message<'a>),
+    Pipe(PipeMessage<'a>),
+}
 
 impl Message<'_> {
     /// The payload.
     pub fn payload(&self) -> &[u8] {
-        self.0.payload()
+        match &self.0 {
+            MsgKind::Shm(m) => m.payload(),
+            MsgKind::Pipe(m) => m.payload,
+        }
     }
 
-    /// Ring sequence number: one total order across all publishers of the topic.
+    /// Ring sequence number: one total order across all publishers of the topic. On a pipe: the message's
+    /// number among its publisher's messages (from 0).
     pub fn seq(&self) -> u64 {
-        self.0.seq()
+        match &self.0 {
+            MsgKind::Shm(m) => m.seq(),
+            MsgKind::Pipe(m) => m.meta.seq,
+        }
     }
 
     /// Id of the publisher that sent it ([`Publisher::id`](crate::Publisher::id)).
     pub fn publisher(&self) -> u32 {
-        self.0.publisher()
+        match &self.0 {
+            MsgKind::Shm(m) => m.publisher(),
+            MsgKind::Pipe(m) => m.meta.writer,
+        }
     }
 
     /// Publish time, nanoseconds since the Unix epoch (the publisher's clock).
     pub fn timestamp(&self) -> u64 {
-        self.0.timestamp()
+        match &self.0 {
+            MsgKind::Shm(m) => m.timestamp(),
+            MsgKind::Pipe(m) => m.meta.timestamp,
+        }
     }
 
     /// Payload length.
     pub fn len(&self) -> usize {
-        self.0.len()
+        match &self.0 {
+            MsgKind::Shm(m) => m.len(),
+            MsgKind::Pipe(m) => m.payload.len(),
+        }
     }
 
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     /// Decodes the payload with the bus codec.

@@ -42,6 +42,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = e.downcast_ref::<ConnectError>() {
         return Some(match e {
             ConnectError::Timeout => TIMEOUT,
+            ConnectError::Config(_) => USAGE,
             _ => UNAVAILABLE,
         });
     }

@@ -42,6 +42,18 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> Result<()> {
     fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop).map_err(|e| OsError::nix("F_SETFD(FD_CLOEXEC)", fd_object("", fd), e))
 }
 
+/// Bytes queued in the pipe behind `fd` (either end), not yet read (`ioctl(FIONREAD)`).
+pub fn queued(fd: BorrowedFd<'_>) -> Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        return Err(OsError::last("ioctl(FIONREAD)", fd_object("", fd)));
+    }
+    Ok(n.max(0) as usize)
+}
+
 /// Ignores `SIGPIPE` process-wide (idempotent), so writing to a pipe or socket whose
 /// reader is gone returns `EPIPE` instead of killing the process. Replaces any
 /// handler installed for it.
@@ -91,6 +103,16 @@ mod tests {
         r.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"ping");
         const { assert!(PIPE_BUF >= 512) };
+    }
+
+    #[test]
+    fn queued_counts_unread_bytes_from_either_end() {
+        use std::os::fd::AsFd;
+        let p = pipe().unwrap();
+        assert_eq!(queued(p.read.as_fd()).unwrap(), 0);
+        nix::unistd::write(&p.write, b"hello").unwrap();
+        assert_eq!(queued(p.read.as_fd()).unwrap(), 5);
+        assert_eq!(queued(p.write.as_fd()).unwrap(), 5);
     }
 
     #[test]

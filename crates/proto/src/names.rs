@@ -163,6 +163,16 @@ pub fn client_socket(explicit: Option<&Path>) -> PathBuf {
     cands.iter().find(|c| c.exists()).cloned().unwrap_or_else(|| cands[0].clone())
 }
 
+/// First byte offset of the lease lock bytes in a readers object (far beyond its end: OFD locks may cover bytes
+/// past EOF, and these never collide with data).
+pub const LOCK_BASE: u64 = 1 << 40;
+
+/// The byte of the readers object a lease holder keeps locked (an OFD write lock) while it lives: the kernel
+/// releases it when the holder dies, so any peer can tell a dead holder from a slow one.
+pub fn lock_offset(publisher: bool, slot: u32) -> u64 {
+    LOCK_BASE + if publisher { 0 } else { 1 << 16 } + slot as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,14 +206,4 @@ mod tests {
         assert_eq!(c[2], PathBuf::from("/tmp/shmbus-1000/control.sock"));
         assert_eq!(socket_candidates(Some(Path::new("rel")), 0, Path::new("/tmp")).len(), 2);
     }
-}
-
-/// First byte offset of the lease lock bytes in a readers object (far beyond its end: OFD locks may cover bytes
-/// past EOF, and these never collide with data).
-pub const LOCK_BASE: u64 = 1 << 40;
-
-/// The byte of the readers object a lease holder keeps locked (an OFD write lock) while it lives: the kernel
-/// releases it when the holder dies, so any peer can tell a dead holder from a slow one.
-pub fn lock_offset(publisher: bool, slot: u32) -> u64 {
-    LOCK_BASE + if publisher { 0 } else { 1 << 16 } + slot as u64
 }

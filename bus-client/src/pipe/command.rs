@@ -1,0 +1,256 @@
+//! Handing pipes to child processes: [`PipeCommand`] around a `std::process::Command`, and [`SharedPipe`] for
+//! several children writing into one pipe.
+
+use super::inherit::{self, Direction, Entry, PIPES_ENV};
+use super::reader::PipeReader;
+use super::writer::PipeWriter;
+use crate::error::OpenError;
+use crate::{Bus, Publisher, Subscriber};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+
+/// A child process to spawn with pipes to this process, one per topic and direction, and nothing else: every
+/// descriptor except the child's own pipe ends stays close-on-exec. The child learns where its pipes are from
+/// `SHMBUS_PIPES` (see the [module docs](crate::pipe)) and finds them by topic name through the usual
+/// [`Bus::connect`] then [`Bus::publisher`] / [`Bus::subscriber`].
+///
+/// Made by [`PipeCommand::new`] it always uses pipes. Made by [`Bus::command`] it uses pipes only when that bus
+/// does ([`Transport::Pipe`](crate::Transport::Pipe), or after the automatic fallback); otherwise the parent's
+/// handles are ordinary shared-memory handles and the child connects to the same daemon (its `SHMBUS_SOCKET` is
+/// set to the parent's socket unless the command sets it).
+///
+/// ```no_run
+/// use bus_client::pipe::PipeCommand;
+/// use std::process::Command;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut cmd = PipeCommand::new(Command::new("worker"));
+/// let mut jobs = cmd.publish_to_child("jobs")?; // the child subscribes to "jobs"
+/// let mut results = cmd.subscribe_from_child("results")?; // the child publishes "results"
+/// let mut child = cmd.spawn()?;
+/// jobs.send(b"job 1")?;
+/// drop(jobs); // the child sees `Closed` after the last job
+/// for r in results.iter() {
+///     println!("{:?}", r?.payload);
+/// }
+/// child.wait()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "a command does nothing until `spawn`"]
+pub struct PipeCommand {
+    cmd: Command,
+    bus: Option<Bus>,
+    /// The child's ends, with what the child is told about them. Closed in this process after spawning.
+    handed: Vec<(Entry, OwnedFd)>,
+}
+
+impl PipeCommand {
+    /// A command whose topics go over pipes.
+    pub fn new(cmd: Command) -> PipeCommand {
+        PipeCommand { cmd, bus: None, handed: Vec::new() }
+    }
+
+    pub(crate) fn with_bus(bus: Bus, cmd: Command) -> PipeCommand {
+        PipeCommand { cmd, bus: Some(bus), handed: Vec::new() }
+    }
+
+    /// The command, to set arguments, environment, standard streams...
+    pub fn command_mut(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Whether handles made through this command use pipes (otherwise shared memory through the daemon).
+    pub fn uses_pipes(&self) -> bool {
+        self.bus.as_ref().is_none_or(Bus::children_use_pipes)
+    }
+
+    /// A publisher in this process whose messages the child receives by subscribing to `topic`.
+    ///
+    /// On pipes, the child receives everything published from now on, even what was sent before it opened its
+    /// subscriber; dropping the publisher (and every other writer of the pipe) gives the child `Closed` once it
+    /// has read the rest.
+    pub fn publish_to_child(&mut self, topic: &str) -> Result<Publisher, OpenError> {
+        if let Some(p) = self.through_bus(|b| b.publisher(topic))? {
+            return Ok(p);
+        }
+        let ours = self.hand(topic, Direction::Read)?;
+        let writer = PipeWriter::new(topic, vec![ours]).map_err(OpenError::Io)?;
+        Ok(Publisher::from_pipe(writer))
+    }
+
+    /// A subscriber in this process that receives what the child publishes on `topic`. It reports `Closed` once
+    /// the child (and anyone it passed the pipe to) has closed it, e.g. by exiting, and every message is read.
+    pub fn subscribe_from_child(&mut self, topic: &str) -> Result<Subscriber, OpenError> {
+        if let Some(s) = self.through_bus(|b| b.subscriber(topic))? {
+            return Ok(s);
+        }
+        let ours = self.hand(topic, Direction::Write)?;
+        let reader = PipeReader::new(topic, vec![ours]).map_err(OpenError::Io)?;
+        Ok(Subscriber::from_pipe(reader))
+    }
+
+    /// Fan-out: the child receives, on `publisher`'s topic, every message `publisher` sends from now on, through
+    /// a pipe of its own. Does nothing for a shared-memory publisher (the child subscribes through the daemon).
+    ///
+    /// With several children, a message goes to all or (when `try_send` finds a pipe full) to none; a child
+    /// that exits is dropped from the set, and `Closed` comes only when every child is gone.
+    pub fn fan_out_to_child(&mut self, publisher: &mut Publisher) -> Result<(), OpenError> {
+        let Some(w) = publisher.pipe_writer() else { return Ok(()) };
+        let topic = w.topic().to_string();
+        let ours = self.hand(&topic, Direction::Read)?;
+        w.add_output(ours).map_err(OpenError::Io)
+    }
+
+    /// Fan-in: `subscriber` also receives what the child publishes on its topic, through a pipe of its own (read
+    /// in turn with the others). Does nothing for a shared-memory subscriber.
+    pub fn fan_in_from_child(&mut self, subscriber: &mut Subscriber) -> Result<(), OpenError> {
+        let Some(r) = subscriber.pipe_reader() else { return Ok(()) };
+        let topic = r.topic().to_string();
+        let ours = self.hand(&topic, Direction::Write)?;
+        r.add_input(ours).map_err(OpenError::Io)
+    }
+
+    /// The child publishes on `shared`'s topic into the one pipe `shared` was made with, alongside every other
+    /// child given the same pipe (several writers on one pipe; see [`SharedPipe`]).
+    pub fn share_with_child(&mut self, shared: &SharedPipe) -> Result<(), OpenError> {
+        let fd = shared.write.try_clone().map_err(OpenError::Io)?;
+        self.hand_fd(&shared.topic, Direction::Write, fd)
+    }
+
+    /// Spawns the child with its pipe ends, then closes them in this process.
+    pub fn spawn(mut self) -> io::Result<Child> {
+        let entries: Vec<Entry> = self.handed.iter().map(|(e, _)| e.clone()).collect();
+        if entries.is_empty() {
+            self.cmd.env_remove(PIPES_ENV);
+        } else {
+            self.cmd.env(PIPES_ENV, inherit::format(&entries));
+        }
+        if let Some(bus) = &self.bus {
+            let socket_set = self.cmd.get_envs().any(|(k, v)| k == "SHMBUS_SOCKET" && v.is_some());
+            if !bus.children_use_pipes() && !socket_set {
+                self.cmd.env("SHMBUS_SOCKET", bus.socket_path());
+            }
+        }
+        if !entries.is_empty() {
+            let fds: Vec<RawFd> = entries.iter().map(|e| e.fd).collect();
+            // SAFETY: the closure runs in the child between fork and exec. It only calls fcntl, which is
+            // async-signal-safe, on descriptor numbers copied before the fork, and allocates nothing (an
+            // `io::Error` from errno does not allocate).
+            unsafe {
+                self.cmd.pre_exec(move || {
+                    for &fd in &fds {
+                        let flags = libc::fcntl(fd, libc::F_GETFD);
+                        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = self.cmd.spawn();
+        // Our copies of the child's ends: without closing them the child would never see end-of-file, and we
+        // would never see `Closed`.
+        self.handed.clear();
+        child
+    }
+
+    /// For a bus-made command on shared memory: opens the handle through the bus, or falls back to pipes when
+    /// the bus allows it and shared memory turns out unusable. `Ok(None)`: use pipes.
+    fn through_bus<T>(&self, open: impl FnOnce(&Bus) -> Result<T, OpenError>) -> Result<Option<T>, OpenError> {
+        let Some(bus) = self.bus.as_ref().filter(|b| !b.children_use_pipes()) else { return Ok(None) };
+        match open(bus) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if bus.may_fall_back() && crate::transport::shm_unusable(&e) => {
+                bus.fall_back(&e);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes a pipe for `topic`; the child gets the end for `dir`, this process the other one.
+    fn hand(&mut self, topic: &str, dir: Direction) -> Result<OwnedFd, OpenError> {
+        self.check(topic, dir)?;
+        let p = shmbus_os::pipe()?;
+        let (child, ours) = match dir {
+            Direction::Read => (p.read, p.write),
+            Direction::Write => (p.write, p.read),
+        };
+        self.hand_fd(topic, dir, child)?;
+        Ok(ours)
+    }
+
+    fn check(&self, topic: &str, dir: Direction) -> Result<(), OpenError> {
+        shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
+        if self.handed.iter().any(|(e, _)| e.topic == topic && e.dir == dir) {
+            return Err(OpenError::InvalidTopic(format!(
+                "topic {topic:?} is already handed to this child for {}",
+                dir.verb()
+            )));
+        }
+        Ok(())
+    }
+
+    fn hand_fd(&mut self, topic: &str, dir: Direction, fd: OwnedFd) -> Result<(), OpenError> {
+        self.check(topic, dir)?;
+        let (_, inode) = inherit::fifo_inode(fd.as_raw_fd()).map_err(OpenError::Io)?;
+        let entry = Entry { topic: topic.to_string(), fd: fd.as_raw_fd(), dir, inode };
+        self.handed.push((entry, fd));
+        Ok(())
+    }
+}
+
+/// One pipe that several children publish into and this process reads with one [`Subscriber`]: each message of
+/// up to [`MAX_FRAME_PAYLOAD`](super::MAX_FRAME_PAYLOAD) bytes is one atomic write, longer ones are fragmented
+/// and reassembled per writer, so the writers' messages never mix. Each writer's messages arrive in its order.
+///
+/// Hand it to each child with [`PipeCommand::share_with_child`], then drop it: the subscriber sees `Closed` once
+/// every child has closed its end, and while the `SharedPipe` lives that cannot happen.
+///
+/// ```no_run
+/// use bus_client::pipe::{PipeCommand, SharedPipe};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (mut results, shared) = SharedPipe::new("results")?;
+/// let mut children = Vec::new();
+/// for i in 0..4 {
+///     let mut cmd = PipeCommand::new(std::process::Command::new("worker"));
+///     cmd.command_mut().arg(i.to_string());
+///     cmd.share_with_child(&shared)?;
+///     children.push(cmd.spawn()?);
+/// }
+/// drop(shared);
+/// for m in results.iter() {
+///     let m = m?;
+///     println!("worker {} says {:?}", m.publisher, m.payload);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct SharedPipe {
+    topic: String,
+    write: OwnedFd,
+}
+
+impl SharedPipe {
+    /// A new pipe for `topic`: the subscriber reading it, and the write end to hand out.
+    pub fn new(topic: &str) -> Result<(Subscriber, SharedPipe), OpenError> {
+        shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
+        let p = shmbus_os::pipe()?;
+        let reader = PipeReader::new(topic, vec![p.read]).map_err(OpenError::Io)?;
+        Ok((Subscriber::from_pipe(reader), SharedPipe { topic: topic.to_string(), write: p.write }))
+    }
+
+    /// One more writer in this process (for example for a thread), on the same pipe.
+    pub fn publisher(&self) -> Result<Publisher, OpenError> {
+        let fd = self.write.try_clone().map_err(OpenError::Io)?;
+        Ok(Publisher::from_pipe(PipeWriter::new(&self.topic, vec![fd]).map_err(OpenError::Io)?))
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}

@@ -1,0 +1,283 @@
+//! Pipes inherited from a parent: the `SHMBUS_PIPES` environment protocol, and the process-wide registry that
+//! takes ownership of each inherited descriptor exactly once.
+//!
+//! `SHMBUS_PIPES` is a comma-separated list of `TOPIC=FD:DIR:INODE` entries: the descriptor number in the child,
+//! `r` if the child reads the pipe (it subscribes) or `w` if it writes it (it publishes), and the pipe's inode
+//! number. A topic may appear once per direction. For example `jobs=5:r:81234,results=7:w:81235`.
+//!
+//! The inode makes the variable safe to inherit further: a grandchild started with a plain `Command` sees the
+//! same variable, but the descriptors are close-on-exec again once this process has claimed them, so that number
+//! is closed or names another file in the grandchild; an entry is used only if its descriptor is a pipe with that
+//! inode, open in that direction. Anything else is ignored (with a debug log), never taken over.
+
+use crate::error::OpenError;
+use std::fmt::Write as _;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, OnceLock};
+
+/// The environment variable that lists inherited pipes.
+pub const PIPES_ENV: &str = "SHMBUS_PIPES";
+
+/// Which way an inherited pipe goes, seen from the process that inherits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The process reads the pipe: it subscribes to the topic.
+    Read,
+    /// The process writes the pipe: it publishes to the topic.
+    Write,
+}
+
+impl Direction {
+    fn letter(self) -> char {
+        match self {
+            Direction::Read => 'r',
+            Direction::Write => 'w',
+        }
+    }
+
+    pub(crate) fn verb(self) -> &'static str {
+        match self {
+            Direction::Read => "subscribing",
+            Direction::Write => "publishing",
+        }
+    }
+}
+
+/// One entry of `SHMBUS_PIPES`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub(crate) topic: String,
+    pub(crate) fd: RawFd,
+    pub(crate) dir: Direction,
+    pub(crate) inode: u64,
+}
+
+/// Formats entries as the value of `SHMBUS_PIPES`.
+pub(crate) fn format(entries: &[Entry]) -> String {
+    let mut s = String::new();
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let _ = write!(s, "{}={}:{}:{}", e.topic, e.fd, e.dir.letter(), e.inode);
+    }
+    s
+}
+
+/// Parses the value of `SHMBUS_PIPES`.
+pub(crate) fn parse(s: &str) -> Result<Vec<Entry>, String> {
+    let mut out: Vec<Entry> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let bad = |why: &str| format!("{PIPES_ENV} entry {item:?}: {why}");
+        let (topic, rest) = item.split_once('=').ok_or_else(|| bad("expected TOPIC=FD:r|w:INODE"))?;
+        shmbus_proto::names::validate_topic(topic).map_err(|e| bad(&e.to_string()))?;
+        let mut parts = rest.split(':');
+        let (Some(fd), Some(dir), Some(inode), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected TOPIC=FD:r|w:INODE"));
+        };
+        let fd: RawFd = fd.parse().ok().filter(|&f| f >= 0).ok_or_else(|| bad("bad descriptor number"))?;
+        let dir = match dir {
+            "r" => Direction::Read,
+            "w" => Direction::Write,
+            _ => return Err(bad("the direction must be r or w")),
+        };
+        let inode = inode.parse().map_err(|_| bad("bad inode number"))?;
+        if out.iter().any(|e| e.topic == topic && e.dir == dir) {
+            return Err(bad("the topic is listed twice in this direction"));
+        }
+        if out.iter().any(|e| e.fd == fd) {
+            return Err(bad("the descriptor is listed twice"));
+        }
+        out.push(Entry { topic: topic.to_string(), fd, dir, inode });
+    }
+    Ok(out)
+}
+
+/// `(is a FIFO, inode)` of an open descriptor.
+pub(crate) fn fifo_inode(fd: RawFd) -> std::io::Result<(bool, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one `stat` through a pointer to a live local; any descriptor number is acceptable
+    // (EBADF for a closed one).
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.st_mode & libc::S_IFMT == libc::S_IFIFO, st.st_ino))
+}
+
+/// Checks that descriptor `e.fd` is the pipe the entry names, open for `e.dir`, and takes ownership of it.
+fn claim(e: &Entry) -> Result<OwnedFd, String> {
+    let (fifo, inode) = fifo_inode(e.fd).map_err(|err| format!("descriptor {}: {err}", e.fd))?;
+    if !fifo || inode != e.inode {
+        return Err(format!("descriptor {} is not the pipe with inode {}", e.fd, e.inode));
+    }
+    // SAFETY: F_GETFL on any descriptor number has no memory-safety preconditions.
+    let flags = unsafe { libc::fcntl(e.fd, libc::F_GETFL) };
+    let want = match e.dir {
+        Direction::Read => libc::O_RDONLY,
+        Direction::Write => libc::O_WRONLY,
+    };
+    if flags < 0 || flags & libc::O_ACCMODE != want {
+        return Err(format!("descriptor {} is not open for {}", e.fd, e.dir.verb()));
+    }
+    // SAFETY: the descriptor is open and is the pipe end the parent handed to this process for this entry (its
+    // inode and access mode match). The registry is built once per process and refuses duplicate descriptor
+    // numbers, so this is the only owner created for it; nothing else in this library closes it.
+    let fd = unsafe { OwnedFd::from_raw_fd(e.fd) };
+    // Close-on-exec again: this process's own children must not inherit it by accident.
+    shmbus_os::set_cloexec(fd.as_fd(), true).map_err(|err| err.to_string())?;
+    Ok(fd)
+}
+
+struct Slot {
+    entry: Entry,
+    /// `None` once taken.
+    fd: Option<OwnedFd>,
+}
+
+static REGISTRY: OnceLock<Mutex<Vec<Slot>>> = OnceLock::new();
+
+fn registry() -> &'static Mutex<Vec<Slot>> {
+    REGISTRY.get_or_init(|| {
+        let Some(value) = std::env::var_os(PIPES_ENV) else { return Mutex::new(Vec::new()) };
+        let entries = match value.to_str().ok_or_else(|| format!("{PIPES_ENV} is not UTF-8")).and_then(parse) {
+            Ok(e) => e,
+            Err(why) => {
+                tracing::warn!(problem = %why, "ignoring the inherited pipes");
+                return Mutex::new(Vec::new());
+            }
+        };
+        let mut slots = Vec::new();
+        for e in entries {
+            match claim(&e) {
+                Ok(fd) => {
+                    tracing::debug!(topic = %e.topic, fd = e.fd, direction = ?e.dir, "inherited a pipe");
+                    slots.push(Slot { entry: e, fd: Some(fd) });
+                }
+                Err(why) => {
+                    tracing::debug!(topic = %e.topic, problem = %why, "not using a pipe listed in {PIPES_ENV}");
+                }
+            }
+        }
+        Mutex::new(slots)
+    })
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Vec<Slot>> {
+    registry().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A pipe this process inherited (see [`inherited`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InheritedPipe {
+    /// The topic it carries.
+    pub topic: String,
+    /// Whether this process reads or writes it.
+    pub direction: Direction,
+    /// Whether a handle already took it (each inherited pipe backs one handle).
+    pub taken: bool,
+}
+
+/// The pipes this process inherited through `SHMBUS_PIPES`, claiming them on first call: from then on they are
+/// close-on-exec, so this process's own children do not inherit them. [`Bus::connect`](crate::Bus::connect)
+/// calls it; a program that spawns processes before connecting should call it first.
+///
+/// ```
+/// // Without SHMBUS_PIPES in the environment there is nothing to claim.
+/// # if std::env::var_os("SHMBUS_PIPES").is_none() {
+/// assert!(bus_client::pipe::inherited().is_empty());
+/// # }
+/// ```
+pub fn inherited() -> Vec<InheritedPipe> {
+    lock()
+        .iter()
+        .map(|s| InheritedPipe { topic: s.entry.topic.clone(), direction: s.entry.dir, taken: s.fd.is_none() })
+        .collect()
+}
+
+/// Whether this process inherited any pipe.
+pub(crate) fn any() -> bool {
+    !lock().is_empty()
+}
+
+/// Takes the inherited pipe of `topic` in direction `dir`: `None` if there is none.
+pub(crate) fn take(topic: &str, dir: Direction) -> Option<Result<OwnedFd, OpenError>> {
+    let mut slots = lock();
+    let slot = slots.iter_mut().find(|s| s.entry.topic == topic && s.entry.dir == dir)?;
+    Some(slot.fd.take().ok_or_else(|| {
+        OpenError::NoFreeSlot(format!(
+            "the pipe inherited for {} topic {topic:?} is already used by another handle in this process",
+            dir.verb()
+        ))
+    }))
+}
+
+/// The inherited topics, for error messages: `jobs (subscribing), results (publishing)`.
+pub(crate) fn describe() -> String {
+    let slots = lock();
+    if slots.is_empty() {
+        return "none".into();
+    }
+    slots.iter().map(|s| format!("{} ({})", s.entry.topic, s.entry.dir.verb())).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn entry(topic: &str, fd: RawFd, dir: Direction, inode: u64) -> Entry {
+        Entry { topic: topic.into(), fd, dir, inode }
+    }
+
+    #[test]
+    fn format_and_parse_roundtrip() {
+        let es = vec![entry("jobs", 5, Direction::Read, 81234), entry("results.v1", 7, Direction::Write, 9)];
+        let s = format(&es);
+        assert_eq!(s, "jobs=5:r:81234,results.v1=7:w:9");
+        assert_eq!(parse(&s).unwrap(), es);
+        assert_eq!(parse("").unwrap(), vec![]);
+        // The same topic both ways is fine (a child that answers on the topic it is fed).
+        assert_eq!(parse("t=3:r:1,t=4:w:2").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn malformed_entries_are_refused() {
+        for bad in [
+            "jobs",
+            "jobs=5",
+            "jobs=5:r",
+            "jobs=x:r:1",
+            "jobs=-1:r:1",
+            "jobs=5:x:1",
+            "jobs=5:r:y",
+            "jobs=5:r:1:2",
+            "bad/name=5:r:1",
+            "jobs=5:r:1,jobs=6:r:2",
+            "a=5:r:1,b=5:w:1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn claim_checks_the_descriptor() {
+        let p = shmbus_os::pipe().unwrap();
+        let (fifo, ino) = fifo_inode(p.read.as_raw_fd()).unwrap();
+        assert!(fifo);
+        let wrong_dir = entry("t", p.read.as_raw_fd(), Direction::Write, ino);
+        assert!(claim(&wrong_dir).unwrap_err().contains("not open for publishing"));
+        let wrong_inode = entry("t", p.read.as_raw_fd(), Direction::Read, ino + 1);
+        assert!(claim(&wrong_inode).unwrap_err().contains("not the pipe"));
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        let not_pipe = entry("t", file.as_raw_fd(), Direction::Read, ino);
+        assert!(claim(&not_pipe).is_err());
+        // A descriptor number nobody has open.
+        assert!(claim(&entry("t", 1 << 20, Direction::Read, ino)).is_err());
+        // The real thing: ownership moves to the returned OwnedFd (forget ours so it is closed once).
+        let raw = p.read.as_raw_fd();
+        std::mem::forget(p.read);
+        let owned = claim(&entry("t", raw, Direction::Read, ino)).unwrap();
+        assert_eq!(owned.as_raw_fd(), raw);
+    }
+}
