@@ -111,17 +111,8 @@ pub(crate) struct Attached {
 
 /// Converts the wire geometry field by field and checks it.
 pub(crate) fn geometry(w: &GeometryWire) -> Result<Geometry, OpenError> {
-    let g = Geometry {
-        capacity: w.capacity,
-        entry_bytes: w.entry_bytes,
-        max_message: w.max_message,
-        region_bytes: w.region_bytes,
-        max_publishers: w.max_publishers,
-        max_subscribers: w.max_subscribers,
-        max_groups: w.max_groups,
-    };
-    g.validate().map_err(|e| OpenError::Protocol(format!("the daemon sent an invalid geometry: {e}")))?;
-    Ok(g)
+    crate::shm::geometry_from_wire(w)
+        .map_err(|e| OpenError::Protocol(format!("the daemon sent an invalid geometry: {e}")))
 }
 
 /// Asks for a lease, then maps the topic, takes the lease lock and builds the waiter.

@@ -2,6 +2,7 @@
 //! backs blocking waits with the topic's named semaphores and the `membarrier` heavy barrier.
 
 use shmbus_os::{Access, Mapping, NamedSemaphore};
+use shmbus_proto::msg::GeometryWire;
 use shmbus_proto::names::sem_name;
 use shmbus_ring::wait::{set_light_barrier_cheap, Target, Waiter};
 use shmbus_ring::{AttachError, Geometry, Region, Topic};
@@ -35,6 +36,34 @@ pub fn map_topic(
         None => Topic::attach(d, r)?,
     };
     Ok(topic)
+}
+
+/// A geometry in wire form (the daemon's lease replies and listings).
+pub fn geometry_to_wire(g: &Geometry) -> GeometryWire {
+    GeometryWire {
+        capacity: g.capacity,
+        entry_bytes: g.entry_bytes,
+        max_message: g.max_message,
+        region_bytes: g.region_bytes,
+        max_publishers: g.max_publishers,
+        max_subscribers: g.max_subscribers,
+        max_groups: g.max_groups,
+    }
+}
+
+/// A geometry from wire form, validated (a daemon's reply is checked like any other input).
+pub fn geometry_from_wire(w: &GeometryWire) -> Result<Geometry, AttachError> {
+    let g = Geometry {
+        capacity: w.capacity,
+        entry_bytes: w.entry_bytes,
+        max_message: w.max_message,
+        region_bytes: w.region_bytes,
+        max_publishers: w.max_publishers,
+        max_subscribers: w.max_subscribers,
+        max_groups: w.max_groups,
+    };
+    g.validate()?;
+    Ok(g)
 }
 
 /// Mapping or validating a topic failed.

@@ -63,15 +63,7 @@ fn geometry() -> Geometry {
 }
 
 fn wire(g: &Geometry) -> GeometryWire {
-    GeometryWire {
-        capacity: g.capacity,
-        entry_bytes: g.entry_bytes,
-        max_message: g.max_message,
-        region_bytes: g.region_bytes,
-        max_publishers: g.max_publishers,
-        max_subscribers: g.max_subscribers,
-        max_groups: g.max_groups,
-    }
+    bus_client::shm::geometry_to_wire(g)
 }
 
 impl Fake {

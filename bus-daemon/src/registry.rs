@@ -112,17 +112,7 @@ pub struct State {
 /// A lease reply and the two descriptors that go with it.
 pub type Granted = (LeaseReply, [OwnedFd; 2]);
 
-pub(crate) fn geometry_wire(g: &Geometry) -> GeometryWire {
-    GeometryWire {
-        capacity: g.capacity,
-        entry_bytes: g.entry_bytes,
-        max_message: g.max_message,
-        region_bytes: g.region_bytes,
-        max_publishers: g.max_publishers,
-        max_subscribers: g.max_subscribers,
-        max_groups: g.max_groups,
-    }
-}
+use bus_client::shm::geometry_to_wire as geometry_wire;
 
 fn modes(settings: &TopicSettings) -> Modes {
     Modes { objects: 0o600, semaphores: if settings.policy.is_open() { 0o666 } else { 0o660 }, sem_group: None }
