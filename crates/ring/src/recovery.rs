@@ -102,6 +102,13 @@ impl Topic {
                 }
             }
         }
+        if matches!(outcome, Some(Released::Redelivered(_))) {
+            // The claim cursor was pulled back to the held message: the gate moved backwards, from our cursor to
+            // the group's. Bump the epoch before clearing our cursor, so a publisher's gate scan that read the
+            // group cursor before the pull-back and sees our cursor cleared scans again (see `scan_gate`). SeqCst
+            // RMW: ordered after the pull-back and before the clear below.
+            self.readers_word(R_EPOCH).fetch_add(1, Ordering::SeqCst);
+        }
         // Release: everything above happens before the slot stops gating.
         cur.store(0, Ordering::Release);
         self.readers_word(R_IN_USE + 8 * (s / 64)).fetch_and(!(1 << (s % 64)), Ordering::Release);

@@ -267,7 +267,7 @@ impl Subscriber {
     pub fn try_recv(&mut self) -> Result<Message<'_>, RecvError> {
         match self.poll()? {
             Poll::Ready(f) => Ok(self.message(f)),
-            Poll::Empty if self.topic.is_closed() => Err(RecvError::Closed),
+            Poll::Empty if self.topic.is_closed() => self.after_close(),
             Poll::Empty => Err(RecvError::Empty),
         }
     }
@@ -290,7 +290,7 @@ impl Subscriber {
                 return Ok(self.message(f));
             }
             if self.topic.is_closed() {
-                return Err(RecvError::Closed);
+                return self.after_close();
             }
             if expired(deadline) {
                 return Err(RecvError::Timeout);
@@ -310,10 +310,21 @@ impl Subscriber {
                 }
                 if self.topic.is_closed() {
                     mask.fetch_and(!bit, Ordering::Relaxed);
-                    return Err(RecvError::Closed);
+                    return self.after_close();
                 }
                 self.waiter.wait_until(Target::Subscriber(self.slot), sleep_deadline(deadline));
             }
+        }
+    }
+
+    /// The topic was found closed after a poll that found nothing. That poll may have looked just before the last
+    /// messages were published; the closed flag, read with Acquire (tag CLOSE), makes everything published before
+    /// the close visible, so poll once more rather than lose them. (Found by loom, `group_members_race_publisher`:
+    /// a message published right before the close was reported `Closed` to every member.)
+    fn after_close(&mut self) -> Result<Message<'_>, RecvError> {
+        match self.poll()? {
+            Poll::Ready(f) => Ok(self.message(f)),
+            Poll::Empty => Err(RecvError::Closed),
         }
     }
 
@@ -551,6 +562,7 @@ impl Subscriber {
         let next = topic.readers_word(off.group(g) + G_NEXT);
         let me = topic.readers_word(off.sub_slot(self.slot) + S_CURSOR);
         let mut rounds = 0u32;
+        let mut announced: Option<u64> = None;
         loop {
             // Acquire (tag GROUP_NEXT): pairs with the AcqRel advance of the claim cursor.
             let nw = next.load(Ordering::Acquire);
@@ -562,10 +574,22 @@ impl Subscriber {
             // Announce the position we are about to take before taking it, so the gate never misses it.
             // Release: ordered before the ledger CAS that claims it.
             me.store(cursor::pack(cursor::ACTIVE | cursor::GATING, c), Ordering::Release);
+            if announced.is_some_and(|a| a != c) && std::env::var("MUT_NORETRACT").is_err() {
+                // Our previous announcement was a stale position, which may have held a publisher back: moving on
+                // frees it (see `retract`).
+                self.topic.wake_publishers(&*self.waiter);
+            }
+            announced = Some(c);
             let ledger = self.topic.readers_word(off.ledger(g, c));
             let lw = ledger.load(Ordering::Acquire);
             let l = Stamp::unpack(lw);
             let lap = lap_of(c, off.shift);
+            // A ledger word or entry stamp a lap ahead of `c` means our claim cursor value is stale (we were
+            // preempted after loading it while the group and the publishers moved on), not corruption: whoever
+            // wrote that word had seen the claim cursor past `c`, and our Acquire load of the word makes that
+            // visible to this re-load (tag GROUP_NEXT). Only a word ahead of a cursor that is still `c` is corrupt.
+            // (Found by loom, `group_member_dies_while_publishing_concurrent_recovery`.)
+            let overtaken = || next.load(Ordering::Acquire) != nw;
             let advance = |from: u64| {
                 next.compare_exchange(
                     cursor::pack(cursor::ACTIVE | cursor::GATING, from),
@@ -602,9 +626,9 @@ impl Subscriber {
                             }
                         }
                         (d, _) if d < 0 || s.state == State::Claimed => {
-                            me.store(cursor::pack(cursor::ACTIVE, c), Ordering::Release);
-                            return Ok(Poll::Empty);
+                            return Ok(self.retract(me, c));
                         }
+                        _ if overtaken() => {}
                         _ => return Err(RecvError::Corrupted { what: "group cursor behind the ring" }),
                     }
                 }
@@ -648,19 +672,29 @@ impl Subscriber {
                 // redelivery while `release_subscriber` pulls the claim cursor back): that hold gates publishers,
                 // so `c` cannot have been published yet. Nothing to take; not corruption.
                 (-1, State::Claimed | State::Skipped) => {
-                    me.store(cursor::pack(cursor::ACTIVE, c), Ordering::Release);
-                    return Ok(Poll::Empty);
+                    return Ok(self.retract(me, c));
                 }
+                _ if overtaken() => {}
                 _ => return Err(RecvError::Corrupted { what: "group ledger inconsistent with its cursor" }),
             }
             rounds += 1;
             if rounds > 4 * off.geo.capacity {
                 // Contention only; let the caller's idle strategy run.
-                me.store(cursor::pack(cursor::ACTIVE, c), Ordering::Release);
-                return Ok(Poll::Empty);
+                return Ok(self.retract(me, c));
             }
             crate::sync::spin_hint();
         }
+    }
+
+    /// Ends a member's poll that took nothing: the position it announced stops gating. An announcement can gate
+    /// below the group's claim cursor (a stale position, loaded before other members moved the cursor on), so a
+    /// publisher may have gone to sleep on it: wake publishers. (Found by loom, `group_members_race_publisher`:
+    /// the publisher slept forever while both members polled an empty group.)
+    fn retract(&self, me: &AtomicU64, c: u64) -> Poll {
+        // Release (tag CURSOR).
+        me.store(cursor::pack(cursor::ACTIVE, c), Ordering::Release);
+        if std::env::var("MUT_NORETRACT").is_err() { self.topic.wake_publishers(&*self.waiter); }
+        Poll::Empty
     }
 
     /// Under loom there is no address space to point into: in-place reads become copies.

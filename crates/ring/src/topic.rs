@@ -141,6 +141,27 @@ impl Topic {
     /// still needs, or `None` when nothing gates. `reference` is a recent tail, used to expand the truncated
     /// cursor words.
     pub(crate) fn scan_gate(&self, reference: u64) -> Option<u64> {
+        let epoch = self.readers_word(R_EPOCH);
+        loop {
+            // The scan reads one word at a time, so a gate handed from one word to another while it runs must
+            // never fall between two reads. Hand-offs forward are ordered for the scan below (a member stores its
+            // held position before moving the group cursor past it). The one hand-off backwards is recovery's: it
+            // pulls a group cursor back to a dead member's held message and then clears that member's cursor, so
+            // a scan could read the group cursor before the pull-back and the member after the clear (also with
+            // the member's take in between: no fixed read order covers both directions). Recovery bumps the epoch
+            // between the two stores; a scan that saw the member cleared (Acquire) sees the bump in its closing
+            // load and scans again. (Found by loom, `group_member_dies_while_publishing*`: a publisher overwrote a
+            // message awaiting redelivery.)
+            // Acquire: pairs with the SeqCst bumps in `release_subscriber` and `publish_gating_cursor`.
+            let before = epoch.load(Ordering::Acquire);
+            let min = self.scan_gate_once(reference);
+            if epoch.load(Ordering::Acquire) == before {
+                return min;
+            }
+        }
+    }
+
+    fn scan_gate_once(&self, reference: u64) -> Option<u64> {
         let off = self.off();
         let mut min: Option<u64> = None;
         let mut take = |c: u64| {
@@ -149,51 +170,38 @@ impl Topic {
                 _ => c,
             })
         };
-        let members = |take: &mut dyn FnMut(u64)| {
-            for word in 0..(off.geo.max_subscribers as usize).div_ceil(64) {
-                // Acquire: pairs with the in-use Release in `Subscriber::attach` (tag IN_USE) and in
-                // `release_subscriber`.
-                let mut bits = self.readers_word(R_IN_USE + 8 * word).load(Ordering::Acquire);
-                while bits != 0 {
-                    let s = word * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    if s >= off.geo.max_subscribers as usize {
-                        break;
-                    }
-                    let slot = off.sub_slot(s);
-                    // Acquire: pairs with the subscriber's Release of its cursor (tag CURSOR): what it read before
-                    // moving on happens before we let a publisher overwrite it.
-                    let w = self.readers_word(slot + S_CURSOR).load(Ordering::Acquire);
-                    if cursor::has(w, cursor::ACTIVE | cursor::GATING) {
-                        // Relaxed: demotion only ever loosens the gate; a stale read over-gates for one scan.
-                        let flags = self.readers_word(slot + S_FLAGS).load(Ordering::Relaxed);
-                        if flags & FLAG_DEMOTE == 0 {
-                            take(cursor::expand(w, reference));
-                        }
-                    }
-                }
-            }
-        };
-        // Members, then groups, then members again: a gate handed between a group cursor and a member cursor must
-        // not fall between two reads, and it is handed both ways.
-        // * A member stores its held position before moving the group cursor past it: a scan that sees the group
-        //   cursor moved (Acquire, tag GROUP_NEXT) sees the hold in the second member pass.
-        // * `release_subscriber` pulls the group cursor back to a dead member's held message before clearing that
-        //   member's cursor (Release): a scan that sees the cursor cleared in the first member pass sees the
-        //   pulled-back group cursor (or a later one, moved on by a member that announced its hold first).
-        // With groups first and one member pass (as before), a publisher could read the group cursor before the
-        // pull-back and the dead member's cursor after it was cleared, miss both, and overwrite the message being
-        // redelivered (found by loom, `group_member_dies_while_publishing`).
-        if off.geo.max_groups > 0 {
-            members(&mut take);
-        }
+        // Groups before members: a member's held position is stored before the group cursor moves past it, so
+        // reading the group cursor first (Acquire, tag GROUP_NEXT) and the members after cannot miss a held
+        // message.
         for g in 0..off.geo.max_groups as usize {
             let w = self.readers_word(off.group(g) + G_NEXT).load(Ordering::Acquire);
             if cursor::has(w, cursor::ACTIVE | cursor::GATING) {
                 take(cursor::expand(w, reference));
             }
         }
-        members(&mut take);
+        for word in 0..(off.geo.max_subscribers as usize).div_ceil(64) {
+            // Acquire: pairs with the in-use Release in `Subscriber::attach` (tag IN_USE) and in
+            // `release_subscriber`.
+            let mut bits = self.readers_word(R_IN_USE + 8 * word).load(Ordering::Acquire);
+            while bits != 0 {
+                let s = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if s >= off.geo.max_subscribers as usize {
+                    break;
+                }
+                let slot = off.sub_slot(s);
+                // Acquire: pairs with the subscriber's Release of its cursor (tag CURSOR): what it read before
+                // moving on happens before we let a publisher overwrite it.
+                let w = self.readers_word(slot + S_CURSOR).load(Ordering::Acquire);
+                if cursor::has(w, cursor::ACTIVE | cursor::GATING) {
+                    // Relaxed: demotion only ever loosens the gate; a stale read over-gates for one scan.
+                    let flags = self.readers_word(slot + S_FLAGS).load(Ordering::Relaxed);
+                    if flags & FLAG_DEMOTE == 0 {
+                        take(cursor::expand(w, reference));
+                    }
+                }
+            }
+        }
         min
     }
 

@@ -13,7 +13,7 @@
 //! Models are tiny on purpose (capacity 2 or 4, one to four messages): each runs in seconds.
 #![cfg(loom)]
 
-use loom::sync::atomic::{fence, AtomicBool, Ordering};
+use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Condvar, Mutex};
 use loom::thread;
 use shmbus_ring::*;
@@ -24,17 +24,24 @@ use std::time::Instant;
 
 /// Runs `f` under loom, with a preemption bound of 2 unless `LOOM_MAX_PREEMPTIONS` says otherwise.
 fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    model_bounded(2, f)
+}
+
+/// Runs `f` under loom with a preemption bound of at most `max` (lower if `LOOM_MAX_PREEMPTIONS` says so), for
+/// models too big to explore at the suite's bound in reasonable time.
+fn model_bounded<F: Fn() + Sync + Send + 'static>(max: usize, f: F) {
     let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
+    b.preemption_bound = Some(b.preemption_bound.map_or(max, |p| p.min(max)));
     // Initializing and attaching touch a few hundred words, each a loom branch point.
     b.max_branches = 100_000;
     let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = runs.clone();
     let started = Instant::now();
     b.check(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n % 50000 == 0 && std::env::var("PROGRESS").is_ok() {
+            eprintln!("progress {n} {:?}", started.elapsed());
+        }
         f()
     });
     eprintln!(
@@ -637,46 +644,52 @@ fn group_member_dies_holding() {
     });
 }
 
-/// Like `group_member_dies_holding`, with a publisher (blocking) trying to send a third message meanwhile: the
-/// message the dead member held gates it until it is redelivered and released, so the redelivered payload is
-/// never overwritten, and everybody is woken (A sleeps too: a lost redelivery or wake-up is a deadlock).
+/// Member B takes a message and dies holding it while a publisher (blocking) waits to send message 2, which would
+/// overwrite message 0; the main thread releases B's slot after joining it, then reads as live member A
+/// (blocking). The held message must gate the publisher until it has been redelivered and released: never
+/// overwritten, whatever the publisher's gate scan reads around B's take and the recovery. Nobody may sleep
+/// through a wake-up (a deadlock here).
 #[test]
 fn group_member_dies_while_publishing() {
     model(|| {
-        let g = geo(2, 32, 0, 1, 2, 1);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
-        t.open_group(0, false, &*w, &never_dead).unwrap();
-        t.set_group_redelivery(0, true);
-        let opts = SubscriberOptions { mode: Mode::Group(0), idle: IdleStrategy::Blocking, ..Default::default() };
-        let mut a = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
-        let mut b = attach_sub(&t, 1, Mode::Group(0), &w);
-        let mut p = Publisher::attach(
-            &t,
-            0,
-            w.clone(),
-            PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() },
-        )
-        .unwrap();
-        for i in 0..2u64 {
-            p.try_send(&body(i, 8)).unwrap();
-        }
+        let (t, w, mut a, mut b, mut p) = group_topic();
         let hp = thread::spawn(move || {
             assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
         });
         let hb = thread::spawn(move || {
-            let held = match b.try_recv() {
-                Ok(m) => {
-                    check_body(m.payload(), m.seq(), 8);
-                    let seq = m.seq();
-                    std::mem::forget(m);
-                    Some(seq)
-                }
-                Err(RecvError::Empty) => None,
-                Err(e) => panic!("member B: {e}"),
-            };
+            let m = b.try_recv().unwrap();
+            check_body(m.payload(), m.seq(), 8);
+            let seq = m.seq();
+            std::mem::forget(m);
             std::mem::forget(b);
-            held
+            seq
+        });
+        let held = hb.join().unwrap();
+        assert_eq!(t.release_subscriber(1, &*w).unwrap(), Some(Released::Redelivered(held)));
+        let mut got = vec![];
+        while got.len() < 3 {
+            let m = a.recv().unwrap();
+            check_body(m.payload(), m.seq(), 8);
+            got.push(m.seq());
+        }
+        hp.join().unwrap();
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2]);
+        assert_eq!(t.stats().groups[0].redelivered, 1);
+    });
+}
+
+/// Member A (blocking) and a publisher (blocking, waiting to send message 2) run while the main thread takes
+/// message 0 as member B, dies holding it and recovers B's slot. The redelivered message may be taken, even
+/// released, before `release_subscriber` has finished pulling the group cursor back, which then lands behind
+/// messages already done: A walking it forward again must wake the publisher (a deadlock here otherwise), and the
+/// message must never be overwritten before it is redelivered.
+#[test]
+fn group_redelivery_races_member_and_publisher() {
+    model(|| {
+        let (t, w, mut a, mut b, mut p) = group_topic();
+        let hp = thread::spawn(move || {
+            assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
         });
         let ha = thread::spawn(move || {
             let mut got = vec![];
@@ -687,13 +700,118 @@ fn group_member_dies_while_publishing() {
             }
             got
         });
-        let held = hb.join().unwrap();
+        let held = match b.try_recv() {
+            Ok(m) => {
+                check_body(m.payload(), m.seq(), 8);
+                let seq = m.seq();
+                std::mem::forget(m);
+                Some(seq)
+            }
+            Err(RecvError::Empty) => None,
+            Err(e) => panic!("member B: {e}"),
+        };
+        std::mem::forget(b);
         assert_eq!(t.release_subscriber(1, &*w).unwrap(), held.map(Released::Redelivered));
         hp.join().unwrap();
         let mut got = ha.join().unwrap();
         got.sort();
         assert_eq!(got, vec![0, 1, 2], "B held {held:?}");
     });
+}
+
+/// Two live members (blocking) share three messages on a two-entry ring while the publisher (main, blocking) sends
+/// the third as soon as the group lets it, then closes the topic. A member may load the group's claim cursor and be
+/// preempted while the other member and the publisher lap it: what it then reads is a lap ahead of its position,
+/// which is staleness to retry, not corruption; and the position it announced meanwhile may hold the publisher
+/// back, so moving on from it must wake the publisher (a deadlock here otherwise). Every message is delivered
+/// exactly once, intact.
+#[test]
+fn group_members_race_publisher() {
+    model(|| {
+        let (t, w, a, b, mut p) = group_topic();
+        let member = |mut s: Subscriber| {
+            thread::spawn(move || {
+                let slot = s.slot();
+                let mut got = vec![];
+                loop {
+                    match s.recv() {
+                        Ok(m) => {
+                            check_body(m.payload(), m.seq(), 8);
+                            got.push(m.seq());
+                        }
+                        Err(RecvError::Closed) => return got,
+                        Err(e) => panic!("member {slot}: {e}"),
+                    }
+                }
+            })
+        };
+        let ha = member(a);
+        let hb = member(b);
+        assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
+        t.close(&*w).unwrap();
+        let mut got = ha.join().unwrap();
+        got.extend(hb.join().unwrap());
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2], "each message exactly once");
+    });
+}
+
+/// The same with members polling (`try_recv`) instead of sleeping, which lets a member's stale view of the claim
+/// cursor line up with the other member's takes and the publisher's lap differently.
+#[test]
+fn group_members_race_publisher_polling() {
+    model_bounded(1, || {
+        let (_t, _w, a, b, mut p) = group_topic();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let member = |mut s: Subscriber, taken: Arc<AtomicUsize>| {
+            thread::spawn(move || {
+                let slot = s.slot();
+                let mut got = vec![];
+                // Acquire: a count of 3 means every message was taken (and released) by a member.
+                while taken.load(Ordering::Acquire) < 3 {
+                    match s.try_recv() {
+                        Ok(m) => {
+                            check_body(m.payload(), m.seq(), 8);
+                            got.push(m.seq());
+                            drop(m);
+                            taken.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(RecvError::Empty) => thread::yield_now(),
+                        Err(e) => panic!("member {slot}: {e}"),
+                    }
+                }
+                got
+            })
+        };
+        let ha = member(a, taken.clone());
+        let hb = member(b, taken.clone());
+        assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
+        let mut got = ha.join().unwrap();
+        got.extend(hb.join().unwrap());
+        got.sort();
+        assert_eq!(got, vec![0, 1, 2], "each message exactly once");
+    });
+}
+
+/// A two-entry topic with group 0 open (redelivery on), blocking member A in slot 0, member B in slot 1, and a
+/// blocking publisher that has sent messages 0 and 1 (the group now gates it).
+fn group_topic() -> (Topic, Arc<LoomWaiter>, Subscriber, Subscriber, Publisher) {
+    let g = geo(2, 32, 0, 1, 2, 1);
+    let t = Topic::heap(&g, 0).unwrap();
+    let w = LoomWaiter::new(&g);
+    t.open_group(0, false, &*w, &never_dead).unwrap();
+    t.set_group_redelivery(0, true);
+    let opts = SubscriberOptions { mode: Mode::Group(0), idle: IdleStrategy::Blocking, ..Default::default() };
+    let a = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+    let b = attach_sub(&t, 1, Mode::Group(0), &w);
+    let mut p =
+        Publisher::attach(&t, 0, w.clone(), PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() })
+            .unwrap();
+    for i in 0..2u64 {
+        p.try_send(&body(i, 8)).unwrap();
+    }
+    assert_eq!(p.try_send(&body(9, 8)).unwrap_err(), SendError::Full);
+    (t, w, a, b, p)
 }
 
 /// A member holds message 0 while the other member reaches position 2 (same ledger word, next lap): it must see
