@@ -574,7 +574,7 @@ impl Subscriber {
             // Announce the position we are about to take before taking it, so the gate never misses it.
             // Release: ordered before the ledger CAS that claims it.
             me.store(cursor::pack(cursor::ACTIVE | cursor::GATING, c), Ordering::Release);
-            if announced.is_some_and(|a| a != c) && std::env::var("MUT_NORETRACT").is_err() {
+            if announced.is_some_and(|a| a != c) {
                 // Our previous announcement was a stale position, which may have held a publisher back: moving on
                 // frees it (see `retract`).
                 self.topic.wake_publishers(&*self.waiter);
@@ -693,7 +693,7 @@ impl Subscriber {
     fn retract(&self, me: &AtomicU64, c: u64) -> Poll {
         // Release (tag CURSOR).
         me.store(cursor::pack(cursor::ACTIVE, c), Ordering::Release);
-        if std::env::var("MUT_NORETRACT").is_err() { self.topic.wake_publishers(&*self.waiter); }
+        self.topic.wake_publishers(&*self.waiter);
         Poll::Empty
     }
 
