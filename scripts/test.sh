@@ -16,12 +16,8 @@ step "cargo test --workspace"
 cargo test --workspace --locked
 
 step "loom model checking (LOOM_MAX_PREEMPTIONS=2)"
-# The two largest group-race models take tens of minutes on 2 cores; CI runs the rest, and
-# SHMBUS_LOOM_FULL=1 runs every model.
-skip=(--skip group_members_race_publisher --skip group_redelivery_races_member_and_publisher)
-if [ "${SHMBUS_LOOM_FULL:-0}" = 1 ]; then skip=(); fi
 LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
-    cargo test -p shmbus-ring --test loom --release --locked --target-dir target/loom -- "${skip[@]}"
+    cargo test -p shmbus-ring --test loom --release --locked --target-dir target/loom
 
 step "no shared-memory objects left behind"
 leftover=$(ls /dev/shm | grep -E '^(sem\.)?(sbt[0-9]+x|sit[0-9]+x|shmbus-ostest)' || true)

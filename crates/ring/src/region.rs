@@ -44,9 +44,9 @@ impl std::fmt::Debug for Region {
     }
 }
 
-/// A zeroed heap buffer usable as a region (tests, loom models, in-process topics).
+/// A zeroed heap buffer usable as a region (tests, in-process topics; under loom a region is its own vector).
+#[cfg(not(loom))]
 pub struct HeapBuffer {
-    #[cfg(not(loom))]
     words: Box<[std::sync::atomic::AtomicU64]>,
 }
 

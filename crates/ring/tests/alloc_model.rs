@@ -27,6 +27,7 @@
 //! Case counts: 512 per property by default (a few seconds each in a debug build); `PROPTEST_CASES=n` overrides it;
 //! `SHMBUS_LONG_FUZZ=1` runs 1,000,000 per property (or `SHMBUS_FUZZ_CASES=n`), see `tests/untrusted.rs` for the
 //! recommended command line.
+#![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
 use proptest::prelude::*;
 use shmbus_ring::*;

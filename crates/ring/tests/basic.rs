@@ -1,4 +1,5 @@
 //! In-process behaviour of the ring on heap regions.
+#![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
 use shmbus_ring::*;
 use std::sync::Arc;
@@ -194,6 +195,26 @@ fn consumer_group_shares_and_redelivers() {
     assert_eq!(a.try_recv().unwrap().payload(), &[8]);
     assert_eq!(a.try_recv().unwrap_err(), RecvError::Empty);
     assert_eq!(t.stats().groups[0].redelivered, 1);
+}
+
+#[test]
+fn group_member_behind_a_held_message_sees_empty() {
+    // Regression (found by the loom suite): b holds message 0 while a reaches position 2, whose ledger word still
+    // holds b's claim from the previous lap. That is "nothing yet", not corruption.
+    let t = Topic::heap(&geo(2, 64, 1), 0).unwrap();
+    t.open_group(0, false, &PollWaiter, &|_| false).unwrap();
+    let mut a = sub(&t, 0, Mode::Group(0));
+    let mut b = sub(&t, 1, Mode::Group(0));
+    let mut p = publ(&t, 0);
+    p.try_send(&[0]).unwrap();
+    p.try_send(&[1]).unwrap();
+    let m = b.try_recv().unwrap();
+    assert_eq!(m.seq(), 0);
+    assert_eq!(a.try_recv().unwrap().seq(), 1);
+    assert_eq!(a.try_recv().unwrap_err(), RecvError::Empty);
+    drop(m);
+    p.try_send(&[2]).unwrap();
+    assert_eq!(a.try_recv().unwrap().payload(), &[2]);
 }
 
 #[test]

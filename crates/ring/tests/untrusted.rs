@@ -51,6 +51,7 @@
 //! ```
 //!
 //! Failing cases are persisted by proptest in `tests/untrusted.proptest-regressions` and replayed first.
+#![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
 use proptest::prelude::*;
 use shmbus_ring::stamp::{cursor, Stamp, State, STATE_SHIFT};
