@@ -236,11 +236,11 @@ impl From<shmbus_ring::AttachError> for OpenError {
     }
 }
 
-impl From<crate::shm::MapError> for OpenError {
-    fn from(e: crate::shm::MapError) -> Self {
+impl From<shmbus_shm::MapError> for OpenError {
+    fn from(e: shmbus_shm::MapError) -> Self {
         match e {
-            crate::shm::MapError::Os(e) => OpenError::Io(os_to_io(e)),
-            crate::shm::MapError::Attach(e) => e.into(),
+            shmbus_shm::MapError::Os(e) => OpenError::Io(os_to_io(e)),
+            shmbus_shm::MapError::Attach(e) => e.into(),
         }
     }
 }

@@ -16,11 +16,11 @@
 use crate::control::{Control, Granted, LeaseKind, LeaseSpec};
 use crate::error::OpenError;
 use crate::fork;
-use crate::shm::{map_topic, SemWaiter};
 use shmbus_os::Access;
 use shmbus_proto::msg::{GeometryWire, LeaseReply, Role};
 use shmbus_proto::names;
 use shmbus_ring::{Geometry, Topic};
+use shmbus_shm::{map_topic, SemWaiter};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -111,7 +111,7 @@ pub(crate) struct Attached {
 
 /// Converts the wire geometry field by field and checks it.
 pub(crate) fn geometry(w: &GeometryWire) -> Result<Geometry, OpenError> {
-    crate::shm::geometry_from_wire(w)
+    shmbus_shm::geometry_from_wire(w)
         .map_err(|e| OpenError::Protocol(format!("the daemon sent an invalid geometry: {e}")))
 }
 
@@ -159,8 +159,9 @@ pub(crate) fn open(control: &Arc<Control>, spec: LeaseSpec) -> Result<Attached, 
     Ok(Attached { lease, topic, waiter, role })
 }
 
-/// `is_dead` for attaching a lossless subscriber: publisher slot `p` is dead when nobody holds its lease byte.
-/// An error probing counts as alive (attaching then waits, bounded, rather than risk missing a claim).
+/// `is_dead` for attaching a lossless subscriber: publisher slot `p` is dead when nobody holds its lease byte
+/// (see [`shmbus_shm::holder_alive`]: a failed probe counts as alive, so attaching waits, bounded, rather than
+/// risk missing a claim).
 pub(crate) fn publisher_is_dead(readers: BorrowedFd<'_>, p: usize) -> bool {
-    !shmbus_os::is_byte_locked(readers, names::lock_offset(true, p as u32)).unwrap_or(true)
+    !shmbus_shm::holder_alive(readers, true, p as u32)
 }

@@ -75,7 +75,6 @@ mod keeper;
 mod lease;
 pub mod pipe;
 mod publisher;
-pub mod shm;
 mod subscriber;
 mod transport;
 pub mod typed;

@@ -3,12 +3,12 @@
 //! locks, publishes, subscribes, closes, and re-registers its leases after the connection is lost.
 
 use bus_client::{Bus, OpenError, RecvError, SendError};
-use bus_daemon::segment::{unlink_all, Modes, Segment};
 use shmbus_os::Access;
 use shmbus_proto::frame::{self, FrameReader};
 use shmbus_proto::msg::{GeometryWire, LeaseReply, Resume, Role, SubMode};
 use shmbus_proto::{names, ErrorKind, Request, Response, PROTOCOL_VERSION};
 use shmbus_ring::Geometry;
+use shmbus_shm::{unlink_all, Modes, Segment};
 use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -63,7 +63,7 @@ fn geometry() -> Geometry {
 }
 
 fn wire(g: &Geometry) -> GeometryWire {
-    bus_client::shm::geometry_to_wire(g)
+    shmbus_shm::geometry_to_wire(g)
 }
 
 impl Fake {

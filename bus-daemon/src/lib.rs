@@ -33,7 +33,6 @@ pub mod config;
 pub mod metrics;
 pub mod policy;
 pub mod registry;
-pub mod segment;
 pub mod server;
 pub mod stats;
 pub mod systemd;

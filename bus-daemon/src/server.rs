@@ -1,11 +1,11 @@
 //! The control server: a Unix stream socket, one thread per connection, the version handshake, and dispatch of
 //! requests to the [`State`]. Malformed or oversized frames close that connection only.
 
-use crate::registry::{Refusal, State};
+use crate::registry::{Asker, Granted, LeaseKind, LeaseRequest, Refusal, State};
 use shmbus_os::PeerCred;
 use shmbus_proto::frame::{self, FrameReader};
 use shmbus_proto::msg::*;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,14 @@ pub(crate) fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 fn send(stream: &UnixStream, resp: &Response, fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<(), String> {
     let bytes = frame::encode(resp).map_err(|e| e.to_string())?;
     shmbus_os::send_with_fds(stream.as_fd(), &bytes, fds).map_err(|e| e.to_string())
+}
+
+/// A lease response and the descriptors that go with it.
+fn granted(r: Result<Granted, Refusal>) -> (Response, Option<[OwnedFd; 2]>) {
+    match r {
+        Ok((reply, fds)) => (Response::Lease(reply), Some(fds)),
+        Err(r) => (error(r), None),
+    }
 }
 
 fn error(r: Refusal) -> Response {
@@ -47,6 +55,7 @@ fn conversation(
     groups: &[u32],
     state: &Mutex<State>,
 ) -> Result<(), String> {
+    let who = Asker { conn, cred, groups };
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
@@ -111,16 +120,13 @@ fn conversation(
             Request::ListTopics => (Response::Topics(st.list()), None),
             Request::Stats { topic } => (st.stats(topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None),
             Request::OpenPublisher { topic, payload_type, resume } => {
-                match st.open_publisher(conn, cred, groups, &topic, &payload_type, resume) {
-                    Ok((reply, fds)) => (Response::Lease(reply), Some(fds)),
-                    Err(r) => (error(r), None),
-                }
+                let req =
+                    LeaseRequest { topic: &topic, kind: LeaseKind::Publisher, payload_type: &payload_type, resume };
+                granted(st.open_lease(who, req))
             }
             Request::OpenSubscriber { topic, mode, from_oldest, payload_type, resume } => {
-                match st.open_subscriber(conn, cred, groups, &topic, &mode, from_oldest, &payload_type, resume) {
-                    Ok((reply, fds)) => (Response::Lease(reply), Some(fds)),
-                    Err(r) => (error(r), None),
-                }
+                let kind = LeaseKind::Subscriber { mode: &mode, from_oldest };
+                granted(st.open_lease(who, LeaseRequest { topic: &topic, kind, payload_type: &payload_type, resume }))
             }
             Request::Close { lease } => {
                 let owned = st.leases.get(&lease).is_some_and(|l| l.conn == conn);

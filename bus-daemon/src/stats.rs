@@ -1,65 +1,7 @@
-//! Counters for `shmbus stats` and the Prometheus endpoint, read from shared memory.
+//! The Prometheus text exposition of the counters the registry reports (`State::stats`).
 
-use crate::registry::{Lease, TopicEntry};
 use shmbus_proto::msg::*;
-use std::collections::HashMap;
 use std::fmt::Write;
-
-fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32) -> Option<i32> {
-    leases.values().find(|l| l.holds(topic, publisher, slot)).map(|l| l.pid)
-}
-
-/// One topic's counters in wire form.
-pub fn wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> TopicStatsWire {
-    let st = e.segment.topic.stats();
-    TopicStatsWire {
-        name: name.to_string(),
-        generation: e.segment.topic.generation(),
-        tail: st.tail,
-        closed: st.closed,
-        cancelled: st.cancelled,
-        wakeups: st.wakeups,
-        demotions: st.demotions,
-        publishers: st
-            .publishers
-            .iter()
-            .map(|p| PublisherStatsWire {
-                slot: p.slot as u32,
-                published: p.published,
-                bytes: p.bytes,
-                full: p.full,
-                aborted: p.aborted,
-                pid: holder(leases, name, true, p.slot as u32),
-            })
-            .collect(),
-        subscribers: st
-            .subscribers
-            .iter()
-            .map(|s| SubscriberStatsWire {
-                slot: s.slot as u32,
-                position: s.position,
-                lag: s.lag,
-                gating: s.gating,
-                group: s.group.and_then(|g| e.groups.get(g).cloned().flatten().or_else(|| Some(format!("#{g}")))),
-                received: s.received,
-                lagged: s.lagged,
-                skipped: s.skipped,
-                demoted: s.demoted,
-                pid: holder(leases, name, false, s.slot as u32),
-            })
-            .collect(),
-        groups: st
-            .groups
-            .iter()
-            .map(|g| GroupStatsWire {
-                name: e.groups.get(g.index).cloned().flatten().unwrap_or_else(|| format!("#{}", g.index)),
-                next: g.next,
-                redelivered: g.redelivered,
-                abandoned: g.abandoned,
-            })
-            .collect(),
-    }
-}
 
 /// Renders counters in the Prometheus text exposition format.
 pub fn prometheus(topics: &[TopicStatsWire]) -> String {

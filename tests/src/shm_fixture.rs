@@ -1,10 +1,9 @@
 //! A topic on real shared memory with a prefix no other test uses, removed again when the fixture is dropped
 //! (also when the test panics).
 
-use bus_client::shm::SemWaiter;
-use bus_daemon::segment::{self, Modes, Segment};
 use shmbus_proto::names;
 use shmbus_ring::Geometry;
+use shmbus_shm::{self as segment, Modes, Segment, SemWaiter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -182,6 +182,18 @@ impl NamedSemaphore {
         }
     }
 
+    /// The uid owning the semaphore `name`, or `None` when no such semaphore exists.
+    pub fn owner(name: &str) -> Result<Option<u32>> {
+        use std::os::unix::fs::MetadataExt;
+        ShmObject::validate_name(name)?;
+        let path = sem_path(name);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.uid())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(OsError::new("stat", path, e)),
+        }
+    }
+
     /// Changes owner and/or group of the semaphore's file `/dev/shm/sem.<name>`;
     /// `None` leaves that id unchanged.
     pub fn chown(name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<()> {

@@ -13,11 +13,11 @@ pub mod member;
 mod producer;
 
 use crate::lease_lock_offset;
-use bus_client::shm::{map_topic, SemWaiter};
 use clap::{Parser, Subcommand, ValueEnum};
 use shmbus_os::{Access, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::{IdleStrategy, Topic};
+use shmbus_shm::{map_topic, SemWaiter};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

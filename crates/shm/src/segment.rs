@@ -1,13 +1,12 @@
-//! A topic's shared-memory objects as the daemon owns them: exclusive creation with explicit modes and memory
+//! A topic's shared-memory objects as their owner (the daemon) holds them: exclusive creation with explicit modes and memory
 //! reserved up front, adoption after a restart, fresh descriptors per lease, closing and unlinking.
 
-use shmbus_os::{Access, Mapping, NamedSemaphore, OsError, ShmObject};
+use crate::map::map_regions;
+use shmbus_os::{Access, NamedSemaphore, OsError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
 use shmbus_ring::{AttachError, Geometry, Region, Topic};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 
 /// Creating, adopting or opening a segment failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +66,9 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// Both objects mapped read-write, the daemon's view.
 fn map_both(data: &ShmObject, readers: &ShmObject, expect: Option<&Geometry>) -> Result<(Region, Region), OsError> {
-    let dm = Arc::new(Mapping::map(data.fd(), Access::ReadWrite, expect.map(|g| g.data_len()), true)?);
-    let rm = Arc::new(Mapping::map(readers.fd(), Access::ReadWrite, expect.map(|g| g.readers_len()), true)?);
-    // SAFETY: read-write shared mappings of the whole objects, page-aligned, kept alive by the backings.
-    Ok(unsafe {
-        (
-            Region::from_raw(dm.as_mut_ptr(), dm.len(), true, dm.clone()),
-            Region::from_raw(rm.as_mut_ptr(), rm.len(), true, rm.clone()),
-        )
-    })
+    map_regions(data.fd(), readers.fd(), Access::ReadWrite, expect)
 }
 
 struct Undo(Vec<Box<dyn FnOnce()>>);
@@ -146,15 +138,14 @@ impl Segment {
         let t = Topic::attach(d, r).map_err(invalid)?;
         let geo = t.geometry();
         let sp = names::sem_prefix(prefix, topic);
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         for (publisher, n) in [(false, geo.max_subscribers), (true, geo.max_publishers)] {
             for slot in 0..n {
                 let name = names::sem_name(&sp, publisher, slot);
-                match std::fs::metadata(format!("/dev/shm/sem.{}", &name[1..])) {
-                    Ok(m) if m.uid() == me => {}
-                    Ok(_) => return Err(SegmentError::ForeignSemaphore(name)),
-                    Err(_) => create_semaphore(&name, modes)?,
+                match NamedSemaphore::owner(&name) {
+                    Ok(Some(uid)) if uid == me => {}
+                    Ok(Some(_)) => return Err(SegmentError::ForeignSemaphore(name)),
+                    Ok(None) | Err(_) => create_semaphore(&name, modes)?,
                 }
             }
         }
@@ -174,6 +165,11 @@ impl Segment {
     /// The readers object's descriptor (the daemon's own; used to probe lease locks).
     pub fn readers_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.readers.fd()
+    }
+
+    /// Whether the lease lock of a publisher or subscriber slot is held (see [`crate::holder_alive`]).
+    pub fn holder_alive(&self, publisher: bool, slot: u32) -> bool {
+        crate::holder_alive(self.readers.fd(), publisher, slot)
     }
 
     /// Whether both objects still have the size the mapping expects. An authorized publisher can truncate the data

@@ -1,81 +1,12 @@
-//! The shared-memory side of a lease: mapping the descriptors the daemon handed over, and the [`SemWaiter`] that
-//! backs blocking waits with the topic's named semaphores and the `membarrier` heavy barrier.
+//! The [`Waiter`] of a shared-memory topic: blocking waits backed by the topic's named semaphores, and the
+//! `membarrier` heavy barrier.
 
-use shmbus_os::{Access, Mapping, NamedSemaphore};
-use shmbus_proto::msg::GeometryWire;
+use shmbus_os::NamedSemaphore;
 use shmbus_proto::names::sem_name;
 use shmbus_ring::wait::{set_light_barrier_cheap, Target, Waiter};
-use shmbus_ring::{AttachError, Geometry, Region, Topic};
-use std::os::fd::BorrowedFd;
-use std::sync::{Arc, OnceLock};
+use shmbus_ring::Geometry;
+use std::sync::OnceLock;
 use std::time::Instant;
-
-/// Maps a topic's two objects and validates them (magic, version, geometry, generation).
-///
-/// `data_access` is `ReadOnly` for subscribers. The readers object is always mapped read-write. Pages are
-/// pre-faulted so the first messages do not pay page faults.
-pub fn map_topic(
-    data: BorrowedFd<'_>,
-    readers: BorrowedFd<'_>,
-    data_access: Access,
-    expect: Option<(&Geometry, u64)>,
-) -> Result<Topic, MapError> {
-    let dm = Arc::new(Mapping::map(data, data_access, expect.map(|(g, _)| g.data_len()), true)?);
-    let rm = Arc::new(Mapping::map(readers, Access::ReadWrite, expect.map(|(g, _)| g.readers_len()), true)?);
-    let writable = data_access == Access::ReadWrite;
-    // SAFETY: the mappings are page-aligned, `len` bytes long, readable (and writable when mapped read-write), and
-    // kept alive by the `Arc` backings stored in the regions.
-    let (d, r) = unsafe {
-        (
-            Region::from_raw(dm.as_mut_ptr(), dm.len(), writable, dm.clone()),
-            Region::from_raw(rm.as_mut_ptr(), rm.len(), true, rm.clone()),
-        )
-    };
-    let topic = match expect {
-        Some((g, generation)) => Topic::attach_expecting(d, r, g, generation)?,
-        None => Topic::attach(d, r)?,
-    };
-    Ok(topic)
-}
-
-/// A geometry in wire form (the daemon's lease replies and listings).
-pub fn geometry_to_wire(g: &Geometry) -> GeometryWire {
-    GeometryWire {
-        capacity: g.capacity,
-        entry_bytes: g.entry_bytes,
-        max_message: g.max_message,
-        region_bytes: g.region_bytes,
-        max_publishers: g.max_publishers,
-        max_subscribers: g.max_subscribers,
-        max_groups: g.max_groups,
-    }
-}
-
-/// A geometry from wire form, validated (a daemon's reply is checked like any other input).
-pub fn geometry_from_wire(w: &GeometryWire) -> Result<Geometry, AttachError> {
-    let g = Geometry {
-        capacity: w.capacity,
-        entry_bytes: w.entry_bytes,
-        max_message: w.max_message,
-        region_bytes: w.region_bytes,
-        max_publishers: w.max_publishers,
-        max_subscribers: w.max_subscribers,
-        max_groups: w.max_groups,
-    };
-    g.validate()?;
-    Ok(g)
-}
-
-/// Mapping or validating a topic failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MapError {
-    /// The OS refused.
-    #[error(transparent)]
-    Os(#[from] shmbus_os::OsError),
-    /// The objects did not validate.
-    #[error(transparent)]
-    Attach(#[from] AttachError),
-}
 
 static BARRIER: OnceLock<bool> = OnceLock::new();
 

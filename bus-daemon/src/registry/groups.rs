@@ -1,0 +1,66 @@
+//! Consumer groups: the daemon maps group names to the ring's group slots, opening a group when its first member
+//! joins and closing it when the last one leaves.
+
+use super::{refuse, Refusal, State};
+use shmbus_proto::msg::*;
+use shmbus_ring::AttachError;
+
+impl State {
+    /// The ring index of group `name` on `topic`, opening a free group slot on first use. A member re-registering
+    /// after a restart (`resumed_slot`) teaches the daemon its group's name back from shared memory.
+    pub(super) fn group_index(
+        &mut self,
+        topic: &str,
+        name: &str,
+        from_oldest: bool,
+        resumed_slot: Option<u32>,
+    ) -> Result<u32, Refusal> {
+        if name.is_empty() || name.len() > 64 {
+            return refuse(ErrorKind::InvalidRequest, "group names are 1 to 64 bytes");
+        }
+        let e = self.topics.get_mut(topic).expect("topic exists");
+        if let Some(i) = e.groups.iter().position(|g| g.as_deref() == Some(name)) {
+            return Ok(i as u32);
+        }
+        if let Some(slot) = resumed_slot {
+            // After a restart the daemon learns group names back from the members that re-register.
+            if let Some(g) =
+                e.segment.topic.stats().subscribers.iter().find(|s| s.slot == slot as usize).and_then(|s| s.group)
+            {
+                e.groups[g] = Some(name.to_string());
+                return Ok(g as u32);
+            }
+        }
+        let t = e.segment.topic.clone();
+        let free = (0..e.groups.len()).find(|&i| e.groups[i].is_none() && !t.group_is_open(i));
+        let Some(i) = free else {
+            return refuse(
+                ErrorKind::NoFreeSlot,
+                format!("all {} consumer groups of {topic:?} are in use", e.groups.len()),
+            );
+        };
+        let is_dead = |p: usize| !e.slot_locked(true, p as u32);
+        t.open_group(i, from_oldest, &*e.waiter, &is_dead)
+            .map_err(|x: AttachError| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
+        t.set_group_redelivery(i, e.settings.redeliver);
+        e.groups[i] = Some(name.to_string());
+        tracing::info!(topic = %topic, group = %name, index = i, "opened consumer group");
+        Ok(i as u32)
+    }
+
+    /// Closes group `g` of `topic` when no lease is a member of it any more.
+    pub(super) fn close_group_if_empty(&mut self, topic: &str, g: u32) {
+        let still = self
+            .leases
+            .values()
+            .any(|o| o.topic == topic && matches!(o.role, Role::Subscriber { group: Some(x), .. } if x == g));
+        if still {
+            return;
+        }
+        let Some(e) = self.topics.get_mut(topic) else { return };
+        let _ = e.segment.topic.close_group(g as usize, &*e.waiter);
+        if let Some(name) = e.groups[g as usize].take() {
+            tracing::info!(topic = %topic, group = %name, "closed consumer group (no members left)");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Leases: the one grant path for publishers and subscribers, re-registration after a daemon restart, and
+//! reclaiming what a lease held when it ends.
+
+use super::{data_access, refuse, Granted, Lease, Refusal, State, TopicEntry};
+use crate::policy::Action;
+use shmbus_os::PeerCred;
+use shmbus_proto::msg::*;
+use shmbus_proto::names;
+use shmbus_shm::geometry_to_wire;
+
+/// Who asks for a lease: the connection and its peer's credentials (SO_PEERCRED plus supplementary groups).
+#[derive(Clone, Copy, Debug)]
+pub struct Asker<'a> {
+    /// Connection id.
+    pub conn: u64,
+    /// Peer credentials.
+    pub cred: &'a PeerCred,
+    /// The peer's supplementary groups.
+    pub groups: &'a [u32],
+}
+
+/// The kind of lease asked for.
+#[derive(Clone, Copy, Debug)]
+pub enum LeaseKind<'a> {
+    /// A publisher slot.
+    Publisher,
+    /// A subscriber slot.
+    Subscriber {
+        /// Lossless, lossy or group member.
+        mode: &'a SubMode,
+        /// Start from the oldest retained message (decides a new group's start).
+        from_oldest: bool,
+    },
+}
+
+impl LeaseKind<'_> {
+    fn publisher(&self) -> bool {
+        matches!(self, LeaseKind::Publisher)
+    }
+
+    /// The policy action this lease needs and how a refusal words it.
+    fn action(&self) -> (Action, &'static str) {
+        match self {
+            LeaseKind::Publisher => (Action::Publish, "publish on"),
+            LeaseKind::Subscriber { mode: SubMode::Lossy, .. } => (Action::Subscribe, "subscribe to"),
+            LeaseKind::Subscriber { .. } => (Action::SubscribeGating, "hold publishers back on"),
+        }
+    }
+
+    fn role_name(&self) -> &'static str {
+        if self.publisher() {
+            "publisher"
+        } else {
+            "subscriber"
+        }
+    }
+}
+
+/// A request for a lease (the fields of `OpenPublisher` / `OpenSubscriber`).
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseRequest<'a> {
+    /// Topic name.
+    pub topic: &'a str,
+    /// Publisher or subscriber, and how.
+    pub kind: LeaseKind<'a>,
+    /// Payload type of a typed handle.
+    pub payload_type: &'a Option<TypeInfo>,
+    /// Re-register a slot held since before a daemon restart.
+    pub resume: Option<Resume>,
+}
+
+impl State {
+    /// `OpenPublisher` and `OpenSubscriber`: checks the policy and the payload type, finds a free slot (or checks
+    /// a re-registered one), joins the group of a member, records the lease and builds the reply with fresh
+    /// descriptors. Nothing is recorded when any step fails.
+    pub fn open_lease(&mut self, who: Asker<'_>, req: LeaseRequest<'_>) -> Result<Granted, Refusal> {
+        let topic = req.topic;
+        let publisher = req.kind.publisher();
+        let e = self.topic_for_use(topic)?;
+        let (action, wording) = req.kind.action();
+        if !e.settings.policy.allows(action, who.cred, who.groups) {
+            return refuse(ErrorKind::PermissionDenied, format!("uid {} may not {wording} {topic:?}", who.cred.uid));
+        }
+        Self::check_type(e, req.payload_type)?;
+        let slot = match req.resume {
+            Some(r) => self.resumable(topic, publisher, r, who.cred.pid)?,
+            None => self.take_free_slot(topic, publisher)?,
+        };
+        let group = match req.kind {
+            LeaseKind::Subscriber { mode: SubMode::Group { name }, from_oldest } => {
+                Some(self.group_index(topic, name, from_oldest, req.resume.map(|_| slot))?)
+            }
+            _ => None,
+        };
+        let role = if publisher { Role::Publisher { slot } } else { Role::Subscriber { slot, group } };
+        let generation = self.topics[topic].segment.topic.generation();
+        let id = self.next_lease;
+        let granted = self.reply(&self.topics[topic], id, role)?;
+        self.next_lease += 1;
+        self.leases.insert(id, Lease { topic: topic.to_string(), generation, role, conn: who.conn, pid: who.cred.pid });
+        tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,
+            lease = id, resumed = req.resume.is_some(), "lease granted");
+        Ok(granted)
+    }
+
+    fn check_type(e: &mut TopicEntry, t: &Option<TypeInfo>) -> Result<(), Refusal> {
+        if let Some(t) = t {
+            match &e.type_info {
+                Some(have) if have != t => {
+                    return refuse(
+                        ErrorKind::TypeMismatch,
+                        format!("topic carries {} but the handle is typed {}", have.name, t.name),
+                    );
+                }
+                Some(_) => {}
+                None => e.type_info = Some(t.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    fn slot_free(&self, e: &TopicEntry, publisher: bool, slot: u32) -> bool {
+        let taken = self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
+        !taken && !e.slot_locked(publisher, slot)
+    }
+
+    /// The first slot neither leased nor locked, with whatever a dead previous holder left reclaimed.
+    fn take_free_slot(&self, topic: &str, publisher: bool) -> Result<u32, Refusal> {
+        let e = &self.topics[topic];
+        let geo = e.geometry();
+        let max = if publisher { geo.max_publishers } else { geo.max_subscribers };
+        let Some(slot) = (0..max).find(|&s| self.slot_free(e, publisher, s)) else {
+            let role = if publisher { "publisher" } else { "subscriber" };
+            return refuse(ErrorKind::NoFreeSlot, format!("all {max} {role} slots of {topic:?} are taken"));
+        };
+        let t = &e.segment.topic;
+        if publisher {
+            // A previous holder may have died mid-claim: cancel before handing the slot over.
+            let _ = t.cancel_claims_of(slot as usize, &*e.waiter);
+        } else if t.subscriber_active(slot as usize) {
+            let _ = t.release_subscriber(slot as usize, &*e.waiter);
+        }
+        Ok(slot)
+    }
+
+    /// The reply for lease `lease` with fresh descriptors of the topic's objects.
+    fn reply(&self, e: &TopicEntry, lease: u64, role: Role) -> Result<Granted, Refusal> {
+        let (publisher, slot) = match role {
+            Role::Publisher { slot } => (true, slot),
+            Role::Subscriber { slot, .. } => (false, slot),
+        };
+        let (d, r) = e
+            .segment
+            .lease_fds(data_access(publisher))
+            .map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
+        Ok((
+            LeaseReply {
+                lease,
+                topic: e.segment.topic_name.clone(),
+                generation: e.segment.topic.generation(),
+                geometry: geometry_to_wire(&e.geometry()),
+                role,
+                lock_offset: names::lock_offset(publisher, slot),
+                sem_prefix: names::sem_prefix(&e.segment.prefix, &e.segment.topic_name),
+            },
+            [d, r],
+        ))
+    }
+
+    /// Checks a re-registration: same generation, slot in range, its lease lock held, and not leased to another
+    /// process. A lease of the same process on a connection that has not been noticed closed yet moves over.
+    fn resumable(&mut self, topic: &str, publisher: bool, r: Resume, pid: i32) -> Result<u32, Refusal> {
+        let e = &self.topics[topic];
+        let geo = e.geometry();
+        let max = if publisher { geo.max_publishers } else { geo.max_subscribers };
+        if r.generation != e.segment.topic.generation() {
+            return refuse(ErrorKind::Closed, "the topic was recreated since the lease was granted");
+        }
+        if r.slot >= max {
+            return refuse(ErrorKind::InvalidRequest, "slot out of range");
+        }
+        if !e.slot_locked(publisher, r.slot) {
+            return refuse(ErrorKind::InvalidRequest, "that slot is not held (its lease lock is free)");
+        }
+        let holder = self.leases.iter().find(|(_, l)| l.holds(topic, publisher, r.slot)).map(|(id, l)| (*id, l.pid));
+        match holder {
+            Some((id, p)) if p == pid => {
+                self.leases.remove(&id);
+            }
+            Some(_) => return refuse(ErrorKind::InvalidRequest, "that slot is leased to another client"),
+            None => {}
+        }
+        Ok(r.slot)
+    }
+
+    /// `Close`, or the end of a connection: reclaims what the lease held through the ring's recovery hooks.
+    pub fn close_lease(&mut self, id: u64) -> Result<(), Refusal> {
+        let Some(l) = self.leases.remove(&id) else {
+            return refuse(ErrorKind::InvalidRequest, format!("no lease {id}"));
+        };
+        let Some(e) = self.topics.get(&l.topic) else { return Ok(()) };
+        if e.segment.topic.generation() != l.generation {
+            return Ok(());
+        }
+        match l.role {
+            Role::Publisher { slot } => {
+                if !e.slot_locked(true, slot) {
+                    let n = e.segment.topic.cancel_claims_of(slot as usize, &*e.waiter).unwrap_or(0);
+                    if n > 0 {
+                        tracing::warn!(topic = %l.topic, slot, cancelled = n, "cancelled claims of a departed publisher");
+                    }
+                }
+            }
+            Role::Subscriber { slot, group } => {
+                if !e.slot_locked(false, slot) {
+                    if let Ok(Some(what)) = e.segment.topic.release_subscriber(slot as usize, &*e.waiter) {
+                        tracing::warn!(topic = %l.topic, slot, ?what, "a departed group member held a message");
+                    }
+                }
+                if let Some(g) = group {
+                    self.close_group_if_empty(&l.topic, g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A connection ended: every lease it held is reclaimed at once.
+    pub fn connection_closed(&mut self, conn: u64) {
+        let ids: Vec<u64> = self.leases.iter().filter(|(_, l)| l.conn == conn).map(|(id, _)| *id).collect();
+        for id in ids {
+            let _ = self.close_lease(id);
+        }
+    }
+}

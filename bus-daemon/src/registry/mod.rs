@@ -1,0 +1,153 @@
+//! The daemon's state: topics, their segments and policies, and the lease table. Every control request is a
+//! method of [`State`], called with the state locked; the methods are grouped by concern:
+//!
+//! * `topics`: creating, adopting, reloading and deleting topics;
+//! * `leases`: the one grant path for both lease kinds, re-registration after a restart, closing;
+//! * `groups`: consumer-group names and their ring slots;
+//! * `upkeep`: periodic duties (reclaiming what dead clients held, slow consumers, truncated objects, cleanup);
+//! * `report`: listings and counters in wire form.
+
+mod groups;
+mod leases;
+mod report;
+mod topics;
+mod upkeep;
+
+pub use leases::{Asker, LeaseKind, LeaseRequest};
+
+use crate::config::{Config, TopicSettings};
+use shmbus_os::Access;
+use shmbus_proto::msg::*;
+use shmbus_ring::Geometry;
+use shmbus_shm::{Modes, Segment, SegmentError, SemWaiter};
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A refused request: the kind the client sees and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Error kind.
+    pub kind: ErrorKind,
+    /// Detail.
+    pub message: String,
+}
+
+fn refuse<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Refusal> {
+    Err(Refusal { kind, message: message.into() })
+}
+
+impl From<SegmentError> for Refusal {
+    fn from(e: SegmentError) -> Self {
+        let kind = match &e {
+            SegmentError::Os(o) if o.raw_os_error() == Some(libc::ENOSPC) => ErrorKind::ResourceExhausted,
+            SegmentError::Os(o) if o.raw_os_error() == Some(libc::EEXIST) => ErrorKind::AlreadyExists,
+            SegmentError::Name(_) => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Internal,
+        };
+        Refusal { kind, message: e.to_string() }
+    }
+}
+
+/// One topic as the daemon knows it.
+pub struct TopicEntry {
+    /// Shared-memory objects.
+    pub segment: Segment,
+    /// Settings in force.
+    pub settings: TopicSettings,
+    /// Declared in the configuration.
+    pub declared: bool,
+    /// Payload type registered by the first typed handle.
+    pub type_info: Option<TypeInfo>,
+    /// Consumer-group names by index.
+    pub groups: Vec<Option<String>>,
+    /// Wakes the topic's sleepers (recovery, closing).
+    pub waiter: Arc<SemWaiter>,
+    /// Lossless subscribers currently holding publishers back, since when.
+    pub holding_since: HashMap<u32, Instant>,
+}
+
+impl TopicEntry {
+    fn geometry(&self) -> Geometry {
+        self.segment.topic.geometry()
+    }
+
+    /// Whether some process holds the lease lock of the slot (a failed probe counts as held).
+    fn slot_locked(&self, publisher: bool, slot: u32) -> bool {
+        self.segment.holder_alive(publisher, slot)
+    }
+}
+
+/// A granted lease.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    /// Topic name.
+    pub topic: String,
+    /// Topic generation.
+    pub generation: u64,
+    /// Role and slot.
+    pub role: Role,
+    /// Connection that holds it.
+    pub conn: u64,
+    /// Holder's pid (SO_PEERCRED).
+    pub pid: i32,
+}
+
+impl Lease {
+    /// Whether this lease holds `slot` (publisher or subscriber) of `topic`.
+    pub fn holds(&self, topic: &str, publisher: bool, slot: u32) -> bool {
+        self.topic == topic
+            && match self.role {
+                Role::Publisher { slot: s } => publisher && s == slot,
+                Role::Subscriber { slot: s, .. } => !publisher && s == slot,
+            }
+    }
+}
+
+/// Everything the daemon knows.
+pub struct State {
+    /// Configuration in force.
+    pub config: Config,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicEntry>,
+    /// Leases by id.
+    pub leases: HashMap<u64, Lease>,
+    next_lease: u64,
+    next_generation: u64,
+}
+
+/// A lease reply and the two descriptors that go with it.
+pub type Granted = (LeaseReply, [OwnedFd; 2]);
+
+/// Modes of a topic's objects under its settings: semaphores are world-writable only on open topics.
+fn modes(settings: &TopicSettings) -> Modes {
+    Modes { objects: 0o600, semaphores: if settings.policy.is_open() { 0o666 } else { 0o660 }, sem_group: None }
+}
+
+/// Access a lease of each kind gets to the data object.
+fn data_access(publisher: bool) -> Access {
+    if publisher {
+        Access::ReadWrite
+    } else {
+        Access::ReadOnly
+    }
+}
+
+impl State {
+    /// Fresh state for `config` (no topics yet; see [`State::adopt_existing`] and [`State::create_declared`]).
+    pub fn new(config: Config) -> State {
+        State {
+            config,
+            topics: BTreeMap::new(),
+            leases: HashMap::new(),
+            next_lease: 1,
+            next_generation: shmbus_os::realtime_ns(),
+        }
+    }
+
+    /// One-line summary for systemd's STATUS=.
+    pub fn summary(&self) -> String {
+        format!("{} topics, {} leases", self.topics.len(), self.leases.len())
+    }
+}

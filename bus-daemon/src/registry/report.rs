@@ -1,0 +1,103 @@
+//! Listings and counters in wire form (`ListTopics`, `Stats`), read from the leases and from shared memory.
+
+use super::{refuse, Lease, Refusal, State, TopicEntry};
+use shmbus_proto::msg::*;
+use shmbus_shm::geometry_to_wire;
+use std::collections::HashMap;
+
+impl State {
+    /// `ListTopics`.
+    pub fn list(&self) -> Vec<TopicInfo> {
+        self.topics
+            .iter()
+            .map(|(name, e)| {
+                let count = |publisher: bool| {
+                    self.leases
+                        .values()
+                        .filter(|l| l.topic == *name && matches!(l.role, Role::Publisher { .. }) == publisher)
+                        .count() as u32
+                };
+                TopicInfo {
+                    name: name.clone(),
+                    generation: e.segment.topic.generation(),
+                    geometry: geometry_to_wire(&e.geometry()),
+                    publishers: count(true),
+                    subscribers: count(false),
+                    declared: e.declared,
+                    memory: e.segment.memory(),
+                }
+            })
+            .collect()
+    }
+
+    /// `Stats`.
+    pub fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStatsWire>, Refusal> {
+        if let Some(t) = topic {
+            if !self.topics.contains_key(t) {
+                return refuse(ErrorKind::NoSuchTopic, format!("no topic {t:?}"));
+            }
+        }
+        Ok(self
+            .topics
+            .iter()
+            .filter(|(n, _)| topic.is_none_or(|t| t == n.as_str()))
+            .map(|(n, e)| stats_wire(n, e, &self.leases))
+            .collect())
+    }
+}
+
+fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32) -> Option<i32> {
+    leases.values().find(|l| l.holds(topic, publisher, slot)).map(|l| l.pid)
+}
+
+/// One topic's counters in wire form.
+fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> TopicStatsWire {
+    let st = e.segment.topic.stats();
+    TopicStatsWire {
+        name: name.to_string(),
+        generation: e.segment.topic.generation(),
+        tail: st.tail,
+        closed: st.closed,
+        cancelled: st.cancelled,
+        wakeups: st.wakeups,
+        demotions: st.demotions,
+        publishers: st
+            .publishers
+            .iter()
+            .map(|p| PublisherStatsWire {
+                slot: p.slot as u32,
+                published: p.published,
+                bytes: p.bytes,
+                full: p.full,
+                aborted: p.aborted,
+                pid: holder(leases, name, true, p.slot as u32),
+            })
+            .collect(),
+        subscribers: st
+            .subscribers
+            .iter()
+            .map(|s| SubscriberStatsWire {
+                slot: s.slot as u32,
+                position: s.position,
+                lag: s.lag,
+                gating: s.gating,
+                group: s.group.and_then(|g| e.groups.get(g).cloned().flatten().or_else(|| Some(format!("#{g}")))),
+                received: s.received,
+                lagged: s.lagged,
+                skipped: s.skipped,
+                demoted: s.demoted,
+                pid: holder(leases, name, false, s.slot as u32),
+            })
+            .collect(),
+        groups: st
+            .groups
+            .iter()
+            .map(|g| GroupStatsWire {
+                name: e.groups.get(g.index).cloned().flatten().unwrap_or_else(|| format!("#{}", g.index)),
+                next: g.next,
+                redelivered: g.redelivered,
+                abandoned: g.abandoned,
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,82 @@
+//! Periodic duties and shutdown: reclaiming what dead clients held, demoting slow consumers, dropping topics whose
+//! objects were truncated, and removing everything on `--cleanup-on-exit`.
+
+use super::{State, TopicEntry};
+use std::time::Instant;
+
+impl State {
+    /// Reclaims slots that the ring shows in use but whose holder is gone (no lease lock held, no lease).
+    pub(super) fn reclaim_unheld(&self, e: &TopicEntry) {
+        let geo = e.geometry();
+        let t = &e.segment.topic;
+        let leased =
+            |publisher: bool, slot: u32| self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
+        for p in 0..geo.max_publishers {
+            if !leased(true, p) && !e.slot_locked(true, p) {
+                if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
+                    if n > 0 {
+                        tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
+                    }
+                }
+            }
+        }
+        for s in 0..geo.max_subscribers {
+            if t.subscriber_active(s as usize) && !leased(false, s) && !e.slot_locked(false, s) {
+                let _ = t.release_subscriber(s as usize, &*e.waiter);
+                tracing::warn!(topic = %e.segment.topic_name, slot = s, "released the slot of a dead subscriber");
+            }
+        }
+    }
+
+    /// Leases held by clients from before a restart that have since died (their lock is free): reclaim.
+    pub fn reclaim_orphans(&self) {
+        for e in self.topics.values() {
+            self.reclaim_unheld(e);
+        }
+    }
+
+    /// Demotes lossless subscribers that held publishers back longer than the topic's bound.
+    pub fn enforce_slow_consumers(&mut self, now: Instant) {
+        for (name, e) in self.topics.iter_mut() {
+            let Some(bound) = e.settings.slow_consumer else { continue };
+            let st = e.segment.topic.stats();
+            let cap = e.geometry().capacity as u64;
+            let mut holding = Vec::new();
+            for s in st.subscribers.iter().filter(|s| s.gating && s.group.is_none()) {
+                if s.lag + 1 >= cap {
+                    holding.push(s.slot as u32);
+                    let since = *e.holding_since.entry(s.slot as u32).or_insert(now);
+                    if now.duration_since(since) >= bound {
+                        let _ = e.segment.topic.demote(s.slot, &*e.waiter);
+                        e.holding_since.remove(&(s.slot as u32));
+                        tracing::warn!(topic = %name, slot = s.slot, bound_ms = bound.as_millis() as u64, "demoted a slow lossless subscriber to lossy");
+                    }
+                }
+            }
+            e.holding_since.retain(|s, _| holding.contains(s));
+        }
+    }
+
+    /// Drops topics whose objects were truncated under us (only unlinking their names: touching their memory could
+    /// fault). Every other topic keeps working.
+    pub fn drop_truncated(&mut self) {
+        let broken: Vec<String> =
+            self.topics.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| n.clone()).collect();
+        for name in broken {
+            if let Some(e) = self.topics.remove(&name) {
+                tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
+                shmbus_shm::unlink_all(&e.segment.prefix, &name, Some(&e.geometry()));
+                self.leases.retain(|_, l| l.topic != name);
+            }
+        }
+    }
+
+    /// Marks every topic closed and unlinks everything (`--cleanup-on-exit`).
+    pub fn cleanup(&mut self) {
+        for (name, e) in std::mem::take(&mut self.topics) {
+            e.segment.close_and_unlink(&*e.waiter);
+            tracing::info!(topic = %name, "removed topic");
+        }
+        self.leases.clear();
+    }
+}
