@@ -108,10 +108,7 @@ pub fn main() -> ExitCode {
     }
     // ctrlc's `termination` feature also catches SIGHUP, as a stop: give SIGHUP back its default disposition,
     // then let signal-hook (which only chains to real handlers, not SIG_DFL) turn it into a reload request.
-    // SAFETY: installing SIG_DFL has no handler code to be async-signal-safe.
-    let restored =
-        unsafe { nix::sys::signal::signal(nix::sys::signal::Signal::SIGHUP, nix::sys::signal::SigHandler::SigDfl) };
-    if let Err(e) = restored {
+    if let Err(e) = shmbus_os::default_sighup() {
         eprintln!("shmbusd: cannot reset the SIGHUP handler: {e}");
         return ExitCode::from(EXIT_RUNTIME);
     }

@@ -58,6 +58,6 @@ pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
 pub use lock::{is_byte_locked, try_lock_byte, unlock_byte};
 pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};
-pub use pipe::{ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
+pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
 pub use sem::{list_semaphores, NamedSemaphore};
 pub use shm::{list_shm, Access, ShmObject};

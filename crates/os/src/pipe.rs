@@ -63,6 +63,16 @@ pub fn ignore_sigpipe() {
     let _ = unsafe { signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
 }
 
+/// Gives `SIGHUP` back its default disposition (ends the process), replacing any handler installed for it, so a
+/// flag-setting handler can be registered on top (signal-hook chains only to real handlers, not to `SIG_DFL`).
+pub fn default_sighup() -> Result<()> {
+    // SAFETY: installing SIG_DFL runs no code in signal context, so none of signal()'s handler-safety requirements
+    // apply.
+    unsafe { signal::signal(Signal::SIGHUP, SigHandler::SigDfl) }
+        .map(drop)
+        .map_err(|e| OsError::nix("signal(SIGHUP, SIG_DFL)", "SIGHUP", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
