@@ -4,7 +4,7 @@
 use shmbus_os::{Access, Mapping, NamedSemaphore, OsError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
-use shmbus_ring::{AttachError, Geometry, Region, Topic};
+use shmbus_ring::{Admin, AttachError, Geometry, Region};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
@@ -57,8 +57,9 @@ pub struct Segment {
     pub topic_name: String,
     data: ShmObject,
     readers: ShmObject,
-    /// The validated ring view.
-    pub topic: Topic,
+    /// The validated ring view, with the owner's rights (admin and recovery operations): the daemon created or
+    /// adopted the objects and maps both read-write.
+    pub topic: Admin,
 }
 
 impl std::fmt::Debug for Segment {
@@ -123,7 +124,7 @@ impl Segment {
             }
         }
         let (d, r) = map_both(&data, &readers, Some(geo))?;
-        let t = Topic::create(d, r, geo, 0, generation)
+        let t = Admin::create(d, r, geo, 0, generation)
             .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
         undo.disarm();
         Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
@@ -143,7 +144,7 @@ impl Segment {
             return Err(invalid(AttachError::Corrupted { what: "object smaller than its header" }));
         }
         let (d, r) = map_both(&data, &readers, None)?;
-        let t = Topic::attach(d, r).map_err(invalid)?;
+        let t = Admin::adopt(d, r).map_err(invalid)?;
         let geo = t.geometry();
         let sp = names::sem_prefix(prefix, topic);
         // SAFETY: geteuid has no preconditions.

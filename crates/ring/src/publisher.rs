@@ -15,9 +15,10 @@ use crate::layout::*;
 use crate::stamp::{lap_diff, lap_of, seq_diff, Stamp, State};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::topic::Topic;
-use crate::wait::{expired, light, sleep_deadline, Backoff, IdleStrategy, Step, Target, Waiter};
+use crate::wait::{expired, light, sleep_once, Backoff, IdleStrategy, Step, Target, Waiter};
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,15 +94,7 @@ impl Publisher {
         opts: PublisherOptions,
     ) -> Result<Publisher, AttachError> {
         let geo = topic.geometry();
-        if slot >= geo.max_publishers as usize {
-            return Err(AttachError::Slot("publisher slot out of range"));
-        }
-        if !topic.inner.data.is_writable() {
-            return Err(AttachError::ReadOnly);
-        }
-        if topic.is_closed() {
-            return Err(AttachError::Closed);
-        }
+        topic.check_attach(slot, geo.max_publishers, "publisher slot out of range", &topic.inner.data)?;
         let off = *topic.off();
         let ps = off.pub_slot(slot);
         let w = |o: usize| topic.data_word(ps + o).load(Ordering::Acquire);
@@ -241,21 +234,17 @@ impl Publisher {
                 return Err(SendError::Timeout);
             }
             if let Step::Sleep = backoff.next() {
-                let bit = 1u64 << self.slot;
-                let topic = self.topic.clone();
-                let mask = topic.readers_word(R_SPACE_WAITERS);
-                self.waiter.drain(Target::Publisher(self.slot));
-                // Relaxed RMW: ordered against the re-check by the heavy barrier that follows.
-                mask.fetch_or(bit, Ordering::Relaxed);
-                self.waiter.heavy();
-                match self.reserve(len) {
-                    Err(SendError::Full) => {}
-                    other => {
-                        mask.fetch_and(!bit, Ordering::Relaxed);
-                        return other;
-                    }
+                let (topic, waiter) = (self.topic.clone(), self.waiter.clone());
+                let mask = topic.readers_mask(R_SPACE_WAITERS, self.slot);
+                let Ok(woke) = sleep_once(&*waiter, Target::Publisher(self.slot), mask, deadline, || {
+                    Ok::<_, Infallible>(match self.reserve(len) {
+                        Err(SendError::Full) => None,
+                        other => Some(other),
+                    })
+                });
+                if let Some(other) = woke {
+                    return other;
                 }
-                self.waiter.wait_until(Target::Publisher(self.slot), sleep_deadline(deadline));
             }
         }
     }

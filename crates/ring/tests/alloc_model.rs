@@ -29,26 +29,13 @@
 //! recommended command line.
 #![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
+mod common;
+
+use common::config;
 use proptest::prelude::*;
 use shmbus_ring::*;
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-fn config(default_cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig {
-        failure_persistence: Some(Box::new(prop::test_runner::FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    };
-    let long = std::env::var("SHMBUS_LONG_FUZZ").is_ok_and(|v| !v.is_empty() && v != "0");
-    if long {
-        c.cases = std::env::var("SHMBUS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    } else if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    c
-}
 
 // ---- operations -----------------------------------------------------------------------------------------------
 
