@@ -1207,16 +1207,22 @@ fn regression_corrupted_frontier_at_takeover() {
     }
 }
 
+/// A `region_geometry` topic with a lossy subscriber and a publisher, both in slot 0: the data object, its layout
+/// mirror, the topic and the two handles.
+fn lossy_region_topic() -> (Region, Layout, Admin, Subscriber, Publisher) {
+    let geo = region_geometry();
+    let (data, _, _readers, topic) = topic_with(&geo);
+    let w = Arc::new(PollWaiter);
+    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
+    let s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
+    let p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    (data, Layout { geo }, topic, s, p)
+}
+
 /// An entry whose region position is not word-aligned is corruption, not a misaligned atomic load.
 #[test]
 fn regression_unaligned_region_position() {
-    let geo = region_geometry();
-    let (data, _, _readers, topic) = topic_with(&geo);
-    let lay = Layout { geo };
-    let w = Arc::new(PollWaiter);
-    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
-    let mut s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
-    let mut p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    let (data, lay, _topic, mut s, mut p) = lossy_region_topic();
     p.try_send(&[7; 200]).unwrap();
     data.poke_word(lay.entry(0) + 16, 4);
     assert!(matches!(s.try_recv(), Err(RecvError::Corrupted { .. })));
@@ -1225,13 +1231,7 @@ fn regression_unaligned_region_position() {
 /// Huge lags (from a corrupted tail) do not overflow the lag counter.
 #[test]
 fn regression_huge_lags() {
-    let geo = region_geometry();
-    let (data, _, _readers, topic) = topic_with(&geo);
-    let lay = Layout { geo };
-    let w = Arc::new(PollWaiter);
-    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
-    let mut s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
-    let mut p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    let (data, lay, topic, mut s, mut p) = lossy_region_topic();
     for i in 0..9u8 {
         p.try_send(&[i]).unwrap();
     }
