@@ -1077,15 +1077,7 @@ proptest! {
 /// mutations only aim well if the layout mirror is right: check both against `initialize` and real traffic.
 #[test]
 fn mirrors_match_the_layout() {
-    let geo = Geometry {
-        capacity: 8,
-        entry_bytes: 64,
-        max_message: 300,
-        region_bytes: 384,
-        max_publishers: 2,
-        max_subscribers: 5,
-        max_groups: 2,
-    };
+    let geo = Geometry { max_groups: 2, ..region_geometry() };
     let data = Region::heap(geo.data_len());
     let readers = Region::heap(geo.readers_len());
     let origin = 0u64.wrapping_sub(64);
