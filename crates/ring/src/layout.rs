@@ -17,15 +17,18 @@ use crate::region::Region;
 use crate::sync::Ordering;
 
 /// Cache-line stride of every slot and hot word (128 bytes: the adjacent-line prefetcher pairs 64-byte lines).
+#[doc(hidden)]
 pub const LINE: usize = 128;
 /// Magic of the data object ("SHMBUSD1").
+#[doc(hidden)]
 pub const DATA_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSD1");
 /// Magic of the readers object ("SHMBUSR1").
+#[doc(hidden)]
 pub const READERS_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSR1");
 /// Layout version written by this build. Bump on any change of offsets or encodings.
 pub const LAYOUT_VERSION: u64 = 1;
 /// Bytes of an index entry before its inline payload (stamp, meta, position, timestamp).
-pub const ENTRY_HEADER: usize = 32;
+pub(crate) const ENTRY_HEADER: usize = 32;
 /// Largest supported index capacity.
 pub const MAX_CAPACITY: u32 = 1 << 24;
 /// Largest supported message.
@@ -232,9 +235,9 @@ pub(crate) const S_LAGGED: usize = 24;
 pub(crate) const S_SKIPPED: usize = 32;
 pub(crate) const S_BYTES: usize = 40;
 /// Subscriber flags: the slow-consumer bound demoted this subscriber (set by the daemon).
-pub const FLAG_DEMOTE: u64 = 1;
+pub(crate) const FLAG_DEMOTE: u64 = 1;
 /// Subscriber flags: the subscriber acknowledged its demotion.
-pub const FLAG_DEMOTED_ACK: u64 = 2;
+pub(crate) const FLAG_DEMOTED_ACK: u64 = 2;
 /// Subscriber flags: group index + 1 in bits 8..16 (0 = no group).
 pub(crate) const FLAG_GROUP_SHIFT: u32 = 8;
 
@@ -246,7 +249,7 @@ pub(crate) const G_ABANDONED: usize = 24;
 
 /// Precomputed offsets for one validated geometry.
 #[derive(Clone, Copy, Debug)]
-pub struct Offsets {
+pub(crate) struct Offsets {
     pub(crate) geo: Geometry,
     pub(crate) mask: u64,
     pub(crate) shift: u32,
@@ -258,7 +261,7 @@ pub struct Offsets {
 
 impl Offsets {
     /// Offsets for `geo`, which must be valid.
-    pub fn new(geo: Geometry) -> Offsets {
+    pub(crate) fn new(geo: Geometry) -> Offsets {
         let index = DATA_PUB_SLOTS + LINE * geo.max_publishers as usize;
         let regions = index + geo.capacity as usize * geo.entry_bytes as usize;
         let groups = READERS_SUB_SLOTS + LINE * geo.max_subscribers as usize;
@@ -289,6 +292,19 @@ impl Offsets {
     pub(crate) fn ledger(&self, g: usize, seq: u64) -> usize {
         self.ledgers + (g * self.geo.capacity as usize + (seq & self.mask) as usize) * 8
     }
+
+    /// Word `w` of the slot mask at `base` (`R_IN_USE`, `R_DATA_WAITERS`, `R_SPACE_WAITERS`): bit `b` of
+    /// word `w` stands for slot `64 * w + b`.
+    #[inline]
+    pub(crate) fn mask_word(base: usize, w: usize) -> usize {
+        base + 8 * w
+    }
+
+    /// Where slot `slot`'s bit lives in the slot mask at `base`: the word's offset and the bit.
+    #[inline]
+    pub(crate) fn mask_bit(base: usize, slot: usize) -> (usize, u64) {
+        (Offsets::mask_word(base, slot / 64), 1 << (slot % 64))
+    }
 }
 
 /// Entry word offsets within an index entry.
@@ -314,6 +330,7 @@ fn write_header(r: &Region, magic: u64, geo: &Geometry, origin: u64, generation:
 }
 
 /// Header fields of a validated object.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
     /// The topic geometry.
@@ -325,6 +342,7 @@ pub struct Header {
 }
 
 /// Reads and validates an object's header. Never reads outside `r`, whatever its bytes.
+#[doc(hidden)]
 pub fn read_header(r: &Region, magic: u64) -> Result<Header, AttachError> {
     if r.len() < LINE {
         return Err(AttachError::Corrupted { what: "object smaller than its header" });
@@ -365,6 +383,8 @@ pub fn read_header(r: &Region, magic: u64) -> Result<Header, AttachError> {
 
 /// Initializes a zero-filled data object and readers object for `geo` (the daemon's job at topic creation).
 /// `origin` is the first sequence number (a multiple of the capacity); `generation` identifies this incarnation.
+/// The owner calls it through [`Admin::create`](crate::Admin::create); public only for the property tests.
+#[doc(hidden)]
 pub fn initialize(
     data: &Region,
     readers: &Region,

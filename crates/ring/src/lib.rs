@@ -14,9 +14,9 @@
 //!   [`RecvError::Lagged`] with the exact number of positions passed over, then resumes at the oldest message
 //!   still available. It never returns a torn message.
 //! * **Consumer groups.** Each message goes to one member; a message held by a dead member is redelivered or
-//!   counted abandoned ([`Topic::release_subscriber`]).
+//!   counted abandoned ([`Admin::release_subscriber`]).
 //! * **Dead clients never stall anyone.** A dead publisher's unfinished claim is cancelled into a counted skip
-//!   marker ([`Topic::cancel_claims_of`]); a dead subscriber stops gating when its slot is released.
+//!   marker ([`Admin::cancel_claims_of`]); a dead subscriber stops gating when its slot is released.
 //! * **Untrusted memory.** Everything read from shared memory is validated before use: a garbage header is an
 //!   [`AttachError`], a garbage entry a [`RecvError::Corrupted`], never an out-of-bounds access.
 //! * **Memory follows bytes in flight**: a small index ring plus one payload region per publisher.
@@ -42,11 +42,13 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+mod admin;
 mod error;
 mod layout;
 mod publisher;
 mod recovery;
 mod region;
+#[doc(hidden)]
 pub mod stamp;
 mod stats;
 mod subscriber;
@@ -54,11 +56,12 @@ mod sync;
 mod topic;
 pub mod wait;
 
+pub use admin::Admin;
 pub use error::{AttachError, RecvError, SendError};
-pub use layout::{
-    initialize, read_header, Geometry, Header, Offsets, DATA_MAGIC, ENTRY_HEADER, FLAG_DEMOTE, LAYOUT_VERSION, LINE,
-    MAX_CAPACITY, MAX_GROUPS, MAX_MESSAGE, MAX_PUBLISHERS, MAX_SUBSCRIBERS, READERS_MAGIC,
-};
+/// Layout internals for the property tests and for the daemon's size sanity checks; not a stable API.
+#[doc(hidden)]
+pub use layout::{initialize, read_header, Header, DATA_MAGIC, LINE, READERS_MAGIC};
+pub use layout::{Geometry, LAYOUT_VERSION, MAX_CAPACITY, MAX_GROUPS, MAX_MESSAGE, MAX_PUBLISHERS, MAX_SUBSCRIBERS};
 pub use publisher::{realtime_ns, Loan, Publisher, PublisherOptions};
 pub use recovery::Released;
 pub use region::{Backing, Region};

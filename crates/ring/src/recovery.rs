@@ -1,24 +1,20 @@
 //! Recovery hooks for whoever has proven a client dead (the daemon, which sees the control connection close, or a
 //! peer that finds the lease's file lock released). None of these may be called for a client that is merely slow.
 
+use crate::admin::Admin;
 use crate::error::AttachError;
 use crate::layout::*;
 use crate::stamp::{cursor, lap_of, seq_diff, Stamp, State};
 use crate::sync::Ordering;
-use crate::topic::Topic;
 use crate::wait::Waiter;
 
-impl Topic {
+impl Admin {
     /// Cancels every claim still held by the dead publisher in slot `p`: each becomes a counted skip marker that
-    /// readers pass over, so nobody stalls behind it. Returns how many claims were cancelled. The data object must
-    /// be writable.
+    /// readers pass over, so nobody stalls behind it. Returns how many claims were cancelled.
     pub fn cancel_claims_of(&self, p: usize, waiter: &dyn Waiter) -> Result<u64, AttachError> {
         let geo = self.geometry();
         if p >= geo.max_publishers as usize {
             return Err(AttachError::Slot("publisher slot out of range"));
-        }
-        if !self.inner.data.is_writable() {
-            return Err(AttachError::ReadOnly);
         }
         let off = *self.off();
         let mut n = 0;
@@ -54,9 +50,6 @@ impl Topic {
         let geo = self.geometry();
         if s >= geo.max_subscribers as usize {
             return Err(AttachError::Slot("subscriber slot out of range"));
-        }
-        if !self.inner.readers.is_writable() {
-            return Err(AttachError::ReadOnly);
         }
         let off = *self.off();
         let base = off.sub_slot(s);
@@ -109,41 +102,16 @@ impl Topic {
             // RMW: ordered after the pull-back and before the clear below.
             self.readers_word(R_EPOCH).fetch_add(1, Ordering::SeqCst);
         }
-        // Release: everything above happens before the slot stops gating.
-        cur.store(0, Ordering::Release);
-        self.readers_word(R_IN_USE + 8 * (s / 64)).fetch_and(!(1 << (s % 64)), Ordering::Release);
-        self.readers_word(R_DATA_WAITERS + 8 * (s / 64)).fetch_and(!(1 << (s % 64)), Ordering::Relaxed);
-        self.wake_publishers(waiter);
+        // Everything above happens before the slot stops gating (the Release store in `vacate_subscriber`).
+        self.vacate_subscriber(s, waiter);
         if outcome.is_some() {
             self.wake_subscribers(waiter);
         }
         Ok(outcome)
     }
-
-    /// Demotes the lossless subscriber `s` to lossy (the slow-consumer bound): it stops gating at once, and its
-    /// next receive reports [`RecvError::Demoted`](crate::RecvError::Demoted). Counted.
-    pub fn demote(&self, s: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
-        if s >= self.geometry().max_subscribers as usize {
-            return Err(AttachError::Slot("subscriber slot out of range"));
-        }
-        let base = self.off().sub_slot(s);
-        let prev = self.readers_word(base + S_FLAGS).fetch_or(FLAG_DEMOTE, Ordering::AcqRel);
-        if prev & FLAG_DEMOTE == 0 {
-            self.readers_word(R_DEMOTIONS).fetch_add(1, Ordering::Relaxed);
-        }
-        self.wake_publishers(waiter);
-        self.wake_subscribers(waiter);
-        Ok(())
-    }
-
-    /// Whether subscriber slot `s` is in use (its holder attached and has not detached or been released).
-    pub fn subscriber_active(&self, s: usize) -> bool {
-        s < self.geometry().max_subscribers as usize
-            && cursor::has(self.readers_word(self.off().sub_slot(s) + S_CURSOR).load(Ordering::Acquire), cursor::ACTIVE)
-    }
 }
 
-/// What [`Topic::release_subscriber`] did with a dead member's held message.
+/// What [`Admin::release_subscriber`] did with a dead member's held message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Released {
     /// Put back for another member.

@@ -11,19 +11,13 @@ pub(crate) use std::sync::atomic::{fence, AtomicU64};
 pub(crate) use std::sync::atomic::Ordering;
 
 /// Spin-loop hint; under loom a yield so the model checker can schedule another thread.
-#[inline]
-pub(crate) fn spin_hint() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
-}
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now as spin_hint;
+#[cfg(not(loom))]
+pub(crate) use std::hint::spin_loop as spin_hint;
 
-/// Yield the CPU (spin-then-yield strategies).
-#[inline]
-pub(crate) fn yield_now() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::thread::yield_now();
-}
+/// Yield the CPU (spin-then-yield strategies); under loom a model-checker yield.
+#[cfg(loom)]
+pub(crate) use loom::thread::yield_now;
+#[cfg(not(loom))]
+pub(crate) use std::thread::yield_now;

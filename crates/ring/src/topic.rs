@@ -1,6 +1,7 @@
-//! A validated view of one topic's two objects, and the operations that are not per-handle: attaching handles,
-//! the gate scan, wake-ups, closing, statistics.
+//! A validated view of one topic's two objects, and the operations every party shares: attaching, the gate scan,
+//! wake-ups, attaching a gating cursor. What only the owner may do is on [`Admin`].
 
+use crate::admin::Admin;
 use crate::error::AttachError;
 use crate::layout::*;
 use crate::region::Region;
@@ -30,22 +31,10 @@ impl std::fmt::Debug for Topic {
 }
 
 impl Topic {
-    /// Initializes zero-filled objects for `geo` and attaches to them (what the daemon does at creation).
-    pub fn create(
-        data: Region,
-        readers: Region,
-        geo: &Geometry,
-        origin: u64,
-        generation: u64,
-    ) -> Result<Topic, AttachError> {
-        initialize(&data, &readers, geo, origin, generation)?;
-        Topic::attach(data, readers)
-    }
-
-    /// A topic over two fresh heap regions (tests, models, in-process use).
+    /// A topic over two fresh heap regions (tests, models, in-process use). [`Admin::heap`] also gives the owner's
+    /// handle.
     pub fn heap(geo: &Geometry, origin: u64) -> Result<Topic, AttachError> {
-        geo.validate()?;
-        Topic::create(Region::heap(geo.data_len()), Region::heap(geo.readers_len()), geo, origin, 1)
+        Admin::heap(geo, origin).map(Admin::into_topic)
     }
 
     /// Validates both objects (magic, layout version, geometry, sizes, agreement) and attaches. Whatever bytes the
@@ -102,24 +91,6 @@ impl Topic {
         self.inner.data.word(D_CLOSED).load(Ordering::Acquire) != 0
     }
 
-    /// Marks the topic closed and wakes every sleeper, so attached handles report `Closed`.
-    pub fn close(&self, waiter: &dyn Waiter) -> Result<(), AttachError> {
-        if !self.inner.data.is_writable() {
-            return Err(AttachError::ReadOnly);
-        }
-        // Release (tag CLOSE).
-        self.inner.data.word(D_CLOSED).store(1, Ordering::Release);
-        light();
-        let geo = self.geometry();
-        for w in 0..4 {
-            let bits = self.readers_word(R_DATA_WAITERS + 8 * w).swap(0, Ordering::AcqRel);
-            post_bits(waiter, bits, w * 64, geo.max_subscribers as usize, |b| Target::Subscriber(w * 64 + b));
-        }
-        let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
-        post_bits(waiter, bits, 0, geo.max_publishers as usize, Target::Publisher);
-        Ok(())
-    }
-
     /// The next sequence to be claimed (a hint on multi-producer topics; exact once claims settle).
     pub fn tail(&self) -> u64 {
         self.inner.data.word(D_TAIL).load(Ordering::Acquire)
@@ -135,6 +106,48 @@ impl Topic {
 
     pub(crate) fn off(&self) -> &Offsets {
         &self.inner.off
+    }
+
+    /// The word of the readers-object slot mask at `base` that holds slot `slot`'s bit, and the bit.
+    pub(crate) fn readers_mask(&self, base: usize, slot: usize) -> (&AtomicU64, u64) {
+        let (word, bit) = Offsets::mask_bit(base, slot);
+        (self.readers_word(word), bit)
+    }
+
+    /// The checks every handle's attach starts with: `slot` is below `slots` (else `Slot(what)`), the object the
+    /// handle writes (`writes`) is writable, and the topic is open.
+    pub(crate) fn check_attach(
+        &self,
+        slot: usize,
+        slots: u32,
+        what: &'static str,
+        writes: &Region,
+    ) -> Result<(), AttachError> {
+        if slot >= slots as usize {
+            return Err(AttachError::Slot(what));
+        }
+        if !writes.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        if self.is_closed() {
+            return Err(AttachError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Frees subscriber slot `s`, whether its holder detaches or recovery releases it for a dead one: the slot
+    /// stops gating at once, leaves the in-use mask and its waiter bit, and publishers held back by it are woken.
+    pub(crate) fn vacate_subscriber(&self, s: usize, waiter: &dyn Waiter) {
+        // Release: everything before (the holder's reads of what it held; recovery's ledger and cursor updates)
+        // happens before the slot stops gating and publishers may overwrite it.
+        self.readers_word(self.off().sub_slot(s) + S_CURSOR).store(0, Ordering::Release);
+        let (in_use, bit) = self.readers_mask(R_IN_USE, s);
+        // Release (tag IN_USE): pairs with the gate scan's Acquire load of the mask.
+        in_use.fetch_and(!bit, Ordering::Release);
+        let (waiters, bit) = self.readers_mask(R_DATA_WAITERS, s);
+        // Relaxed: a stale waiter bit costs a spurious post at most.
+        waiters.fetch_and(!bit, Ordering::Relaxed);
+        self.wake_publishers(waiter);
     }
 
     /// The lowest position any gating cursor (lossless subscriber, group claim cursor, a member's held message)
@@ -182,7 +195,7 @@ impl Topic {
         for word in 0..(off.geo.max_subscribers as usize).div_ceil(64) {
             // Acquire: pairs with the in-use Release in `Subscriber::attach` (tag IN_USE) and in
             // `release_subscriber`.
-            let mut bits = self.readers_word(R_IN_USE + 8 * word).load(Ordering::Acquire);
+            let mut bits = self.readers_word(Offsets::mask_word(R_IN_USE, word)).load(Ordering::Acquire);
             while bits != 0 {
                 let s = word * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
@@ -222,8 +235,9 @@ impl Topic {
         let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
         for w in 0..words {
             // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
-            if self.readers_word(R_DATA_WAITERS + 8 * w).load(Ordering::Relaxed) != 0 {
-                let bits = self.readers_word(R_DATA_WAITERS + 8 * w).swap(0, Ordering::AcqRel);
+            let mask = self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w));
+            if mask.load(Ordering::Relaxed) != 0 {
+                let bits = mask.swap(0, Ordering::AcqRel);
                 post_bits(waiter, bits, w * 64, self.off().geo.max_subscribers as usize, |b| {
                     Target::Subscriber(w * 64 + b)
                 });
@@ -302,60 +316,16 @@ impl Topic {
         }
     }
 
-    /// Opens consumer group `g` (the daemon does this before the first member joins), starting at the tail or at
-    /// the oldest retained message. The group gates publishers from then on, until [`Topic::close_group`].
-    pub fn open_group(
-        &self,
-        g: usize,
-        from_oldest: bool,
-        waiter: &dyn Waiter,
-        is_dead: &dyn Fn(usize) -> bool,
-    ) -> Result<(), AttachError> {
-        if g >= self.geometry().max_groups as usize {
-            return Err(AttachError::Slot("group index out of range"));
-        }
-        if !self.inner.readers.is_writable() {
-            return Err(AttachError::ReadOnly);
-        }
-        let w = self.readers_word(self.off().group(g) + G_NEXT);
-        if cursor::has(w.load(Ordering::Acquire), cursor::ACTIVE) {
-            return Ok(());
-        }
-        let tail = self.tail();
-        let start = if from_oldest { self.oldest_retained(tail) } else { tail };
-        self.publish_gating_cursor(w, cursor::ACTIVE | cursor::GATING, start, waiter, is_dead, ATTACH_TIMEOUT)?;
-        Ok(())
-    }
-
-    /// Closes consumer group `g`: it stops gating publishers.
-    pub fn close_group(&self, g: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
-        if g >= self.geometry().max_groups as usize {
-            return Err(AttachError::Slot("group index out of range"));
-        }
-        // Release: members' ledger writes happen before the group stops gating.
-        self.readers_word(self.off().group(g) + G_NEXT).store(0, Ordering::Release);
-        self.wake_publishers(waiter);
-        Ok(())
-    }
-
     /// Whether consumer group `g` is open.
     pub fn group_is_open(&self, g: usize) -> bool {
         g < self.geometry().max_groups as usize
             && cursor::has(self.readers_word(self.off().group(g) + G_NEXT).load(Ordering::Acquire), cursor::ACTIVE)
     }
 
-    /// Sets the redelivery policy of every group slot (see [`Topic::set_group_redelivery`]).
-    pub fn set_group_redelivery_all(&self, redeliver: bool) {
-        for g in 0..self.geometry().max_groups as usize {
-            self.set_group_redelivery(g, redeliver);
-        }
-    }
-
-    /// Sets whether messages held by a dead member of group `g` are redelivered (`true`) or counted abandoned.
-    pub fn set_group_redelivery(&self, g: usize, redeliver: bool) {
-        if g < self.geometry().max_groups as usize {
-            self.readers_word(self.off().group(g) + G_REDELIVER).store(redeliver as u64, Ordering::Relaxed);
-        }
+    /// Whether subscriber slot `s` is in use (its holder attached and has not detached or been released).
+    pub fn subscriber_active(&self, s: usize) -> bool {
+        s < self.geometry().max_subscribers as usize
+            && cursor::has(self.readers_word(self.off().sub_slot(s) + S_CURSOR).load(Ordering::Acquire), cursor::ACTIVE)
     }
 }
 

@@ -8,7 +8,7 @@
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`; otherwise the light barrier is a full fence. Every sleep is a
 //! timed wait of at most [`MAX_SLEEP`], so even a missed post can only delay, never hang.
 
-use crate::sync::{fence, spin_hint, yield_now, Ordering};
+use crate::sync::{fence, spin_hint, yield_now, AtomicU64, Ordering};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
@@ -176,4 +176,35 @@ pub(crate) fn sleep_deadline(deadline: Option<Instant>) -> Instant {
         Some(d) if d < cap => d,
         _ => cap,
     }
+}
+
+/// One sleep of the sleeper's half of the handshake (see the module docs), shared by publishers waiting for space
+/// and subscribers waiting for data. `target` sleeps on its semaphore; `(mask, bit)` is its bit in the waiter
+/// mask its wakers read.
+///
+/// Takes stale posts, raises the bit, issues the heavy barrier, then runs `recheck`. If the re-check finds
+/// progress (`Ok(Some(v))`), the bit is lowered again and `v` returned without sleeping. If it finds none
+/// (`Ok(None)`), this sleeps once, until a post or [`sleep_deadline`], and returns `Ok(None)`: the caller polls
+/// again. An error from the re-check is returned at once with the bit still raised (it costs a spurious post at
+/// most).
+pub(crate) fn sleep_once<T, E>(
+    waiter: &dyn Waiter,
+    target: Target,
+    (mask, bit): (&AtomicU64, u64),
+    deadline: Option<Instant>,
+    recheck: impl FnOnce() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    waiter.drain(target);
+    // Relaxed RMW: ordered before the re-check by the heavy barrier that follows (pairs with the waker's light
+    // barrier between its Release store, a publisher's stamp or a releasing cursor, and its mask load).
+    mask.fetch_or(bit, Ordering::Relaxed);
+    waiter.heavy();
+    if let Some(v) = recheck()? {
+        // Relaxed: a bit lowered late (or already taken by a waker) costs at most a spurious post, which the next
+        // sleep drains.
+        mask.fetch_and(!bit, Ordering::Relaxed);
+        return Ok(Some(v));
+    }
+    waiter.wait_until(target, sleep_deadline(deadline));
+    Ok(None)
 }

@@ -29,26 +29,13 @@
 //! recommended command line.
 #![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
+mod common;
+
+use common::config;
 use proptest::prelude::*;
 use shmbus_ring::*;
 use std::collections::VecDeque;
 use std::sync::Arc;
-
-fn config(default_cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig {
-        failure_persistence: Some(Box::new(prop::test_runner::FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    };
-    let long = std::env::var("SHMBUS_LONG_FUZZ").is_ok_and(|v| !v.is_empty() && v != "0");
-    if long {
-        c.cases = std::env::var("SHMBUS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    } else if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    c
-}
 
 // ---- operations -----------------------------------------------------------------------------------------------
 
@@ -200,6 +187,68 @@ fn handles(topic: &Topic, mode: Mode) -> (Subscriber, Vec<Option<Publisher>>) {
 
 // ---- the lossless model ---------------------------------------------------------------------------------------
 
+/// What both models offer the operations they share (`loan_across`).
+trait Model {
+    /// The sequence the next claim will get.
+    fn next(&self) -> u64;
+    /// Checks the result of a claim (`try_send` or `try_loan`) of `len` bytes by publisher `p` against the model
+    /// and records it; `true` if it was accepted.
+    fn claimed(&mut self, p: usize, len: usize, r: Result<u64, SendError>, what: &str) -> bool;
+    /// Ends the claim of `seq`: published with `payload`, or aborted (`None`).
+    fn settle(&mut self, seq: u64, payload: Option<Vec<u8>>);
+    /// A `try_send` of `len` bytes through `publ`, checked.
+    fn send(&mut self, publ: &mut Publisher, len: usize);
+    /// A `try_recv`, checked; `false` when nothing was there.
+    fn recv(&mut self, sub: &mut Subscriber) -> bool;
+}
+
+/// `Op::LoanAcross`: publisher `p` keeps a loan open (its claim unpublished) while the inner operations run, then
+/// commits or aborts it; every step is checked against the model.
+fn loan_across<M: Model>(
+    m: &mut M,
+    pubs: &mut [Option<Publisher>],
+    sub: &mut Subscriber,
+    geo: &Geometry,
+    (p, l, inner, commit): (u8, Len, &[Inner], bool),
+) {
+    let n = pubs.len();
+    let p = p as usize % n;
+    let len = resolve(l, geo);
+    let mut owner = pubs[p].take().unwrap();
+    let seq = m.next();
+    match owner.try_loan(len) {
+        Ok(mut loan) => {
+            assert!(m.claimed(p, len, Ok(loan.seq()), "try_loan"));
+            let msg = payload(seq, p, len);
+            loan.as_mut_slice().copy_from_slice(&msg);
+            for i in inner {
+                match i {
+                    // The owner is busy with its loan; the others publish.
+                    Inner::Send(q, l) => {
+                        if let Some(publ) = pubs[*q as usize % n].as_mut() {
+                            m.send(publ, resolve(*l, geo));
+                        }
+                    }
+                    Inner::Recv => {
+                        m.recv(sub);
+                    }
+                }
+            }
+            if commit {
+                loan.commit();
+                m.settle(seq, Some(msg));
+            } else {
+                drop(loan);
+                m.settle(seq, None);
+            }
+        }
+        Err(e) => {
+            m.claimed(p, len, Err(e), "try_loan");
+        }
+    }
+    pubs[p] = Some(owner);
+}
+
 #[derive(Debug)]
 struct Entry {
     seq: u64,
@@ -250,51 +299,6 @@ impl Lossless {
         let live: Vec<u64> = self.queue.iter().filter(|e| e.publisher == p).filter_map(|e| e.need).collect();
         let max_need = need(self.geo.max_message as usize);
         live.is_empty() || live.iter().sum::<u64>() + need(len) + 2 * max_need <= self.geo.region_bytes
-    }
-
-    /// Checks the outcome of a claim (send or loan) of `len` bytes by `p`; on success records the new position.
-    fn claimed(&mut self, p: usize, len: usize, r: Result<u64, SendError>, what: &str) -> bool {
-        let in_flight = self.queue.len();
-        match r {
-            Ok(seq) => {
-                assert_eq!(seq, self.next, "{what}: sequence");
-                assert!(in_flight < self.geo.capacity as usize, "{what}: Ok with {in_flight} positions in flight");
-                let need = self.in_region(len).then(|| need(len));
-                self.queue.push_back(Entry { seq, publisher: p, payload: None, need, open: true });
-                self.next = self.next.wrapping_add(1);
-                true
-            }
-            Err(SendError::Full) => {
-                assert!(in_flight > 0, "{what}: Full with nothing in flight (len {len}, publisher {p})");
-                assert!(
-                    !self.must_fit(p, len),
-                    "{what}: spurious Full (len {len}, publisher {p}, {in_flight} in flight: {:?})",
-                    self.queue
-                );
-                false
-            }
-            Err(e) => panic!("{what}: unexpected {e:?} (len {len}, publisher {p})"),
-        }
-    }
-
-    fn settle(&mut self, seq: u64, payload: Option<Vec<u8>>) {
-        let e = self.queue.iter_mut().find(|e| e.seq == seq).expect("open entry in flight");
-        assert!(e.open);
-        e.open = false;
-        if payload.is_some() {
-            self.published[e.publisher] += 1;
-        }
-        e.payload = payload;
-    }
-
-    fn send(&mut self, publ: &mut Publisher, len: usize) {
-        let p = publ.slot();
-        let msg = payload(self.next, p, len);
-        let seq = self.next;
-        let r = publ.try_send(&msg);
-        if self.claimed(p, len, r, "try_send") {
-            self.settle(seq, Some(msg));
-        }
     }
 
     fn loan(&mut self, publ: &mut Publisher, len: usize, end: End) {
@@ -359,6 +363,66 @@ impl Lossless {
         assert!(self.queue.front().is_none_or(|e| e.open), "Empty with a message in flight: {:?}", self.queue.front());
     }
 
+    fn drain(&mut self, sub: &mut Subscriber) {
+        for _ in 0..self.geo.capacity as usize + 2 {
+            if !self.recv(sub) {
+                return;
+            }
+        }
+        panic!("more than capacity messages in flight");
+    }
+}
+
+impl Model for Lossless {
+    fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Checks the outcome of a claim (send or loan) of `len` bytes by `p`; on success records the new position.
+    fn claimed(&mut self, p: usize, len: usize, r: Result<u64, SendError>, what: &str) -> bool {
+        let in_flight = self.queue.len();
+        match r {
+            Ok(seq) => {
+                assert_eq!(seq, self.next, "{what}: sequence");
+                assert!(in_flight < self.geo.capacity as usize, "{what}: Ok with {in_flight} positions in flight");
+                let need = self.in_region(len).then(|| need(len));
+                self.queue.push_back(Entry { seq, publisher: p, payload: None, need, open: true });
+                self.next = self.next.wrapping_add(1);
+                true
+            }
+            Err(SendError::Full) => {
+                assert!(in_flight > 0, "{what}: Full with nothing in flight (len {len}, publisher {p})");
+                assert!(
+                    !self.must_fit(p, len),
+                    "{what}: spurious Full (len {len}, publisher {p}, {in_flight} in flight: {:?})",
+                    self.queue
+                );
+                false
+            }
+            Err(e) => panic!("{what}: unexpected {e:?} (len {len}, publisher {p})"),
+        }
+    }
+
+    fn settle(&mut self, seq: u64, payload: Option<Vec<u8>>) {
+        let e = self.queue.iter_mut().find(|e| e.seq == seq).expect("open entry in flight");
+        assert!(e.open);
+        e.open = false;
+        if payload.is_some() {
+            self.published[e.publisher] += 1;
+        }
+        e.payload = payload;
+    }
+
+    fn send(&mut self, publ: &mut Publisher, len: usize) {
+        let p = publ.slot();
+        let msg = payload(self.next, p, len);
+        let seq = self.next;
+        let r = publ.try_send(&msg);
+        if self.claimed(p, len, r, "try_send") {
+            self.settle(seq, Some(msg));
+        }
+    }
+
     /// One `try_recv`; returns whether a message was received.
     fn recv(&mut self, sub: &mut Subscriber) -> bool {
         match sub.try_recv() {
@@ -374,15 +438,6 @@ impl Lossless {
             }
             Err(e) => panic!("try_recv: unexpected {e:?}"),
         }
-    }
-
-    fn drain(&mut self, sub: &mut Subscriber) {
-        for _ in 0..self.geo.capacity as usize + 2 {
-            if !self.recv(sub) {
-                return;
-            }
-        }
-        panic!("more than capacity messages in flight");
     }
 }
 
@@ -421,41 +476,7 @@ fn run_lossless(geo: Geometry, origin: u64, ops: &[Op]) {
             },
             Op::Loan(p, l, end) => m.loan(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo), *end),
             Op::LoanAcross(p, l, inner, commit) => {
-                let p = *p as usize % n;
-                let len = resolve(*l, &geo);
-                let mut owner = pubs[p].take().unwrap();
-                let seq = m.next;
-                match owner.try_loan(len) {
-                    Ok(mut loan) => {
-                        assert!(m.claimed(p, len, Ok(loan.seq()), "try_loan"));
-                        let msg = payload(seq, p, len);
-                        loan.as_mut_slice().copy_from_slice(&msg);
-                        for i in inner {
-                            match i {
-                                // The owner is busy with its loan; the others publish.
-                                Inner::Send(q, l) => {
-                                    if let Some(publ) = pubs[*q as usize % n].as_mut() {
-                                        m.send(publ, resolve(*l, &geo));
-                                    }
-                                }
-                                Inner::Recv => {
-                                    m.recv(&mut sub);
-                                }
-                            }
-                        }
-                        if *commit {
-                            loan.commit();
-                            m.settle(seq, Some(msg));
-                        } else {
-                            drop(loan);
-                            m.settle(seq, None);
-                        }
-                    }
-                    Err(e) => {
-                        m.claimed(p, len, Err(e), "try_loan");
-                    }
-                }
-                pubs[p] = Some(owner);
+                loan_across(&mut m, &mut pubs, &mut sub, &geo, (*p, *l, inner, *commit))
             }
             Op::TooLarge(p) => {
                 let publ = pubs[*p as usize % n].as_mut().unwrap();
@@ -540,6 +561,83 @@ impl Lossy {
         &mut self.claims[seq.wrapping_sub(self.origin) as usize]
     }
 
+    /// What the next `try_recv` must return, and the skip markers it passes on the way.
+    fn predict(&self) -> (Expect, u64) {
+        let cap = self.geo.capacity as u64;
+        let mut c = self.cursor;
+        let mut skipped = 0;
+        loop {
+            let ahead = self.next.wrapping_sub(c) as i64;
+            if ahead <= 0 {
+                return (Expect::Empty, skipped);
+            }
+            if ahead as u64 > cap {
+                // The entry was reused: resume at the oldest retained entry according to the tail, report the
+                // exact gap. The single-producer path moves the tail when a claim is committed, not when it is
+                // made: while a loan is open the tail is one behind, the reader resumes on the entry that loan
+                // took, and the gap comes as two `Lagged` (the sum is still exact).
+                let single_open = self.geo.max_publishers == 1 && self.claims.last().is_some_and(|c| c.open);
+                let tail = if single_open { self.next.wrapping_sub(1) } else { self.next };
+                let mut to = tail.wrapping_sub(cap);
+                if to.wrapping_sub(c) as i64 <= 0 {
+                    to = c.wrapping_add(1);
+                }
+                return (Expect::Lagged(to.wrapping_sub(c), to), skipped);
+            }
+            let claim = self.claim(c);
+            if claim.open {
+                return (Expect::Empty, skipped);
+            }
+            if claim.payload.is_none() {
+                skipped += 1;
+                c = c.wrapping_add(1);
+                continue;
+            }
+            let overrun = claim.pos.is_some_and(|pos| self.heads[claim.publisher] > pos + self.geo.region_bytes);
+            return (Expect::Message(c, overrun), skipped);
+        }
+    }
+
+    fn check(&mut self, expect: Expect, skipped: u64, r: Result<(u64, u32, Vec<u8>), RecvError>) -> bool {
+        self.skipped += skipped;
+        match (expect, r) {
+            (Expect::Empty, Err(RecvError::Empty)) => {
+                // Past the skip markers it passed.
+                self.cursor = self.cursor.wrapping_add(skipped);
+                false
+            }
+            (Expect::Lagged(n, to), Err(RecvError::Lagged(got))) => {
+                assert_eq!(got, n, "lag count");
+                self.lagged += n;
+                self.cursor = to;
+                true
+            }
+            (Expect::Message(seq, true), Err(RecvError::Lagged(1))) => {
+                self.lagged += 1;
+                self.cursor = seq.wrapping_add(1);
+                true
+            }
+            (Expect::Message(seq, _), Ok((got, publisher, bytes))) => {
+                assert_eq!(got, seq, "lossy read the wrong position");
+                let c = self.claim(seq);
+                assert_eq!(publisher as usize, c.publisher);
+                assert!(c.payload.as_deref() == Some(&bytes[..]), "payload of {seq} differs (torn or overwritten)");
+                self.received += 1;
+                self.cursor = seq.wrapping_add(1);
+                true
+            }
+            (Expect::Empty, r) => panic!("expected Empty, got {r:?}"),
+            (Expect::Lagged(n, _), r) => panic!("expected Lagged({n}), got {r:?}"),
+            (Expect::Message(seq, overrun), r) => panic!("expected message {seq} (overrun: {overrun}), got {r:?}"),
+        }
+    }
+}
+
+impl Model for Lossy {
+    fn next(&self) -> u64 {
+        self.next
+    }
+
     /// Checks a claim outcome: it must succeed unless the entry it needs still holds an open loan.
     fn claimed(&mut self, p: usize, len: usize, r: Result<u64, SendError>, what: &str) -> bool {
         let cap = self.geo.capacity as u64;
@@ -583,81 +681,10 @@ impl Lossy {
         }
     }
 
-    /// What the next `try_recv` must return, and the skip markers it passes on the way.
-    fn predict(&self) -> (Expect, u64) {
-        let cap = self.geo.capacity as u64;
-        let mut c = self.cursor;
-        let mut skipped = 0;
-        loop {
-            let ahead = self.next.wrapping_sub(c) as i64;
-            if ahead <= 0 {
-                return (Expect::Empty, skipped);
-            }
-            if ahead as u64 > cap {
-                // The entry was reused: resume at the oldest retained entry according to the tail, report the
-                // exact gap. The single-producer path moves the tail when a claim is committed, not when it is
-                // made: while a loan is open the tail is one behind, the reader resumes on the entry that loan
-                // took, and the gap comes as two `Lagged` (the sum is still exact).
-                let single_open = self.geo.max_publishers == 1 && self.claims.last().is_some_and(|c| c.open);
-                let tail = if single_open { self.next.wrapping_sub(1) } else { self.next };
-                let mut to = tail.wrapping_sub(cap);
-                if to.wrapping_sub(c) as i64 <= 0 {
-                    to = c.wrapping_add(1);
-                }
-                return (Expect::Lagged(to.wrapping_sub(c), to), skipped);
-            }
-            let claim = self.claim(c);
-            if claim.open {
-                return (Expect::Empty, skipped);
-            }
-            if claim.payload.is_none() {
-                skipped += 1;
-                c = c.wrapping_add(1);
-                continue;
-            }
-            let overrun = claim.pos.is_some_and(|pos| self.heads[claim.publisher] > pos + self.geo.region_bytes);
-            return (Expect::Message(c, overrun), skipped);
-        }
-    }
-
     fn recv(&mut self, sub: &mut Subscriber) -> bool {
         let (expect, skipped) = self.predict();
         let r = sub.try_recv().map(|m| (m.seq(), m.publisher(), m.payload().to_vec()));
         self.check(expect, skipped, r)
-    }
-
-    fn check(&mut self, expect: Expect, skipped: u64, r: Result<(u64, u32, Vec<u8>), RecvError>) -> bool {
-        self.skipped += skipped;
-        match (expect, r) {
-            (Expect::Empty, Err(RecvError::Empty)) => {
-                // Past the skip markers it passed.
-                self.cursor = self.cursor.wrapping_add(skipped);
-                false
-            }
-            (Expect::Lagged(n, to), Err(RecvError::Lagged(got))) => {
-                assert_eq!(got, n, "lag count");
-                self.lagged += n;
-                self.cursor = to;
-                true
-            }
-            (Expect::Message(seq, true), Err(RecvError::Lagged(1))) => {
-                self.lagged += 1;
-                self.cursor = seq.wrapping_add(1);
-                true
-            }
-            (Expect::Message(seq, _), Ok((got, publisher, bytes))) => {
-                assert_eq!(got, seq, "lossy read the wrong position");
-                let c = self.claim(seq);
-                assert_eq!(publisher as usize, c.publisher);
-                assert!(c.payload.as_deref() == Some(&bytes[..]), "payload of {seq} differs (torn or overwritten)");
-                self.received += 1;
-                self.cursor = seq.wrapping_add(1);
-                true
-            }
-            (Expect::Empty, r) => panic!("expected Empty, got {r:?}"),
-            (Expect::Lagged(n, _), r) => panic!("expected Lagged({n}), got {r:?}"),
-            (Expect::Message(seq, overrun), r) => panic!("expected message {seq} (overrun: {overrun}), got {r:?}"),
-        }
     }
 }
 
@@ -725,40 +752,7 @@ fn run_lossy(geo: Geometry, origin: u64, ops: &[Op]) {
                 }
             }
             Op::LoanAcross(p, l, inner, commit) => {
-                let p = *p as usize % n;
-                let len = resolve(*l, &geo);
-                let mut owner = pubs[p].take().unwrap();
-                let seq = m.next;
-                match owner.try_loan(len) {
-                    Ok(mut loan) => {
-                        assert!(m.claimed(p, len, Ok(loan.seq()), "try_loan"));
-                        let msg = payload(seq, p, len);
-                        loan.as_mut_slice().copy_from_slice(&msg);
-                        for i in inner {
-                            match i {
-                                Inner::Send(q, l) => {
-                                    if let Some(publ) = pubs[*q as usize % n].as_mut() {
-                                        m.send(publ, resolve(*l, &geo));
-                                    }
-                                }
-                                Inner::Recv => {
-                                    m.recv(&mut sub);
-                                }
-                            }
-                        }
-                        if *commit {
-                            loan.commit();
-                            m.settle(seq, Some(msg));
-                        } else {
-                            drop(loan);
-                            m.settle(seq, None);
-                        }
-                    }
-                    Err(e) => {
-                        m.claimed(p, len, Err(e), "try_loan");
-                    }
-                }
-                pubs[p] = Some(owner);
+                loan_across(&mut m, &mut pubs, &mut sub, &geo, (*p, *l, inner, *commit))
             }
             Op::TooLarge(p) => {
                 let publ = pubs[*p as usize % n].as_mut().unwrap();

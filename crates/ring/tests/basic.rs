@@ -20,6 +20,18 @@ fn publ(t: &Topic, slot: usize) -> Publisher {
     Publisher::attach(t, slot, w(), PublisherOptions::default()).unwrap()
 }
 
+/// A four-entry topic whose lossless subscriber has not read any of the four messages its publisher sent: the
+/// ring is full.
+fn full_topic() -> (Admin, Subscriber, Publisher) {
+    let t = Admin::heap(&geo(4, 64, 1), 0).unwrap();
+    let s = sub(&t, 0, Mode::Lossless);
+    let mut p = publ(&t, 0);
+    for i in 0..4 {
+        p.try_send(&[i]).unwrap();
+    }
+    (t, s, p)
+}
+
 fn payload(i: u64, len: usize) -> Vec<u8> {
     (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
 }
@@ -44,12 +56,7 @@ fn spsc_roundtrip_inline_and_region() {
 
 #[test]
 fn lossless_gates_publisher() {
-    let t = Topic::heap(&geo(4, 64, 1), 0).unwrap();
-    let mut s = sub(&t, 0, Mode::Lossless);
-    let mut p = publ(&t, 0);
-    for i in 0..4 {
-        p.try_send(&[i]).unwrap();
-    }
+    let (_t, mut s, mut p) = full_topic();
     assert_eq!(p.try_send(&[9]).unwrap_err(), SendError::Full);
     assert_eq!(s.try_recv().unwrap().payload(), &[0]);
     p.try_send(&[4]).unwrap();
@@ -154,7 +161,7 @@ fn loan_commit_and_abort() {
 
 #[test]
 fn too_large_and_closed() {
-    let t = Topic::heap(&geo(8, 100, 1), 0).unwrap();
+    let t = Admin::heap(&geo(8, 100, 1), 0).unwrap();
     let mut s = sub(&t, 0, Mode::Lossless);
     let mut p = publ(&t, 0);
     assert_eq!(p.try_send(&[0; 101]).unwrap_err(), SendError::TooLarge { len: 101, max: 100 });
@@ -167,7 +174,7 @@ fn too_large_and_closed() {
 
 #[test]
 fn consumer_group_shares_and_redelivers() {
-    let t = Topic::heap(&geo(8, 64, 1), 0).unwrap();
+    let t = Admin::heap(&geo(8, 64, 1), 0).unwrap();
     t.open_group(0, false, &PollWaiter, &|_| false).unwrap();
     t.set_group_redelivery(0, true);
     let mut a = sub(&t, 0, Mode::Group(0));
@@ -201,7 +208,7 @@ fn consumer_group_shares_and_redelivers() {
 fn group_member_behind_a_held_message_sees_empty() {
     // Regression (found by the loom suite): b holds message 0 while a reaches position 2, whose ledger word still
     // holds b's claim from the previous lap. That is "nothing yet", not corruption.
-    let t = Topic::heap(&geo(2, 64, 1), 0).unwrap();
+    let t = Admin::heap(&geo(2, 64, 1), 0).unwrap();
     t.open_group(0, false, &PollWaiter, &|_| false).unwrap();
     let mut a = sub(&t, 0, Mode::Group(0));
     let mut b = sub(&t, 1, Mode::Group(0));
@@ -219,7 +226,7 @@ fn group_member_behind_a_held_message_sees_empty() {
 
 #[test]
 fn dead_publisher_claim_is_cancelled() {
-    let t = Topic::heap(&geo(8, 64, 2), 0).unwrap();
+    let t = Admin::heap(&geo(8, 64, 2), 0).unwrap();
     let mut s = sub(&t, 0, Mode::Lossless);
     let mut dead = publ(&t, 0);
     let mut live = publ(&t, 1);
@@ -234,12 +241,7 @@ fn dead_publisher_claim_is_cancelled() {
 
 #[test]
 fn dead_subscriber_stops_gating() {
-    let t = Topic::heap(&geo(4, 64, 1), 0).unwrap();
-    let s = sub(&t, 0, Mode::Lossless);
-    let mut p = publ(&t, 0);
-    for i in 0..4 {
-        p.try_send(&[i]).unwrap();
-    }
+    let (t, s, mut p) = full_topic();
     assert_eq!(p.try_send(&[9]).unwrap_err(), SendError::Full);
     std::mem::forget(s);
     t.release_subscriber(0, &PollWaiter).unwrap();
@@ -248,12 +250,7 @@ fn dead_subscriber_stops_gating() {
 
 #[test]
 fn demotion_unblocks_and_is_reported() {
-    let t = Topic::heap(&geo(4, 64, 1), 0).unwrap();
-    let mut s = sub(&t, 0, Mode::Lossless);
-    let mut p = publ(&t, 0);
-    for i in 0..4 {
-        p.try_send(&[i]).unwrap();
-    }
+    let (t, mut s, mut p) = full_topic();
     t.demote(0, &PollWaiter).unwrap();
     for i in 4..10 {
         p.try_send(&[i]).unwrap();

@@ -147,13 +147,32 @@ fn never_dead(_: usize) -> bool {
     false
 }
 
+/// A heap topic of geometry `g` (with its owner's handle, for recovery) and its modelled semaphores.
+fn topic(g: Geometry) -> (Admin, Arc<LoomWaiter>) {
+    let t = Admin::heap(&g, 0).expect("model topic");
+    let w = LoomWaiter::new(&g);
+    (t, w)
+}
+
 fn attach_sub(t: &Topic, slot: usize, mode: Mode, w: &Arc<LoomWaiter>) -> Subscriber {
-    let opts = SubscriberOptions { mode, ..Default::default() };
+    attach_sub_opts(t, slot, SubscriberOptions { mode, ..Default::default() }, w)
+}
+
+fn attach_sub_opts(t: &Topic, slot: usize, opts: SubscriberOptions, w: &Arc<LoomWaiter>) -> Subscriber {
     Subscriber::attach(t, slot, opts, w.clone(), &never_dead).expect("subscriber attach")
 }
 
 fn attach_pub(t: &Topic, slot: usize, w: &Arc<LoomWaiter>) -> Publisher {
     Publisher::attach(t, slot, w.clone(), PublisherOptions::default()).expect("publisher attach")
+}
+
+fn attach_pub_idle(t: &Topic, slot: usize, w: &Arc<LoomWaiter>, idle: IdleStrategy) -> Publisher {
+    Publisher::attach(t, slot, w.clone(), PublisherOptions { idle, ..Default::default() }).expect("publisher attach")
+}
+
+/// Options of a blocking subscriber in `mode`.
+fn blocking(mode: Mode) -> SubscriberOptions {
+    SubscriberOptions { mode, idle: IdleStrategy::Blocking, ..Default::default() }
 }
 
 /// Message `i` of a model: `len` bytes, every one equal to `i + 1` (never the zero of fresh memory).
@@ -196,9 +215,7 @@ fn recv_spin(s: &mut Subscriber) -> (u64, u32, Vec<u8>) {
 #[test]
 fn spsc_lossless_inline() {
     model(|| {
-        let g = geo(2, 32, 0, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
         let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
         let mut p = attach_pub(&t, 0, &w);
         let h = thread::spawn(move || {
@@ -222,9 +239,7 @@ fn spsc_lossless_inline() {
 fn spsc_lossless_region() {
     const LENS: [usize; 3] = [48, 8, 56];
     model(|| {
-        let g = geo(2, 64, 128, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(2, 64, 128, 1, 1, 0));
         let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
         let mut p = attach_pub(&t, 0, &w);
         let h = thread::spawn(move || {
@@ -249,18 +264,15 @@ fn spsc_lossless_region() {
 /// semaphores instead of spinning (which also keeps loom from exploring spin iterations).
 fn mpsc_model(capacity: u32, counts: [u64; 2], blocking: bool) {
     model(move || {
-        let g = geo(capacity, 32, 0, 2, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(capacity, 32, 0, 2, 1, 0));
         let idle = if blocking { IdleStrategy::Blocking } else { IdleStrategy::BusySpin };
         let opts = SubscriberOptions { idle, ..Default::default() };
-        let mut s = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+        let mut s = attach_sub_opts(&t, 0, opts, &w);
         let hs: Vec<_> = counts
             .iter()
             .enumerate()
             .map(|(slot, &n)| {
-                let mut p =
-                    Publisher::attach(&t, slot, w.clone(), PublisherOptions { idle, ..Default::default() }).unwrap();
+                let mut p = attach_pub_idle(&t, slot, &w, idle);
                 thread::spawn(move || {
                     for k in 0..n {
                         let m = [slot as u8, k as u8];
@@ -333,9 +345,7 @@ enum Death {
 /// (and A's, if it completed), pass over the cancelled claim as a counted skip, and never stall.
 fn dead_claim_model(death: Death) {
     model(move || {
-        let g = geo(2, 48, 128, 2, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(2, 48, 128, 2, 1, 0));
         let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
         let mut a = attach_pub(&t, 0, &w);
         let mut b = attach_pub(&t, 1, &w);
@@ -419,9 +429,7 @@ fn dead_publisher_early() {
 #[test]
 fn dead_publisher_slot_taken_over() {
     model(|| {
-        let g = geo(2, 48, 128, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(2, 48, 128, 1, 1, 0));
         let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
         let mut a = attach_pub(&t, 0, &w);
         let ha = thread::spawn(move || {
@@ -451,9 +459,7 @@ fn dead_publisher_slot_taken_over() {
 /// and received + lagged accounts for every position exactly once.
 fn lossy_model(capacity: u32, lens: &'static [usize]) {
     model(move || {
-        let g = geo(capacity, 48, 128, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(capacity, 48, 128, 1, 1, 0));
         let mut s = attach_sub(&t, 0, Mode::Lossy, &w);
         let mut p = attach_pub(&t, 0, &w);
         let sent = lens.len() as u64;
@@ -528,18 +534,9 @@ fn lossy_region_reuse_capacity4() {
 #[test]
 fn waiter_subscriber_wakeup() {
     model(|| {
-        let g = geo(2, 32, 0, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
-        let opts = SubscriberOptions { idle: IdleStrategy::Blocking, ..Default::default() };
-        let mut s = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
-        let mut p = Publisher::attach(
-            &t,
-            0,
-            w.clone(),
-            PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() },
-        )
-        .unwrap();
+        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
+        let mut s = attach_sub_opts(&t, 0, blocking(Mode::Lossless), &w);
+        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
         let h = thread::spawn(move || {
             p.send(&body(0, 8)).unwrap();
         });
@@ -556,18 +553,9 @@ fn waiter_subscriber_wakeup() {
 #[test]
 fn waiter_publisher_wakeup() {
     model(|| {
-        let g = geo(2, 32, 0, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
-        let opts = SubscriberOptions { idle: IdleStrategy::Blocking, ..Default::default() };
-        let mut s = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
-        let mut p = Publisher::attach(
-            &t,
-            0,
-            w.clone(),
-            PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() },
-        )
-        .unwrap();
+        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
+        let mut s = attach_sub_opts(&t, 0, blocking(Mode::Lossless), &w);
+        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
         let h = thread::spawn(move || {
             for i in 0..3u64 {
                 assert_eq!(p.send(&body(i, 8)).unwrap(), i);
@@ -590,9 +578,7 @@ fn waiter_publisher_wakeup() {
 #[test]
 fn group_member_dies_holding() {
     model(|| {
-        let g = geo(2, 32, 0, 1, 2, 1);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
         t.open_group(0, false, &*w, &never_dead).unwrap();
         t.set_group_redelivery(0, true);
         let mut a = attach_sub(&t, 0, Mode::Group(0), &w);
@@ -849,18 +835,13 @@ fn group_member_stale_cursor() {
 
 /// A two-entry topic with group 0 open (redelivery on), blocking member A in slot 0, member B in slot 1, and a
 /// blocking publisher that has sent messages 0 and 1 (the group now gates it).
-fn group_topic() -> (Topic, Arc<LoomWaiter>, Subscriber, Subscriber, Publisher) {
-    let g = geo(2, 32, 0, 1, 2, 1);
-    let t = Topic::heap(&g, 0).unwrap();
-    let w = LoomWaiter::new(&g);
+fn group_topic() -> (Admin, Arc<LoomWaiter>, Subscriber, Subscriber, Publisher) {
+    let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
     t.open_group(0, false, &*w, &never_dead).unwrap();
     t.set_group_redelivery(0, true);
-    let opts = SubscriberOptions { mode: Mode::Group(0), idle: IdleStrategy::Blocking, ..Default::default() };
-    let a = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+    let a = attach_sub_opts(&t, 0, blocking(Mode::Group(0)), &w);
     let b = attach_sub(&t, 1, Mode::Group(0), &w);
-    let mut p =
-        Publisher::attach(&t, 0, w.clone(), PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() })
-            .unwrap();
+    let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
     for i in 0..2u64 {
         p.try_send(&body(i, 8)).unwrap();
     }
@@ -874,20 +855,11 @@ fn group_topic() -> (Topic, Arc<LoomWaiter>, Subscriber, Subscriber, Publisher) 
 #[test]
 fn group_member_behind_held_entry() {
     model(|| {
-        let g = geo(2, 32, 0, 1, 2, 1);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
         t.open_group(0, false, &*w, &never_dead).unwrap();
-        let opts = SubscriberOptions { mode: Mode::Group(0), idle: IdleStrategy::Blocking, ..Default::default() };
-        let mut a = Subscriber::attach(&t, 0, opts, w.clone(), &never_dead).unwrap();
+        let mut a = attach_sub_opts(&t, 0, blocking(Mode::Group(0)), &w);
         let mut b = attach_sub(&t, 1, Mode::Group(0), &w);
-        let mut p = Publisher::attach(
-            &t,
-            0,
-            w.clone(),
-            PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() },
-        )
-        .unwrap();
+        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
         p.try_send(&body(0, 8)).unwrap();
         p.try_send(&body(1, 8)).unwrap();
         let m = b.try_recv().unwrap();
@@ -918,9 +890,7 @@ fn group_member_behind_held_entry() {
 /// intact and in order or reported in `Lagged`: never silently missing, never a wrong payload.
 fn attach_race_model(capacity: u32, from_oldest: bool, lens: &'static [usize]) {
     model(move || {
-        let g = geo(capacity, 48, 128, 1, 1, 0);
-        let t = Topic::heap(&g, 0).unwrap();
-        let w = LoomWaiter::new(&g);
+        let (t, w) = topic(geo(capacity, 48, 128, 1, 1, 0));
         let mut p = attach_pub(&t, 0, &w);
         let sent = lens.len() as u64;
         let hp = thread::spawn(move || {

@@ -53,6 +53,9 @@
 //! Failing cases are persisted by proptest in `tests/untrusted.proptest-regressions` and replayed first.
 #![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
+mod common;
+
+use common::{config, shaped_geometry, SplitMix};
 use proptest::prelude::*;
 use shmbus_ring::stamp::{cursor, Stamp, State, STATE_SHIFT};
 use shmbus_ring::*;
@@ -62,23 +65,6 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 // ---- configuration --------------------------------------------------------------------------------------------
-
-fn config(default_cases: u32) -> ProptestConfig {
-    let mut c = ProptestConfig {
-        // Next to this file (`tests/untrusted.proptest-regressions`), replayed before new cases.
-        failure_persistence: Some(Box::new(prop::test_runner::FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    };
-    let long = std::env::var("SHMBUS_LONG_FUZZ").is_ok_and(|v| !v.is_empty() && v != "0");
-    if long {
-        c.cases = std::env::var("SHMBUS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    } else if std::env::var_os("PROPTEST_CASES").is_none() {
-        c.cases = default_cases;
-    }
-    c
-}
 
 /// Longest any single call may take, wall clock. Ring calls take microseconds; this only flags a loop that runs
 /// for seconds, and is generous because a loaded machine can stall a test thread for a few seconds (a 1,000,000-case
@@ -218,20 +204,6 @@ impl Waiter for CheckingWaiter {
     fn wait_until(&self, target: Target, deadline: Instant) -> bool {
         self.check(target);
         PollWaiter.wait_until(target, deadline)
-    }
-}
-
-// ---- a deterministic word generator (faster than generating 8 K words through proptest) -------------------------
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 
@@ -505,7 +477,7 @@ struct Harness {
     /// Address of the data object's first byte (in-place payloads and loans must point inside it).
     base: usize,
     readers: Region,
-    topic: Topic,
+    topic: Admin,
     lay: Layout,
     waiter: Arc<CheckingWaiter>,
     pubs: Vec<Option<Publisher>>,
@@ -515,7 +487,7 @@ struct Harness {
 }
 
 impl Harness {
-    fn new((data, base): (Region, usize), readers: Region, topic: Topic) -> Harness {
+    fn new((data, base): (Region, usize), readers: Region, topic: Admin) -> Harness {
         let geo = topic.geometry();
         let waiter = Arc::new(CheckingWaiter {
             publishers: geo.max_publishers as usize,
@@ -881,55 +853,15 @@ fn traced_region(len: usize) -> (Region, usize) {
 /// Small valid geometries: capacity 2..16, entries of 32/64/128 bytes (0/32/96 inline), messages up to 600 bytes,
 /// 1-3 publishers, 5-6 subscribers, 1-2 groups, regions of one to a few maximum messages.
 fn small_geometry() -> impl Strategy<Value = Geometry> {
-    (1u32..=4, 0u32..3, 0u32..=600, 0u64..4, 1u32..=3, 5u32..=6, 1u32..=2).prop_map(
-        |(cap_log, entry_log, max_message, extra, max_publishers, max_subscribers, max_groups)| {
-            let entry_bytes = 32 << entry_log;
-            let inline = entry_bytes - 32;
-            let region_bytes = if max_message <= inline {
-                extra / 2 * 128
-            } else {
-                (max_message as u64).div_ceil(128) * 128 + extra * 128
-            };
-            let g = Geometry {
-                capacity: 1 << cap_log,
-                entry_bytes,
-                max_message,
-                region_bytes,
-                max_publishers,
-                max_subscribers,
-                max_groups,
-            };
-            g.validate().expect("small geometry is valid");
-            g
-        },
-    )
+    (1u32..=4, 0u32..3, 0u32..=600, 0u64..4, 1u32..=3, 5u32..=6, 1u32..=2)
+        .prop_map(|shape| shaped_geometry(shape, "small geometry is valid"))
 }
 
 /// Valid geometries of every shape (up to 64 entries of up to 512 bytes, messages up to 2 KiB, 1-5 publishers,
 /// 1-8 subscribers, 0-3 groups), all small enough to allocate.
 fn valid_geometry() -> impl Strategy<Value = Geometry> {
-    (1u32..=6, 0u32..5, 0u32..=2048, 0u64..4, 1u32..=5, 1u32..=8, 0u32..=3).prop_map(
-        |(cap_log, entry_log, max_message, extra, max_publishers, max_subscribers, max_groups)| {
-            let entry_bytes = 32 << entry_log;
-            let inline = entry_bytes - 32;
-            let region_bytes = if max_message <= inline {
-                extra / 2 * 128
-            } else {
-                (max_message as u64).div_ceil(128) * 128 + extra * 128
-            };
-            let g = Geometry {
-                capacity: 1 << cap_log,
-                entry_bytes,
-                max_message,
-                region_bytes,
-                max_publishers,
-                max_subscribers,
-                max_groups,
-            };
-            g.validate().expect("valid geometry");
-            g
-        },
-    )
+    (1u32..=6, 0u32..5, 0u32..=2048, 0u64..4, 1u32..=5, 1u32..=8, 0u32..=3)
+        .prop_map(|shape| shaped_geometry(shape, "valid geometry"))
 }
 
 /// Geometry words near and beyond every limit (mostly invalid).
@@ -1058,7 +990,8 @@ proptest! {
         if data.len() >= 2 * LINE && tweak != 8 {
             data.poke_word(D_CLOSED, 0);
         }
-        let r = timed("attach", || Topic::attach(data.clone(), readers.clone()));
+        // The owner's attach: the same validation as `Topic::attach`, and the harness also runs admin operations.
+        let r = timed("attach", || Admin::adopt(data.clone(), readers.clone()));
         if let Ok(topic) = r {
             prop_assert!(valid, "accepted an invalid geometry {:?}", g);
             prop_assert_eq!(topic.geometry(), g);
@@ -1090,7 +1023,7 @@ proptest! {
         let origin = origin_for(geo.capacity, origin_sel, origin_k);
         let (data, base) = traced_region(geo.data_len());
         let readers = Region::heap(geo.readers_len());
-        let topic = Topic::create(data.clone(), readers.clone(), &geo, origin, 7).unwrap();
+        let topic = Admin::create(data.clone(), readers.clone(), &geo, origin, 7).unwrap();
         let mut h = Harness::new((data, base), readers, topic);
         h.attach_handles();
         prop_assert!(h.pubs.iter().all(Option::is_some) && h.subs.iter().all(Option::is_some));
@@ -1144,15 +1077,7 @@ proptest! {
 /// mutations only aim well if the layout mirror is right: check both against `initialize` and real traffic.
 #[test]
 fn mirrors_match_the_layout() {
-    let geo = Geometry {
-        capacity: 8,
-        entry_bytes: 64,
-        max_message: 300,
-        region_bytes: 384,
-        max_publishers: 2,
-        max_subscribers: 5,
-        max_groups: 2,
-    };
+    let geo = Geometry { max_groups: 2, ..region_geometry() };
     let data = Region::heap(geo.data_len());
     let readers = Region::heap(geo.readers_len());
     let origin = 0u64.wrapping_sub(64);
@@ -1167,7 +1092,7 @@ fn mirrors_match_the_layout() {
         assert_eq!(Stamp::unpack(data.peek_word(lay.entry(i))).state, State::Skipped);
         assert_eq!(Stamp::unpack(readers.peek_word(lay.ledger(1, i))).state, State::Published);
     }
-    let topic = Topic::attach(data.clone(), readers.clone()).unwrap();
+    let topic = Admin::adopt(data.clone(), readers.clone()).unwrap();
     let w = Arc::new(PollWaiter);
     topic.open_group(1, false, &*w, &|_| false).unwrap();
     assert_eq!(readers.peek_word(lay.group(1)), cursor::pack(cursor::ACTIVE | cursor::GATING, origin));
@@ -1193,10 +1118,10 @@ fn mirrors_match_the_layout() {
 
 // ---- regressions: the bugs these properties found, as plain tests --------------------------------------------
 
-fn topic_with(geo: &Geometry) -> (Region, usize, Region, Topic) {
+fn topic_with(geo: &Geometry) -> (Region, usize, Region, Admin) {
     let (data, base) = traced_region(geo.data_len());
     let readers = Region::heap(geo.readers_len());
-    let topic = Topic::create(data.clone(), readers.clone(), geo, 0, 1).unwrap();
+    let topic = Admin::create(data.clone(), readers.clone(), geo, 0, 1).unwrap();
     (data, base, readers, topic)
 }
 
@@ -1274,16 +1199,22 @@ fn regression_corrupted_frontier_at_takeover() {
     }
 }
 
+/// A `region_geometry` topic with a lossy subscriber and a publisher, both in slot 0: the data object, its layout
+/// mirror, the topic and the two handles.
+fn lossy_region_topic() -> (Region, Layout, Admin, Subscriber, Publisher) {
+    let geo = region_geometry();
+    let (data, _, _readers, topic) = topic_with(&geo);
+    let w = Arc::new(PollWaiter);
+    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
+    let s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
+    let p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    (data, Layout { geo }, topic, s, p)
+}
+
 /// An entry whose region position is not word-aligned is corruption, not a misaligned atomic load.
 #[test]
 fn regression_unaligned_region_position() {
-    let geo = region_geometry();
-    let (data, _, _readers, topic) = topic_with(&geo);
-    let lay = Layout { geo };
-    let w = Arc::new(PollWaiter);
-    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
-    let mut s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
-    let mut p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    let (data, lay, _topic, mut s, mut p) = lossy_region_topic();
     p.try_send(&[7; 200]).unwrap();
     data.poke_word(lay.entry(0) + 16, 4);
     assert!(matches!(s.try_recv(), Err(RecvError::Corrupted { .. })));
@@ -1292,13 +1223,7 @@ fn regression_unaligned_region_position() {
 /// Huge lags (from a corrupted tail) do not overflow the lag counter.
 #[test]
 fn regression_huge_lags() {
-    let geo = region_geometry();
-    let (data, _, _readers, topic) = topic_with(&geo);
-    let lay = Layout { geo };
-    let w = Arc::new(PollWaiter);
-    let opts = SubscriberOptions { mode: Mode::Lossy, ..Default::default() };
-    let mut s = Subscriber::attach(&topic, 0, opts, w.clone(), &|_| false).unwrap();
-    let mut p = Publisher::attach(&topic, 0, w, PublisherOptions::default()).unwrap();
+    let (data, lay, topic, mut s, mut p) = lossy_region_topic();
     for i in 0..9u8 {
         p.try_send(&[i]).unwrap();
     }

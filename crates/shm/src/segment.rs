@@ -5,7 +5,7 @@ use crate::map::map_regions;
 use shmbus_os::{Access, NamedSemaphore, OsError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
-use shmbus_ring::{AttachError, Geometry, Region, Topic};
+use shmbus_ring::{Admin, AttachError, Geometry, Region};
 use std::os::fd::{AsFd, OwnedFd};
 
 /// Creating, adopting or opening a segment failed.
@@ -56,8 +56,9 @@ pub struct Segment {
     pub topic_name: String,
     data: ShmObject,
     readers: ShmObject,
-    /// The validated ring view.
-    pub topic: Topic,
+    /// The validated ring view, with the owner's rights (admin and recovery operations): the daemon created or
+    /// adopted the objects and maps both read-write.
+    pub topic: Admin,
 }
 
 impl std::fmt::Debug for Segment {
@@ -115,7 +116,7 @@ impl Segment {
             }
         }
         let (d, r) = map_both(&data, &readers, Some(geo))?;
-        let t = Topic::create(d, r, geo, 0, generation)
+        let t = Admin::create(d, r, geo, 0, generation)
             .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
         undo.disarm();
         Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
@@ -135,7 +136,7 @@ impl Segment {
             return Err(invalid(AttachError::Corrupted { what: "object smaller than its header" }));
         }
         let (d, r) = map_both(&data, &readers, None)?;
-        let t = Topic::attach(d, r).map_err(invalid)?;
+        let t = Admin::adopt(d, r).map_err(invalid)?;
         let geo = t.geometry();
         let sp = names::sem_prefix(prefix, topic);
         let me = nix::unistd::geteuid().as_raw();

@@ -10,14 +10,19 @@
 //! `fence(Release)`, then payload and fields, then the Release store of the published stamp. A reader that saw any
 //! byte of the new message sees the changed stamp or frontier and discards its copy.
 
+mod loan;
+
+pub use loan::Loan;
+
 use crate::error::{AttachError, SendError};
 use crate::layout::*;
 use crate::stamp::{lap_diff, lap_of, seq_diff, Stamp, State};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::topic::Topic;
-use crate::wait::{expired, light, sleep_deadline, Backoff, IdleStrategy, Step, Target, Waiter};
+use crate::wait::{expired, light, sleep_once, Backoff, IdleStrategy, Step, Target, Waiter};
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,15 +98,7 @@ impl Publisher {
         opts: PublisherOptions,
     ) -> Result<Publisher, AttachError> {
         let geo = topic.geometry();
-        if slot >= geo.max_publishers as usize {
-            return Err(AttachError::Slot("publisher slot out of range"));
-        }
-        if !topic.inner.data.is_writable() {
-            return Err(AttachError::ReadOnly);
-        }
-        if topic.is_closed() {
-            return Err(AttachError::Closed);
-        }
+        topic.check_attach(slot, geo.max_publishers, "publisher slot out of range", &topic.inner.data)?;
         let off = *topic.off();
         let ps = off.pub_slot(slot);
         let w = |o: usize| topic.data_word(ps + o).load(Ordering::Acquire);
@@ -241,21 +238,17 @@ impl Publisher {
                 return Err(SendError::Timeout);
             }
             if let Step::Sleep = backoff.next() {
-                let bit = 1u64 << self.slot;
-                let topic = self.topic.clone();
-                let mask = topic.readers_word(R_SPACE_WAITERS);
-                self.waiter.drain(Target::Publisher(self.slot));
-                // Relaxed RMW: ordered against the re-check by the heavy barrier that follows.
-                mask.fetch_or(bit, Ordering::Relaxed);
-                self.waiter.heavy();
-                match self.reserve(len) {
-                    Err(SendError::Full) => {}
-                    other => {
-                        mask.fetch_and(!bit, Ordering::Relaxed);
-                        return other;
-                    }
+                let (topic, waiter) = (self.topic.clone(), self.waiter.clone());
+                let mask = topic.readers_mask(R_SPACE_WAITERS, self.slot);
+                let Ok(woke) = sleep_once(&*waiter, Target::Publisher(self.slot), mask, deadline, || {
+                    Ok::<_, Infallible>(match self.reserve(len) {
+                        Err(SendError::Full) => None,
+                        other => Some(other),
+                    })
+                });
+                if let Some(other) = woke {
+                    return other;
                 }
-                self.waiter.wait_until(Target::Publisher(self.slot), sleep_deadline(deadline));
             }
         }
     }
@@ -488,81 +481,5 @@ impl Publisher {
             self.topic.wake_subscribers(&*self.waiter);
         }
         r.seq
-    }
-}
-
-/// A zero-copy loan: shared memory reserved for one message. Write it, then [`Loan::commit`].
-/// Dropping it unpublished aborts the claim with a skip marker that readers pass over.
-pub struct Loan<'a> {
-    publisher: &'a mut Publisher,
-    r: Reservation,
-    done: bool,
-}
-
-impl std::fmt::Debug for Loan<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loan").field("seq", &self.r.seq).field("len", &self.r.len).finish()
-    }
-}
-
-impl Loan<'_> {
-    /// The sequence number the message will carry.
-    pub fn seq(&self) -> u64 {
-        self.r.seq
-    }
-
-    /// Length of the loaned buffer.
-    pub fn len(&self) -> usize {
-        self.r.len
-    }
-
-    /// Whether the loan is zero bytes long.
-    pub fn is_empty(&self) -> bool {
-        self.r.len == 0
-    }
-
-    /// The loaned bytes (their previous contents are unspecified).
-    #[cfg(not(loom))]
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        let p = self.publisher.topic.inner.data.ptr_at(self.r.at);
-        // SAFETY: the range was reserved for this claim (inline in our claimed entry, or allocated in our own
-        // region after the gate let it be reclaimed); no reader trusts it before the stamp is published, and
-        // lossy readers only copy it with atomic loads and validate. It lies inside the mapping (validated
-        // geometry) and `&mut self` makes the slice unique in this process.
-        unsafe { std::slice::from_raw_parts_mut(p, self.r.len) }
-    }
-
-    /// Copies `src` into the loan at `offset`.
-    pub fn write_at(&mut self, offset: usize, src: &[u8]) {
-        assert!(offset + src.len() <= self.r.len, "write past the end of the loan");
-        #[cfg(not(loom))]
-        self.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src);
-        #[cfg(loom)]
-        {
-            assert_eq!(offset, 0, "loom models write loans whole");
-            self.publisher.topic.inner.data.store_bytes(self.r.at, src);
-        }
-    }
-
-    /// Publishes the message; returns its sequence number.
-    pub fn commit(mut self) -> u64 {
-        self.done = true;
-        self.publisher.commit_reservation(self.r, State::Published, true)
-    }
-
-    /// Publishes only the first `len` bytes (`len` no larger than the loan).
-    pub fn commit_len(mut self, len: usize) -> u64 {
-        assert!(len <= self.r.len, "commit_len beyond the loan");
-        self.r.len = len;
-        self.done = true;
-        self.publisher.commit_reservation(self.r, State::Published, true)
-    }
-}
-
-impl Drop for Loan<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.publisher.commit_reservation(self.r, State::Skipped, true);
-        }
     }
 }

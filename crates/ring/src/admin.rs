@@ -1,0 +1,165 @@
+//! The owner's handle on a topic: creating its objects, consumer groups, demotion, closing, and (in `recovery`)
+//! cleaning up after dead clients.
+//!
+//! These operations store into both objects and are the daemon's alone. They are methods of [`Admin`], which can
+//! only be built over two writable regions by the party that creates the objects ([`Admin::create`]) or adopts
+//! them again after a restart ([`Admin::adopt`]); clients attach a plain [`Topic`] with [`Topic::attach`], so a
+//! subscriber's handle (whose data object is mapped read-only) cannot even name them.
+
+use crate::error::AttachError;
+use crate::layout::*;
+use crate::region::Region;
+use crate::stamp::cursor;
+use crate::sync::Ordering;
+use crate::topic::{post_bits, Topic, ATTACH_TIMEOUT};
+use crate::wait::{light, Target, Waiter};
+
+/// The owner's handle on a topic: a [`Topic`] over two writable regions, plus the operations only the owner (the
+/// daemon) performs. It dereferences to the [`Topic`], so the owner attaches handles and reads statistics
+/// through it as anyone does.
+///
+/// Invariant: both regions are writable (checked by every constructor), so no operation here can store through a
+/// read-only mapping.
+///
+/// ```
+/// use shmbus_ring::{Admin, Geometry, PollWaiter};
+///
+/// let admin = Admin::heap(&Geometry::new(64, 4096, 64 * 1024, 2, 4, 1), 0)?;
+/// admin.open_group(0, false, &PollWaiter, &|_| false)?;
+/// assert!(admin.group_is_open(0));
+/// admin.close(&PollWaiter)?;
+/// assert!(admin.is_closed());
+/// # Ok::<(), shmbus_ring::AttachError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Admin {
+    topic: Topic,
+}
+
+impl std::ops::Deref for Admin {
+    type Target = Topic;
+
+    fn deref(&self) -> &Topic {
+        &self.topic
+    }
+}
+
+impl Admin {
+    /// Initializes zero-filled objects for `geo` and attaches to them as their owner (what the daemon does at
+    /// creation). `origin` is the first sequence number (a multiple of the capacity); `generation` identifies this
+    /// incarnation. Both regions must be writable.
+    pub fn create(
+        data: Region,
+        readers: Region,
+        geo: &Geometry,
+        origin: u64,
+        generation: u64,
+    ) -> Result<Admin, AttachError> {
+        initialize(&data, &readers, geo, origin, generation)?;
+        Ok(Admin { topic: Topic::attach(data, readers)? })
+    }
+
+    /// A topic over two fresh heap regions, with its owner's handle (tests, models, in-process use).
+    pub fn heap(geo: &Geometry, origin: u64) -> Result<Admin, AttachError> {
+        geo.validate()?;
+        Admin::create(Region::heap(geo.data_len()), Region::heap(geo.readers_len()), geo, origin, 1)
+    }
+
+    /// Validates objects the caller created earlier and attaches to them as their owner again (the daemon after a
+    /// restart). Both regions must be writable; validation is [`Topic::attach`]'s.
+    pub fn adopt(data: Region, readers: Region) -> Result<Admin, AttachError> {
+        if !data.is_writable() || !readers.is_writable() {
+            return Err(AttachError::ReadOnly);
+        }
+        Ok(Admin { topic: Topic::attach(data, readers)? })
+    }
+
+    /// The topic, as every handle sees it.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Gives up the owner's rights, keeping the topic.
+    pub fn into_topic(self) -> Topic {
+        self.topic
+    }
+
+    /// Marks the topic closed and wakes every sleeper, so attached handles report `Closed`.
+    pub fn close(&self, waiter: &dyn Waiter) -> Result<(), AttachError> {
+        // Release (tag CLOSE).
+        self.data_word(D_CLOSED).store(1, Ordering::Release);
+        light();
+        let geo = self.geometry();
+        for w in 0..4 {
+            let bits = self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w)).swap(0, Ordering::AcqRel);
+            post_bits(waiter, bits, w * 64, geo.max_subscribers as usize, |b| Target::Subscriber(w * 64 + b));
+        }
+        let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
+        post_bits(waiter, bits, 0, geo.max_publishers as usize, Target::Publisher);
+        Ok(())
+    }
+
+    /// Opens consumer group `g` (the daemon does this before the first member joins), starting at the tail or at
+    /// the oldest retained message. The group gates publishers from then on, until [`Admin::close_group`].
+    pub fn open_group(
+        &self,
+        g: usize,
+        from_oldest: bool,
+        waiter: &dyn Waiter,
+        is_dead: &dyn Fn(usize) -> bool,
+    ) -> Result<(), AttachError> {
+        if g >= self.geometry().max_groups as usize {
+            return Err(AttachError::Slot("group index out of range"));
+        }
+        let w = self.readers_word(self.off().group(g) + G_NEXT);
+        if cursor::has(w.load(Ordering::Acquire), cursor::ACTIVE) {
+            return Ok(());
+        }
+        let tail = self.tail();
+        let start = if from_oldest { self.oldest_retained(tail) } else { tail };
+        self.publish_gating_cursor(w, cursor::ACTIVE | cursor::GATING, start, waiter, is_dead, ATTACH_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// Closes consumer group `g`: it stops gating publishers.
+    pub fn close_group(&self, g: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
+        if g >= self.geometry().max_groups as usize {
+            return Err(AttachError::Slot("group index out of range"));
+        }
+        // Release: members' ledger writes happen before the group stops gating.
+        self.readers_word(self.off().group(g) + G_NEXT).store(0, Ordering::Release);
+        self.wake_publishers(waiter);
+        Ok(())
+    }
+
+    /// Sets the redelivery policy of every group slot (see [`Admin::set_group_redelivery`]).
+    pub fn set_group_redelivery_all(&self, redeliver: bool) {
+        for g in 0..self.geometry().max_groups as usize {
+            self.set_group_redelivery(g, redeliver);
+        }
+    }
+
+    /// Sets whether messages held by a dead member of group `g` are redelivered (`true`) or counted abandoned.
+    pub fn set_group_redelivery(&self, g: usize, redeliver: bool) {
+        if g < self.geometry().max_groups as usize {
+            // Relaxed: a policy word the owner writes and its recovery (`release_subscriber`) reads.
+            self.readers_word(self.off().group(g) + G_REDELIVER).store(redeliver as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Demotes the lossless subscriber `s` to lossy (the slow-consumer bound): it stops gating at once, and its
+    /// next receive reports [`RecvError::Demoted`](crate::RecvError::Demoted). Counted.
+    pub fn demote(&self, s: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
+        if s >= self.geometry().max_subscribers as usize {
+            return Err(AttachError::Slot("subscriber slot out of range"));
+        }
+        let base = self.off().sub_slot(s);
+        let prev = self.readers_word(base + S_FLAGS).fetch_or(FLAG_DEMOTE, Ordering::AcqRel);
+        if prev & FLAG_DEMOTE == 0 {
+            self.readers_word(R_DEMOTIONS).fetch_add(1, Ordering::Relaxed);
+        }
+        self.wake_publishers(waiter);
+        self.wake_subscribers(waiter);
+        Ok(())
+    }
+}

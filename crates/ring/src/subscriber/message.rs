@@ -1,0 +1,154 @@
+//! A received message, and reading one index entry: validating its fields and finding its payload.
+
+use super::{Poll, Subscriber};
+use crate::error::RecvError;
+use crate::layout::*;
+use crate::sync::Ordering;
+
+/// A received message: metadata plus the payload (in place for lossless readers, copied for lossy ones).
+/// Dropping it releases the message (a lossless subscriber's cursor moves on, a group member's hold ends).
+pub struct Message<'a> {
+    sub: &'a mut Subscriber,
+    seq: u64,
+    publisher: u32,
+    timestamp: u64,
+    ptr: *const u8,
+    len: usize,
+}
+
+impl std::fmt::Debug for Message<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("seq", &self.seq)
+            .field("publisher", &self.publisher)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl Message<'_> {
+    /// Ring sequence number (one total order across publishers).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+    /// Publisher slot that published it.
+    pub fn publisher(&self) -> u32 {
+        self.publisher
+    }
+    /// Publish timestamp in nanoseconds (the publisher's clock).
+    pub fn timestamp(&self) -> u64 {
+        self.timestamp
+    }
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The payload.
+    pub fn payload(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr..ptr+len` was bounds-checked against the validated geometry; it points either into the
+        // subscriber's own copy buffer (not touched while this message borrows the subscriber) or into the
+        // mapped data object at a message the protocol keeps from being overwritten until this message is dropped
+        // (our gating cursor or held position covers it). The mapping outlives `self` (the subscriber holds it).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Message<'_> {
+    fn drop(&mut self) {
+        self.sub.release(self.seq, self.len);
+    }
+}
+
+/// A message found in the ring, before it is handed out as a [`Message`].
+pub(super) struct Found {
+    pub(super) seq: u64,
+    pub(super) publisher: u32,
+    pub(super) timestamp: u64,
+    pub(super) ptr: *const u8,
+    pub(super) len: usize,
+}
+
+impl Subscriber {
+    pub(super) fn message(&mut self, f: Found) -> Message<'_> {
+        Message { seq: f.seq, publisher: f.publisher, timestamp: f.timestamp, ptr: f.ptr, len: f.len, sub: self }
+    }
+
+    /// Validates entry `seq`'s fields and finds its payload. Returns the message and, for region payloads,
+    /// (publisher, logical position).
+    pub(super) fn locate(&self, seq: u64) -> Result<(Found, Option<(usize, u64)>), RecvError> {
+        let off = *self.topic.off();
+        let geo = off.geo;
+        let e = off.entry(seq);
+        let data = &self.topic.inner.data;
+        // Relaxed: ordered after the Acquire stamp load (lossless) or validated afterwards (lossy).
+        let meta = data.word(e + E_META).load(Ordering::Relaxed);
+        let pos = data.word(e + E_POS).load(Ordering::Relaxed);
+        let timestamp = data.word(e + E_TIME).load(Ordering::Relaxed);
+        let len = (meta & 0xffff_ffff) as usize;
+        let publisher = ((meta >> 32) & 0xffff) as u32;
+        if len > geo.max_message as usize {
+            return Err(RecvError::Corrupted { what: "message length beyond the topic maximum" });
+        }
+        if publisher >= geo.max_publishers {
+            return Err(RecvError::Corrupted { what: "publisher id out of range" });
+        }
+        let (at, region) = if meta & META_IN_REGION == 0 {
+            if len > geo.inline_bytes() {
+                return Err(RecvError::Corrupted { what: "inline message longer than an entry" });
+            }
+            (e + E_INLINE, None)
+        } else {
+            let r = geo.region_bytes;
+            if r == 0 {
+                return Err(RecvError::Corrupted { what: "region payload on a topic without regions" });
+            }
+            let phys = pos % r;
+            // Publishers only allocate word-aligned positions; an unaligned one is corruption and would make the
+            // lossy copy's atomic word loads misaligned (found by `tests/untrusted.rs`).
+            if !phys.is_multiple_of(8) {
+                return Err(RecvError::Corrupted { what: "payload position not word-aligned" });
+            }
+            if phys + (len as u64).div_ceil(8) * 8 > r {
+                return Err(RecvError::Corrupted { what: "payload beyond its region" });
+            }
+            (off.region(publisher as usize) + phys as usize, Some((publisher as usize, pos)))
+        };
+        #[cfg(not(loom))]
+        let ptr = data.ptr_at(at) as *const u8;
+        #[cfg(loom)]
+        let ptr = at as *const u8;
+        Ok((Found { seq, publisher, timestamp, ptr, len }, region))
+    }
+
+    /// Under loom there is no address space to point into: in-place reads become copies.
+    #[cfg(loom)]
+    pub(super) fn materialize(&mut self, f: &mut Found) {
+        self.buf.resize(f.len, 0);
+        self.topic.inner.data.load_bytes(f.ptr as usize, &mut self.buf[..f.len]);
+        f.ptr = self.buf.as_ptr();
+    }
+
+    #[cfg(not(loom))]
+    pub(super) fn materialize(&mut self, _f: &mut Found) {}
+
+    /// Hands out message `c`, which this member now holds; a corrupted entry ends the hold at once.
+    pub(super) fn deliver_member(&mut self, c: u64) -> Result<Poll, RecvError> {
+        match self.locate(c) {
+            Ok((mut f, _)) => {
+                self.materialize(&mut f);
+                Ok(Poll::Ready(f))
+            }
+            Err(e) => {
+                self.release(c, 0);
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The lossless and lossy cursor protocol: reading in sequence at the subscriber's own cursor.
+//!
+//! A lossless cursor gates publishers and is published (Release, tag CURSOR) in batches and whenever the reader
+//! catches up; a lossy reader copies with atomic loads and validates afterwards (tag SEQLOCK), and reports the
+//! exact number of positions passed over when lapped.
+
+use super::{Mode, Poll, Subscriber};
+use crate::error::RecvError;
+use crate::layout::*;
+use crate::stamp::{cursor, lap_diff, lap_of, seq_diff, Stamp, State};
+use crate::sync::{fence, Ordering};
+
+impl Subscriber {
+    /// Lossless and lossy reading at `self.cursor`.
+    pub(super) fn poll_ordered(&mut self, lossy: bool) -> Result<Poll, RecvError> {
+        let off = *self.topic.off();
+        loop {
+            let c = self.cursor;
+            let stamp_word = self.topic.data_word(off.entry(c) + E_STAMP);
+            // Acquire (tag STAMP): pairs with the publisher's Release of the stamp.
+            let w1 = stamp_word.load(Ordering::Acquire);
+            let s = Stamp::unpack(w1);
+            let d = lap_diff(s.lap, lap_of(c, off.shift));
+            if d < 0 {
+                return self.caught_up();
+            }
+            if d > 0 {
+                return Err(self.resync(c));
+            }
+            match s.state {
+                State::Claimed => return self.caught_up(),
+                State::Invalid => return Err(RecvError::Corrupted { what: "invalid entry state" }),
+                State::Skipped => {
+                    self.skipped = self.skipped.wrapping_add(1);
+                    self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
+                    self.advance(c.wrapping_add(1), !lossy);
+                    continue;
+                }
+                State::Published => {}
+            }
+            let located = self.locate(c);
+            if !lossy {
+                let mut f = located?;
+                self.materialize(&mut f.0);
+                if f.1.is_some() && seq_diff(c, self.verify_until) < 0 && !self.payload_intact(f.1) {
+                    // Reclaimed by a publisher that had not yet seen us attach: report it, never lose silently.
+                    self.advance(c.wrapping_add(1), true);
+                    return Err(self.lag(1));
+                }
+                return Ok(Poll::Ready(f.0));
+            }
+            // Lossy: copy with atomic loads, then validate (tag SEQLOCK).
+            let f = match located {
+                Ok(f) => f,
+                Err(e) => {
+                    if stamp_word.load(Ordering::Acquire) != w1 {
+                        return Err(self.resync(c));
+                    }
+                    return Err(e);
+                }
+            };
+            let (mut found, region) = f;
+            self.buf.resize(found.len, 0);
+            let at = found.ptr as usize - self.data_base();
+            self.topic.inner.data.load_bytes(at, &mut self.buf[..found.len]);
+            // Acquire fence (tag SEQLOCK): if we read any byte of a newer message, the re-loads below see its
+            // claim or frontier.
+            fence(Ordering::Acquire);
+            if stamp_word.load(Ordering::Relaxed) != w1 {
+                return Err(self.resync(c));
+            }
+            if region.is_some() && !self.payload_intact(region) {
+                self.advance(c.wrapping_add(1), false);
+                return Err(self.lag(1));
+            }
+            found.ptr = self.buf.as_ptr();
+            self.advance(c.wrapping_add(1), false);
+            return Ok(Poll::Ready(found));
+        }
+    }
+
+    fn data_base(&self) -> usize {
+        #[cfg(not(loom))]
+        {
+            self.topic.inner.data.ptr_at(0) as usize
+        }
+        #[cfg(loom)]
+        {
+            0
+        }
+    }
+
+    /// Whether a region payload at logical `pos` of publisher `p` has not been overwritten yet.
+    fn payload_intact(&self, region: Option<(usize, u64)>) -> bool {
+        let Some((p, pos)) = region else { return true };
+        let off = *self.topic.off();
+        let r = off.geo.region_bytes;
+        // Relaxed: ordered by the Acquire fence before it (tag SEQLOCK) or by the attach grace period.
+        let frontier = self.topic.data_word(off.pub_slot(p) + P_FRONTIER).load(Ordering::Relaxed);
+        seq_diff(frontier, pos.wrapping_add(r)) <= 0
+    }
+
+    pub(super) fn advance(&mut self, to: u64, gating: bool) {
+        self.cursor = to;
+        if gating && self.unpublished + 1 < self.cursor_batch && self.next_is_ready(to) {
+            // A lossless cursor is published every `cursor_batch` messages and whenever we catch up (the next
+            // entry is not published yet): publishers see our progress a little later while more messages are
+            // waiting for us (they only over-gate), and the cursor's cache line stops bouncing between us and a
+            // publisher that polls it on a full ring. A subscriber that consumed everything never holds anyone.
+            self.unpublished += 1;
+            return;
+        }
+        self.publish_cursor(gating);
+    }
+
+    /// Whether the entry for `seq` already holds its message (or skip marker): more is waiting for us.
+    fn next_is_ready(&self, seq: u64) -> bool {
+        let off = self.topic.off();
+        // Relaxed: a hint only; reading the entry later goes through the Acquire load in `poll_ordered`.
+        let s = Stamp::unpack(self.topic.data_word(off.entry(seq) + E_STAMP).load(Ordering::Relaxed));
+        lap_diff(s.lap, lap_of(seq, off.shift)) == 0 && s.state != State::Claimed
+    }
+
+    /// Stores the cursor word now (and wakes publishers waiting for space when it gates).
+    fn publish_cursor(&mut self, gating: bool) {
+        self.unpublished = 0;
+        let flags = if gating { cursor::ACTIVE | cursor::GATING } else { cursor::ACTIVE };
+        // Release (tag CURSOR): our reads of the entries before the cursor happen before a publisher overwrites
+        // them.
+        self.slot_word(S_CURSOR).store(cursor::pack(flags, self.cursor), Ordering::Release);
+        if gating {
+            self.topic.wake_publishers(&*self.waiter);
+        }
+    }
+
+    /// Nothing to read: make sure publishers see everything we released.
+    fn caught_up(&mut self) -> Result<Poll, RecvError> {
+        if self.unpublished > 0 {
+            self.publish_cursor(self.mode == Mode::Lossless);
+        }
+        Ok(Poll::Empty)
+    }
+
+    fn lag(&mut self, n: u64) -> RecvError {
+        // Wrapping: `n` comes from an untrusted tail; two huge lags must not overflow (a panic in debug).
+        self.lagged = self.lagged.wrapping_add(n);
+        self.slot_word(S_LAGGED).store(self.lagged, Ordering::Relaxed);
+        RecvError::Lagged(n)
+    }
+
+    /// We were lapped at `c`: jump to the oldest message certainly still there and report the exact gap.
+    fn resync(&mut self, c: u64) -> RecvError {
+        let cap = self.topic.geometry().capacity as u64;
+        let tail = self.topic.tail();
+        // Every sequence below `tail - capacity` was overwritten by a claim that already advanced the tail.
+        let mut to = tail.wrapping_sub(cap);
+        if seq_diff(to, c) <= 0 {
+            to = c.wrapping_add(1);
+        }
+        let gating = self.mode == Mode::Lossless;
+        self.advance(to, gating);
+        self.lag(to.wrapping_sub(c))
+    }
+}
