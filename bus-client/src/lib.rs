@@ -66,7 +66,6 @@
 #![deny(missing_docs)]
 
 mod bus;
-pub mod cli;
 mod conn;
 mod control;
 mod error;

@@ -335,32 +335,40 @@ fn a_recreated_topic_closes_the_handle_on_resume() {
     fake.join();
 }
 
-#[test]
-fn a_forked_child_neither_uses_nor_releases_the_parents_lease() {
-    let fake = simple_fake(1, 1);
-    let bus = Bus::builder().socket(&fake.path).auto_reconnect(false).connect().expect("connect");
-    let mut p = bus.publisher(TOPIC).unwrap();
-    // SAFETY: the child only checks the handle, drops it and exits without unwinding.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = match p.send(b"from the child") {
-            Err(SendError::Forked) => 0,
-            _ => 1,
-        };
+rusty_fork::rusty_fork_test! {
+    #![rusty_fork(timeout_ms = 60_000)]
+
+    /// Runs in a process of its own (rusty-fork re-runs this binary for this test alone): the child inherits
+    /// every descriptor of the process, so in the shared test process it would hold other tests' control
+    /// connections and lease locks open, and it runs library code (send, drop) that is only safe after `fork`
+    /// when no other thread can hold a lock.
+    #[test]
+    fn a_forked_child_neither_uses_nor_releases_the_parents_lease() {
+        let fake = simple_fake(1, 1);
+        let bus = Bus::builder().socket(&fake.path).auto_reconnect(false).connect().expect("connect");
+        let mut p = bus.publisher(TOPIC).unwrap();
+        // SAFETY: the child only checks the handle, drops it and exits without unwinding.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let code = match p.send(b"from the child") {
+                Err(SendError::Forked) => 0,
+                _ => 1,
+            };
+            drop(p);
+            // SAFETY: ends the child without running the parent's test harness again.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for our own child with a valid status pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw Forked (status {status})");
+        assert!(fake.lock_held(true, 0), "the child's drop left the parent's lock alone");
+        p.send(b"parent").unwrap();
+        assert!(bus.topics().is_ok(), "the parent's control connection is intact");
+        assert!(!fake.requests().iter().any(|(_, r)| matches!(r, Request::Close { .. })), "the child sent no Close");
         drop(p);
-        // SAFETY: ends the child without running the parent's test harness again.
-        unsafe { libc::_exit(code) };
+        drop(bus);
+        fake.join();
     }
-    let mut status = 0;
-    // SAFETY: waiting for our own child with a valid status pointer.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child saw Forked (status {status})");
-    assert!(fake.lock_held(true, 0), "the child's drop left the parent's lock alone");
-    p.send(b"parent").unwrap();
-    assert!(bus.topics().is_ok(), "the parent's control connection is intact");
-    assert!(!fake.requests().iter().any(|(_, r)| matches!(r, Request::Close { .. })), "the child sent no Close");
-    drop(p);
-    drop(bus);
-    fake.join();
 }

@@ -15,6 +15,8 @@ pub fn spawn(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
+    // The bound address, not the configured one: with port 0 the kernel picks the port, and this line says which.
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving Prometheus metrics");
     Ok(std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {

@@ -3,7 +3,8 @@
 //! * [`shm_fixture`]: a topic under a unique shm prefix, created as the daemon would and removed on drop.
 //! * [`peers`]: spawning and supervising helper processes, with a deadline and SIGKILL on drop.
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
-//! * [`msg`]: the self-checking message format.
+//! * [`msg`]: the self-checking message format of the ring tests.
+//! * [`stream`]: the self-checking message stream of the pipe tests (shared by `tests/pipe.rs` and `pipe-child`).
 //!
 //! The ring tests live in `tests/`: `stress.rs` (a million messages, many producers and consumers of every kind),
 //! `churn.rs` (subscribers attaching and detaching mid-stream) and `crash.rs` (clients SIGKILLed mid-claim, while
@@ -14,6 +15,7 @@ pub mod msg;
 pub mod peer;
 pub mod peers;
 pub mod shm_fixture;
+pub mod stream;
 
 /// Byte of the readers object whose OFD lock a peer holds for its lease: the daemon's own rule
 /// ([`shmbus_proto::names::lock_offset`]), so the daemon and the tests agree on which byte proves a holder alive.

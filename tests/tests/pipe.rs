@@ -5,11 +5,12 @@
 use bus_client::pipe::{PipeCommand, SharedPipe, MAX_FRAME_PAYLOAD};
 use bus_client::{Bus, Publisher, RecvError, SendError, Subscriber, Transport};
 use shmbus_tests::daemon::TestDaemon;
+use shmbus_tests::peers::{collect, die_with_parent, field_u64 as field, read_lines};
+use shmbus_tests::stream;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,64 +19,6 @@ const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
 /// Bound on any one wait of a test.
 const WAIT: Duration = Duration::from_secs(90);
 const BOGUS_SOCKET: &str = "/nonexistent/shmbus-pipe-test.sock";
-
-/// The self-checking message stream (the same code is in `src/bin/pipe-child.rs`).
-mod stream {
-    const EDGES: [usize; 10] = [0, 1, 4063, 4064, 4065, 4096, 8127, 8128, 8129, 16384];
-
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn len(seed: u64, i: u64) -> usize {
-        if let Some(&e) = EDGES.get((i % 500) as usize) {
-            return e;
-        }
-        let r = mix(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let x = (r >> 8) as usize;
-        match r % 8 {
-            0 => x % 65,
-            1..=5 => x % 4065,
-            _ => x % (4 * 4096 + 1),
-        }
-    }
-
-    pub fn fill(seed: u64, i: u64, buf: &mut Vec<u8>) {
-        let n = len(seed, i);
-        buf.clear();
-        let mut x = mix(seed.wrapping_add(i).wrapping_mul(0xd6e8_feb8_6659_fd93)) | 1;
-        while buf.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let take = (n - buf.len()).min(8);
-            buf.extend_from_slice(&x.to_le_bytes()[..take]);
-        }
-    }
-
-    #[derive(Default)]
-    pub struct Checksum(u64);
-
-    impl Checksum {
-        pub fn add(&mut self, msg: &[u8]) {
-            let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325 ^ msg.len() as u64;
-            let mut words = msg.chunks_exact(8);
-            for w in &mut words {
-                h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            for &b in words.remainder() {
-                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            self.0 = h.rotate_left(5);
-        }
-
-        pub fn value(&self) -> u64 {
-            self.0
-        }
-    }
-}
 
 #[test]
 fn the_stream_covers_the_frame_boundaries() {
@@ -98,15 +41,7 @@ struct Kid {
 fn helper(args: &[&str]) -> Command {
     let mut cmd = Command::new(EXE);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: runs between fork and exec and only calls prctl, which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    die_with_parent(&mut cmd);
     cmd
 }
 
@@ -117,24 +52,8 @@ impl Kid {
     }
 
     fn watch(name: &str, mut child: Child) -> Kid {
-        let (tx, rx) = channel();
-        let out = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(String::new()));
-        if let Some(mut err) = child.stderr.take() {
-            let keep = stderr.clone();
-            std::thread::spawn(move || {
-                let mut s = String::new();
-                let _ = err.read_to_string(&mut s);
-                keep.lock().unwrap().push_str(&s);
-            });
-        }
+        let rx = read_lines(child.stdout.take().expect("piped stdout"));
+        let stderr = child.stderr.take().map_or_else(Default::default, collect);
         Kid { name: name.to_string(), child, lines: rx, seen: Vec::new(), stderr }
     }
 
@@ -182,14 +101,6 @@ impl Drop for Kid {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The `u64` value of `key=` in a report line.
-fn field(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 fn recv_bounded(sub: &mut Subscriber) -> Result<bus_client::OwnedMessage, RecvError> {

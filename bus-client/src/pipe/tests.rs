@@ -64,6 +64,23 @@ fn fd_pair() -> (OwnedFd, OwnedFd) {
     (p.read, p.write)
 }
 
+/// Whether thread `tid` of this process is blocked in `poll`/`ppoll` right now: `/proc/self/task/<tid>/syscall`
+/// starts with the number of the system call a blocked thread is in (and says `running` otherwise).
+fn blocked_in_poll(tid: libc::pid_t) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    const POLL: &[libc::c_long] = &[libc::SYS_poll, libc::SYS_ppoll];
+    #[cfg(not(target_arch = "x86_64"))]
+    const POLL: &[libc::c_long] = &[libc::SYS_ppoll];
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
+    text.split_whitespace().next().and_then(|n| n.parse().ok()).is_some_and(|n| POLL.contains(&n))
+}
+
+/// Two pipes: their read ends, then their write ends.
+fn two_pipes() -> ([OwnedFd; 2], [OwnedFd; 2]) {
+    let ((r1, w1), (r2, w2)) = (fd_pair(), fd_pair());
+    ([r1, r2], [w1, w2])
+}
+
 #[test]
 fn every_size_up_to_four_pipe_bufs_arrives_intact() {
     let _w = watchdog("every_size_up_to_four_pipe_bufs_arrives_intact");
@@ -133,9 +150,17 @@ fn recv_timeout_and_empty() {
     assert!(t.elapsed() >= Duration::from_millis(50));
     tx.send(b"late").unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_millis(50)).unwrap().payload(), b"late");
-    // A waiting receiver wakes up when the message comes.
+    // A waiting receiver wakes up when the message comes: the message is sent only once this thread is
+    // certainly blocked waiting for it (a sleep would let the message arrive first, and the test pass without
+    // any wake-up).
+    // SAFETY: gettid has no preconditions.
+    let me = unsafe { libc::gettid() };
     let h = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(20));
+        let until = Instant::now() + Duration::from_secs(10);
+        while !blocked_in_poll(me) {
+            assert!(Instant::now() < until, "the receiver never blocked in poll");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         tx.send(b"wake").unwrap();
         tx
     });
@@ -159,15 +184,29 @@ fn a_gone_reader_is_closed_not_sigpipe() {
 #[test]
 fn a_reader_gone_in_the_middle_of_a_long_message_is_closed() {
     let _w = watchdog("a_reader_gone_in_the_middle_of_a_long_message_is_closed");
-    let (mut tx, mut rx) = channel("mid").unwrap();
-    let h = std::thread::spawn(move || {
-        let _ = rx.recv_timeout(LONG).unwrap();
-        // Read one message, then leave while the writer is in the middle of a message larger than the pipe.
-        std::thread::sleep(Duration::from_millis(50));
+    let (r, w) = fd_pair();
+    let mut tx = publisher_from_fd("mid", w).unwrap();
+    const LONG_MESSAGE: usize = 1 << 20;
+    // The reader leaves only once it has read the first message and the first fragment of the long one: the
+    // writer has then certainly started the long message, and cannot have finished it (it has written at most
+    // what was read plus one pipe's capacity, far less than the message).
+    let reader = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(r);
+        let mut first = vec![0u8; frame::HEADER + 5];
+        std::io::Read::read_exact(&mut f, &mut first).unwrap();
+        let mut fragment = vec![0u8; frame::MAX_FRAME];
+        std::io::Read::read_exact(&mut f, &mut fragment).unwrap();
+        let h = |b: &[u8]| frame::Header::decode(b[..frame::HEADER].try_into().unwrap()).unwrap();
+        let (h1, h2) = (h(&first), h(&fragment));
+        assert_eq!((h1.seq, h1.first(), h1.last(), &first[frame::HEADER..]), (0, true, true, &b"first"[..]));
+        assert_eq!((h2.seq, h2.first(), h2.last(), h2.total as usize), (1, true, false, LONG_MESSAGE));
+        // Dropping `f` closes the only read end: the reader is gone in the middle of the message.
     });
     tx.send(b"first").unwrap();
-    assert_eq!(tx.send(&vec![3; 1 << 20]).unwrap_err(), SendError::Closed);
-    h.join().unwrap();
+    assert_eq!(tx.send(&vec![3; LONG_MESSAGE]).unwrap_err(), SendError::Closed);
+    reader.join().unwrap();
+    assert!(tx.is_closed());
+    assert_eq!(tx.published(), 1, "the long message was not counted as sent");
 }
 
 #[test]
@@ -224,11 +263,9 @@ fn several_writers_on_one_pipe_stay_whole_and_in_order() {
 #[test]
 fn fan_out_is_all_or_nothing_and_survives_a_gone_reader() {
     let _w = watchdog("fan_out_is_all_or_nothing_and_survives_a_gone_reader");
-    let (r1, w1) = fd_pair();
-    let (r2, w2) = fd_pair();
+    let ([r1, r2], [w1, w2]) = two_pipes();
     let mut tx = Publisher::from_pipe(PipeWriter::new("fan", vec![w1, w2]).unwrap());
-    let mut a = subscriber_from_fd("fan", r1).unwrap();
-    let mut b = subscriber_from_fd("fan", r2).unwrap();
+    let (mut a, mut b) = (subscriber_from_fd("fan", r1).unwrap(), subscriber_from_fd("fan", r2).unwrap());
     assert_eq!(tx.pipe_outputs(), Some(2));
     tx.send(b"both").unwrap();
     // Fill b's pipe by reading only a: try_send refuses rather than sending to a alone.
@@ -254,11 +291,9 @@ fn fan_out_is_all_or_nothing_and_survives_a_gone_reader() {
 #[test]
 fn fan_in_reads_every_pipe_in_turn() {
     let _w = watchdog("fan_in_reads_every_pipe_in_turn");
-    let (r1, w1) = fd_pair();
-    let (r2, w2) = fd_pair();
+    let ([r1, r2], [w1, w2]) = two_pipes();
     let mut rx = Subscriber::from_pipe(PipeReader::new("in", vec![r1, r2]).unwrap());
-    let mut p1 = publisher_from_fd("in", w1).unwrap();
-    let mut p2 = publisher_from_fd("in", w2).unwrap();
+    let (mut p1, mut p2) = (publisher_from_fd("in", w1).unwrap(), publisher_from_fd("in", w2).unwrap());
     // Six long messages take twelve of the sixteen pages of a default pipe: no reader needed yet.
     for i in 0..6u8 {
         p1.send(&[1, i]).unwrap();
@@ -371,31 +406,38 @@ fn typed_values_and_the_iterator() {
     assert_eq!(got, [[0], [1], [2]]);
 }
 
-#[test]
-fn a_forked_child_cannot_use_the_parents_handles() {
-    let _w = watchdog("a_forked_child_cannot_use_the_parents_handles");
-    let (mut tx, mut rx) = channel("fork").unwrap();
-    let (report_r, report_w) = fd_pair();
-    // SAFETY: the child only does async-signal-safe things: a check that returns before allocating, write, _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let ok = tx.send(b"x") == Err(SendError::Forked) && matches!(rx.try_recv(), Err(RecvError::Forked));
-        let byte = [ok as u8];
-        // SAFETY: writing one byte from a live buffer to our pipe, then exiting without unwinding.
-        unsafe {
-            libc::write(std::os::fd::AsRawFd::as_raw_fd(&report_w), byte.as_ptr().cast(), 1);
-            libc::_exit(0);
+rusty_fork::rusty_fork_test! {
+    #![rusty_fork(timeout_ms = 60_000)]
+
+    /// Runs in a process of its own (rusty-fork re-runs the test binary for this test alone): a `fork` in the
+    /// shared test process would hand the child every descriptor of every test running at that moment, so
+    /// another test's dropped pipe reader would stay open in the child.
+    #[test]
+    fn a_forked_child_cannot_use_the_parents_handles() {
+        let _w = watchdog("a_forked_child_cannot_use_the_parents_handles");
+        let (mut tx, mut rx) = channel("fork").unwrap();
+        let (report_r, report_w) = fd_pair();
+        // SAFETY: the child only does async-signal-safe things: a check that returns before allocating, write, _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = tx.send(b"x") == Err(SendError::Forked) && matches!(rx.try_recv(), Err(RecvError::Forked));
+            let byte = [ok as u8];
+            // SAFETY: writing one byte from a live buffer to our pipe, then exiting without unwinding.
+            unsafe {
+                libc::write(std::os::fd::AsRawFd::as_raw_fd(&report_w), byte.as_ptr().cast(), 1);
+                libc::_exit(0);
+            }
         }
+        drop(report_w);
+        let mut got = [0u8; 1];
+        std::io::Read::read_exact(&mut std::fs::File::from(report_r), &mut got).unwrap();
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        assert_eq!(got[0], 1, "the child got Forked from both handles");
+        tx.send(b"parent").unwrap();
+        assert_eq!(rx.recv().unwrap().payload(), b"parent");
     }
-    drop(report_w);
-    let mut got = [0u8; 1];
-    std::io::Read::read_exact(&mut std::fs::File::from(report_r), &mut got).unwrap();
-    // SAFETY: waiting for our own child.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-    assert_eq!(got[0], 1, "the child got Forked from both handles");
-    tx.send(b"parent").unwrap();
-    assert_eq!(rx.recv().unwrap().payload(), b"parent");
 }
 
 mod interleavings {

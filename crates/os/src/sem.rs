@@ -335,15 +335,24 @@ mod tests {
         let name = unique_name("sem-wake");
         let _g = SemGuard(name.clone());
         let s = Arc::new(NamedSemaphore::create_exclusive(&name, 0o600, 0).unwrap());
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let waiter = {
             let s = Arc::clone(&s);
             std::thread::spawn(move || {
+                tid_tx.send(nix::unistd::gettid().as_raw()).unwrap();
                 let ok = s.wait_until(Instant::now() + Duration::from_secs(30)).unwrap();
                 s.wait().unwrap();
                 ok
             })
         };
-        std::thread::sleep(Duration::from_millis(20));
+        // Post only once the waiter is certainly asleep in the kernel (after a mere sleep it might not have
+        // started waiting yet, and the test would pass without any wake-up).
+        let tid = tid_rx.recv().unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while !crate::testutil::blocked_in_syscall(tid, libc::SYS_futex) {
+            assert!(Instant::now() < until, "the waiter never blocked");
+            std::thread::sleep(Duration::from_millis(1));
+        }
         s.post().unwrap();
         let other = NamedSemaphore::open(&name).unwrap();
         other.post().unwrap();

@@ -1,4 +1,4 @@
-//! Helpers for this crate's unit tests: unique names and cleanup guards.
+//! Helpers for this crate's unit tests: unique names, cleanup guards, and a probe for a blocked thread.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,4 +26,11 @@ impl Drop for SemGuard {
     fn drop(&mut self) {
         let _ = crate::NamedSemaphore::unlink(&self.0);
     }
+}
+
+/// Whether thread `tid` of this process is blocked in system call `nr` right now: `/proc/self/task/<tid>/syscall`
+/// starts with the number of the system call a blocked thread is in (and says `running` otherwise).
+pub(crate) fn blocked_in_syscall(tid: libc::pid_t, nr: libc::c_long) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
+    text.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok()) == Some(nr)
 }

@@ -1,4 +1,4 @@
 //! The `shmbus` CLI built inside the tests package, so integration tests can find it next to themselves.
 fn main() -> std::process::ExitCode {
-    bus_client::cli::main()
+    shmbus_cli::main()
 }

@@ -6,73 +6,11 @@
 
 use bus_client::pipe::PipeCommand;
 use bus_client::{Bus, RecvError, SendError};
+use shmbus_tests::stream;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
-
-/// The self-checking message stream shared with `tests/pipe.rs` (the same code is there): message `i` of stream
-/// `seed` has a length and content that only depend on `(seed, i)`.
-mod stream {
-    const EDGES: [usize; 10] = [0, 1, 4063, 4064, 4065, 4096, 8127, 8128, 8129, 16384];
-
-    fn mix(mut z: u64) -> u64 {
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Length of message `i`: boundary sizes around the frame limits every 500 messages, else mostly
-    /// single-frame sizes with a quarter up to four times PIPE_BUF.
-    pub fn len(seed: u64, i: u64) -> usize {
-        if let Some(&e) = EDGES.get((i % 500) as usize) {
-            return e;
-        }
-        let r = mix(seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let x = (r >> 8) as usize;
-        match r % 8 {
-            0 => x % 65,
-            1..=5 => x % 4065,
-            _ => x % (4 * 4096 + 1),
-        }
-    }
-
-    /// Message `i` of stream `seed`, into `buf`.
-    pub fn fill(seed: u64, i: u64, buf: &mut Vec<u8>) {
-        let n = len(seed, i);
-        buf.clear();
-        let mut x = mix(seed.wrapping_add(i).wrapping_mul(0xd6e8_feb8_6659_fd93)) | 1;
-        while buf.len() < n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let take = (n - buf.len()).min(8);
-            buf.extend_from_slice(&x.to_le_bytes()[..take]);
-        }
-    }
-
-    /// A running checksum of a stream of messages (lengths and contents).
-    #[derive(Default)]
-    pub struct Checksum(u64);
-
-    impl Checksum {
-        pub fn add(&mut self, msg: &[u8]) {
-            let mut h = self.0 ^ 0xcbf2_9ce4_8422_2325 ^ msg.len() as u64;
-            let mut words = msg.chunks_exact(8);
-            for w in &mut words {
-                h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            for &b in words.remainder() {
-                h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-            self.0 = h.rotate_left(5);
-        }
-
-        pub fn value(&self) -> u64 {
-            self.0
-        }
-    }
-}
 
 type Args = HashMap<String, String>;
 
@@ -103,8 +41,8 @@ fn main() -> ExitCode {
         "sink" => sink(&a),
         "source" => source(&a),
         "read-few" => read_few(&a),
-        "stall" => stall(&a),
-        "idle-writer" => idle_writer(&a),
+        "stall" => hold(&a, false),
+        "idle-writer" => hold(&a, true),
         "echo" => echo(&a),
         "echo-typed" => echo_typed(&a),
         "probe" => probe(&a),
@@ -201,22 +139,25 @@ fn read_few(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Subscribes and never reads.
-fn stall(a: &Args) -> Result<(), String> {
+/// Opens a publisher (`idle-writer`, which never publishes) or a subscriber (`stall`, which never reads) on
+/// `--topic`, reports `ready`, and waits to be killed.
+fn hold(a: &Args, publisher: bool) -> Result<(), String> {
     let bus = connect()?;
-    let _sub = bus.subscriber(&arg::<String>(a, "topic")).map_err(|e| e.to_string())?;
+    let topic: String = arg(a, "topic");
+    let _held = if publisher {
+        (Some(bus.publisher(&topic).map_err(|e| e.to_string())?), None)
+    } else {
+        (None, Some(bus.subscriber(&topic).map_err(|e| e.to_string())?))
+    };
     say("ready".into());
-    std::thread::sleep(Duration::from_secs(3600));
-    Ok(())
+    park()
 }
 
-/// Opens a publisher and never publishes.
-fn idle_writer(a: &Args) -> Result<(), String> {
-    let bus = connect()?;
-    let _p = bus.publisher(&arg::<String>(a, "topic")).map_err(|e| e.to_string())?;
-    say("ready".into());
-    std::thread::sleep(Duration::from_secs(3600));
-    Ok(())
+/// Waits to be killed; the `--life` alarm ends the process otherwise.
+fn park() -> Result<(), String> {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// Republishes every message of `--in` on `--out` until `Closed`.
@@ -315,8 +256,7 @@ fn middle(a: &Args) -> Result<(), String> {
         p.send(&i.to_le_bytes()).map_err(|e| e.to_string())?;
     }
     say(format!("sent={count}"));
-    std::thread::sleep(Duration::from_secs(3600));
-    Ok(())
+    park()
 }
 
 /// Reads until `Closed`; reports how many messages came.

@@ -1,8 +1,8 @@
 //! The lossless consumer role.
 
-use super::{expected_counts, park_forever, Expect, Opened};
+use super::{attach_consumer, park_forever, Consumer, Opened};
 use crate::msg;
-use shmbus_ring::{IdleStrategy, Mode, RecvError, Subscriber, SubscriberOptions};
+use shmbus_ring::{Mode, RecvError};
 use std::time::{Duration, Instant};
 
 /// Receives until every expected message arrived, checking exactly-once, per-producer order, ring order and
@@ -10,19 +10,14 @@ use std::time::{Duration, Instant};
 pub(crate) fn run(
     o: &Opened,
     seed: u64,
-    slot: usize,
-    expect: &[Expect],
-    idle: IdleStrategy,
+    c: &Consumer,
     stall: Duration,
     stall_after: Option<u64>,
 ) -> Result<(), String> {
-    let want = expected_counts(expect);
+    let slot = c.slot;
+    let (mut sub, want) = attach_consumer(o, c, Mode::Lossless, "lossless")?;
     let total: u64 = want.iter().sum();
-    let opts = SubscriberOptions { mode: Mode::Lossless, from_oldest: false, idle };
-    let mut sub =
-        Subscriber::attach(&o.topic, slot, opts, o.waiter.clone(), &|_| false).map_err(|e| format!("attach: {e}"))?;
     let start = sub.position();
-    println!("ready role=lossless slot={slot} position={start}");
     let mut next = vec![0u64; want.len()];
     let (mut got, mut bytes, mut empty) = (0u64, 0u64, 0u64);
     // The ring position the next message should have, and the positions passed over without a message.

@@ -1,28 +1,18 @@
 //! The lossy consumer role.
 
-use super::{expected_counts, Expect, Opened};
+use super::{attach_consumer, Consumer, Opened};
 use crate::msg;
-use shmbus_ring::{IdleStrategy, Mode, RecvError, Subscriber, SubscriberOptions};
+use shmbus_ring::{Mode, RecvError};
 use std::time::{Duration, Instant};
 
 /// Receives until every position published while attached is accounted for, as a message or in a `Lagged(n)`.
 /// Checks that no message is torn, that each producer's sequence strictly increases and that the accounting is
 /// exact at every message (no cancelled claims are expected on the topic).
-pub(crate) fn run(
-    o: &Opened,
-    seed: u64,
-    slot: usize,
-    expect: &[Expect],
-    idle: IdleStrategy,
-    stall: Duration,
-) -> Result<(), String> {
-    let want = expected_counts(expect);
+pub(crate) fn run(o: &Opened, seed: u64, c: &Consumer, stall: Duration) -> Result<(), String> {
+    let slot = c.slot;
+    let (mut sub, want) = attach_consumer(o, c, Mode::Lossy, "lossy")?;
     let total: u64 = want.iter().sum();
-    let opts = SubscriberOptions { mode: Mode::Lossy, from_oldest: false, idle };
-    let mut sub =
-        Subscriber::attach(&o.topic, slot, opts, o.waiter.clone(), &|_| false).map_err(|e| format!("attach: {e}"))?;
     let start = sub.position();
-    println!("ready role=lossy slot={slot} position={start}");
     // Per producer: the lowest pseq the next message may have.
     let mut floor = vec![0u64; want.len()];
     let (mut received, mut lagged, mut lag_events, mut empty) = (0u64, 0u64, 0u64, 0u64);

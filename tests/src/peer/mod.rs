@@ -13,10 +13,10 @@ pub mod member;
 mod producer;
 
 use crate::lease_lock_offset;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use shmbus_os::{Access, ShmObject};
 use shmbus_proto::names;
-use shmbus_ring::{IdleStrategy, Topic};
+use shmbus_ring::{IdleStrategy, Mode, Subscriber, SubscriberOptions, Topic};
 use shmbus_shm::{map_topic, SemWaiter};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,6 +87,21 @@ fn parse_expect(s: &str) -> Result<Expect, String> {
     })
 }
 
+/// What the lossless and lossy consumer roles are told.
+#[derive(Args, Debug)]
+pub struct Consumer {
+    /// Subscriber slot.
+    #[arg(long)]
+    pub slot: usize,
+    /// Messages per producer, `P=N` (repeat): all of them for a lossless reader, those published while it is
+    /// attached for a lossy one.
+    #[arg(long, value_parser = parse_expect, required = true)]
+    pub expect: Vec<Expect>,
+    /// How `recv` waits for data.
+    #[arg(long, value_enum, default_value = "adaptive")]
+    pub idle: Idle,
+}
+
 /// The roles a peer can play.
 #[derive(Subcommand, Debug)]
 pub enum Role {
@@ -104,30 +119,18 @@ pub enum Role {
     },
     /// Lossless subscriber: every expected message exactly once, per producer in order, intact.
     Lossless {
-        /// Subscriber slot.
-        #[arg(long)]
-        slot: usize,
-        /// Expected messages per producer, `P=N` (repeat).
-        #[arg(long, value_parser = parse_expect, required = true)]
-        expect: Vec<Expect>,
-        /// How `recv` waits for data.
-        #[arg(long, value_enum, default_value = "adaptive")]
-        idle: Idle,
+        /// Slot, expected messages and idle strategy.
+        #[command(flatten)]
+        consumer: Consumer,
         /// After this many messages, stop reading (still gating) and wait to be killed.
         #[arg(long)]
         stall_after: Option<u64>,
     },
     /// Lossy subscriber: intact messages, per producer strictly increasing, and received + lagged == published.
     Lossy {
-        /// Subscriber slot.
-        #[arg(long)]
-        slot: usize,
-        /// Messages published per producer while attached, `P=N` (repeat).
-        #[arg(long, value_parser = parse_expect, required = true)]
-        expect: Vec<Expect>,
-        /// How `recv` waits for data.
-        #[arg(long, value_enum, default_value = "adaptive")]
-        idle: Idle,
+        /// Slot, messages published while attached and idle strategy.
+        #[command(flatten)]
+        consumer: Consumer,
     },
     /// Consumer-group member: records every message it completes to `out` until the group has handed out every
     /// ring position below `until`.
@@ -221,6 +224,21 @@ pub(crate) fn expected_counts(expect: &[Expect]) -> Vec<u64> {
     v
 }
 
+/// Attaches the subscriber of a consumer role in `mode` and announces it (`ready role= slot= position=`).
+/// Returns it with the expected message count of each producer (indexed by producer id).
+pub(crate) fn attach_consumer(
+    o: &Opened,
+    c: &Consumer,
+    mode: Mode,
+    role: &str,
+) -> Result<(Subscriber, Vec<u64>), String> {
+    let opts = SubscriberOptions { mode, from_oldest: false, idle: c.idle.into() };
+    let sub = Subscriber::attach(&o.topic, c.slot, opts, o.waiter.clone(), &|_| false)
+        .map_err(|e| format!("{role} {}: attach: {e}", c.slot))?;
+    println!("ready role={role} slot={} position={}", c.slot, sub.position());
+    Ok((sub, expected_counts(&c.expect)))
+}
+
 /// Runs the role; an error describes the violation or failure.
 pub fn run(cli: Cli) -> Result<(), String> {
     let deadline = Duration::from_secs(cli.deadline_secs);
@@ -235,13 +253,13 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let o = open(&cli, Access::ReadWrite, true, *slot)?;
             producer::run(&o, cli.seed, *slot, *count, (*idle).into(), stall)
         }
-        Role::Lossless { slot, expect, idle, stall_after } => {
-            let o = open(&cli, Access::ReadOnly, false, *slot)?;
-            lossless::run(&o, cli.seed, *slot, expect, (*idle).into(), stall, *stall_after)
+        Role::Lossless { consumer, stall_after } => {
+            let o = open(&cli, Access::ReadOnly, false, consumer.slot)?;
+            lossless::run(&o, cli.seed, consumer, stall, *stall_after)
         }
-        Role::Lossy { slot, expect, idle } => {
-            let o = open(&cli, Access::ReadOnly, false, *slot)?;
-            lossy::run(&o, cli.seed, *slot, expect, (*idle).into(), stall)
+        Role::Lossy { consumer } => {
+            let o = open(&cli, Access::ReadOnly, false, consumer.slot)?;
+            lossy::run(&o, cli.seed, consumer, stall)
         }
         Role::Member { slot, group, until, out, idle, hold_after } => {
             let o = open(&cli, Access::ReadOnly, false, *slot)?;

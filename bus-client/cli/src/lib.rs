@@ -2,6 +2,12 @@
 //!
 //! Exit codes: 0 success, 1 other runtime error, 2 usage, 3 daemon unavailable or connection failure, 4 refused
 //! (no such topic, permission denied, no free slot, type mismatch, invalid name, already exists), 5 timeout.
+//!
+//! This package holds the command line (clap, anyhow, serde_json, the tracing subscriber) so that the
+//! `bus-client` library stays free of them; the `shmbus` binary is `src/main.rs`, one call to [`main`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
 
 mod args;
 mod create;
@@ -49,9 +55,9 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
 }
 
 /// Connects to the daemon at `socket` (or the default location), with the path in the error.
-fn connect(socket: Option<std::path::PathBuf>) -> anyhow::Result<crate::Bus> {
+fn connect(socket: Option<std::path::PathBuf>) -> anyhow::Result<bus_client::Bus> {
     use anyhow::Context;
-    let mut b = crate::Bus::builder().client_name(format!("shmbus {}", env!("CARGO_PKG_VERSION")));
+    let mut b = bus_client::Bus::builder().client_name(format!("shmbus {}", env!("CARGO_PKG_VERSION")));
     if let Some(s) = socket {
         b = b.socket(s);
     }

@@ -1,14 +1,14 @@
 //! `shmbus stats`: publishers, subscribers (positions and lag) and counters.
 
-use crate::cli::args::StatsArgs;
-use crate::cli::table::render;
-use crate::TopicStatsWire;
+use crate::args::StatsArgs;
+use crate::table::render;
 use anyhow::Context;
+use bus_client::TopicStatsWire;
 use std::fmt::Write;
 use std::path::PathBuf;
 
 pub fn run(socket: Option<PathBuf>, a: StatsArgs) -> anyhow::Result<()> {
-    let bus = crate::cli::connect(socket)?;
+    let bus = crate::connect(socket)?;
     let stats = bus.stats(a.topic.as_deref()).context("cannot read statistics")?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -102,7 +102,7 @@ fn human(t: &TopicStatsWire) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{PublisherStatsWire, SubscriberStatsWire};
+    use bus_client::{PublisherStatsWire, SubscriberStatsWire};
 
     #[test]
     fn human_output_shows_positions_and_lag() {

@@ -1,9 +1,9 @@
 //! `shmbus sub`: print a topic's messages, one per line, to standard output.
 
-use crate::cli::args::SubArgs;
-use crate::cli::exit::NoMessageWithin;
-use crate::{Message, RecvError, Subscriber};
+use crate::args::SubArgs;
+use crate::exit::NoMessageWithin;
 use anyhow::Context;
+use bus_client::{Message, RecvError, Subscriber};
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ enum Next {
 }
 
 pub fn run(socket: Option<PathBuf>, a: SubArgs) -> anyhow::Result<()> {
-    let bus = crate::cli::connect(socket)?;
+    let bus = crate::connect(socket)?;
     let mut b = bus.subscriber_builder(&a.topic).idle(a.idle.into());
     if let Some(g) = &a.group {
         b = b.group(g);

@@ -1,7 +1,7 @@
 //! Command-line arguments.
 
-use crate::cli::parse::{parse_duration, parse_size};
-use crate::IdleStrategy;
+use crate::parse::{parse_duration, parse_size};
+use bus_client::IdleStrategy;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;

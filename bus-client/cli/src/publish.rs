@@ -1,6 +1,6 @@
 //! `shmbus pub`: publish arguments, generated messages or standard-input lines.
 
-use crate::cli::args::PubArgs;
+use crate::args::PubArgs;
 use anyhow::Context;
 use std::io::BufRead;
 use std::os::unix::ffi::OsStrExt;
@@ -54,7 +54,7 @@ impl Pacer {
 }
 
 pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
-    let bus = crate::cli::connect(socket)?;
+    let bus = crate::connect(socket)?;
     let mut p = bus
         .publisher_builder(&a.topic)
         .idle(a.idle.into())
@@ -101,7 +101,7 @@ pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::args::Idle;
+    use crate::args::Idle;
 
     fn args(messages: &[&str], count: Option<u64>) -> PubArgs {
         PubArgs {

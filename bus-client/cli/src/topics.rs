@@ -1,13 +1,13 @@
 //! `shmbus topics`: list the topics.
 
-use crate::cli::args::TopicsArgs;
-use crate::cli::parse::human_bytes;
-use crate::TopicInfo;
+use crate::args::TopicsArgs;
+use crate::parse::human_bytes;
 use anyhow::Context;
+use bus_client::TopicInfo;
 use std::path::PathBuf;
 
 pub fn run(socket: Option<PathBuf>, a: TopicsArgs) -> anyhow::Result<()> {
-    let bus = crate::cli::connect(socket)?;
+    let bus = crate::connect(socket)?;
     let topics = bus.topics().context("cannot list topics")?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&topics)?);
@@ -33,13 +33,13 @@ fn render(topics: &[TopicInfo]) -> String {
             ]
         })
         .collect();
-    crate::cli::table::render("", &["NAME", "GEN", "CAPACITY", "MAX MSG", "PUBS", "SUBS", "MEMORY", "ORIGIN"], &rows)
+    crate::table::render("", &["NAME", "GEN", "CAPACITY", "MAX MSG", "PUBS", "SUBS", "MEMORY", "ORIGIN"], &rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::GeometryWire;
+    use bus_client::GeometryWire;
 
     #[test]
     fn table_has_a_row_per_topic() {

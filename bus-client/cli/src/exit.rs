@@ -1,6 +1,6 @@
 //! Exit codes, chosen from the error that ended the command.
 
-use crate::{ConnectError, ControlError, OpenError, RecvError, SendError};
+use bus_client::{ConnectError, ControlError, OpenError, RecvError, SendError};
 
 /// Any other runtime failure.
 pub const RUNTIME: u8 = 1;

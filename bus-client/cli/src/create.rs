@@ -1,12 +1,12 @@
 //! `shmbus create`: create a topic.
 
-use crate::cli::args::CreateArgs;
-use crate::TopicSpec;
+use crate::args::CreateArgs;
 use anyhow::Context;
+use bus_client::TopicSpec;
 use std::path::PathBuf;
 
 pub fn run(socket: Option<PathBuf>, a: CreateArgs) -> anyhow::Result<()> {
-    let bus = crate::cli::connect(socket)?;
+    let bus = crate::connect(socket)?;
     let spec = TopicSpec {
         capacity: a.capacity,
         max_message: a.max_message,
