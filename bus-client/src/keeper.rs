@@ -7,7 +7,8 @@
 //! `Bus` clone and handle are gone.
 
 use crate::control::Control;
-use std::os::fd::{AsRawFd, OwnedFd};
+use shmbus_os::{PollFd, PollFlags, POLLRDHUP};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -72,16 +73,14 @@ fn run(control: Weak<Control>) {
 /// Waits up to `timeout` for the peer to close the socket. Readable data is not a hang-up: responses belong to
 /// whoever holds the connection.
 fn hung_up(fd: &OwnedFd, timeout: Duration) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
-    // SAFETY: one valid pollfd, live for the call; the descriptor is owned by us.
-    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
-    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    let mut p = [PollFd::new(fd.as_fd(), POLLRDHUP)];
+    let gone = POLLRDHUP | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+    matches!(shmbus_os::poll(&mut p, Some(timeout)), Ok(n) if n > 0) && p[0].revents().intersects(gone)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
     #[test]

@@ -7,8 +7,7 @@ use super::writer::PipeWriter;
 use crate::error::OpenError;
 use crate::{Bus, Publisher, Subscriber};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command};
 
 /// A child process to spawn with pipes to this process, one per topic and direction, and nothing else: every
@@ -134,21 +133,7 @@ impl PipeCommand {
             }
         }
         if !entries.is_empty() {
-            let fds: Vec<RawFd> = entries.iter().map(|e| e.fd).collect();
-            // SAFETY: the closure runs in the child between fork and exec. It only calls fcntl, which is
-            // async-signal-safe, on descriptor numbers copied before the fork, and allocates nothing (an
-            // `io::Error` from errno does not allocate).
-            unsafe {
-                self.cmd.pre_exec(move || {
-                    for &fd in &fds {
-                        let flags = libc::fcntl(fd, libc::F_GETFD);
-                        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                    }
-                    Ok(())
-                });
-            }
+            shmbus_os::inherit_in_child(&mut self.cmd, entries.iter().map(|e| e.fd).collect());
         }
         let child = self.cmd.spawn();
         // Our copies of the child's ends: without closing them the child would never see end-of-file, and we
@@ -196,7 +181,7 @@ impl PipeCommand {
 
     fn hand_fd(&mut self, topic: &str, dir: Direction, fd: OwnedFd) -> Result<(), OpenError> {
         self.check(topic, dir)?;
-        let (_, inode) = inherit::fifo_inode(fd.as_raw_fd()).map_err(OpenError::Io)?;
+        let (_, inode) = shmbus_os::fifo_inode(fd.as_raw_fd()).map_err(|e| OpenError::Io(e.source))?;
         let entry = Entry { topic: topic.to_string(), fd: fd.as_raw_fd(), dir, inode };
         self.handed.push((entry, fd));
         Ok(())

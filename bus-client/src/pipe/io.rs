@@ -1,7 +1,8 @@
 //! Waiting on pipe descriptors: deadlines and `poll(2)`.
 
+use shmbus_os::{PollFd, PollFlags};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 /// How long an operation may wait.
@@ -21,48 +22,36 @@ impl Wait {
         Instant::now().checked_add(t).map_or(Wait::Forever, Wait::Until)
     }
 
-    /// The `poll` timeout in milliseconds (rounded up, so a wait never ends early and spins), `-1` for ever, or
-    /// `None` if the deadline has passed.
-    pub(crate) fn poll_ms(self) -> Option<libc::c_int> {
+    /// How long a `poll` may still wait: `Some(None)` for ever, `Some(Some(d))` at most `d` (zero for `Now`;
+    /// [`shmbus_os::poll`] rounds up to whole milliseconds, so a wait never ends early and spins), or `None` if the
+    /// deadline has passed.
+    pub(crate) fn poll_timeout(self) -> Option<Option<Duration>> {
         match self {
-            Wait::Now => Some(0),
-            Wait::Forever => Some(-1),
+            Wait::Now => Some(Some(Duration::ZERO)),
+            Wait::Forever => Some(None),
             Wait::Until(d) => {
                 let now = Instant::now();
                 if now >= d {
                     return None;
                 }
-                let left = d - now;
-                let ms = left.as_nanos().div_ceil(1_000_000);
-                Some(ms.min(libc::c_int::MAX as u128) as libc::c_int)
+                Some(Some(d - now))
             }
         }
     }
 }
 
-/// A `pollfd` for `fd`.
-pub(crate) fn pollfd(fd: BorrowedFd<'_>, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 }
-}
-
-/// `poll(2)` on `fds` for at most `ms` milliseconds (`-1`: no limit). An interrupted poll counts as a wake-up with
+/// `poll(2)` on `fds` for at most `timeout` (`None`: no limit). An interrupted poll counts as a wake-up with
 /// nothing ready (callers loop and recompute what is left of their deadline).
-pub(crate) fn poll(fds: &mut [libc::pollfd], ms: libc::c_int) -> io::Result<usize> {
-    // SAFETY: `fds` is a live, exclusively borrowed array of `fds.len()` pollfd structs for the whole call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted { Ok(0) } else { Err(e) };
-    }
-    Ok(n as usize)
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    shmbus_os::poll(fds, timeout).map_err(crate::error::os_to_io)
 }
 
 /// Waits until `fd` reports one of `events` (or an error or hang-up), at most as long as `wait` allows.
 /// `Ok(false)`: the deadline passed.
-pub(crate) fn wait_for(fd: BorrowedFd<'_>, events: libc::c_short, wait: Wait) -> io::Result<bool> {
-    let Some(ms) = wait.poll_ms() else { return Ok(false) };
-    let mut p = [pollfd(fd, events)];
-    poll(&mut p, ms)?;
+pub(crate) fn wait_for(fd: BorrowedFd<'_>, events: PollFlags, wait: Wait) -> io::Result<bool> {
+    let Some(timeout) = wait.poll_timeout() else { return Ok(false) };
+    let mut p = [PollFd::new(fd, events)];
+    poll(&mut p, timeout)?;
     // Woken, interrupted or timed out: the caller retries its operation, which tells which.
     Ok(true)
 }
@@ -72,12 +61,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn poll_timeouts_round_up_and_expire() {
-        assert_eq!(Wait::Now.poll_ms(), Some(0));
-        assert_eq!(Wait::Forever.poll_ms(), Some(-1));
-        assert_eq!(Wait::Until(Instant::now()).poll_ms(), None);
-        let ms = Wait::timeout(Duration::from_micros(1500)).poll_ms().unwrap();
-        assert!((1..=2).contains(&ms), "{ms}");
+    fn poll_timeouts_expire() {
+        assert_eq!(Wait::Now.poll_timeout(), Some(Some(Duration::ZERO)));
+        assert_eq!(Wait::Forever.poll_timeout(), Some(None));
+        assert_eq!(Wait::Until(Instant::now()).poll_timeout(), None);
+        // What is left, never more than asked; shmbus_os::poll rounds it up to whole milliseconds.
+        let left = Wait::timeout(Duration::from_micros(1500)).poll_timeout().unwrap().unwrap();
+        assert!(left > Duration::ZERO && left <= Duration::from_micros(1500), "{left:?}");
         assert_eq!(Wait::timeout(Duration::MAX), Wait::Forever);
     }
 }

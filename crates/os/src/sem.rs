@@ -182,6 +182,15 @@ impl NamedSemaphore {
         }
     }
 
+    /// The user id owning the semaphore `name` (the owner of its file `/dev/shm/sem.<name>`); an error if there
+    /// is no such semaphore.
+    pub fn owner(name: &str) -> Result<u32> {
+        use std::os::unix::fs::MetadataExt;
+        ShmObject::validate_name(name)?;
+        let path = sem_path(name);
+        std::fs::metadata(&path).map(|m| m.uid()).map_err(|e| OsError::new("stat", path, e))
+    }
+
     /// Changes owner and/or group of the semaphore's file `/dev/shm/sem.<name>`;
     /// `None` leaves that id unchanged.
     pub fn chown(name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
@@ -284,6 +293,7 @@ mod tests {
         NamedSemaphore::chown(&name, None, None).unwrap();
         let meta = std::fs::metadata(sem_path(&name)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+        assert_eq!(NamedSemaphore::owner(&name).unwrap(), uid);
     }
 
     #[test]
@@ -296,6 +306,7 @@ mod tests {
         assert_eq!(list_semaphores(&name[1..]).unwrap(), vec![name.clone()]);
         NamedSemaphore::unlink(&name).unwrap();
         assert!(list_semaphores(&name[1..]).unwrap().is_empty());
+        assert_eq!(NamedSemaphore::owner(&name).unwrap_err().kind(), std::io::ErrorKind::NotFound);
         // Still usable after unlink.
         s.post().unwrap();
         assert!(s.try_wait().unwrap());
