@@ -1,14 +1,33 @@
 //! Handing pipes to child processes: [`PipeCommand`] around a `std::process::Command`, and [`SharedPipe`] for
 //! several children writing into one pipe.
 
-use super::inherit::{self, Direction, Entry, PIPES_ENV};
-use super::reader::PipeReader;
-use super::writer::PipeWriter;
+use crate::bus::Bus;
 use crate::error::OpenError;
-use crate::{Bus, Publisher, Subscriber};
+use crate::pipe_io::inherit::{self, Direction, Entry, PIPES_ENV};
+use crate::pipe_io::{PipeReader, PipeWriter};
+use crate::publisher::Publisher;
+use crate::subscriber::Subscriber;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command};
+
+impl Bus {
+    /// A child process to spawn connected to this one: through pipes if this bus uses them (see
+    /// [`Bus::transport`]), else through the daemon, with the same handles either way. See [`PipeCommand`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = bus_client::Bus::builder().fallback_to_pipes(true).connect()?;
+    /// let mut cmd = bus.command(std::process::Command::new("worker"));
+    /// let mut jobs = cmd.publish_to_child("jobs")?; // shared memory if the daemon works, else a pipe
+    /// let _child = cmd.spawn()?;
+    /// jobs.send(b"job")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn command(&self, cmd: Command) -> PipeCommand {
+        PipeCommand::with_bus(self.clone(), cmd)
+    }
+}
 
 /// A child process to spawn with pipes to this process, one per topic and direction, and nothing else: every
 /// descriptor except the child's own pipe ends stays close-on-exec. The child learns where its pipes are from
