@@ -2,7 +2,7 @@
 
 use crate::control::{Config, Control};
 use crate::error::{ConnectError, ControlError, OpenError};
-use crate::pipe::{self, PipeCommand};
+use crate::pipe_io::inherit;
 use crate::publisher::{Publisher, PublisherBuilder};
 use crate::subscriber::{Subscriber, SubscriberBuilder};
 use crate::transport::{self, Routing, Transport, TRANSPORT_ENV};
@@ -11,7 +11,6 @@ use serde::{de::DeserializeOwned, Serialize};
 use shmbus_proto::msg::{TopicInfo, TopicSpec, TopicStatsWire};
 use shmbus_proto::{names, Request, Response};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,7 +144,7 @@ impl BusBuilder {
         };
         let bus = Bus { control: Control::new(config), routing: Arc::new(Routing::new(sel)) };
         // Claim inherited pipes now, before this process spawns anything that could inherit them.
-        let inherited = bus.routing.uses_inherited() && pipe::any_inherited();
+        let inherited = bus.routing.uses_inherited() && inherit::any();
         if bus.routing.only == Some(Transport::Pipe) {
             return Ok(bus);
         }
@@ -211,22 +210,6 @@ impl Bus {
         } else {
             Transport::Shm
         }
-    }
-
-    /// A child process to spawn connected to this one: through pipes if this bus uses them (see
-    /// [`Bus::transport`]), else through the daemon, with the same handles either way. See [`PipeCommand`].
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let bus = bus_client::Bus::builder().fallback_to_pipes(true).connect()?;
-    /// let mut cmd = bus.command(std::process::Command::new("worker"));
-    /// let mut jobs = cmd.publish_to_child("jobs")?; // shared memory if the daemon works, else a pipe
-    /// let _child = cmd.spawn()?;
-    /// jobs.send(b"job")?;
-    /// # Ok(()) }
-    /// ```
-    pub fn command(&self, cmd: Command) -> PipeCommand {
-        PipeCommand::with_bus(self.clone(), cmd)
     }
 
     pub(crate) fn children_use_pipes(&self) -> bool {

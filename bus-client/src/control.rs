@@ -6,6 +6,7 @@
 use crate::conn::{describe, Conn, Reply};
 use crate::error::ConnError;
 use crate::fork;
+use crate::keeper::{self, Watched};
 use shmbus_proto::msg::{LeaseReply, Resume, Role, SubMode, TypeInfo};
 use shmbus_proto::{Request, Response};
 use std::collections::HashMap;
@@ -327,25 +328,28 @@ impl Control {
 
     fn start_keeper(self: &Arc<Self>) {
         if self.config.auto_reconnect && !self.keeper_started.swap(true, Ordering::Relaxed) {
-            crate::keeper::spawn(Arc::downgrade(self));
+            let watched: Arc<dyn Watched> = self.clone();
+            keeper::spawn(Arc::downgrade(&watched));
         }
     }
+}
 
+impl Watched for Control {
     /// The current connection's epoch (0: never connected).
-    pub(crate) fn epoch(&self) -> u64 {
+    fn epoch(&self) -> u64 {
         // Acquire: pairs with the Release in `ensure`.
         self.epoch.load(Ordering::Acquire)
     }
 
     /// A descriptor to watch the current connection with, and its epoch; `None` when disconnected.
-    pub(crate) fn watch(&self) -> Option<(OwnedFd, u64)> {
+    fn watch(&self) -> Option<(OwnedFd, u64)> {
         let st = lock(&self.state);
         let fd = st.conn.as_ref()?.watch_fd().ok()?;
         Some((fd, st.epoch))
     }
 
     /// The keeper saw connection `epoch` end.
-    pub(crate) fn lost(&self, epoch: u64) {
+    fn lost(&self, epoch: u64) {
         let mut st = lock(&self.state);
         if st.epoch == epoch && st.conn.is_some() {
             let socket = self.config.path.display();
@@ -358,13 +362,12 @@ impl Control {
         }
     }
 
-    /// Reconnects (and re-registers) unless already connected.
-    pub(crate) fn reconnect(self: &Arc<Self>) -> Result<(), ConnError> {
+    fn reconnect(self: Arc<Self>) -> Result<(), ConnError> {
         self.connect()
     }
 
     /// Whether any lease is registered (then the keeper reconnects eagerly; otherwise requests reconnect lazily).
-    pub(crate) fn has_leases(&self) -> bool {
+    fn has_leases(&self) -> bool {
         !lock(&self.leases).is_empty()
     }
 }

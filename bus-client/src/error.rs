@@ -9,130 +9,188 @@ use shmbus_proto::ErrorKind;
 use std::io;
 use std::path::PathBuf;
 
-/// Connecting to the daemon failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// Nothing listens at the control socket (the daemon is not running, or the path is wrong).
-    #[error("daemon unavailable at {}", path.display())]
-    DaemonUnavailable {
-        /// The socket path tried.
-        path: PathBuf,
-        /// Why connecting failed.
-        #[source]
-        source: io::Error,
-    },
-    /// The daemon speaks another protocol or layout version.
-    #[error("version mismatch: {0}")]
-    VersionMismatch(String),
-    /// The daemon did not answer in time.
-    #[error("daemon did not answer in time")]
-    Timeout,
-    /// The daemon sent something this client does not understand.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// I/O on the control connection failed.
-    #[error("control connection: {0}")]
-    Io(io::Error),
-    /// The configuration is not valid (for example `SHMBUS_TRANSPORT` has an unknown value).
-    #[error("invalid configuration: {0}")]
-    Config(String),
+/// Declares the error of one control-path operation: the variants every such error has (the daemon is not
+/// there, speaks another version, or sends nonsense), then its own, and the conversion from [`ConnError`] with the
+/// operation's own sorting of refusals, timeouts and I/O failures.
+macro_rules! control_error {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            #[doc = $version_doc:literal]
+            VersionMismatch,
+            #[doc = $protocol_doc:literal]
+            Protocol,
+            $($own:tt)*
+        }
+        refused: $refused:expr,
+        timeout: $timeout:expr,
+        io: $io:expr $(,)?
+    ) => {
+        $(#[$meta])*
+        pub enum $name {
+            /// Nothing listens at the control socket (the daemon is not running, or the path is wrong).
+            #[error("daemon unavailable at {}", path.display())]
+            DaemonUnavailable {
+                /// The socket path tried.
+                path: PathBuf,
+                /// Why connecting failed.
+                #[source]
+                source: io::Error,
+            },
+            #[doc = $version_doc]
+            #[error("version mismatch: {0}")]
+            VersionMismatch(String),
+            #[doc = $protocol_doc]
+            #[error("protocol error: {0}")]
+            Protocol(String),
+            $($own)*
+        }
+
+        impl From<ConnError> for $name {
+            fn from(e: ConnError) -> Self {
+                let refused: fn(ErrorKind, String) -> $name = $refused;
+                match e {
+                    ConnError::Unavailable { path, source } => $name::DaemonUnavailable { path, source },
+                    ConnError::VersionMismatch(m) => $name::VersionMismatch(m),
+                    ConnError::Refused { kind, message } => refused(kind, message),
+                    ConnError::Timeout => $timeout,
+                    ConnError::Protocol(m) => $name::Protocol(m),
+                    ConnError::Io(e) => $io(e),
+                }
+            }
+        }
+    };
 }
 
-/// Opening a publisher or subscriber failed.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    /// Nothing listens at the control socket.
-    #[error("daemon unavailable at {}", path.display())]
-    DaemonUnavailable {
-        /// The socket path tried.
-        path: PathBuf,
-        /// Why connecting failed.
-        #[source]
-        source: io::Error,
+control_error! {
+    /// Connecting to the daemon failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ConnectError {
+        /// The daemon speaks another protocol or layout version.
+        VersionMismatch,
+        /// The daemon sent something this client does not understand.
+        Protocol,
+        /// The daemon did not answer in time.
+        #[error("daemon did not answer in time")]
+        Timeout,
+        /// I/O on the control connection failed.
+        #[error("control connection: {0}")]
+        Io(io::Error),
+        /// The configuration is not valid (for example `SHMBUS_TRANSPORT` has an unknown value).
+        #[error("invalid configuration: {0}")]
+        Config(String),
+    }
+    refused: |kind, message| match kind {
+        ErrorKind::VersionMismatch => ConnectError::VersionMismatch(message),
+        kind => ConnectError::Protocol(format!("refused ({kind:?}): {message}")),
     },
-    /// The daemon, or the topic's shared memory, speaks another protocol or layout version.
-    #[error("version mismatch: {0}")]
-    VersionMismatch(String),
-    /// The topic does not exist and the daemon does not create topics on first use.
-    #[error("no such topic: {0}")]
-    NoSuchTopic(String),
-    /// The topic's policy does not admit this user for this role.
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
-    /// Every publisher (or subscriber, or group) slot of the topic is taken.
-    #[error("no free slot: {0}")]
-    NoFreeSlot(String),
-    /// Another payload type is registered on the topic.
-    #[error("payload type mismatch: {0}")]
-    TypeMismatch(String),
-    /// The topic name (or another argument) is not valid.
-    #[error("invalid topic: {0}")]
-    InvalidTopic(String),
-    /// The topic was closed (deleted or recreated) while opening.
-    #[error("topic is closed")]
-    Closed,
-    /// Shared memory is exhausted (for example /dev/shm is full).
-    #[error("out of shared memory: {0}")]
-    ResourceExhausted(String),
-    /// The topic's shared memory does not validate.
-    #[error("corrupted shared memory: {0}")]
-    Corrupted(String),
-    /// The daemon did not answer in time, or attaching waited too long for a publisher.
-    #[error("timed out: {0}")]
-    Timeout(String),
-    /// The daemon sent something this client does not understand, or broke the lease contract.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The daemon failed for a reason of its own.
-    #[error("daemon error: {0}")]
-    Daemon(String),
-    /// An OS operation (mapping, locking, socket I/O) failed.
-    #[error(transparent)]
-    Io(io::Error),
+    timeout: ConnectError::Timeout,
+    io: ConnectError::Io,
 }
 
-/// A topic administration request (create, delete, list, stats) failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// Nothing listens at the control socket.
-    #[error("daemon unavailable at {}", path.display())]
-    DaemonUnavailable {
-        /// The socket path tried.
-        path: PathBuf,
-        /// Why connecting failed.
-        #[source]
-        source: io::Error,
+control_error! {
+    /// Opening a publisher or subscriber failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum OpenError {
+        /// The daemon, or the topic's shared memory, speaks another protocol or layout version.
+        VersionMismatch,
+        /// The daemon sent something this client does not understand, or broke the lease contract.
+        Protocol,
+        /// The topic does not exist and the daemon does not create topics on first use.
+        #[error("no such topic: {0}")]
+        NoSuchTopic(String),
+        /// The topic's policy does not admit this user for this role.
+        #[error("permission denied: {0}")]
+        PermissionDenied(String),
+        /// Every publisher (or subscriber, or group) slot of the topic is taken.
+        #[error("no free slot: {0}")]
+        NoFreeSlot(String),
+        /// Another payload type is registered on the topic.
+        #[error("payload type mismatch: {0}")]
+        TypeMismatch(String),
+        /// The topic name (or another argument) is not valid.
+        #[error("invalid topic: {0}")]
+        InvalidTopic(String),
+        /// The topic was closed (deleted or recreated) while opening.
+        #[error("topic is closed")]
+        Closed,
+        /// Shared memory is exhausted (for example /dev/shm is full).
+        #[error("out of shared memory: {0}")]
+        ResourceExhausted(String),
+        /// The topic's shared memory does not validate.
+        #[error("corrupted shared memory: {0}")]
+        Corrupted(String),
+        /// The daemon did not answer in time, or attaching waited too long for a publisher.
+        #[error("timed out: {0}")]
+        Timeout(String),
+        /// The daemon failed for a reason of its own.
+        #[error("daemon error: {0}")]
+        Daemon(String),
+        /// An OS operation (mapping, locking, socket I/O) failed.
+        #[error(transparent)]
+        Io(io::Error),
+    }
+    refused: |kind, message| match kind {
+        ErrorKind::VersionMismatch => OpenError::VersionMismatch(message),
+        ErrorKind::NoSuchTopic => OpenError::NoSuchTopic(message),
+        ErrorKind::PermissionDenied => OpenError::PermissionDenied(message),
+        ErrorKind::NoFreeSlot => OpenError::NoFreeSlot(message),
+        ErrorKind::TypeMismatch => OpenError::TypeMismatch(message),
+        ErrorKind::InvalidRequest => OpenError::InvalidTopic(message),
+        ErrorKind::Closed => OpenError::Closed,
+        ErrorKind::ResourceExhausted => OpenError::ResourceExhausted(message),
+        ErrorKind::AlreadyExists | ErrorKind::Internal => OpenError::Daemon(message),
     },
-    /// The daemon speaks another protocol or layout version.
-    #[error("version mismatch: {0}")]
-    VersionMismatch(String),
-    /// No such topic.
-    #[error("no such topic: {0}")]
-    NoSuchTopic(String),
-    /// The caller may not do this.
-    #[error("permission denied: {0}")]
-    PermissionDenied(String),
-    /// The topic exists with a different geometry.
-    #[error("already exists: {0}")]
-    AlreadyExists(String),
-    /// A bad name or argument.
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    /// Shared memory is exhausted.
-    #[error("out of shared memory: {0}")]
-    ResourceExhausted(String),
-    /// The daemon did not answer in time.
-    #[error("daemon did not answer in time")]
-    Timeout,
-    /// The daemon sent something this client does not understand.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The daemon failed or refused for another reason.
-    #[error("daemon error: {0}")]
-    Daemon(String),
-    /// I/O on the control connection failed.
-    #[error("control connection: {0}")]
-    Io(io::Error),
+    timeout: OpenError::Timeout("daemon did not answer in time".into()),
+    io: OpenError::Io,
+}
+
+control_error! {
+    /// A topic administration request (create, delete, list, stats) failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ControlError {
+        /// The daemon speaks another protocol or layout version.
+        VersionMismatch,
+        /// The daemon sent something this client does not understand.
+        Protocol,
+        /// No such topic.
+        #[error("no such topic: {0}")]
+        NoSuchTopic(String),
+        /// The caller may not do this.
+        #[error("permission denied: {0}")]
+        PermissionDenied(String),
+        /// The topic exists with a different geometry.
+        #[error("already exists: {0}")]
+        AlreadyExists(String),
+        /// A bad name or argument.
+        #[error("invalid request: {0}")]
+        InvalidRequest(String),
+        /// Shared memory is exhausted.
+        #[error("out of shared memory: {0}")]
+        ResourceExhausted(String),
+        /// The daemon did not answer in time.
+        #[error("daemon did not answer in time")]
+        Timeout,
+        /// The daemon failed or refused for another reason.
+        #[error("daemon error: {0}")]
+        Daemon(String),
+        /// I/O on the control connection failed.
+        #[error("control connection: {0}")]
+        Io(io::Error),
+    }
+    refused: |kind, message| match kind {
+        ErrorKind::VersionMismatch => ControlError::VersionMismatch(message),
+        ErrorKind::NoSuchTopic => ControlError::NoSuchTopic(message),
+        ErrorKind::PermissionDenied => ControlError::PermissionDenied(message),
+        ErrorKind::AlreadyExists => ControlError::AlreadyExists(message),
+        ErrorKind::InvalidRequest => ControlError::InvalidRequest(message),
+        ErrorKind::ResourceExhausted => ControlError::ResourceExhausted(message),
+        ErrorKind::NoFreeSlot | ErrorKind::TypeMismatch | ErrorKind::Closed | ErrorKind::Internal => {
+            ControlError::Daemon(message)
+        }
+    },
+    timeout: ControlError::Timeout,
+    io: ControlError::Io,
 }
 
 /// Publishing failed.
@@ -265,66 +323,6 @@ pub(crate) enum ConnError {
     Timeout,
     Protocol(String),
     Io(io::Error),
-}
-
-impl From<ConnError> for ConnectError {
-    fn from(e: ConnError) -> Self {
-        match e {
-            ConnError::Unavailable { path, source } => ConnectError::DaemonUnavailable { path, source },
-            ConnError::VersionMismatch(m) => ConnectError::VersionMismatch(m),
-            ConnError::Refused { kind: ErrorKind::VersionMismatch, message } => ConnectError::VersionMismatch(message),
-            ConnError::Refused { kind, message } => ConnectError::Protocol(format!("refused ({kind:?}): {message}")),
-            ConnError::Timeout => ConnectError::Timeout,
-            ConnError::Protocol(m) => ConnectError::Protocol(m),
-            ConnError::Io(e) => ConnectError::Io(e),
-        }
-    }
-}
-
-impl From<ConnError> for OpenError {
-    fn from(e: ConnError) -> Self {
-        match e {
-            ConnError::Unavailable { path, source } => OpenError::DaemonUnavailable { path, source },
-            ConnError::VersionMismatch(m) => OpenError::VersionMismatch(m),
-            ConnError::Refused { kind, message } => match kind {
-                ErrorKind::VersionMismatch => OpenError::VersionMismatch(message),
-                ErrorKind::NoSuchTopic => OpenError::NoSuchTopic(message),
-                ErrorKind::PermissionDenied => OpenError::PermissionDenied(message),
-                ErrorKind::NoFreeSlot => OpenError::NoFreeSlot(message),
-                ErrorKind::TypeMismatch => OpenError::TypeMismatch(message),
-                ErrorKind::InvalidRequest => OpenError::InvalidTopic(message),
-                ErrorKind::Closed => OpenError::Closed,
-                ErrorKind::ResourceExhausted => OpenError::ResourceExhausted(message),
-                ErrorKind::AlreadyExists | ErrorKind::Internal => OpenError::Daemon(message),
-            },
-            ConnError::Timeout => OpenError::Timeout("daemon did not answer in time".into()),
-            ConnError::Protocol(m) => OpenError::Protocol(m),
-            ConnError::Io(e) => OpenError::Io(e),
-        }
-    }
-}
-
-impl From<ConnError> for ControlError {
-    fn from(e: ConnError) -> Self {
-        match e {
-            ConnError::Unavailable { path, source } => ControlError::DaemonUnavailable { path, source },
-            ConnError::VersionMismatch(m) => ControlError::VersionMismatch(m),
-            ConnError::Refused { kind, message } => match kind {
-                ErrorKind::VersionMismatch => ControlError::VersionMismatch(message),
-                ErrorKind::NoSuchTopic => ControlError::NoSuchTopic(message),
-                ErrorKind::PermissionDenied => ControlError::PermissionDenied(message),
-                ErrorKind::AlreadyExists => ControlError::AlreadyExists(message),
-                ErrorKind::InvalidRequest => ControlError::InvalidRequest(message),
-                ErrorKind::ResourceExhausted => ControlError::ResourceExhausted(message),
-                ErrorKind::NoFreeSlot | ErrorKind::TypeMismatch | ErrorKind::Closed | ErrorKind::Internal => {
-                    ControlError::Daemon(message)
-                }
-            },
-            ConnError::Timeout => ControlError::Timeout,
-            ConnError::Protocol(m) => ControlError::Protocol(m),
-            ConnError::Io(e) => ControlError::Io(e),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,28 +1,20 @@
-//! Fork awareness: a process-wide fork generation, bumped in every child by a `pthread_atfork` handler.
+//! Fork awareness: a process-wide fork generation, bumped in every child by a `pthread_atfork` handler (the
+//! counter is [`shmbus_os::fork`]'s).
 //!
 //! A handle records the generation when it is created and compares it on every operation (one Relaxed load). In a
 //! child the numbers differ, so the child's copy of the handle refuses to work (`Forked`) instead of silently
 //! sharing its parent's lease, and dropping it touches neither the parent's ring slot, nor its lock, nor its
 //! control connection. The child opens its own handles (an inherited [`Bus`](crate::Bus) reconnects by itself).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
-
-extern "C" fn in_child() {
-    // Relaxed: the child has one thread right now; later loads in it are program-ordered after this store.
-    GENERATION.fetch_add(1, Ordering::Relaxed);
-}
 
 /// Installs the fork handler (once per process). Called before any handle exists.
 pub(crate) fn install() {
     INSTALL.call_once(|| {
-        // SAFETY: `in_child` is async-signal-safe (one atomic RMW) and lives for the whole program.
-        let rc = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
-        if rc != 0 {
-            tracing::warn!(errno = rc, "cannot install the fork handler; handles will not detect fork");
+        if let Err(e) = shmbus_os::count_forks() {
+            tracing::warn!(errno = e.raw_os_error(), "cannot install the fork handler; handles will not detect fork");
         }
     });
 }
@@ -30,8 +22,7 @@ pub(crate) fn install() {
 /// The current fork generation: 0 in the process that loaded the library, incremented in each forked child.
 #[inline]
 pub fn generation() -> u64 {
-    // Relaxed: only ever compared with a value this same process recorded earlier (see `in_child`).
-    GENERATION.load(Ordering::Relaxed)
+    shmbus_os::fork_generation()
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@
 //! The thread holds only a weak reference between checks, so it ends within one poll interval after the last
 //! `Bus` clone and handle are gone.
 
-use crate::control::Control;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Weak;
+use crate::error::ConnError;
+use shmbus_os::{PollFd, PollFlags, POLLRDHUP};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// First retry delay after losing the connection.
@@ -18,7 +19,22 @@ pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// How often an idle keeper re-checks (also its exit latency).
 const POLL: Duration = Duration::from_millis(200);
 
-pub(crate) fn spawn(control: Weak<Control>) {
+/// What the keeper watches: a control connection that can be watched, declared lost and reopened. (The
+/// keeper knows nothing else of it.)
+pub(crate) trait Watched: Send + Sync {
+    /// The current connection's epoch (0: never connected).
+    fn epoch(&self) -> u64;
+    /// A descriptor to watch the current connection with, and its epoch; `None` when disconnected.
+    fn watch(&self) -> Option<(OwnedFd, u64)>;
+    /// The connection of `epoch` ended.
+    fn lost(&self, epoch: u64);
+    /// Reconnects (and re-registers) unless already connected.
+    fn reconnect(self: Arc<Self>) -> Result<(), ConnError>;
+    /// Whether handles are open (then reconnect eagerly).
+    fn has_leases(&self) -> bool;
+}
+
+pub(crate) fn spawn(control: Weak<dyn Watched>) {
     let r = std::thread::Builder::new().name("shmbus-keeper".into()).spawn(move || run(control));
     if let Err(e) = r {
         tracing::warn!(error = %e, "cannot start the reconnect thread; reconnecting only on the next request");
@@ -30,7 +46,7 @@ pub(crate) fn next_backoff(d: Duration) -> Duration {
     (d * 2).min(MAX_BACKOFF)
 }
 
-fn run(control: Weak<Control>) {
+fn run(control: Weak<dyn Watched>) {
     let mut watching: Option<(OwnedFd, u64)> = None;
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -72,16 +88,14 @@ fn run(control: Weak<Control>) {
 /// Waits up to `timeout` for the peer to close the socket. Readable data is not a hang-up: responses belong to
 /// whoever holds the connection.
 fn hung_up(fd: &OwnedFd, timeout: Duration) -> bool {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
-    // SAFETY: one valid pollfd, live for the call; the descriptor is owned by us.
-    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
-    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+    let mut p = [PollFd::new(fd.as_fd(), POLLRDHUP)];
+    let gone = POLLRDHUP | PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL;
+    matches!(shmbus_os::poll(&mut p, Some(timeout)), Ok(n) if n > 0) && p[0].revents().intersects(gone)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
 
     #[test]

@@ -65,6 +65,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+mod attached;
 mod bus;
 mod conn;
 mod control;
@@ -72,8 +73,13 @@ mod error;
 mod fork;
 mod keeper;
 mod lease;
+mod loan;
+mod message;
 pub mod pipe;
+mod pipe_io;
 mod publisher;
+mod sink;
+mod source;
 mod subscriber;
 mod transport;
 pub mod typed;
@@ -81,13 +87,15 @@ pub mod typed;
 pub use bus::{Bus, BusBuilder, CLOSE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
 pub use fork::generation as fork_generation;
-pub use publisher::{Loan, Publisher, PublisherBuilder};
+pub use loan::Loan;
+pub use message::{Message, OwnedMessage};
+pub use publisher::{Publisher, PublisherBuilder};
 pub use shmbus_proto::msg::{
     GeometryWire, GroupStatsWire, PublisherStatsWire, SubscriberStatsWire, TopicInfo, TopicSpec, TopicStatsWire,
     TypeInfo,
 };
 pub use shmbus_ring::IdleStrategy;
-pub use subscriber::{Iter, Message, OwnedMessage, Subscriber, SubscriberBuilder};
+pub use subscriber::{Iter, Subscriber, SubscriberBuilder};
 pub use transport::{Transport, TRANSPORT_ENV};
 pub use typed::{TypedPublisher, TypedSubscriber};
 

@@ -1,17 +1,17 @@
-//! Subscribing: [`Subscriber`], its builder, borrowed [`Message`]s, [`OwnedMessage`]s and the blocking
-//! [`Iter`], over shared memory or a pipe.
+//! Subscribing: [`Subscriber`], its builder and the blocking [`Iter`], over shared memory or a pipe (through a
+//! [`Source`]).
 
 use crate::control::{Control, LeaseKind, LeaseSpec};
 use crate::error::{OpenError, RecvError};
-use crate::lease::{self, Lease, Usable};
-use crate::pipe::io::Wait;
-use crate::pipe::{Direction, PipeMessage, PipeReader};
+use crate::lease;
+use crate::message::{Message, OwnedMessage};
+use crate::pipe_io::inherit::Direction;
+use crate::pipe_io::io::Wait;
+use crate::pipe_io::PipeReader;
+use crate::source::{ShmSource, Source};
 use crate::transport::{inherited_pipe, Routing, Transport};
-use crate::typed::{type_info, TypedSubscriber};
-use serde::de::DeserializeOwned;
 use shmbus_proto::msg::{Role, SubMode, TypeInfo};
 use shmbus_ring::{IdleStrategy, Mode, SubscriberOptions};
-use std::mem::ManuallyDrop;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,12 +97,7 @@ impl SubscriberBuilder {
         let readers = a.lease.readers_fd();
         let is_dead = |p: usize| lease::publisher_is_dead(readers, p);
         let ring = shmbus_ring::Subscriber::attach(&a.topic, slot as usize, opts, a.waiter, &is_dead)?;
-        Ok(Subscriber(Kind::Shm(ShmSubscriber { ring: ManuallyDrop::new(ring), lease: a.lease })))
-    }
-
-    /// Opens a subscriber of `T` values, registering `T` as the topic's payload type.
-    pub fn open_typed<T: DeserializeOwned>(self) -> Result<TypedSubscriber<T>, OpenError> {
-        Ok(TypedSubscriber::new(self.payload_type(type_info::<T>()).open()?))
+        Ok(Subscriber(Box::new(ShmSource::new(ring, a.lease))))
     }
 }
 
@@ -121,78 +116,28 @@ impl SubscriberBuilder {
 /// println!("#{} from publisher {}: {:?}", m.seq(), m.publisher(), m.payload());
 /// # Ok(()) }
 /// ```
-pub struct Subscriber(Kind);
-
-enum Kind {
-    Shm(ShmSubscriber),
-    Pipe(PipeReader),
-}
-
-/// A subscriber on shared memory.
-struct ShmSubscriber {
-    /// Dropped before `lease`, and never in a forked child (it would detach the parent's cursor).
-    ring: ManuallyDrop<shmbus_ring::Subscriber>,
-    lease: Lease,
-}
-
-impl ShmSubscriber {
-    #[inline]
-    fn check(&self) -> Result<(), RecvError> {
-        match self.lease.usable() {
-            Usable::Yes => Ok(()),
-            Usable::Closed => Err(RecvError::Closed),
-            Usable::Forked => Err(RecvError::Forked),
-        }
-    }
-}
-
-impl Drop for ShmSubscriber {
-    fn drop(&mut self) {
-        if self.lease.forked() {
-            return;
-        }
-        // SAFETY: `ring` is not used again; `lease` (dropped after this) does not touch it.
-        unsafe { ManuallyDrop::drop(&mut self.ring) };
-    }
-}
+pub struct Subscriber(Box<dyn Source>);
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Kind::Shm(s) => {
-                f.debug_struct("Subscriber").field("topic", &s.lease.topic()).field("slot", &s.ring.slot()).finish()
-            }
-            Kind::Pipe(p) => f.debug_struct("Subscriber").field("pipe", p).finish(),
-        }
+        let mut d = f.debug_struct("Subscriber");
+        self.0.debug_fields(&mut d);
+        d.finish()
     }
 }
 
 impl Subscriber {
     pub(crate) fn from_pipe(reader: PipeReader) -> Subscriber {
-        Subscriber(Kind::Pipe(reader))
+        Subscriber(Box::new(reader))
     }
 
     /// The pipe side, if this subscriber runs on pipes.
     pub(crate) fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
-        match &mut self.0 {
-            Kind::Pipe(p) => Some(p),
-            Kind::Shm(_) => None,
-        }
+        self.0.pipe_reader()
     }
 
     fn recv_with(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
-        match &mut self.0 {
-            Kind::Shm(s) => {
-                s.check()?;
-                let m = match wait {
-                    Wait::Now => s.ring.try_recv()?,
-                    Wait::Until(d) => s.ring.recv_deadline(Some(d))?,
-                    Wait::Forever => s.ring.recv()?,
-                };
-                Ok(Message(MsgKind::Shm(m)))
-            }
-            Kind::Pipe(p) => Ok(Message(MsgKind::Pipe(p.recv(wait)?))),
-        }
+        self.0.recv(wait)
     }
 
     /// Waits (per the idle strategy) for the next message. The message borrows the subscriber; dropping it
@@ -216,32 +161,7 @@ impl Subscriber {
 
     /// Waits at most `timeout` for the next message ([`RecvError::Timeout`]).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        match &mut self.0 {
-            Kind::Shm(s) => {
-                s.check()?;
-                Ok(Message(MsgKind::Shm(s.ring.recv_timeout(timeout)?)))
-            }
-            Kind::Pipe(p) => Ok(Message(MsgKind::Pipe(p.recv(Wait::timeout(timeout))?))),
-        }
-    }
-
-    /// Receives the next message and decodes it with the bus codec (the counterpart of
-    /// [`Publisher::send_value`](crate::Publisher::send_value)).
-    pub fn recv_value<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
-        let m = self.recv()?;
-        crate::typed::decode(m.payload())
-    }
-
-    /// Like [`Subscriber::recv_value`], without waiting.
-    pub fn try_recv_value<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
-        let m = self.try_recv()?;
-        crate::typed::decode(m.payload())
-    }
-
-    /// Like [`Subscriber::recv_value`], waiting at most `timeout`.
-    pub fn recv_value_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        let m = self.recv_timeout(timeout)?;
-        crate::typed::decode(m.payload())
+        self.0.recv_timeout(timeout)
     }
 
     /// A blocking iterator of owned messages. `Lagged` and `Demoted` come through as `Err` items and the
@@ -252,157 +172,46 @@ impl Subscriber {
 
     /// The topic name.
     pub fn topic(&self) -> &str {
-        match &self.0 {
-            Kind::Shm(s) => s.lease.topic(),
-            Kind::Pipe(p) => p.topic(),
-        }
+        self.0.topic()
     }
 
     /// The subscriber slot (0 on a pipe).
     pub fn slot(&self) -> u32 {
-        match &self.0 {
-            Kind::Shm(s) => s.ring.slot() as u32,
-            Kind::Pipe(_) => 0,
-        }
+        self.0.slot()
     }
 
     /// The next sequence number this subscriber looks at (on a pipe: how many messages it received).
     pub fn position(&self) -> u64 {
-        match &self.0 {
-            Kind::Shm(s) => s.ring.position(),
-            Kind::Pipe(p) => p.received(),
-        }
+        self.0.position()
     }
 
     /// Whether this subscriber currently holds publishers back (lossless, and not demoted). Groups gate through
     /// their members' held messages. Always `true` on a pipe.
     pub fn is_lossless(&self) -> bool {
-        match &self.0 {
-            Kind::Shm(s) => s.ring.mode() == Mode::Lossless,
-            Kind::Pipe(_) => true,
-        }
+        self.0.is_lossless()
     }
 
     /// Whether the handle is closed: the topic was deleted or recreated (on pipes: every writer closed its end
     /// and everything was read).
     pub fn is_closed(&self) -> bool {
-        match &self.0 {
-            Kind::Shm(s) => s.lease.usable() == Usable::Closed || s.ring.topic().is_closed(),
-            Kind::Pipe(p) => p.is_closed(),
-        }
+        self.0.is_closed()
     }
 
     /// The transport this subscriber runs on.
     pub fn transport(&self) -> Transport {
-        match &self.0 {
-            Kind::Shm(_) => Transport::Shm,
-            Kind::Pipe(_) => Transport::Pipe,
-        }
+        self.0.transport()
     }
 
     /// On a pipe, how many pipes this subscriber still reads (fan-in); `None` on shared memory.
     pub fn pipe_inputs(&self) -> Option<usize> {
-        match &self.0 {
-            Kind::Pipe(p) => Some(p.inputs()),
-            Kind::Shm(_) => None,
-        }
+        self.0.pipe_inputs()
     }
 
     /// On a pipe, how many messages were dropped unfinished because their writer died in the middle of writing
     /// them (each is also logged); `None` on shared memory, where the ring counts skipped claims instead.
     pub fn pipe_abandoned(&self) -> Option<u64> {
-        match &self.0 {
-            Kind::Pipe(p) => Some(p.abandoned()),
-            Kind::Shm(_) => None,
-        }
+        self.0.pipe_abandoned()
     }
-}
-
-/// A received message, borrowing its [`Subscriber`] until dropped (lossless payloads are read in place, in
-/// shared memory; on a pipe, in the subscriber's buffer).
-#[derive(Debug)]
-pub struct Message<'a>(MsgKind<'a>);
-
-#[derive(Debug)]
-enum MsgKind<'a> {
-    Shm(shmbus_ring::Message<'a>),
-    Pipe(PipeMessage<'a>),
-}
-
-impl Message<'_> {
-    /// The payload.
-    pub fn payload(&self) -> &[u8] {
-        match &self.0 {
-            MsgKind::Shm(m) => m.payload(),
-            MsgKind::Pipe(m) => m.payload,
-        }
-    }
-
-    /// Ring sequence number: one total order across all publishers of the topic. On a pipe: the message's
-    /// number among its publisher's messages (from 0).
-    pub fn seq(&self) -> u64 {
-        match &self.0 {
-            MsgKind::Shm(m) => m.seq(),
-            MsgKind::Pipe(m) => m.meta.seq,
-        }
-    }
-
-    /// Id of the publisher that sent it ([`Publisher::id`](crate::Publisher::id)).
-    pub fn publisher(&self) -> u32 {
-        match &self.0 {
-            MsgKind::Shm(m) => m.publisher(),
-            MsgKind::Pipe(m) => m.meta.writer,
-        }
-    }
-
-    /// Publish time, nanoseconds since the Unix epoch (the publisher's clock).
-    pub fn timestamp(&self) -> u64 {
-        match &self.0 {
-            MsgKind::Shm(m) => m.timestamp(),
-            MsgKind::Pipe(m) => m.meta.timestamp,
-        }
-    }
-
-    /// Payload length.
-    pub fn len(&self) -> usize {
-        match &self.0 {
-            MsgKind::Shm(m) => m.len(),
-            MsgKind::Pipe(m) => m.payload.len(),
-        }
-    }
-
-    /// Whether the payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Decodes the payload with the bus codec.
-    pub fn value<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
-        crate::typed::decode(self.payload())
-    }
-
-    /// Copies the message out, releasing it.
-    pub fn to_owned_message(&self) -> OwnedMessage {
-        OwnedMessage {
-            seq: self.seq(),
-            publisher: self.publisher(),
-            timestamp: self.timestamp(),
-            payload: self.payload().to_vec(),
-        }
-    }
-}
-
-/// A message copied out of shared memory (from [`Subscriber::iter`] or [`Message::to_owned_message`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnedMessage {
-    /// Ring sequence number.
-    pub seq: u64,
-    /// Publisher id.
-    pub publisher: u32,
-    /// Publish time, nanoseconds since the Unix epoch.
-    pub timestamp: u64,
-    /// The payload.
-    pub payload: Vec<u8>,
 }
 
 /// Blocking iterator from [`Subscriber::iter`].

@@ -2,7 +2,7 @@
 //! in the [`pipe`](crate::pipe) module docs.
 
 use crate::error::{ConnectError, OpenError};
-use crate::pipe::Direction;
+use crate::pipe_io::inherit::{self, Direction};
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -93,13 +93,13 @@ pub(crate) fn inherited_pipe(routing: &Routing, topic: &str, dir: Direction) -> 
         return Ok(None);
     }
     shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
-    match crate::pipe::take_inherited(topic, dir) {
+    match inherit::take(topic, dir) {
         Some(fd) => fd.map(Some),
         None if routing.only == Some(Transport::Pipe) => Err(OpenError::NoSuchTopic(format!(
             "{topic:?} was not handed to this process over a pipe for {} (inherited: {}), and the transport is \
              pipe ({TRANSPORT_ENV}=pipe or BusBuilder::transport), which rules out the daemon",
             dir.verb(),
-            crate::pipe::describe_inherited()
+            inherit::describe()
         ))),
         None => Ok(None),
     }

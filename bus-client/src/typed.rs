@@ -17,8 +17,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::error::{RecvError, SendError};
-use crate::{Publisher, Subscriber};
+use crate::error::{OpenError, RecvError, SendError};
+use crate::message::Message;
+use crate::publisher::{Publisher, PublisherBuilder};
+use crate::subscriber::{Subscriber, SubscriberBuilder};
 use serde::{de::DeserializeOwned, Serialize};
 use shmbus_proto::codec;
 use shmbus_proto::msg::TypeInfo;
@@ -49,6 +51,57 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SendError> {
 /// Decodes a whole `T` from `bytes` (trailing bytes are an error).
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecvError> {
     codec::decode(bytes).map_err(|e| RecvError::Decode(e.to_string()))
+}
+
+impl PublisherBuilder {
+    /// Opens a publisher of `T` values, registering `T` as the topic's payload type.
+    pub fn open_typed<T: Serialize>(self) -> Result<TypedPublisher<T>, OpenError> {
+        Ok(TypedPublisher::new(self.payload_type(type_info::<T>()).open()?))
+    }
+}
+
+impl SubscriberBuilder {
+    /// Opens a subscriber of `T` values, registering `T` as the topic's payload type.
+    pub fn open_typed<T: DeserializeOwned>(self) -> Result<TypedSubscriber<T>, OpenError> {
+        Ok(TypedSubscriber::new(self.payload_type(type_info::<T>()).open()?))
+    }
+}
+
+impl Publisher {
+    /// Encodes `value` with the bus codec (bincode via serde) and publishes it like [`Publisher::send`].
+    /// Subscribers read it back with [`Subscriber::recv_value`](crate::Subscriber::recv_value).
+    pub fn send_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<u64, SendError> {
+        let bytes = encode(value)?;
+        self.send(&bytes)
+    }
+}
+
+impl Subscriber {
+    /// Receives the next message and decodes it with the bus codec (the counterpart of
+    /// [`Publisher::send_value`](crate::Publisher::send_value)).
+    pub fn recv_value<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        let m = self.recv()?;
+        decode(m.payload())
+    }
+
+    /// Like [`Subscriber::recv_value`], without waiting.
+    pub fn try_recv_value<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        let m = self.try_recv()?;
+        decode(m.payload())
+    }
+
+    /// Like [`Subscriber::recv_value`], waiting at most `timeout`.
+    pub fn recv_value_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        let m = self.recv_timeout(timeout)?;
+        decode(m.payload())
+    }
+}
+
+impl Message<'_> {
+    /// Decodes the payload with the bus codec.
+    pub fn value<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+        decode(self.payload())
+    }
 }
 
 /// A publisher of `T` values (from [`Bus::typed_publisher`](crate::Bus::typed_publisher)).

@@ -81,8 +81,7 @@ pub enum Action {
 impl Policy {
     /// Whether the peer may do `action`. Root and the daemon's own user are always admitted.
     pub fn allows(&self, action: Action, cred: &PeerCred, groups: &[u32]) -> bool {
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
+        let me = nix::unistd::geteuid().as_raw();
         if cred.uid == 0 || cred.uid == me {
             return true;
         }

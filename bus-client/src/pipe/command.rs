@@ -1,15 +1,33 @@
 //! Handing pipes to child processes: [`PipeCommand`] around a `std::process::Command`, and [`SharedPipe`] for
 //! several children writing into one pipe.
 
-use super::inherit::{self, Direction, Entry, PIPES_ENV};
-use super::reader::PipeReader;
-use super::writer::PipeWriter;
+use crate::bus::Bus;
 use crate::error::OpenError;
-use crate::{Bus, Publisher, Subscriber};
+use crate::pipe_io::inherit::{self, Direction, Entry, PIPES_ENV};
+use crate::pipe_io::{PipeReader, PipeWriter};
+use crate::publisher::Publisher;
+use crate::subscriber::Subscriber;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Child, Command};
+
+impl Bus {
+    /// A child process to spawn connected to this one: through pipes if this bus uses them (see
+    /// [`Bus::transport`]), else through the daemon, with the same handles either way. See [`PipeCommand`].
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = bus_client::Bus::builder().fallback_to_pipes(true).connect()?;
+    /// let mut cmd = bus.command(std::process::Command::new("worker"));
+    /// let mut jobs = cmd.publish_to_child("jobs")?; // shared memory if the daemon works, else a pipe
+    /// let _child = cmd.spawn()?;
+    /// jobs.send(b"job")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn command(&self, cmd: Command) -> PipeCommand {
+        PipeCommand::with_bus(self.clone(), cmd)
+    }
+}
 
 /// A child process to spawn with pipes to this process, one per topic and direction, and nothing else: every
 /// descriptor except the child's own pipe ends stays close-on-exec. The child learns where its pipes are from
@@ -134,21 +152,7 @@ impl PipeCommand {
             }
         }
         if !entries.is_empty() {
-            let fds: Vec<RawFd> = entries.iter().map(|e| e.fd).collect();
-            // SAFETY: the closure runs in the child between fork and exec. It only calls fcntl, which is
-            // async-signal-safe, on descriptor numbers copied before the fork, and allocates nothing (an
-            // `io::Error` from errno does not allocate).
-            unsafe {
-                self.cmd.pre_exec(move || {
-                    for &fd in &fds {
-                        let flags = libc::fcntl(fd, libc::F_GETFD);
-                        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                    }
-                    Ok(())
-                });
-            }
+            shmbus_os::inherit_in_child(&mut self.cmd, entries.iter().map(|e| e.fd).collect());
         }
         let child = self.cmd.spawn();
         // Our copies of the child's ends: without closing them the child would never see end-of-file, and we
@@ -196,7 +200,7 @@ impl PipeCommand {
 
     fn hand_fd(&mut self, topic: &str, dir: Direction, fd: OwnedFd) -> Result<(), OpenError> {
         self.check(topic, dir)?;
-        let (_, inode) = inherit::fifo_inode(fd.as_raw_fd()).map_err(OpenError::Io)?;
+        let (_, inode) = shmbus_os::fifo_inode(fd.as_raw_fd()).map_err(|e| OpenError::Io(e.source))?;
         let entry = Entry { topic: topic.to_string(), fd: fd.as_raw_fd(), dir, inode };
         self.handed.push((entry, fd));
         Ok(())

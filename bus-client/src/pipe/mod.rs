@@ -98,22 +98,17 @@
 //! [`Subscriber::pipe_abandoned`]: crate::Subscriber::pipe_abandoned
 
 mod command;
-mod frame;
-mod inherit;
-pub(crate) mod io;
-mod reader;
-mod writer;
 
+pub use crate::pipe_io::frame::{HEADER, MAX_FRAME_PAYLOAD, MAX_MESSAGE};
+pub use crate::pipe_io::inherit::{inherited, Direction, InheritedPipe, PIPES_ENV};
 pub use command::{PipeCommand, SharedPipe};
-pub use frame::{HEADER, MAX_FRAME_PAYLOAD, MAX_MESSAGE};
-pub use inherit::{inherited, Direction, InheritedPipe, PIPES_ENV};
-
-pub(crate) use inherit::{any as any_inherited, describe as describe_inherited, take as take_inherited};
-pub(crate) use reader::{PipeMessage, PipeReader};
-pub(crate) use writer::{PipeLoan, PipeWriter};
 
 use crate::error::OpenError;
-use crate::{Publisher, Subscriber};
+#[cfg(test)]
+use crate::pipe_io::frame;
+use crate::pipe_io::{PipeReader, PipeWriter};
+use crate::publisher::Publisher;
+use crate::subscriber::Subscriber;
 use std::os::fd::OwnedFd;
 
 /// A pipe inside this process: a publisher and the subscriber reading what it sends.

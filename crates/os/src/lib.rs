@@ -7,6 +7,8 @@
 //! - [`sem`]: POSIX named semaphores, with a monotonic-deadline wait.
 //! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
 //! - [`lock`]: liveness through open-file-description byte locks.
+//! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
+//! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
 //! - [`mod@pipe`], [`cred`], [`membarrier`], [`clock`]: the small rest.
 //!
 //! Every failure is an [`OsError`] saying which operation failed on which object.
@@ -40,11 +42,14 @@
 pub mod clock;
 pub mod cred;
 pub mod error;
+pub mod fd;
 pub mod fdpass;
+pub mod fork;
 pub mod lock;
 pub mod map;
 pub mod membarrier;
 pub mod pipe;
+pub mod poll;
 pub mod sem;
 pub mod shm;
 
@@ -54,10 +59,13 @@ mod testutil;
 pub use clock::{monotonic_ns, realtime_ns};
 pub use cred::{peer_cred, process_groups, PeerCred};
 pub use error::{OsError, Result};
+pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
 pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
+pub use fork::{count_forks, fork_generation};
 pub use lock::{is_byte_locked, try_lock_byte, unlock_byte};
 pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};
 pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
+pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
 pub use sem::{list_semaphores, NamedSemaphore};
 pub use shm::{list_shm, Access, ShmObject};

@@ -296,6 +296,7 @@ mod tests {
         NamedSemaphore::chown(&name, None, None).unwrap();
         let meta = std::fs::metadata(sem_path(&name)).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (uid, gid));
+        assert_eq!(NamedSemaphore::owner(&name).unwrap(), Some(uid));
     }
 
     #[test]
@@ -308,6 +309,7 @@ mod tests {
         assert_eq!(list_semaphores(&name[1..]).unwrap(), vec![name.clone()]);
         NamedSemaphore::unlink(&name).unwrap();
         assert!(list_semaphores(&name[1..]).unwrap().is_empty());
+        assert_eq!(NamedSemaphore::owner(&name).unwrap(), None);
         // Still usable after unlink.
         s.post().unwrap();
         assert!(s.try_wait().unwrap());

@@ -6,6 +6,10 @@
 use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 
+/// Largest frame body accepted (1 MiB), and so the most a decode may allocate. Larger announcements close the
+/// connection.
+pub const MAX_FRAME: usize = 1 << 20;
+
 /// Errors of encoding, decoding and framing.
 #[derive(Debug, Error)]
 pub enum ProtoError {
@@ -30,7 +34,7 @@ pub enum ProtoError {
 
 fn config() -> impl bincode::config::Config {
     // Little-endian, variable-length integers; a decode never allocates more than a frame can hold.
-    bincode::config::standard().with_limit::<{ crate::frame::MAX_FRAME }>()
+    bincode::config::standard().with_limit::<{ MAX_FRAME }>()
 }
 
 /// Encodes `value`.

@@ -1,10 +1,8 @@
 //! Length-prefixed frames: a little-endian `u32` length, then that many bytes of one encoded message.
 
+pub use crate::codec::MAX_FRAME;
 use crate::codec::{self, ProtoError};
 use serde::{de::DeserializeOwned, Serialize};
-
-/// Largest frame body accepted (1 MiB). Larger announcements close the connection.
-pub const MAX_FRAME: usize = 1 << 20;
 
 /// Encodes `msg` as one frame (length prefix included).
 pub fn encode<T: Serialize + ?Sized>(msg: &T) -> Result<Vec<u8>, ProtoError> {

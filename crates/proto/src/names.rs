@@ -121,8 +121,7 @@ pub fn socket_candidates(xdg_runtime_dir: Option<&Path>, uid: u32, tmp: &Path) -
 
 fn env_candidates() -> Vec<PathBuf> {
     let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    // SAFETY: getuid cannot fail and has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid().as_raw();
     socket_candidates(xdg.as_deref(), uid, &std::env::temp_dir())
 }
 
@@ -135,8 +134,7 @@ pub fn daemon_socket(explicit: Option<&Path>) -> PathBuf {
     if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()) {
         return PathBuf::from(p);
     }
-    // SAFETY: getuid cannot fail and has no preconditions.
-    let root = unsafe { libc::getuid() } == 0;
+    let root = nix::unistd::getuid().is_root();
     let cands = env_candidates();
     for c in &cands {
         let dir = c.parent().expect("candidate has a directory");

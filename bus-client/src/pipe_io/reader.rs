@@ -2,9 +2,10 @@
 //! pipe, parsed into frames, fragments reassembled per writer.
 
 use super::frame::{Header, HEADER, MAX_FRAME, MAX_MESSAGE};
-use super::io::{poll, pollfd, Wait};
+use super::io::{poll, Wait};
 use crate::error::RecvError;
 use crate::fork;
+use shmbus_os::{PollFd, PollFlags};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
@@ -209,7 +210,6 @@ pub(crate) struct PipeReader {
     fork_gen: u64,
     pool: Pool,
     received: u64,
-    pfds: Vec<libc::pollfd>,
 }
 
 impl std::fmt::Debug for PipeReader {
@@ -229,7 +229,6 @@ impl PipeReader {
             fork_gen: fork::generation(),
             pool: Pool::default(),
             received: 0,
-            pfds: Vec::new(),
         };
         for fd in ins {
             r.add_input(fd)?;
@@ -343,10 +342,10 @@ impl PipeReader {
         if wait == Wait::Now {
             return Err(RecvError::Empty);
         }
-        let Some(ms) = wait.poll_ms() else { return Err(RecvError::Timeout) };
-        self.pfds.clear();
-        self.pfds.extend(self.inputs.iter().map(|i| pollfd(i.file.as_fd(), libc::POLLIN)));
-        if let Err(e) = poll(&mut self.pfds, ms) {
+        let Some(timeout) = wait.poll_timeout() else { return Err(RecvError::Timeout) };
+        let mut pfds: Vec<PollFd<'_>> =
+            self.inputs.iter().map(|i| PollFd::new(i.file.as_fd(), PollFlags::POLLIN)).collect();
+        if let Err(e) = poll(&mut pfds, timeout) {
             // Only EINVAL/ENOMEM are possible here; back off instead of spinning.
             tracing::debug!(error = %e, "poll on pipe readers failed");
             std::thread::sleep(std::time::Duration::from_millis(1));

@@ -11,6 +11,7 @@
 //! inode, open in that direction. Anything else is ignored (with a debug log), never taken over.
 
 use crate::error::OpenError;
+use shmbus_os::AccessMode;
 use std::fmt::Write as _;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
@@ -93,31 +94,17 @@ pub(crate) fn parse(s: &str) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-/// `(is a FIFO, inode)` of an open descriptor.
-pub(crate) fn fifo_inode(fd: RawFd) -> std::io::Result<(bool, u64)> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes one `stat` through a pointer to a live local; any descriptor number is acceptable
-    // (EBADF for a closed one).
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((st.st_mode & libc::S_IFMT == libc::S_IFIFO, st.st_ino))
-}
-
 /// Checks that descriptor `e.fd` is the pipe the entry names, open for `e.dir`, and takes ownership of it.
 fn claim(e: &Entry) -> Result<OwnedFd, String> {
-    let (fifo, inode) = fifo_inode(e.fd).map_err(|err| format!("descriptor {}: {err}", e.fd))?;
+    let (fifo, inode) = shmbus_os::fifo_inode(e.fd).map_err(|err| format!("descriptor {}: {}", e.fd, err.source))?;
     if !fifo || inode != e.inode {
         return Err(format!("descriptor {} is not the pipe with inode {}", e.fd, e.inode));
     }
-    // SAFETY: F_GETFL on any descriptor number has no memory-safety preconditions.
-    let flags = unsafe { libc::fcntl(e.fd, libc::F_GETFL) };
     let want = match e.dir {
-        Direction::Read => libc::O_RDONLY,
-        Direction::Write => libc::O_WRONLY,
+        Direction::Read => AccessMode::ReadOnly,
+        Direction::Write => AccessMode::WriteOnly,
     };
-    if flags < 0 || flags & libc::O_ACCMODE != want {
+    if shmbus_os::access_mode(e.fd).ok() != Some(want) {
         return Err(format!("descriptor {} is not open for {}", e.fd, e.dir.verb()));
     }
     // SAFETY: the descriptor is open and is the pipe end the parent handed to this process for this entry (its
@@ -263,7 +250,7 @@ mod tests {
     #[test]
     fn claim_checks_the_descriptor() {
         let p = shmbus_os::pipe().unwrap();
-        let (fifo, ino) = fifo_inode(p.read.as_raw_fd()).unwrap();
+        let (fifo, ino) = shmbus_os::fifo_inode(p.read.as_raw_fd()).unwrap();
         assert!(fifo);
         let wrong_dir = entry("t", p.read.as_raw_fd(), Direction::Write, ino);
         assert!(claim(&wrong_dir).unwrap_err().contains("not open for publishing"));

@@ -2,14 +2,16 @@
 //! each written with one `writev`.
 
 use super::frame::{self, Header, HEADER, MAX_FRAME_PAYLOAD, MAX_MESSAGE};
-use super::io::{poll, pollfd, wait_for, Wait};
+use super::io::{poll, wait_for, Wait};
 use crate::error::SendError;
 use crate::fork;
+use shmbus_os::{PollFd, PollFlags};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Once;
+use std::time::Duration;
 
 /// Bits of a writer id taken by the process id (Linux's `PID_MAX_LIMIT` is 2^22).
 const PID_BITS: u32 = 22;
@@ -44,7 +46,6 @@ pub(crate) struct PipeWriter {
     fork_gen: u64,
     /// Set when every reader is gone.
     closed: bool,
-    pfds: Vec<libc::pollfd>,
     loan_buf: Vec<u8>,
 }
 
@@ -71,7 +72,6 @@ impl PipeWriter {
             seq: 0,
             fork_gen: fork::generation(),
             closed: false,
-            pfds: Vec::new(),
             loan_buf: Vec::new(),
         };
         for fd in outs {
@@ -203,24 +203,26 @@ impl PipeWriter {
         }
         let mut pending: Vec<usize> = (0..self.outs.len()).collect();
         loop {
-            self.pfds.clear();
-            self.pfds.extend(pending.iter().map(|&i| pollfd(self.outs[i].as_fd(), libc::POLLOUT)));
+            let mut pfds: Vec<PollFd<'_>> =
+                pending.iter().map(|&i| PollFd::new(self.outs[i].as_fd(), PollFlags::POLLOUT)).collect();
             // A deadline already passed still gets one look without waiting.
-            let ms = wait.poll_ms();
-            if let Err(e) = poll(&mut self.pfds, ms.unwrap_or(0)) {
+            let left = wait.poll_timeout();
+            if let Err(e) = poll(&mut pfds, left.unwrap_or(Some(Duration::ZERO))) {
                 tracing::debug!(error = %e, "poll on pipe writers failed; writing without waiting");
                 return Ok(());
             }
             let mut gone = Vec::new();
             let mut still = Vec::new();
             for (k, &i) in pending.iter().enumerate() {
-                let r = self.pfds[k].revents;
-                if r & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                let r = pfds[k].revents();
+                if r.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
                     gone.push(i);
-                } else if r & libc::POLLOUT == 0 || (wait == Wait::Now && fragmented && !empty(&self.outs[i])) {
+                } else if !r.contains(PollFlags::POLLOUT) || (wait == Wait::Now && fragmented && !empty(&self.outs[i]))
+                {
                     still.push(i);
                 }
             }
+            drop(pfds);
             for &i in gone.iter().rev() {
                 self.drop_output(i);
                 still.iter_mut().for_each(|j| *j -= usize::from(*j > i));
@@ -231,7 +233,7 @@ impl PipeWriter {
             if still.is_empty() {
                 return Ok(());
             }
-            match (wait, ms) {
+            match (wait, left) {
                 (Wait::Now, _) => return Err(SendError::Full),
                 (_, None) => return Err(SendError::Timeout),
                 _ => pending = still,
@@ -266,7 +268,7 @@ fn write_frame(out: &File, h: &Header, chunk: &[u8], wait: Wait) -> Result<(), S
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => match wait {
                 Wait::Now => return Err(Stop::Full),
-                w => match wait_for(out.as_fd(), libc::POLLOUT, w) {
+                w => match wait_for(out.as_fd(), PollFlags::POLLOUT, w) {
                     Ok(true) => {}
                     Ok(false) => return Err(Stop::Timeout),
                     Err(e) => return Err(gone(e)),
@@ -283,7 +285,7 @@ fn write_rest(out: &File, mut rest: &[u8]) -> Result<(), Stop> {
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_for(out.as_fd(), libc::POLLOUT, Wait::Forever).map_err(gone)?;
+                wait_for(out.as_fd(), PollFlags::POLLOUT, Wait::Forever).map_err(gone)?;
             }
             Err(e) => return Err(gone(e)),
         }

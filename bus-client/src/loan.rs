@@ -1,0 +1,86 @@
+//! Zero-copy [`Loan`]s: a message written in place, in shared memory or in a pipe publisher's buffer.
+
+use crate::pipe_io::PipeLoan;
+
+/// A zero-copy loan from [`Publisher::loan`](crate::Publisher::loan): write the message in place, then [`Loan::commit`].
+/// Dropping it without committing aborts it (subscribers pass over a counted skip marker).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let bus = bus_client::Bus::connect()?;
+/// let mut p = bus.publisher("frames")?;
+/// let mut loan = p.loan(5)?;
+/// loan.as_mut_slice().copy_from_slice(b"hello");
+/// loan.commit();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Loan<'a>(pub(crate) LoanKind<'a>);
+
+/// The loan of one transport.
+#[derive(Debug)]
+pub(crate) enum LoanKind<'a> {
+    Shm(shmbus_ring::Loan<'a>),
+    Pipe(PipeLoan<'a>),
+}
+
+impl Loan<'_> {
+    /// The loaned bytes (their previous contents are unspecified).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        match &mut self.0 {
+            LoanKind::Shm(l) => l.as_mut_slice(),
+            LoanKind::Pipe(l) => l.as_mut_slice(),
+        }
+    }
+
+    /// Copies `src` into the loan at `offset` (panics past the end).
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) {
+        match &mut self.0 {
+            LoanKind::Shm(l) => l.write_at(offset, src),
+            LoanKind::Pipe(l) => l.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src),
+        }
+    }
+
+    /// Length of the loan.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            LoanKind::Shm(l) => l.len(),
+            LoanKind::Pipe(l) => l.len(),
+        }
+    }
+
+    /// Whether the loan is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sequence number the message will carry.
+    pub fn seq(&self) -> u64 {
+        match &self.0 {
+            LoanKind::Shm(l) => l.seq(),
+            LoanKind::Pipe(l) => l.seq(),
+        }
+    }
+
+    /// Publishes the message; returns its sequence number.
+    pub fn commit(self) -> u64 {
+        match self.0 {
+            LoanKind::Shm(l) => l.commit(),
+            LoanKind::Pipe(l) => {
+                let len = l.len();
+                l.commit_len(len)
+            }
+        }
+    }
+
+    /// Publishes only the first `len` bytes (panics if `len` exceeds the loan).
+    ///
+    /// On a pipe this writes the message, waiting as long as the reader needs; if every reader is gone, the
+    /// message is dropped and the publisher reports `Closed` from then on.
+    pub fn commit_len(self, len: usize) -> u64 {
+        match self.0 {
+            LoanKind::Shm(l) => l.commit_len(len),
+            LoanKind::Pipe(l) => l.commit_len(len),
+        }
+    }
+}
