@@ -9,7 +9,7 @@
 use crate::error::AttachError;
 use crate::layout::*;
 use crate::region::Region;
-use crate::stamp::cursor;
+use crate::stamp::{cursor, lap_of, Stamp, State};
 use crate::sync::Ordering;
 use crate::topic::{post_bits, Topic, ATTACH_TIMEOUT};
 use crate::wait::{light, Target, Waiter};
@@ -117,6 +117,18 @@ impl Admin {
         }
         let tail = self.tail();
         let start = if from_oldest { self.oldest_retained(tail) } else { tail };
+        // The ledger still holds whatever the group's last incarnation (or the initial layout) left, laps behind
+        // the positions the group is about to take: every word becomes "done at the previous lap" for the
+        // position it will next serve, so the first lap of this incarnation finds them fresh. (A late start
+        // raised below makes some positions two laps ahead of their word: members take those as fresh too.)
+        // Relaxed: the SeqCst store of the group cursor below publishes them to members, who load the cursor
+        // with Acquire before reading the ledger.
+        let off = *self.off();
+        for k in 0..off.geo.capacity as u64 {
+            let c = start.wrapping_add(k);
+            let fresh = Stamp::pack(lap_of(c, off.shift).wrapping_sub(1), State::Published, 0);
+            self.readers_word(off.ledger(g, c)).store(fresh, Ordering::Relaxed);
+        }
         self.publish_gating_cursor(w, cursor::ACTIVE | cursor::GATING, start, waiter, is_dead, ATTACH_TIMEOUT)?;
         Ok(())
     }

@@ -104,6 +104,11 @@ impl Subscriber {
         match (lap_diff(l.lap, r.lap), l.state) {
             // Fresh position: is the message there?
             (-1, State::Published) => self.take_fresh(r),
+            // Two or more laps behind: no member of this incarnation of the group has served this word yet (an
+            // open group gates publishers, so while it lives every word is at most one lap behind its next
+            // position). A group opened late, after the ring lapped, starts that way at positions its raised
+            // start moved past the ledger reset in `Admin::open_group`: fresh too.
+            (d, _) if d <= -2 => self.take_fresh(r),
             // A dead member's message, put back for redelivery.
             (0, State::Skipped) => {
                 if self.hold(r, r.lw) {

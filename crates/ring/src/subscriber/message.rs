@@ -139,8 +139,18 @@ impl Subscriber {
     pub(super) fn materialize(&mut self, _f: &mut Found) {}
 
     /// Hands out message `c`, which this member now holds; a corrupted entry ends the hold at once.
+    ///
+    /// A region payload is checked against its publisher's frontier first, as a lossless subscriber checks the
+    /// messages below its attach point: a group opened after the ring lapped (from the oldest message, or a
+    /// message claimed while it opened) can find an entry whose payload bytes a later message has since
+    /// reclaimed. That message is reported as `Lagged(1)` and passed, never handed out with another message's
+    /// bytes. Once the group gates, nothing it has not passed is reclaimed, so the check then always holds.
     pub(super) fn deliver_member(&mut self, c: u64) -> Result<Poll, RecvError> {
         match self.locate(c) {
+            Ok((_, region)) if !self.payload_intact(region) => {
+                self.release_unread(c);
+                Err(self.lag(1))
+            }
             Ok((mut f, _)) => {
                 self.materialize(&mut f);
                 Ok(Poll::Ready(f))

@@ -291,8 +291,18 @@ impl Subscriber {
                 self.advance(seq.wrapping_add(1), true);
             }
             Mode::Lossy => self.count_received(len),
-            Mode::Group(g) => {
+            Mode::Group(_) => {
                 self.count_received(len);
+                self.release_unread(seq);
+            }
+        }
+    }
+
+    /// Ends a member's hold on `seq` without counting it received (it was passed, not read).
+    pub(super) fn release_unread(&mut self, seq: u64) {
+        match self.mode {
+            Mode::Lossless | Mode::Lossy => {}
+            Mode::Group(g) => {
                 let off = *self.topic.off();
                 let done = Stamp::pack(lap_of(seq, off.shift), State::Published, self.slot as u32);
                 // Release: our reads of the message happen before the ledger says done.

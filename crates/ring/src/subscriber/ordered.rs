@@ -29,7 +29,9 @@ impl Subscriber {
             }
             match s.state {
                 State::Claimed => return self.caught_up(),
-                State::Invalid => return Err(RecvError::Corrupted { what: "invalid entry state" }),
+                State::Invalid => {
+                    return Err(self.pass_corrupted(c, !lossy, RecvError::Corrupted { what: "invalid entry state" }))
+                }
                 State::Skipped => {
                     self.skipped = self.skipped.wrapping_add(1);
                     self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
@@ -40,7 +42,10 @@ impl Subscriber {
             }
             let located = self.locate(c);
             if !lossy {
-                let mut f = located?;
+                let mut f = match located {
+                    Ok(f) => f,
+                    Err(e) => return Err(self.pass_corrupted(c, true, e)),
+                };
                 self.materialize(&mut f.0);
                 if f.1.is_some() && seq_diff(c, self.verify_until) < 0 && !self.payload_intact(f.1) {
                     // Reclaimed by a publisher that had not yet seen us attach: report it, never lose silently.
@@ -56,7 +61,7 @@ impl Subscriber {
                     if stamp_word.load(Ordering::Acquire) != w1 {
                         return Err(self.resync(c));
                     }
-                    return Err(e);
+                    return Err(self.pass_corrupted(c, false, e));
                 }
             };
             let (mut found, region) = f;
@@ -90,8 +95,19 @@ impl Subscriber {
         }
     }
 
+    /// Reports the corrupted entry at `c` once and moves past it, counting it skipped: a bad entry must neither
+    /// return `Corrupted` forever nor keep gating publishers (the entry's memory is the publisher's; what it wrote
+    /// there is its topic's loss, not a reason to stop every reader).
+    fn pass_corrupted(&mut self, c: u64, gating: bool, e: RecvError) -> RecvError {
+        self.skipped = self.skipped.wrapping_add(1);
+        // Relaxed: statistics, single writer.
+        self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
+        self.advance(c.wrapping_add(1), gating);
+        e
+    }
+
     /// Whether a region payload at logical `pos` of publisher `p` has not been overwritten yet.
-    fn payload_intact(&self, region: Option<(usize, u64)>) -> bool {
+    pub(super) fn payload_intact(&self, region: Option<(usize, u64)>) -> bool {
         let Some((p, pos)) = region else { return true };
         let off = *self.topic.off();
         let r = off.geo.region_bytes;
@@ -141,7 +157,7 @@ impl Subscriber {
         Ok(Poll::Empty)
     }
 
-    fn lag(&mut self, n: u64) -> RecvError {
+    pub(super) fn lag(&mut self, n: u64) -> RecvError {
         // Wrapping: `n` comes from an untrusted tail; two huge lags must not overflow (a panic in debug).
         self.lagged = self.lagged.wrapping_add(n);
         self.slot_word(S_LAGGED).store(self.lagged, Ordering::Relaxed);
