@@ -290,6 +290,7 @@ impl From<shmbus_ring::AttachError> for OpenError {
             A::Corrupted { .. } | A::GeometryMismatch { .. } => OpenError::Corrupted(e.to_string()),
             A::Timeout => OpenError::Timeout(e.to_string()),
             A::Slot(_) | A::ReadOnly => OpenError::Protocol(format!("lease does not fit the topic: {e}")),
+            A::Barrier => OpenError::Io(std::io::Error::new(std::io::ErrorKind::Unsupported, e.to_string())),
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::region::Region;
 use crate::stamp::{cursor, lap_of, Stamp, State};
 use crate::sync::Ordering;
 use crate::topic::{post_bits, Topic, ATTACH_TIMEOUT};
-use crate::wait::{light, Target, Waiter};
+use crate::wait::{Target, Waiter};
 
 /// The owner's handle on a topic: a [`Topic`] over two writable regions, plus the operations only the owner (the
 /// daemon) performs. It dereferences to the [`Topic`], so the owner attaches handles and reads statistics
@@ -48,6 +48,10 @@ impl Admin {
     /// Initializes zero-filled objects for `geo` and attaches to them as their owner (what the daemon does at
     /// creation). `origin` is the first sequence number (a multiple of the capacity); `generation` identifies this
     /// incarnation. Both regions must be writable.
+    ///
+    /// The topic's barrier mode follows the creator: when this process declared itself registered for
+    /// `membarrier` ([`crate::wait::set_light_barrier_cheap`]), the topic requires every participant to be, and
+    /// refuses others at attach ([`AttachError::Barrier`]); otherwise it uses full fences for everyone.
     pub fn create(
         data: Region,
         readers: Region,
@@ -88,7 +92,7 @@ impl Admin {
     pub fn close(&self, waiter: &dyn Waiter) -> Result<(), AttachError> {
         // Release (tag CLOSE).
         self.data_word(D_CLOSED).store(1, Ordering::Release);
-        light();
+        self.light();
         let geo = self.geometry();
         for w in 0..4 {
             let bits = self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w)).swap(0, Ordering::AcqRel);

@@ -34,6 +34,11 @@ pub enum AttachError {
     /// The region is mapped read-only but the operation writes it.
     #[error("region is read-only")]
     ReadOnly,
+    /// The topic's wake-ups rely on `membarrier(2)` in every participant, and this process is not registered for
+    /// it (a seccomp filter, an old kernel). Without it, wake-ups between this process and the others could be
+    /// lost, so it may not attach.
+    #[error("the topic needs membarrier(2) wake-ups, which this process cannot use")]
+    Barrier,
     /// Attaching had to wait for a publisher that neither finished nor was reported dead in time.
     #[error("timed out waiting for a publisher to acknowledge the new subscriber")]
     Timeout,

@@ -196,6 +196,12 @@ pub(crate) const H_GEOMETRY: usize = 16; // 7 words
 pub(crate) const H_ORIGIN: usize = 72;
 pub(crate) const H_GENERATION: usize = 80;
 pub(crate) const H_CHECKSUM: usize = 88;
+/// Data object header only: the topic's barrier mode, written once at creation. [`BARRIER_MEMBARRIER`]: every
+/// participant's heavy barrier is `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`, so registered wakers may use a
+/// compiler fence; 0 (also what objects made before this word existed hold): full fences on both sides.
+pub(crate) const H_BARRIER: usize = 96;
+/// [`H_BARRIER`] value of a topic whose participants all use `membarrier`.
+pub(crate) const BARRIER_MEMBARRIER: u64 = 1;
 /// Data object: closed flag, on its own line (read by publishers per send, by subscribers when idle).
 pub(crate) const D_CLOSED: usize = LINE;
 /// Data object: the claim cursor (next sequence), on its own line.
@@ -415,6 +421,11 @@ pub fn initialize(
         }
     }
     data.word(D_TAIL).store(origin, Ordering::Relaxed);
+    // The creator's own registration decides the topic's barrier mode: a creator that can use membarrier makes
+    // a topic whose every participant must (processes that cannot are refused at attach); one that cannot makes
+    // a full-fence topic anyone can join.
+    let mode = if crate::wait::light_barrier_cheap() { BARRIER_MEMBARRIER } else { 0 };
+    data.word(H_BARRIER).store(mode, Ordering::Relaxed);
     write_header(readers, READERS_MAGIC, geo, origin, generation);
     write_header(data, DATA_MAGIC, geo, origin, generation);
     Ok(())

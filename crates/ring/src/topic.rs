@@ -7,7 +7,7 @@ use crate::layout::*;
 use crate::region::Region;
 use crate::stamp::{cursor, seq_diff};
 use crate::sync::{AtomicU64, Ordering};
-use crate::wait::{light, Target, Waiter};
+use crate::wait::{Target, Waiter};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,9 @@ pub(crate) struct Inner {
     pub(crate) readers: Region,
     pub(crate) off: Offsets,
     pub(crate) header: Header,
+    /// Wakers on this topic may use a compiler fence as the light barrier: the topic's barrier mode is membarrier
+    /// and this process is registered for it (copied at attach, never re-read).
+    pub(crate) cheap_barrier: bool,
 }
 
 /// One topic's shared memory, validated once. Cheap to clone; handles are created from it.
@@ -45,7 +48,15 @@ impl Topic {
         if d != r {
             return Err(AttachError::GeometryMismatch { what: "data and readers objects belong to different topics" });
         }
-        let topic = Topic { inner: Arc::new(Inner { data, readers, off: Offsets::new(d.geometry), header: d }) };
+        // Relaxed: written before the header's magic, which `read_header` loaded with Acquire.
+        let cheap_barrier = match data.word(H_BARRIER).load(Ordering::Relaxed) {
+            0 => false,
+            BARRIER_MEMBARRIER if crate::wait::light_barrier_cheap() => true,
+            BARRIER_MEMBARRIER => return Err(AttachError::Barrier),
+            _ => return Err(AttachError::Corrupted { what: "unknown barrier mode" }),
+        };
+        let off = Offsets::new(d.geometry);
+        let topic = Topic { inner: Arc::new(Inner { data, readers, off, header: d, cheap_barrier }) };
         if topic.is_closed() {
             return Err(AttachError::Closed);
         }
@@ -218,9 +229,21 @@ impl Topic {
         min
     }
 
+    /// Whether wakers on this topic may use a compiler fence as their barrier: the topic was created in membarrier
+    /// mode and this process is registered for it. `false` means full fences on both sides.
+    pub fn barrier_is_cheap(&self) -> bool {
+        self.inner.cheap_barrier
+    }
+
+    /// The waker's half of the asymmetric barrier for this topic (see [`crate::wait`]).
+    #[inline]
+    pub(crate) fn light(&self) {
+        crate::wait::light(self.inner.cheap_barrier);
+    }
+
     /// Wakes every sleeping publisher (space became available). Call after a Release store that frees space.
     pub(crate) fn wake_publishers(&self, waiter: &dyn Waiter) {
-        light();
+        self.light();
         // Relaxed: the light/heavy barrier pair orders this load after the caller's store (see `wait`).
         if self.readers_word(R_SPACE_WAITERS).load(Ordering::Relaxed) != 0 {
             let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
@@ -231,7 +254,7 @@ impl Topic {
 
     /// Wakes every sleeping subscriber (a message was published). Call after the publishing Release store.
     pub(crate) fn wake_subscribers(&self, waiter: &dyn Waiter) {
-        light();
+        self.light();
         let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
         for w in 0..words {
             // Relaxed: ordered by the light/heavy barrier pair (see `wait`).

@@ -27,17 +27,30 @@ pub unsafe fn set_light_barrier_cheap(cheap: bool) {
     LIGHT_IS_COMPILER_FENCE.store(cheap, Ordering::Relaxed);
 }
 
-/// The waker's half of the asymmetric barrier (see the module docs).
+/// Whether this process declared itself registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`
+/// ([`set_light_barrier_cheap`]).
+pub fn light_barrier_cheap() -> bool {
+    // Relaxed: a process-wide configuration flag set once at start-up.
+    LIGHT_IS_COMPILER_FENCE.load(Ordering::Relaxed)
+}
+
+/// The waker's half of the asymmetric barrier (see the module docs), for a topic on which every participant's
+/// heavy barrier is `membarrier` (`cheap`, the topic's barrier mode as copied at attach) or not.
+///
+/// A compiler fence is enough only when both hold: this process is registered, and the topic's mode promises that
+/// every process attached to it issues `membarrier` as its heavy barrier. A topic created in full-fence mode (its
+/// owner could not use `membarrier`) makes every waker pay a full fence, so a sleeper whose heavy barrier is a
+/// local fence still pairs with it. (Issue 8, defect 5: processes that disagreed on membarrier lost wake-ups.)
 #[inline]
-pub fn light() {
+pub(crate) fn light(cheap: bool) {
     #[cfg(not(loom))]
     {
-        // Relaxed: a process-wide configuration flag set once at start-up.
-        if LIGHT_IS_COMPILER_FENCE.load(Ordering::Relaxed) {
+        if cheap {
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
             return;
         }
     }
+    let _ = cheap;
     fence(Ordering::SeqCst);
 }
 

@@ -977,6 +977,9 @@ proptest! {
             r.poke_word(72, origin);
             r.poke_word(80, generation);
             r.poke_word(88, sum);
+            // The data object's barrier mode (0: full fences, valid for every process); tweak 10 forges an unknown
+            // mode, which must be refused.
+            r.poke_word(96, if tweak == 10 { 7 } else { 0 });
         };
         let sum = checksum(&words, origin, generation);
         write(&data, DATA_MAGIC, origin, generation, if tweak == 4 { sum ^ 1 } else { sum });
@@ -994,6 +997,7 @@ proptest! {
         let r = timed("attach", || Admin::adopt(data.clone(), readers.clone()));
         if let Ok(topic) = r {
             prop_assert!(valid, "accepted an invalid geometry {:?}", g);
+            prop_assert!(tweak != 10, "accepted an unknown barrier mode");
             prop_assert_eq!(topic.geometry(), g);
             prop_assert_eq!(topic.origin(), origin);
             prop_assert_eq!((data.len(), readers.len()), (g.data_len(), g.readers_len()));
@@ -1002,7 +1006,7 @@ proptest! {
             for a in &acts {
                 h.run(a);
             }
-        } else if valid && tweak > 8 && data.len() == g.data_len() && readers.len() == g.readers_len() {
+        } else if valid && tweak > 8 && tweak != 10 && data.len() == g.data_len() && readers.len() == g.readers_len() {
             // A forged header we believe is valid must be accepted (checks the mirrors above are right).
             prop_assert!(r.is_ok() || matches!(r, Err(AttachError::Closed)), "{:?} refused: {:?}", g, r);
         }
@@ -1084,6 +1088,7 @@ fn mirrors_match_the_layout() {
     initialize(&data, &readers, &geo, origin, 9).unwrap();
     assert_eq!(data.peek_word(88), checksum(&geometry_words(&geo), origin, 9));
     assert_eq!(readers.peek_word(88), checksum(&geometry_words(&geo), origin, 9));
+    assert_eq!(data.peek_word(96), 0, "barrier mode of a topic made by an unregistered process: full fences");
     assert_eq!(data.peek_word(D_TAIL), origin);
     let lay = Layout { geo };
     assert_eq!(lay.region(2), geo.data_len());

@@ -50,6 +50,8 @@ pub fn map_topic(
     data_access: Access,
     expect: Option<(&Geometry, u64)>,
 ) -> Result<Topic, MapError> {
+    // Registered before attaching: a topic in membarrier mode admits only processes that are.
+    crate::init_barrier();
     let (d, r) = map_regions(data, readers, data_access, expect.map(|(g, _)| g))?;
     let topic = match expect {
         Some((g, generation)) => Topic::attach_expecting(d, r, g, generation)?,

@@ -99,6 +99,8 @@ impl Segment {
     ) -> Result<Segment, SegmentError> {
         names::validate_prefix(prefix)?;
         names::validate_topic(topic)?;
+        // The creator's registration decides the topic's barrier mode (see `shmbus_ring::Admin::create`).
+        crate::init_barrier();
         geo.validate().map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
         let mut undo = Undo(Vec::new());
         let dn = names::data_object(prefix, topic);
@@ -125,6 +127,7 @@ impl Segment {
     /// Opens and validates existing objects (after a daemon restart). Missing semaphores are recreated; foreign
     /// ones are refused. Never deletes anything.
     pub fn adopt(prefix: &str, topic: &str, modes: Modes) -> Result<Segment, SegmentError> {
+        crate::init_barrier();
         names::validate_prefix(prefix)?;
         names::validate_topic(topic)?;
         let data = ShmObject::open(&names::data_object(prefix, topic), Access::ReadWrite)?;

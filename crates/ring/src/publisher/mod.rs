@@ -19,7 +19,7 @@ use crate::layout::*;
 use crate::stamp::{lap_diff, lap_of, seq_diff, Stamp, State};
 use crate::sync::{fence, AtomicU64, Ordering};
 use crate::topic::Topic;
-use crate::wait::{expired, light, sleep_once, Backoff, IdleStrategy, Step, Target, Waiter};
+use crate::wait::{expired, sleep_once, Backoff, IdleStrategy, Step, Target, Waiter};
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -267,7 +267,7 @@ impl Publisher {
         // pairs with the heavy barrier of an attaching subscriber (tag ATTACH).
         self.sends = self.sends.wrapping_add(1);
         self.slot_word(P_SENDS).store(self.sends, Ordering::Relaxed);
-        light();
+        self.topic.light();
         // Acquire: pairs with the SeqCst epoch bump in `publish_gating_cursor`; a new gating cursor is visible.
         let epoch = self.topic.readers_word(R_EPOCH).load(Ordering::Acquire);
         if epoch != self.epoch {
