@@ -11,6 +11,7 @@ use crate::sink::{ShmSink, Sink};
 use crate::transport::{inherited_pipe, Routing, Transport};
 use shmbus_proto::msg::{Role, TypeInfo};
 use shmbus_ring::{IdleStrategy, PublisherOptions};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +49,7 @@ impl PublisherBuilder {
     /// [`pipe`](crate::pipe) module), else through the daemon.
     pub fn open(self) -> Result<Publisher, OpenError> {
         if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
-            return Ok(Publisher::from_pipe(PipeWriter::new(&self.topic, vec![fd]).map_err(OpenError::Io)?));
+            return Publisher::from_pipe(&self.topic, vec![fd]);
         }
         let spec = LeaseSpec { topic: self.topic, kind: LeaseKind::Publisher, payload_type: self.payload_type };
         let a = lease::open(&self.control, spec)?;
@@ -84,8 +85,9 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn from_pipe(writer: PipeWriter) -> Publisher {
-        Publisher(Box::new(writer))
+    /// A publisher writing the pipes `outs` (fan-out when there are several).
+    pub(crate) fn from_pipe(topic: &str, outs: Vec<OwnedFd>) -> Result<Publisher, OpenError> {
+        Ok(Publisher(Box::new(PipeWriter::new(topic, outs).map_err(OpenError::Io)?)))
     }
 
     /// The pipe side, if this publisher runs on pipes.

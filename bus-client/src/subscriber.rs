@@ -12,6 +12,7 @@ use crate::source::{ShmSource, Source};
 use crate::transport::{inherited_pipe, Routing, Transport};
 use shmbus_proto::msg::{Role, SubMode, TypeInfo};
 use shmbus_ring::{IdleStrategy, Mode, SubscriberOptions};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +80,7 @@ impl SubscriberBuilder {
     /// options), else through the daemon.
     pub fn open(self) -> Result<Subscriber, OpenError> {
         if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Read)? {
-            return Ok(Subscriber::from_pipe(PipeReader::new(&self.topic, vec![fd]).map_err(OpenError::Io)?));
+            return Subscriber::from_pipe(&self.topic, vec![fd]);
         }
         let kind = LeaseKind::Subscriber { mode: self.mode.clone(), from_oldest: self.from_oldest };
         let spec = LeaseSpec { topic: self.topic, kind, payload_type: self.payload_type };
@@ -127,8 +128,9 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
-    pub(crate) fn from_pipe(reader: PipeReader) -> Subscriber {
-        Subscriber(Box::new(reader))
+    /// A subscriber reading the pipes `ins` in turn (fan-in when there are several).
+    pub(crate) fn from_pipe(topic: &str, ins: Vec<OwnedFd>) -> Result<Subscriber, OpenError> {
+        Ok(Subscriber(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?)))
     }
 
     /// The pipe side, if this subscriber runs on pipes.
