@@ -65,6 +65,10 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+// First, so that the modules below can use its macro.
+#[macro_use]
+mod setters;
+
 mod attached;
 mod bus;
 mod conn;

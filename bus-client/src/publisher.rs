@@ -31,18 +31,13 @@ impl PublisherBuilder {
         PublisherBuilder { control, routing, topic: topic.into(), idle: IdleStrategy::default(), payload_type: None }
     }
 
-    /// How [`Publisher::send`] waits while the topic is full (default [`IdleStrategy::Adaptive`]; on a pipe,
-    /// waits always sleep in `poll`).
-    pub fn idle(mut self, idle: IdleStrategy) -> Self {
-        self.idle = idle;
-        self
-    }
-
-    /// Registers a payload type with the daemon; a topic refuses handles of another type
-    /// ([`OpenError::TypeMismatch`]). [`PublisherBuilder::open_typed`] sets it from the Rust type.
-    pub fn payload_type(mut self, info: TypeInfo) -> Self {
-        self.payload_type = Some(info);
-        self
+    setters! {
+        /// How [`Publisher::send`] waits while the topic is full (default [`IdleStrategy::Adaptive`]; on a pipe,
+        /// waits always sleep in `poll`).
+        idle(idle: IdleStrategy) => idle = idle;
+        /// Registers a payload type with the daemon; a topic refuses handles of another type
+        /// ([`OpenError::TypeMismatch`]). [`PublisherBuilder::open_typed`] sets it from the Rust type.
+        payload_type(info: TypeInfo) => payload_type = Some(info);
     }
 
     /// Opens the publisher: on the pipe the parent handed over for this topic if there is one (see the

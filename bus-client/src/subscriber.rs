@@ -61,18 +61,13 @@ impl SubscriberBuilder {
         self
     }
 
-    /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]).
-    pub fn idle(mut self, idle: IdleStrategy) -> Self {
-        self.idle = idle;
-        self
-    }
-
-    /// Registers a payload type with the daemon (see [`PublisherBuilder::payload_type`]).
-    ///
-    /// [`PublisherBuilder::payload_type`]: crate::PublisherBuilder::payload_type
-    pub fn payload_type(mut self, info: TypeInfo) -> Self {
-        self.payload_type = Some(info);
-        self
+    setters! {
+        /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]).
+        idle(idle: IdleStrategy) => idle = idle;
+        /// Registers a payload type with the daemon (see [`PublisherBuilder::payload_type`]).
+        ///
+        /// [`PublisherBuilder::payload_type`]: crate::PublisherBuilder::payload_type
+        payload_type(info: TypeInfo) => payload_type = Some(info);
     }
 
     /// Opens the subscriber: on the pipe the parent handed over for this topic if there is one (see the
