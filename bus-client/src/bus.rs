@@ -16,8 +16,6 @@ use std::time::Duration;
 
 /// Default bound on one control request's round trip.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the `Close` a dropping handle sends.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A connection to the shmbus daemon. Cheap to clone (`Send + Sync`); handles opened from it share its
 /// connection and keep working when the daemon restarts (they are re-registered automatically).
@@ -118,7 +116,6 @@ impl BusBuilder {
             path: names::client_socket(self.socket.as_deref()),
             client: self.client.unwrap_or_else(default_client_name),
             timeout: self.timeout,
-            close_timeout: CLOSE_TIMEOUT.min(self.timeout),
             auto_reconnect: self.auto_reconnect,
         };
         let bus = Bus { control: Control::new(config), routing: Arc::new(Routing::new(sel)) };

@@ -88,7 +88,8 @@ mod subscriber;
 mod transport;
 pub mod typed;
 
-pub use bus::{Bus, BusBuilder, CLOSE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
+pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
 pub use fork::generation as fork_generation;
 pub use loan::Loan;
