@@ -73,6 +73,7 @@ mod attached;
 mod bus;
 mod conn;
 mod control;
+mod endpoint;
 mod error;
 mod fork;
 mod keeper;

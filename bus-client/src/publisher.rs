@@ -180,6 +180,6 @@ impl Publisher {
     /// On a pipe, how many pipes this publisher writes to (more than one with fan-out; readers that are gone
     /// are no longer counted once a send noticed). `None` on shared memory.
     pub fn pipe_outputs(&self) -> Option<usize> {
-        self.0.pipe_outputs()
+        self.0.pipes()
     }
 }

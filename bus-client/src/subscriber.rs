@@ -201,7 +201,7 @@ impl Subscriber {
 
     /// On a pipe, how many pipes this subscriber still reads (fan-in); `None` on shared memory.
     pub fn pipe_inputs(&self) -> Option<usize> {
-        self.0.pipe_inputs()
+        self.0.pipes()
     }
 
     /// On a pipe, how many messages were dropped unfinished because their writer died in the middle of writing
