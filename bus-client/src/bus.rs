@@ -16,8 +16,6 @@ use std::time::Duration;
 
 /// Default bound on one control request's round trip.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on the `Close` a dropping handle sends.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// A connection to the shmbus daemon. Cheap to clone (`Send + Sync`); handles opened from it share its
 /// connection and keep working when the daemon restarts (they are re-registered automatically).
@@ -67,60 +65,39 @@ impl Default for BusBuilder {
 }
 
 impl BusBuilder {
-    /// The control socket (default: `$SHMBUS_SOCKET`, else the first existing of
-    /// `$XDG_RUNTIME_DIR/shmbus/control.sock`, `/run/shmbus/control.sock`, `<tmp>/shmbus-<uid>/control.sock`).
-    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
-        self.socket = Some(path.into());
-        self
-    }
-
-    /// How this client introduces itself to the daemon (default: program name and library version).
-    pub fn client_name(mut self, name: impl Into<String>) -> Self {
-        self.client = Some(name.into());
-        self
-    }
-
-    /// Bound on one control request's round trip (default 10 s).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Whether a background thread reconnects and re-registers open handles after the daemon restarts (default
-    /// `true`). Without it, reconnection happens on the next request only.
-    pub fn auto_reconnect(mut self, on: bool) -> Self {
-        self.auto_reconnect = on;
-        self
-    }
-
-    /// Uses only this transport, whatever `SHMBUS_TRANSPORT` says: [`Transport::Shm`] ignores inherited pipes
-    /// and never falls back; [`Transport::Pipe`] never contacts the daemon (handles come from inherited pipes,
-    /// or from [`Bus::command`] for children).
-    ///
-    /// ```
-    /// use bus_client::{Bus, Transport};
-    /// let bus = Bus::builder().transport(Transport::Pipe).connect()?; // no daemon needed
-    /// assert_eq!(bus.transport(), Transport::Pipe);
-    /// # Ok::<(), bus_client::ConnectError>(())
-    /// ```
-    pub fn transport(mut self, transport: Transport) -> Self {
-        self.transport = Some(transport);
-        self
-    }
-
-    /// Falls back to pipes for the children spawned through [`Bus::command`] when shared memory is not usable:
-    /// no daemon at connect (then `connect` succeeds anyway), or a handle that cannot be opened for want of
-    /// shared memory. Logged once, at info level. Default: `SHMBUS_TRANSPORT=auto`, else off.
-    ///
-    /// ```
-    /// use bus_client::{Bus, Transport};
-    /// let bus = Bus::builder().socket("/nonexistent/shmbus.sock").fallback_to_pipes(true).connect()?;
-    /// assert_eq!(bus.transport(), Transport::Pipe);
-    /// # Ok::<(), bus_client::ConnectError>(())
-    /// ```
-    pub fn fallback_to_pipes(mut self, on: bool) -> Self {
-        self.fallback = Some(on);
-        self
+    setters! {
+        /// The control socket (default: `$SHMBUS_SOCKET`, else the first existing of
+        /// `$XDG_RUNTIME_DIR/shmbus/control.sock`, `/run/shmbus/control.sock`, `<tmp>/shmbus-<uid>/control.sock`).
+        socket(path: impl Into<PathBuf>) => socket = Some(path.into());
+        /// How this client introduces itself to the daemon (default: program name and library version).
+        client_name(name: impl Into<String>) => client = Some(name.into());
+        /// Bound on one control request's round trip (default 10 s).
+        request_timeout(timeout: Duration) => timeout = timeout;
+        /// Whether a background thread reconnects and re-registers open handles after the daemon restarts (default
+        /// `true`). Without it, reconnection happens on the next request only.
+        auto_reconnect(on: bool) => auto_reconnect = on;
+        /// Uses only this transport, whatever `SHMBUS_TRANSPORT` says: [`Transport::Shm`] ignores inherited pipes
+        /// and never falls back; [`Transport::Pipe`] never contacts the daemon (handles come from inherited pipes,
+        /// or from [`Bus::command`] for children).
+        ///
+        /// ```
+        /// use bus_client::{Bus, Transport};
+        /// let bus = Bus::builder().transport(Transport::Pipe).connect()?; // no daemon needed
+        /// assert_eq!(bus.transport(), Transport::Pipe);
+        /// # Ok::<(), bus_client::ConnectError>(())
+        /// ```
+        transport(transport: Transport) => transport = Some(transport);
+        /// Falls back to pipes for the children spawned through [`Bus::command`] when shared memory is not usable:
+        /// no daemon at connect (then `connect` succeeds anyway), or a handle that cannot be opened for want of
+        /// shared memory. Logged once, at info level. Default: `SHMBUS_TRANSPORT=auto`, else off.
+        ///
+        /// ```
+        /// use bus_client::{Bus, Transport};
+        /// let bus = Bus::builder().socket("/nonexistent/shmbus.sock").fallback_to_pipes(true).connect()?;
+        /// assert_eq!(bus.transport(), Transport::Pipe);
+        /// # Ok::<(), bus_client::ConnectError>(())
+        /// ```
+        fallback_to_pipes(on: bool) => fallback = Some(on);
     }
 
     /// Connects and performs the version handshake (see [`Bus::connect`] for when the daemon is optional).
@@ -139,7 +116,6 @@ impl BusBuilder {
             path: names::client_socket(self.socket.as_deref()),
             client: self.client.unwrap_or_else(default_client_name),
             timeout: self.timeout,
-            close_timeout: CLOSE_TIMEOUT.min(self.timeout),
             auto_reconnect: self.auto_reconnect,
         };
         let bus = Bus { control: Control::new(config), routing: Arc::new(Routing::new(sel)) };

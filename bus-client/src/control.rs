@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
+/// Bound on the `Close` a dropping handle sends.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// How to reach the daemon and how patiently.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
@@ -26,8 +29,6 @@ pub(crate) struct Config {
     pub(crate) client: String,
     /// Bound on one request's round trip.
     pub(crate) timeout: Duration,
-    /// Bound on the `Close` sent when a handle drops.
-    pub(crate) close_timeout: Duration,
     /// Run the keeper thread (reconnect and re-register in the background).
     pub(crate) auto_reconnect: bool,
 }
@@ -197,12 +198,13 @@ impl Control {
         })
     }
 
-    /// Forgets lease `local` and tells the daemon (best effort, bounded by the close timeout: when the
-    /// connection stays busy, or the exchange times out, the daemon learns of it from the released lock or the
-    /// connection's end instead).
+    /// Forgets lease `local` and tells the daemon (best effort, bounded by [`CLOSE_TIMEOUT`], or by the request
+    /// timeout if that is shorter: when the connection stays busy, or the exchange times out, the daemon learns of
+    /// it from the released lock or the connection's end instead).
     pub(crate) fn release(&self, local: u64) {
         let Some(rec) = lock(&self.leases).remove(&local) else { return };
-        let deadline = Instant::now() + self.config.close_timeout;
+        let close_timeout = CLOSE_TIMEOUT.min(self.config.timeout);
+        let deadline = Instant::now() + close_timeout;
         let mut st = loop {
             match self.state.try_lock() {
                 Ok(g) => break g,
@@ -220,7 +222,7 @@ impl Control {
             return;
         }
         let Some(conn) = st.conn.as_mut() else { return };
-        if let Err(e) = close_on(conn, rec.daemon_lease, self.config.close_timeout) {
+        if let Err(e) = close_on(conn, rec.daemon_lease, close_timeout) {
             tracing::debug!(lease = rec.daemon_lease, error = ?e, "closing a lease failed; dropping the connection");
             self.drop_conn(&mut st);
         }

@@ -65,10 +65,15 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+// First, so that the modules below can use its macro.
+#[macro_use]
+mod setters;
+
 mod attached;
 mod bus;
 mod conn;
 mod control;
+mod endpoint;
 mod error;
 mod fork;
 mod keeper;
@@ -84,7 +89,8 @@ mod subscriber;
 mod transport;
 pub mod typed;
 
-pub use bus::{Bus, BusBuilder, CLOSE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
+pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
 pub use fork::generation as fork_generation;
 pub use loan::Loan;

@@ -1,6 +1,7 @@
 //! Zero-copy [`Loan`]s: a message written in place, in shared memory or in a pipe publisher's buffer.
 
 use crate::pipe_io::PipeLoan;
+use crate::transport::OnTransport;
 
 /// A zero-copy loan from [`Publisher::loan`](crate::Publisher::loan): write the message in place, then [`Loan::commit`].
 /// Dropping it without committing aborts it (subscribers pass over a counted skip marker).
@@ -15,37 +16,30 @@ use crate::pipe_io::PipeLoan;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-pub struct Loan<'a>(pub(crate) LoanKind<'a>);
-
-/// The loan of one transport.
-#[derive(Debug)]
-pub(crate) enum LoanKind<'a> {
-    Shm(shmbus_ring::Loan<'a>),
-    Pipe(PipeLoan<'a>),
-}
+pub struct Loan<'a>(pub(crate) OnTransport<shmbus_ring::Loan<'a>, PipeLoan<'a>>);
 
 impl Loan<'_> {
     /// The loaned bytes (their previous contents are unspecified).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.0 {
-            LoanKind::Shm(l) => l.as_mut_slice(),
-            LoanKind::Pipe(l) => l.as_mut_slice(),
+            OnTransport::Shm(l) => l.as_mut_slice(),
+            OnTransport::Pipe(l) => l.as_mut_slice(),
         }
     }
 
     /// Copies `src` into the loan at `offset` (panics past the end).
     pub fn write_at(&mut self, offset: usize, src: &[u8]) {
         match &mut self.0 {
-            LoanKind::Shm(l) => l.write_at(offset, src),
-            LoanKind::Pipe(l) => l.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src),
+            OnTransport::Shm(l) => l.write_at(offset, src),
+            OnTransport::Pipe(l) => l.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src),
         }
     }
 
     /// Length of the loan.
     pub fn len(&self) -> usize {
         match &self.0 {
-            LoanKind::Shm(l) => l.len(),
-            LoanKind::Pipe(l) => l.len(),
+            OnTransport::Shm(l) => l.len(),
+            OnTransport::Pipe(l) => l.len(),
         }
     }
 
@@ -57,16 +51,16 @@ impl Loan<'_> {
     /// The sequence number the message will carry.
     pub fn seq(&self) -> u64 {
         match &self.0 {
-            LoanKind::Shm(l) => l.seq(),
-            LoanKind::Pipe(l) => l.seq(),
+            OnTransport::Shm(l) => l.seq(),
+            OnTransport::Pipe(l) => l.seq(),
         }
     }
 
     /// Publishes the message; returns its sequence number.
     pub fn commit(self) -> u64 {
         match self.0 {
-            LoanKind::Shm(l) => l.commit(),
-            LoanKind::Pipe(l) => {
+            OnTransport::Shm(l) => l.commit(),
+            OnTransport::Pipe(l) => {
                 let len = l.len();
                 l.commit_len(len)
             }
@@ -79,8 +73,8 @@ impl Loan<'_> {
     /// message is dropped and the publisher reports `Closed` from then on.
     pub fn commit_len(self, len: usize) -> u64 {
         match self.0 {
-            LoanKind::Shm(l) => l.commit_len(len),
-            LoanKind::Pipe(l) => l.commit_len(len),
+            OnTransport::Shm(l) => l.commit_len(len),
+            OnTransport::Pipe(l) => l.commit_len(len),
         }
     }
 }

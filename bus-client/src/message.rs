@@ -1,25 +1,19 @@
 //! Received messages: [`Message`], borrowed from its subscriber until dropped, and [`OwnedMessage`], copied out.
 
 use crate::pipe_io::PipeMessage;
+use crate::transport::OnTransport;
 
 /// A received message, borrowing its [`Subscriber`](crate::Subscriber) until dropped (lossless payloads are read in place, in
 /// shared memory; on a pipe, in the subscriber's buffer).
 #[derive(Debug)]
-pub struct Message<'a>(pub(crate) MsgKind<'a>);
-
-/// The message of one transport.
-#[derive(Debug)]
-pub(crate) enum MsgKind<'a> {
-    Shm(shmbus_ring::Message<'a>),
-    Pipe(PipeMessage<'a>),
-}
+pub struct Message<'a>(pub(crate) OnTransport<shmbus_ring::Message<'a>, PipeMessage<'a>>);
 
 impl Message<'_> {
     /// The payload.
     pub fn payload(&self) -> &[u8] {
         match &self.0 {
-            MsgKind::Shm(m) => m.payload(),
-            MsgKind::Pipe(m) => m.payload,
+            OnTransport::Shm(m) => m.payload(),
+            OnTransport::Pipe(m) => m.payload,
         }
     }
 
@@ -27,32 +21,32 @@ impl Message<'_> {
     /// number among its publisher's messages (from 0).
     pub fn seq(&self) -> u64 {
         match &self.0 {
-            MsgKind::Shm(m) => m.seq(),
-            MsgKind::Pipe(m) => m.meta.seq,
+            OnTransport::Shm(m) => m.seq(),
+            OnTransport::Pipe(m) => m.meta.seq,
         }
     }
 
     /// Id of the publisher that sent it ([`Publisher::id`](crate::Publisher::id)).
     pub fn publisher(&self) -> u32 {
         match &self.0 {
-            MsgKind::Shm(m) => m.publisher(),
-            MsgKind::Pipe(m) => m.meta.writer,
+            OnTransport::Shm(m) => m.publisher(),
+            OnTransport::Pipe(m) => m.meta.writer,
         }
     }
 
     /// Publish time, nanoseconds since the Unix epoch (the publisher's clock).
     pub fn timestamp(&self) -> u64 {
         match &self.0 {
-            MsgKind::Shm(m) => m.timestamp(),
-            MsgKind::Pipe(m) => m.meta.timestamp,
+            OnTransport::Shm(m) => m.timestamp(),
+            OnTransport::Pipe(m) => m.meta.timestamp,
         }
     }
 
     /// Payload length.
     pub fn len(&self) -> usize {
         match &self.0 {
-            MsgKind::Shm(m) => m.len(),
-            MsgKind::Pipe(m) => m.payload.len(),
+            OnTransport::Shm(m) => m.len(),
+            OnTransport::Pipe(m) => m.payload.len(),
         }
     }
 

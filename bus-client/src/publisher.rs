@@ -11,6 +11,7 @@ use crate::sink::{ShmSink, Sink};
 use crate::transport::{inherited_pipe, Routing, Transport};
 use shmbus_proto::msg::{Role, TypeInfo};
 use shmbus_ring::{IdleStrategy, PublisherOptions};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,25 +31,20 @@ impl PublisherBuilder {
         PublisherBuilder { control, routing, topic: topic.into(), idle: IdleStrategy::default(), payload_type: None }
     }
 
-    /// How [`Publisher::send`] waits while the topic is full (default [`IdleStrategy::Adaptive`]; on a pipe,
-    /// waits always sleep in `poll`).
-    pub fn idle(mut self, idle: IdleStrategy) -> Self {
-        self.idle = idle;
-        self
-    }
-
-    /// Registers a payload type with the daemon; a topic refuses handles of another type
-    /// ([`OpenError::TypeMismatch`]). [`PublisherBuilder::open_typed`] sets it from the Rust type.
-    pub fn payload_type(mut self, info: TypeInfo) -> Self {
-        self.payload_type = Some(info);
-        self
+    setters! {
+        /// How [`Publisher::send`] waits while the topic is full (default [`IdleStrategy::Adaptive`]; on a pipe,
+        /// waits always sleep in `poll`).
+        idle(idle: IdleStrategy) => idle = idle;
+        /// Registers a payload type with the daemon; a topic refuses handles of another type
+        /// ([`OpenError::TypeMismatch`]). [`PublisherBuilder::open_typed`] sets it from the Rust type.
+        payload_type(info: TypeInfo) => payload_type = Some(info);
     }
 
     /// Opens the publisher: on the pipe the parent handed over for this topic if there is one (see the
     /// [`pipe`](crate::pipe) module), else through the daemon.
     pub fn open(self) -> Result<Publisher, OpenError> {
         if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
-            return Ok(Publisher::from_pipe(PipeWriter::new(&self.topic, vec![fd]).map_err(OpenError::Io)?));
+            return Publisher::from_pipe(&self.topic, vec![fd]);
         }
         let spec = LeaseSpec { topic: self.topic, kind: LeaseKind::Publisher, payload_type: self.payload_type };
         let a = lease::open(&self.control, spec)?;
@@ -84,8 +80,9 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn from_pipe(writer: PipeWriter) -> Publisher {
-        Publisher(Box::new(writer))
+    /// A publisher writing the pipes `outs` (fan-out when there are several).
+    pub(crate) fn from_pipe(topic: &str, outs: Vec<OwnedFd>) -> Result<Publisher, OpenError> {
+        Ok(Publisher(Box::new(PipeWriter::new(topic, outs).map_err(OpenError::Io)?)))
     }
 
     /// The pipe side, if this publisher runs on pipes.
@@ -183,6 +180,6 @@ impl Publisher {
     /// On a pipe, how many pipes this publisher writes to (more than one with fan-out; readers that are gone
     /// are no longer counted once a send noticed). `None` on shared memory.
     pub fn pipe_outputs(&self) -> Option<usize> {
-        self.0.pipe_outputs()
+        self.0.pipes()
     }
 }

@@ -2,16 +2,16 @@
 //! in shared memory attached under a lease, and pipes). The shm/pipe dispatch lives here, once.
 
 use crate::attached::Attached;
+use crate::endpoint::Endpoint;
 use crate::error::SendError;
-use crate::loan::{Loan, LoanKind};
+use crate::loan::Loan;
 use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeWriter;
-use crate::transport::Transport;
-use std::fmt;
+use crate::transport::OnTransport;
 use std::time::Duration;
 
 /// The transport side of a publisher: what [`Publisher`](crate::Publisher)'s operations do on it.
-pub(crate) trait Sink: Send {
+pub(crate) trait Sink: Endpoint + Send {
     /// Publishes, waiting for room as long as it takes.
     fn send(&mut self, msg: &[u8]) -> Result<u64, SendError>;
     /// Publishes if there is room now.
@@ -26,22 +26,10 @@ pub(crate) trait Sink: Send {
     fn max_message(&self) -> usize;
     /// The id every message carries.
     fn id(&self) -> u32;
-    /// The topic name.
-    fn topic(&self) -> &str;
     /// Messages published.
     fn published(&self) -> u64;
-    /// Whether the topic (or every reader) is gone.
-    fn is_closed(&self) -> bool;
-    /// Which transport this is.
-    fn transport(&self) -> Transport;
-    /// The fields `Debug` shows.
-    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>);
     /// The pipe side, if this is one.
     fn pipe_writer(&mut self) -> Option<&mut PipeWriter> {
-        None
-    }
-    /// On pipes, how many pipes are written.
-    fn pipe_outputs(&self) -> Option<usize> {
         None
     }
 }
@@ -77,7 +65,7 @@ impl Sink for ShmSink {
             Wait::Until(d) => self.ring.loan(len, Some(d))?,
             Wait::Forever => self.ring.loan(len, None)?,
         };
-        Ok(Loan(LoanKind::Shm(ring)))
+        Ok(Loan(OnTransport::Shm(ring)))
     }
 
     fn max_message(&self) -> usize {
@@ -88,24 +76,8 @@ impl Sink for ShmSink {
         self.ring.slot() as u32
     }
 
-    fn topic(&self) -> &str {
-        self.lease.topic()
-    }
-
     fn published(&self) -> u64 {
         self.ring.published()
-    }
-
-    fn is_closed(&self) -> bool {
-        self.lease_closed() || self.ring.topic().is_closed()
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Shm
-    }
-
-    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
-        d.field("topic", &self.lease.topic()).field("slot", &self.ring.slot());
     }
 }
 
@@ -127,7 +99,7 @@ impl Sink for PipeWriter {
     }
 
     fn loan(&mut self, len: usize, wait: Wait) -> Result<Loan<'_>, SendError> {
-        Ok(Loan(LoanKind::Pipe(PipeWriter::loan(self, len, wait)?)))
+        Ok(Loan(OnTransport::Pipe(PipeWriter::loan(self, len, wait)?)))
     }
 
     fn max_message(&self) -> usize {
@@ -138,31 +110,11 @@ impl Sink for PipeWriter {
         PipeWriter::id(self)
     }
 
-    fn topic(&self) -> &str {
-        PipeWriter::topic(self)
-    }
-
     fn published(&self) -> u64 {
         PipeWriter::published(self)
     }
 
-    fn is_closed(&self) -> bool {
-        PipeWriter::is_closed(self)
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Pipe
-    }
-
-    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
-        d.field("pipe", self);
-    }
-
     fn pipe_writer(&mut self) -> Option<&mut PipeWriter> {
         Some(self)
-    }
-
-    fn pipe_outputs(&self) -> Option<usize> {
-        Some(self.outputs())
     }
 }

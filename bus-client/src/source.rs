@@ -2,41 +2,29 @@
 //! shared memory attached under a lease, and pipes). The shm/pipe dispatch lives here, once.
 
 use crate::attached::Attached;
+use crate::endpoint::Endpoint;
 use crate::error::RecvError;
-use crate::message::{Message, MsgKind};
+use crate::message::Message;
 use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeReader;
-use crate::transport::Transport;
+use crate::transport::OnTransport;
 use shmbus_ring::Mode;
-use std::fmt;
 use std::time::Duration;
 
 /// The transport side of a subscriber: what [`Subscriber`](crate::Subscriber)'s operations do on it.
-pub(crate) trait Source: Send {
+pub(crate) trait Source: Endpoint + Send {
     /// The next message, waiting as `wait` allows.
     fn recv(&mut self, wait: Wait) -> Result<Message<'_>, RecvError>;
     /// The next message, waiting at most `timeout`.
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError>;
-    /// The topic name.
-    fn topic(&self) -> &str;
     /// The subscriber slot.
     fn slot(&self) -> u32;
     /// The next sequence number looked at (on pipes: messages received).
     fn position(&self) -> u64;
     /// Whether publishers are held back for this subscriber.
     fn is_lossless(&self) -> bool;
-    /// Whether the topic (or every writer) is gone.
-    fn is_closed(&self) -> bool;
-    /// Which transport this is.
-    fn transport(&self) -> Transport;
-    /// The fields `Debug` shows.
-    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>);
     /// The pipe side, if this is one.
     fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
-        None
-    }
-    /// On pipes, how many pipes are still read.
-    fn pipe_inputs(&self) -> Option<usize> {
         None
     }
     /// On pipes, how many messages were dropped unfinished.
@@ -56,16 +44,12 @@ impl Source for ShmSource {
             Wait::Until(d) => self.ring.recv_deadline(Some(d))?,
             Wait::Forever => self.ring.recv()?,
         };
-        Ok(Message(MsgKind::Shm(m)))
+        Ok(Message(OnTransport::Shm(m)))
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
         self.check::<RecvError>()?;
-        Ok(Message(MsgKind::Shm(self.ring.recv_timeout(timeout)?)))
-    }
-
-    fn topic(&self) -> &str {
-        self.lease.topic()
+        Ok(Message(OnTransport::Shm(self.ring.recv_timeout(timeout)?)))
     }
 
     fn slot(&self) -> u32 {
@@ -79,31 +63,15 @@ impl Source for ShmSource {
     fn is_lossless(&self) -> bool {
         self.ring.mode() == Mode::Lossless
     }
-
-    fn is_closed(&self) -> bool {
-        self.lease_closed() || self.ring.topic().is_closed()
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Shm
-    }
-
-    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
-        d.field("topic", &self.lease.topic()).field("slot", &self.ring.slot());
-    }
 }
 
 impl Source for PipeReader {
     fn recv(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
-        Ok(Message(MsgKind::Pipe(PipeReader::recv(self, wait)?)))
+        Ok(Message(OnTransport::Pipe(PipeReader::recv(self, wait)?)))
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        Ok(Message(MsgKind::Pipe(PipeReader::recv(self, Wait::timeout(timeout))?)))
-    }
-
-    fn topic(&self) -> &str {
-        PipeReader::topic(self)
+        Ok(Message(OnTransport::Pipe(PipeReader::recv(self, Wait::timeout(timeout))?)))
     }
 
     fn slot(&self) -> u32 {
@@ -118,24 +86,8 @@ impl Source for PipeReader {
         true
     }
 
-    fn is_closed(&self) -> bool {
-        PipeReader::is_closed(self)
-    }
-
-    fn transport(&self) -> Transport {
-        Transport::Pipe
-    }
-
-    fn debug_fields(&self, d: &mut fmt::DebugStruct<'_, '_>) {
-        d.field("pipe", self);
-    }
-
     fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
         Some(self)
-    }
-
-    fn pipe_inputs(&self) -> Option<usize> {
-        Some(self.inputs())
     }
 
     fn pipe_abandoned(&self) -> Option<u64> {

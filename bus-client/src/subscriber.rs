@@ -12,6 +12,7 @@ use crate::source::{ShmSource, Source};
 use crate::transport::{inherited_pipe, Routing, Transport};
 use shmbus_proto::msg::{Role, SubMode, TypeInfo};
 use shmbus_ring::{IdleStrategy, Mode, SubscriberOptions};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,18 +61,13 @@ impl SubscriberBuilder {
         self
     }
 
-    /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]).
-    pub fn idle(mut self, idle: IdleStrategy) -> Self {
-        self.idle = idle;
-        self
-    }
-
-    /// Registers a payload type with the daemon (see [`PublisherBuilder::payload_type`]).
-    ///
-    /// [`PublisherBuilder::payload_type`]: crate::PublisherBuilder::payload_type
-    pub fn payload_type(mut self, info: TypeInfo) -> Self {
-        self.payload_type = Some(info);
-        self
+    setters! {
+        /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]).
+        idle(idle: IdleStrategy) => idle = idle;
+        /// Registers a payload type with the daemon (see [`PublisherBuilder::payload_type`]).
+        ///
+        /// [`PublisherBuilder::payload_type`]: crate::PublisherBuilder::payload_type
+        payload_type(info: TypeInfo) => payload_type = Some(info);
     }
 
     /// Opens the subscriber: on the pipe the parent handed over for this topic if there is one (see the
@@ -79,7 +75,7 @@ impl SubscriberBuilder {
     /// options), else through the daemon.
     pub fn open(self) -> Result<Subscriber, OpenError> {
         if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Read)? {
-            return Ok(Subscriber::from_pipe(PipeReader::new(&self.topic, vec![fd]).map_err(OpenError::Io)?));
+            return Subscriber::from_pipe(&self.topic, vec![fd]);
         }
         let kind = LeaseKind::Subscriber { mode: self.mode.clone(), from_oldest: self.from_oldest };
         let spec = LeaseSpec { topic: self.topic, kind, payload_type: self.payload_type };
@@ -127,8 +123,9 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
-    pub(crate) fn from_pipe(reader: PipeReader) -> Subscriber {
-        Subscriber(Box::new(reader))
+    /// A subscriber reading the pipes `ins` in turn (fan-in when there are several).
+    pub(crate) fn from_pipe(topic: &str, ins: Vec<OwnedFd>) -> Result<Subscriber, OpenError> {
+        Ok(Subscriber(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?)))
     }
 
     /// The pipe side, if this subscriber runs on pipes.
@@ -204,7 +201,7 @@ impl Subscriber {
 
     /// On a pipe, how many pipes this subscriber still reads (fan-in); `None` on shared memory.
     pub fn pipe_inputs(&self) -> Option<usize> {
-        self.0.pipe_inputs()
+        self.0.pipes()
     }
 
     /// On a pipe, how many messages were dropped unfinished because their writer died in the middle of writing

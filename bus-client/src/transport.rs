@@ -18,6 +18,16 @@ pub enum Transport {
     Pipe,
 }
 
+/// A value that lives on one transport or the other: what a [`Loan`](crate::Loan) or a
+/// [`Message`](crate::Message) holds.
+#[derive(Debug)]
+pub(crate) enum OnTransport<S, P> {
+    /// In shared memory, through the ring.
+    Shm(S),
+    /// On a pipe.
+    Pipe(P),
+}
+
 /// What the environment asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Selection {

@@ -27,6 +27,16 @@ fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".to_string(), ToString::to_string)
 }
 
+/// Appends to `s` a table of `items`, one row each under `header`, or `none` when there are none.
+fn table<T>(s: &mut String, items: &[T], none: &str, header: &[&str], row: impl Fn(&T) -> Vec<String>) {
+    if items.is_empty() {
+        s.push_str(none);
+    } else {
+        let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+        s.push_str(&render("  ", header, &rows));
+    }
+}
+
 fn human(t: &TopicStatsWire) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -40,62 +50,40 @@ fn human(t: &TopicStatsWire) -> String {
         t.wakeups,
         t.demotions
     );
-    if t.publishers.is_empty() {
-        s.push_str("  no publishers\n");
-    } else {
-        let rows: Vec<Vec<String>> = t
-            .publishers
-            .iter()
-            .map(|p| {
-                vec![
-                    p.slot.to_string(),
-                    opt(&p.pid),
-                    p.published.to_string(),
-                    p.bytes.to_string(),
-                    p.full.to_string(),
-                    p.aborted.to_string(),
-                ]
-            })
-            .collect();
-        s.push_str(&render("  ", &["PUBLISHER", "PID", "PUBLISHED", "BYTES", "FULL", "ABORTED"], &rows));
-    }
-    if t.subscribers.is_empty() {
-        s.push_str("  no subscribers\n");
-    } else {
-        let rows: Vec<Vec<String>> = t
-            .subscribers
-            .iter()
-            .map(|x| {
-                let mode = match (&x.group, x.gating, x.demoted) {
-                    (Some(_), _, _) => "group",
-                    (None, _, true) => "demoted",
-                    (None, true, false) => "lossless",
-                    (None, false, false) => "lossy",
-                };
-                vec![
-                    x.slot.to_string(),
-                    opt(&x.pid),
-                    mode.to_string(),
-                    opt(&x.group),
-                    x.position.to_string(),
-                    x.lag.to_string(),
-                    x.received.to_string(),
-                    x.lagged.to_string(),
-                    x.skipped.to_string(),
-                ]
-            })
-            .collect();
-        let h = ["SUBSCRIBER", "PID", "MODE", "GROUP", "POSITION", "LAG", "RECEIVED", "LAGGED", "SKIPPED"];
-        s.push_str(&render("  ", &h, &rows));
-    }
-    if !t.groups.is_empty() {
-        let rows: Vec<Vec<String>> = t
-            .groups
-            .iter()
-            .map(|g| vec![g.name.clone(), g.next.to_string(), g.redelivered.to_string(), g.abandoned.to_string()])
-            .collect();
-        s.push_str(&render("  ", &["GROUP", "NEXT", "REDELIVERED", "ABANDONED"], &rows));
-    }
+    let header = ["PUBLISHER", "PID", "PUBLISHED", "BYTES", "FULL", "ABORTED"];
+    table(&mut s, &t.publishers, "  no publishers\n", &header, |p| {
+        vec![
+            p.slot.to_string(),
+            opt(&p.pid),
+            p.published.to_string(),
+            p.bytes.to_string(),
+            p.full.to_string(),
+            p.aborted.to_string(),
+        ]
+    });
+    let header = ["SUBSCRIBER", "PID", "MODE", "GROUP", "POSITION", "LAG", "RECEIVED", "LAGGED", "SKIPPED"];
+    table(&mut s, &t.subscribers, "  no subscribers\n", &header, |x| {
+        let mode = match (&x.group, x.gating, x.demoted) {
+            (Some(_), _, _) => "group",
+            (None, _, true) => "demoted",
+            (None, true, false) => "lossless",
+            (None, false, false) => "lossy",
+        };
+        vec![
+            x.slot.to_string(),
+            opt(&x.pid),
+            mode.to_string(),
+            opt(&x.group),
+            x.position.to_string(),
+            x.lag.to_string(),
+            x.received.to_string(),
+            x.lagged.to_string(),
+            x.skipped.to_string(),
+        ]
+    });
+    table(&mut s, &t.groups, "", &["GROUP", "NEXT", "REDELIVERED", "ABANDONED"], |g| {
+        vec![g.name.clone(), g.next.to_string(), g.redelivered.to_string(), g.abandoned.to_string()]
+    });
     s
 }
 

@@ -4,7 +4,6 @@
 use crate::bus::Bus;
 use crate::error::OpenError;
 use crate::pipe_io::inherit::{self, Direction, Entry, PIPES_ENV};
-use crate::pipe_io::{PipeReader, PipeWriter};
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
 use std::io;
@@ -93,9 +92,7 @@ impl PipeCommand {
         if let Some(p) = self.through_bus(|b| b.publisher(topic))? {
             return Ok(p);
         }
-        let ours = self.hand(topic, Direction::Read)?;
-        let writer = PipeWriter::new(topic, vec![ours]).map_err(OpenError::Io)?;
-        Ok(Publisher::from_pipe(writer))
+        Publisher::from_pipe(topic, vec![self.hand(topic, Direction::Read)?])
     }
 
     /// A subscriber in this process that receives what the child publishes on `topic`. It reports `Closed` once
@@ -104,9 +101,7 @@ impl PipeCommand {
         if let Some(s) = self.through_bus(|b| b.subscriber(topic))? {
             return Ok(s);
         }
-        let ours = self.hand(topic, Direction::Write)?;
-        let reader = PipeReader::new(topic, vec![ours]).map_err(OpenError::Io)?;
-        Ok(Subscriber::from_pipe(reader))
+        Subscriber::from_pipe(topic, vec![self.hand(topic, Direction::Write)?])
     }
 
     /// Fan-out: the child receives, on `publisher`'s topic, every message `publisher` sends from now on, through
@@ -243,14 +238,13 @@ impl SharedPipe {
     pub fn new(topic: &str) -> Result<(Subscriber, SharedPipe), OpenError> {
         shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
         let p = shmbus_os::pipe()?;
-        let reader = PipeReader::new(topic, vec![p.read]).map_err(OpenError::Io)?;
-        Ok((Subscriber::from_pipe(reader), SharedPipe { topic: topic.to_string(), write: p.write }))
+        Ok((Subscriber::from_pipe(topic, vec![p.read])?, SharedPipe { topic: topic.to_string(), write: p.write }))
     }
 
     /// One more writer in this process (for example for a thread), on the same pipe.
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
         let fd = self.write.try_clone().map_err(OpenError::Io)?;
-        Ok(Publisher::from_pipe(PipeWriter::new(&self.topic, vec![fd]).map_err(OpenError::Io)?))
+        Publisher::from_pipe(&self.topic, vec![fd])
     }
 
     /// The topic.

@@ -106,7 +106,6 @@ pub use command::{PipeCommand, SharedPipe};
 use crate::error::OpenError;
 #[cfg(test)]
 use crate::pipe_io::frame;
-use crate::pipe_io::{PipeReader, PipeWriter};
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
 use std::os::fd::OwnedFd;
@@ -142,12 +141,12 @@ pub fn channel(topic: &str) -> Result<(Publisher, Subscriber), OpenError> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn publisher_from_fd(topic: &str, fd: OwnedFd) -> Result<Publisher, OpenError> {
-    Ok(Publisher::from_pipe(PipeWriter::new(topic, vec![fd]).map_err(OpenError::Io)?))
+    Publisher::from_pipe(topic, vec![fd])
 }
 
 /// A subscriber reading `fd`, the read end of a pipe or FIFO obtained some other way (made non-blocking).
 pub fn subscriber_from_fd(topic: &str, fd: OwnedFd) -> Result<Subscriber, OpenError> {
-    Ok(Subscriber::from_pipe(PipeReader::new(topic, vec![fd]).map_err(OpenError::Io)?))
+    Subscriber::from_pipe(topic, vec![fd])
 }
 
 #[cfg(test)]

@@ -75,10 +75,18 @@ fn blocked_in_poll(tid: libc::pid_t) -> bool {
     text.split_whitespace().next().and_then(|n| n.parse().ok()).is_some_and(|n| POLL.contains(&n))
 }
 
-/// Two pipes: their read ends, then their write ends.
-fn two_pipes() -> ([OwnedFd; 2], [OwnedFd; 2]) {
+/// Fan-out on two pipes: one publisher writing both, and the subscriber reading each.
+fn fan_out(topic: &str) -> (Publisher, [Subscriber; 2]) {
     let ((r1, w1), (r2, w2)) = (fd_pair(), fd_pair());
-    ([r1, r2], [w1, w2])
+    let tx = Publisher::from_pipe(topic, vec![w1, w2]).unwrap();
+    (tx, [subscriber_from_fd(topic, r1).unwrap(), subscriber_from_fd(topic, r2).unwrap()])
+}
+
+/// Fan-in on two pipes: one subscriber reading both, and the publisher writing each.
+fn fan_in(topic: &str) -> (Subscriber, [Publisher; 2]) {
+    let ((r1, w1), (r2, w2)) = (fd_pair(), fd_pair());
+    let rx = Subscriber::from_pipe(topic, vec![r1, r2]).unwrap();
+    (rx, [publisher_from_fd(topic, w1).unwrap(), publisher_from_fd(topic, w2).unwrap()])
 }
 
 #[test]
@@ -263,9 +271,7 @@ fn several_writers_on_one_pipe_stay_whole_and_in_order() {
 #[test]
 fn fan_out_is_all_or_nothing_and_survives_a_gone_reader() {
     let _w = watchdog("fan_out_is_all_or_nothing_and_survives_a_gone_reader");
-    let ([r1, r2], [w1, w2]) = two_pipes();
-    let mut tx = Publisher::from_pipe(PipeWriter::new("fan", vec![w1, w2]).unwrap());
-    let (mut a, mut b) = (subscriber_from_fd("fan", r1).unwrap(), subscriber_from_fd("fan", r2).unwrap());
+    let (mut tx, [mut a, mut b]) = fan_out("fan");
     assert_eq!(tx.pipe_outputs(), Some(2));
     tx.send(b"both").unwrap();
     // Fill b's pipe by reading only a: try_send refuses rather than sending to a alone.
@@ -291,9 +297,7 @@ fn fan_out_is_all_or_nothing_and_survives_a_gone_reader() {
 #[test]
 fn fan_in_reads_every_pipe_in_turn() {
     let _w = watchdog("fan_in_reads_every_pipe_in_turn");
-    let ([r1, r2], [w1, w2]) = two_pipes();
-    let mut rx = Subscriber::from_pipe(PipeReader::new("in", vec![r1, r2]).unwrap());
-    let (mut p1, mut p2) = (publisher_from_fd("in", w1).unwrap(), publisher_from_fd("in", w2).unwrap());
+    let (mut rx, [mut p1, mut p2]) = fan_in("in");
     // Six long messages take twelve of the sixteen pages of a default pipe: no reader needed yet.
     for i in 0..6u8 {
         p1.send(&[1, i]).unwrap();

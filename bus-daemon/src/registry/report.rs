@@ -2,6 +2,7 @@
 
 use super::{refuse, Lease, Refusal, State, TopicEntry};
 use shmbus_proto::msg::*;
+use shmbus_ring::{GroupStats, PublisherStats, SubscriberStats};
 use shmbus_shm::geometry_to_wire;
 use std::collections::HashMap;
 
@@ -53,6 +54,33 @@ fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32)
 /// One topic's counters in wire form.
 fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> TopicStatsWire {
     let st = e.segment.topic.stats();
+    let group_name = |g: usize| e.groups.get(g).cloned().flatten().unwrap_or_else(|| format!("#{g}"));
+    let publisher = |p: &PublisherStats| PublisherStatsWire {
+        slot: p.slot as u32,
+        published: p.published,
+        bytes: p.bytes,
+        full: p.full,
+        aborted: p.aborted,
+        pid: holder(leases, name, true, p.slot as u32),
+    };
+    let subscriber = |s: &SubscriberStats| SubscriberStatsWire {
+        slot: s.slot as u32,
+        position: s.position,
+        lag: s.lag,
+        gating: s.gating,
+        group: s.group.map(group_name),
+        received: s.received,
+        lagged: s.lagged,
+        skipped: s.skipped,
+        demoted: s.demoted,
+        pid: holder(leases, name, false, s.slot as u32),
+    };
+    let group = |g: &GroupStats| GroupStatsWire {
+        name: group_name(g.index),
+        next: g.next,
+        redelivered: g.redelivered,
+        abandoned: g.abandoned,
+    };
     TopicStatsWire {
         name: name.to_string(),
         generation: e.segment.topic.generation(),
@@ -61,43 +89,8 @@ fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> Topic
         cancelled: st.cancelled,
         wakeups: st.wakeups,
         demotions: st.demotions,
-        publishers: st
-            .publishers
-            .iter()
-            .map(|p| PublisherStatsWire {
-                slot: p.slot as u32,
-                published: p.published,
-                bytes: p.bytes,
-                full: p.full,
-                aborted: p.aborted,
-                pid: holder(leases, name, true, p.slot as u32),
-            })
-            .collect(),
-        subscribers: st
-            .subscribers
-            .iter()
-            .map(|s| SubscriberStatsWire {
-                slot: s.slot as u32,
-                position: s.position,
-                lag: s.lag,
-                gating: s.gating,
-                group: s.group.and_then(|g| e.groups.get(g).cloned().flatten().or_else(|| Some(format!("#{g}")))),
-                received: s.received,
-                lagged: s.lagged,
-                skipped: s.skipped,
-                demoted: s.demoted,
-                pid: holder(leases, name, false, s.slot as u32),
-            })
-            .collect(),
-        groups: st
-            .groups
-            .iter()
-            .map(|g| GroupStatsWire {
-                name: e.groups.get(g.index).cloned().flatten().unwrap_or_else(|| format!("#{}", g.index)),
-                next: g.next,
-                redelivered: g.redelivered,
-                abandoned: g.abandoned,
-            })
-            .collect(),
+        publishers: st.publishers.iter().map(publisher).collect(),
+        subscribers: st.subscribers.iter().map(subscriber).collect(),
+        groups: st.groups.iter().map(group).collect(),
     }
 }

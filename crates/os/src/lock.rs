@@ -73,13 +73,12 @@ pub fn is_byte_locked(fd: BorrowedFd<'_>, offset: u64) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::shm::{Access, ShmObject};
-    use crate::testutil::{unique_name, ShmGuard};
+    use crate::testutil::temp_shm;
 
     #[test]
     fn lock_visible_from_other_ofd_until_closed() {
-        let name = unique_name("ofd");
-        let _g = ShmGuard(name.clone());
-        let holder = ShmObject::create_exclusive(&name, 4096, 0o600).unwrap();
+        let (_g, holder) = temp_shm("ofd", 4096);
+        let name = holder.name().to_owned();
         let prober = ShmObject::open(&name, Access::ReadOnly).unwrap();
         let rival = ShmObject::open(&name, Access::ReadWrite).unwrap();
         let far = 1 << 40; // far beyond EOF
@@ -112,10 +111,8 @@ mod tests {
 
     #[test]
     fn write_lock_needs_writable_fd_and_offset_in_range() {
-        let name = unique_name("ofd-ro");
-        let _g = ShmGuard(name.clone());
-        let _obj = ShmObject::create_exclusive(&name, 4096, 0o600).unwrap();
-        let ro = ShmObject::open(&name, Access::ReadOnly).unwrap();
+        let (_g, obj) = temp_shm("ofd-ro", 4096);
+        let ro = ShmObject::open(obj.name(), Access::ReadOnly).unwrap();
         let e = try_lock_byte(ro.fd(), 0).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
         let e = try_lock_byte(ro.fd(), u64::MAX).unwrap_err();

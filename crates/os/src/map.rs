@@ -111,9 +111,7 @@ impl fmt::Debug for Mapping {
 mod tests {
     use super::*;
     use crate::shm::ShmObject;
-    use crate::testutil::{unique_name, ShmGuard};
-
-    fn assert_send_sync<T: Send + Sync>() {}
+    use crate::testutil::{assert_send_sync, temp_shm};
 
     #[test]
     fn mapping_is_send_and_sync() {
@@ -122,11 +120,9 @@ mod tests {
 
     #[test]
     fn two_mappings_share_memory() {
-        let name = unique_name("share");
-        let _g = ShmGuard(name.clone());
-        let obj = ShmObject::create_exclusive(&name, 3 * 4096, 0o600).unwrap();
+        let (_g, obj) = temp_shm("share", 3 * 4096);
         let a = Mapping::map(obj.fd(), Access::ReadWrite, Some(3 * 4096), true).unwrap();
-        let other = ShmObject::open(&name, Access::ReadWrite).unwrap();
+        let other = ShmObject::open(obj.name(), Access::ReadWrite).unwrap();
         let b = Mapping::map(other.fd(), Access::ReadWrite, None, false).unwrap();
         assert_eq!(a.len(), 3 * 4096);
         assert!(!a.is_empty());
@@ -145,16 +141,12 @@ mod tests {
 
     #[test]
     fn wrong_or_zero_length_is_refused() {
-        let name = unique_name("len");
-        let _g = ShmGuard(name.clone());
-        let obj = ShmObject::create_exclusive(&name, 4096, 0o600).unwrap();
+        let (_g, obj) = temp_shm("len", 4096);
         let e = Mapping::map(obj.fd(), Access::ReadOnly, Some(8192), false).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData);
         assert!(e.to_string().contains("expected 8192"), "{e}");
 
-        let name0 = unique_name("len0");
-        let _g0 = ShmGuard(name0.clone());
-        let empty = ShmObject::create_exclusive(&name0, 0, 0o600).unwrap();
+        let (_g0, empty) = temp_shm("len0", 0);
         let e = Mapping::map(empty.fd(), Access::ReadWrite, None, false).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidData);
     }

@@ -239,11 +239,9 @@ pub fn list_semaphores(prefix: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{unique_name, SemGuard};
+    use crate::testutil::{assert_send_sync, temp_sem, unique_name, SemGuard};
     use std::os::unix::fs::MetadataExt;
     use std::sync::Arc;
-
-    fn assert_send_sync<T: Send + Sync>() {}
 
     #[test]
     fn semaphore_is_send_and_sync() {
@@ -274,9 +272,8 @@ mod tests {
 
     #[test]
     fn exclusive_create_fails_on_existing() {
-        let name = unique_name("sem-excl");
-        let _g = SemGuard(name.clone());
-        let s = NamedSemaphore::create_exclusive(&name, 0o600, 5).unwrap();
+        let (_g, s) = temp_sem("sem-excl", 5);
+        let name = s.name().to_owned();
         let e = NamedSemaphore::create_exclusive(&name, 0o600, 0).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EEXIST));
         assert!(e.to_string().contains(&name), "{e}");
@@ -319,9 +316,7 @@ mod tests {
 
     #[test]
     fn wait_until_times_out() {
-        let name = unique_name("sem-timeout");
-        let _g = SemGuard(name.clone());
-        let s = NamedSemaphore::create_exclusive(&name, 0o600, 0).unwrap();
+        let (_g, s) = temp_sem("sem-timeout", 0);
         // Longer than one slice, so the loop runs several times.
         let deadline = Instant::now() + Duration::from_millis(120);
         assert!(!s.wait_until(deadline).unwrap());
@@ -334,9 +329,9 @@ mod tests {
 
     #[test]
     fn cross_thread_wakeup() {
-        let name = unique_name("sem-wake");
-        let _g = SemGuard(name.clone());
-        let s = Arc::new(NamedSemaphore::create_exclusive(&name, 0o600, 0).unwrap());
+        let (_g, s) = temp_sem("sem-wake", 0);
+        let s = Arc::new(s);
+        let name = s.name().to_owned();
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let waiter = {
             let s = Arc::clone(&s);

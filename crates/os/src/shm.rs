@@ -258,7 +258,7 @@ pub(crate) fn list_dev_shm() -> Result<Vec<String>> {
 mod tests {
     use super::*;
     use crate::map::Mapping;
-    use crate::testutil::{unique_name, ShmGuard};
+    use crate::testutil::{temp_shm, unique_name, ShmGuard};
 
     #[test]
     fn validate_name_rules() {
@@ -310,9 +310,7 @@ mod tests {
 
     #[test]
     fn fchown_to_self() {
-        let name = unique_name("chown");
-        let _g = ShmGuard(name.clone());
-        let obj = ShmObject::create_exclusive(&name, 4096, 0o600).unwrap();
+        let (_g, obj) = temp_shm("chown", 4096);
         let uid = unistd::geteuid().as_raw();
         let gid = unistd::getegid().as_raw();
         obj.fchown(Some(uid), Some(gid)).unwrap();
@@ -323,17 +321,14 @@ mod tests {
 
     #[test]
     fn zero_size_object() {
-        let name = unique_name("zero");
-        let _g = ShmGuard(name.clone());
-        let obj = ShmObject::create_exclusive(&name, 0, 0o600).unwrap();
+        let (_g, obj) = temp_shm("zero", 0);
         assert_eq!(obj.size().unwrap(), 0);
     }
 
     #[test]
     fn reopen_read_only_cannot_be_mapped_writable() {
-        let name = unique_name("rdonly");
-        let _g = ShmGuard(name.clone());
-        let obj = ShmObject::create_exclusive(&name, 4096, 0o600).unwrap();
+        let (_g, obj) = temp_shm("rdonly", 4096);
+        let name = obj.name().to_owned();
         let rw = Mapping::map(obj.fd(), Access::ReadWrite, Some(4096), false).unwrap();
         // SAFETY: the mapping is 4096 bytes long and writable; nothing else touches it.
         unsafe { rw.as_mut_ptr().add(7).write_volatile(42) };

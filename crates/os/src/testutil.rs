@@ -10,6 +10,25 @@ pub(crate) fn unique_name(test: &str) -> String {
     format!("/shmbus-ostest-{}-{test}-{n}", std::process::id())
 }
 
+/// Compile-time check that `T` may be shared and sent between threads.
+pub(crate) fn assert_send_sync<T: Send + Sync>() {}
+
+/// A new shm object of `size` bytes (mode 0o600) under a [`unique_name`] for `test`, with the guard that unlinks
+/// it. The object's name is `obj.name()`.
+pub(crate) fn temp_shm(test: &str, size: u64) -> (ShmGuard, crate::ShmObject) {
+    let name = unique_name(test);
+    let guard = ShmGuard(name.clone());
+    (guard, crate::ShmObject::create_exclusive(&name, size, 0o600).unwrap())
+}
+
+/// A new semaphore with count `value` (mode 0o600) under a [`unique_name`] for `test`, with the guard that unlinks
+/// it.
+pub(crate) fn temp_sem(test: &str, value: u32) -> (SemGuard, crate::NamedSemaphore) {
+    let name = unique_name(test);
+    let guard = SemGuard(name.clone());
+    (guard, crate::NamedSemaphore::create_exclusive(&name, 0o600, value).unwrap())
+}
+
 /// Unlinks a shm name on drop (also when the test panics); ignores "not found".
 pub(crate) struct ShmGuard(pub(crate) String);
 

@@ -1,6 +1,6 @@
 //! The lossless consumer role.
 
-use super::{attach_consumer, park_forever, Consumer, Opened};
+use super::{attach_consumer, park_forever, stalled, Consumer, Opened};
 use crate::msg;
 use shmbus_ring::{Mode, RecvError};
 use std::time::{Duration, Instant};
@@ -28,10 +28,8 @@ pub(crate) fn run(
         let m = match sub.recv_timeout(stall) {
             Ok(m) => m,
             Err(RecvError::Timeout) => {
-                return Err(format!(
-                    "lossless {slot}: nothing for {}s after {got}/{total} messages; next per producer {next:?}",
-                    stall.as_secs()
-                ))
+                let progress = format!("after {got}/{total} messages; next per producer {next:?}");
+                return Err(stalled("lossless", slot, stall, progress));
             }
             Err(e) => return Err(format!("lossless {slot}: recv after {got} messages: {e}")),
         };

@@ -1,6 +1,6 @@
 //! The lossy consumer role.
 
-use super::{attach_consumer, Consumer, Opened};
+use super::{attach_consumer, stalled, Consumer, Opened};
 use crate::msg;
 use shmbus_ring::{Mode, RecvError};
 use std::time::{Duration, Instant};
@@ -26,10 +26,8 @@ pub(crate) fn run(o: &Opened, seed: u64, c: &Consumer, stall: Duration) -> Resul
                 continue;
             }
             Err(RecvError::Timeout) => {
-                return Err(format!(
-                    "lossy {slot}: nothing for {}s with {received} received + {lagged} lagged of {total}",
-                    stall.as_secs()
-                ))
+                let progress = format!("with {received} received + {lagged} lagged of {total}");
+                return Err(stalled("lossy", slot, stall, progress));
             }
             Err(e) => return Err(format!("lossy {slot}: recv: {e}")),
         };

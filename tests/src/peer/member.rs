@@ -1,6 +1,6 @@
 //! The consumer-group member role, and the record files members leave for the test to merge.
 
-use super::{park_forever, Opened};
+use super::{park_forever, stalled, Opened};
 use crate::msg;
 use shmbus_ring::{IdleStrategy, Mode, RecvError, Subscriber, SubscriberOptions};
 use std::io::Write;
@@ -78,11 +78,8 @@ pub(crate) fn run(o: &Opened, seed: u64, m: &Member<'_>, idle: IdleStrategy, sta
                     break;
                 }
                 if last_progress.elapsed() > stall {
-                    return Err(format!(
-                        "member {slot}: nothing for {}s with {} taken; group at {next} of {end}",
-                        stall.as_secs(),
-                        records.len()
-                    ));
+                    let progress = format!("with {} taken; group at {next} of {end}", records.len());
+                    return Err(stalled("member", slot, stall, progress));
                 }
                 continue;
             }

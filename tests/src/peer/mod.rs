@@ -214,6 +214,12 @@ pub(crate) fn park_forever() -> ! {
     }
 }
 
+/// The failure of consumer `role` at `slot` that waited `stall` for a message in vain; `progress` says how far it
+/// had got.
+pub(crate) fn stalled(role: &str, slot: usize, stall: Duration, progress: String) -> String {
+    format!("{role} {slot}: nothing for {}s {progress}", stall.as_secs())
+}
+
 /// Expected counts indexed by producer id.
 pub(crate) fn expected_counts(expect: &[Expect]) -> Vec<u64> {
     let n = expect.iter().map(|e| e.producer as usize + 1).max().unwrap_or(0);
