@@ -163,16 +163,45 @@ impl Admin {
         }
     }
 
-    /// Demotes the lossless subscriber `s` to lossy (the slow-consumer bound): it stops gating at once, and its
-    /// next receive reports [`RecvError::Demoted`](crate::RecvError::Demoted). Counted.
+    /// Demotes the lossless subscriber `s` to lossy (the slow-consumer bound): its next receive reports
+    /// [`RecvError::Demoted`](crate::RecvError::Demoted) and it reads lossy from then on. Counted once.
+    ///
+    /// The subscriber stops gating publishers as soon as it cannot be looking at an entry it gates:
+    /// * at once, if it holds no message read in place (the common case: a consumer that stopped reading);
+    /// * otherwise when it drops the [`Message`](crate::Message) it holds, or at its next receive. Until then the
+    ///   held message keeps gating, so its payload never changes under the reader (issue 8, defect 2). A
+    ///   subscriber that keeps holding one message forever keeps gating, exactly as if it had not been demoted:
+    ///   the gate protects memory it is reading. Calling `demote` again later (the daemon does, after another
+    ///   slow-consumer bound, while the subscriber still gates) re-checks and releases the gate if the message
+    ///   was dropped meanwhile; a subscriber that never lets go is only undone by ending its holder's lease and
+    ///   [`Admin::release_subscriber`] once its death is proven.
+    ///
+    /// Group members cannot be demoted (their held message is redelivered through recovery instead).
     pub fn demote(&self, s: usize, waiter: &dyn Waiter) -> Result<(), AttachError> {
         if s >= self.geometry().max_subscribers as usize {
             return Err(AttachError::Slot("subscriber slot out of range"));
         }
         let base = self.off().sub_slot(s);
-        let prev = self.readers_word(base + S_FLAGS).fetch_or(FLAG_DEMOTE, Ordering::AcqRel);
+        let flags = self.readers_word(base + S_FLAGS);
+        // Relaxed: the group bits are written at attach, before the slot gates at all.
+        if (flags.load(Ordering::Relaxed) >> FLAG_GROUP_SHIFT) & 0xff != 0 {
+            return Err(AttachError::Slot("a consumer-group member cannot be demoted"));
+        }
+        // AcqRel RMW: the store half of the demotion handshake (tag HOLD), ordered before the hold-word load
+        // below by the heavy barrier.
+        let prev = flags.fetch_or(FLAG_DEMOTE, Ordering::AcqRel);
         if prev & FLAG_DEMOTE == 0 {
             self.readers_word(R_DEMOTIONS).fetch_add(1, Ordering::Relaxed);
+        }
+        // Heavy barrier (tag HOLD): pairs with the light barrier in `Subscriber::raise_hold`, between the
+        // subscriber's hold store and its flags load. Either the subscriber sees FLAG_DEMOTE before it lends an
+        // entry, or we see its hold word raised below.
+        waiter.heavy();
+        // Acquire (tag HOLD): pairs with the Release that lowers the word when the subscriber drops a message it
+        // read in place, so its reads happen before the acknowledgement below lets publishers reuse the entry.
+        if self.readers_word(base + S_HOLD).load(Ordering::Acquire) == 0 {
+            // Release (tag ACK): pairs with the gate scan's Acquire load of the flags.
+            flags.fetch_or(FLAG_DEMOTED_ACK, Ordering::Release);
         }
         self.wake_publishers(waiter);
         self.wake_subscribers(waiter);

@@ -217,6 +217,8 @@ pub(crate) const P_PUBLISHED: usize = 16;
 pub(crate) const P_BYTES: usize = 24;
 pub(crate) const P_FULL: usize = 32;
 pub(crate) const P_ABORTED: usize = 40;
+/// Gate scans that could not settle because the attach epoch kept changing (see `Topic::scan_gate`).
+pub(crate) const P_GATE_UNSETTLED: usize = 48;
 
 // ---- readers object offsets ----------------------------------------------------------------------------------
 
@@ -240,9 +242,15 @@ pub(crate) const S_RECEIVED: usize = 16;
 pub(crate) const S_LAGGED: usize = 24;
 pub(crate) const S_SKIPPED: usize = 32;
 pub(crate) const S_BYTES: usize = 40;
+/// Whether the subscriber holds a message read in place (1) or not (0); written only by the subscriber, read by
+/// the owner's `demote` (tag HOLD).
+pub(crate) const S_HOLD: usize = 48;
 /// Subscriber flags: the slow-consumer bound demoted this subscriber (set by the daemon).
 pub(crate) const FLAG_DEMOTE: u64 = 1;
-/// Subscriber flags: the subscriber acknowledged its demotion.
+/// Subscriber flags: the demotion took effect, so the gate scan ignores the cursor from now on. Set (tag ACK) by
+/// the subscriber when it noticed the demotion (at a poll, or when it dropped the message it was reading in
+/// place), or by `demote` itself when it found the subscriber holding nothing. Only `FLAG_DEMOTE` and
+/// `FLAG_DEMOTED_ACK` together release the gate.
 pub(crate) const FLAG_DEMOTED_ACK: u64 = 2;
 /// Subscriber flags: group index + 1 in bits 8..16 (0 = no group).
 pub(crate) const FLAG_GROUP_SHIFT: u32 = 8;

@@ -18,6 +18,9 @@ pub struct PublisherStats {
     pub full: u64,
     /// Loans dropped without committing.
     pub aborted: u64,
+    /// Gate scans given up because the readers object's attach epoch kept changing under them (each refused the
+    /// send as `Full`); anything but a rare count means a subscriber is misbehaving.
+    pub gate_unsettled: u64,
 }
 
 /// Per-subscriber position and counters.
@@ -101,6 +104,7 @@ impl Topic {
                 bytes: d(b + P_BYTES),
                 full: d(b + P_FULL),
                 aborted: d(b + P_ABORTED),
+                gate_unsettled: d(b + P_GATE_UNSETTLED),
             };
             // Untrusted counters: test each for zero rather than summing them (a corrupted counter near
             // `u64::MAX` made the sum overflow, a panic in debug builds; found by `tests/untrusted.rs`).
@@ -121,7 +125,9 @@ impl Topic {
                 slot: s,
                 position,
                 lag: seq_diff(tail, position).max(0) as u64,
-                gating: cursor::has(w, cursor::GATING) && flags & FLAG_DEMOTE == 0,
+                // A demotion releases the gate once acknowledged (see `scan_gate_once`).
+                gating: cursor::has(w, cursor::GATING)
+                    && flags & (FLAG_DEMOTE | FLAG_DEMOTED_ACK) != FLAG_DEMOTE | FLAG_DEMOTED_ACK,
                 group: (group > 0).then(|| group as usize - 1),
                 received: r(b + S_RECEIVED),
                 lagged: r(b + S_LAGGED),

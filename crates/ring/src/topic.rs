@@ -162,11 +162,21 @@ impl Topic {
     }
 
     /// The lowest position any gating cursor (lossless subscriber, group claim cursor, a member's held message)
-    /// still needs, or `None` when nothing gates. `reference` is a recent tail, used to expand the truncated
-    /// cursor words.
-    pub(crate) fn scan_gate(&self, reference: u64) -> Option<u64> {
+    /// still needs, or `None` when nothing gates, and whether the scan settled. `reference` is a recent tail (the
+    /// sequence to claim, or one past the message to free), used to expand the truncated cursor words.
+    ///
+    /// The scan repeats while the attach epoch changes under it, but at most [`GATE_SCAN_ROUNDS`] times: the epoch
+    /// lives in the readers object, which every subscriber may write, so one bumping it without end made
+    /// `try_send` spin forever (issue 8, defect 8). An unsettled scan (`false`) returns `reference - capacity`,
+    /// a gate that refuses both of its uses (claiming `reference` and freeing `reference - 1`): the caller
+    /// reports `Full` and changes nothing, exactly as if a gating cursor sat there. That can only over-gate, never
+    /// let a publisher overwrite what a cursor still needs; and a subscriber able to write the readers object can
+    /// hold publishers back anyway (with a lossless cursor that never moves), so it gains nothing new. A `send`
+    /// waits and scans again; legitimate bumps (an attach, a redelivery) come one at a time and settle in a round
+    /// or two.
+    pub(crate) fn scan_gate(&self, reference: u64) -> (Option<u64>, bool) {
         let epoch = self.readers_word(R_EPOCH);
-        loop {
+        for _ in 0..GATE_SCAN_ROUNDS {
             // The scan reads one word at a time, so a gate handed from one word to another while it runs must
             // never fall between two reads. Hand-offs forward are ordered for the scan below (a member stores its
             // held position before moving the group cursor past it). The one hand-off backwards is recovery's: it
@@ -180,9 +190,10 @@ impl Topic {
             let before = epoch.load(Ordering::Acquire);
             let min = self.scan_gate_once(reference);
             if epoch.load(Ordering::Acquire) == before {
-                return min;
+                return (min, true);
             }
         }
+        (Some(reference.wrapping_sub(self.geometry().capacity as u64)), false)
     }
 
     fn scan_gate_once(&self, reference: u64) -> Option<u64> {
@@ -218,9 +229,14 @@ impl Topic {
                 // moving on happens before we let a publisher overwrite it.
                 let w = self.readers_word(slot + S_CURSOR).load(Ordering::Acquire);
                 if cursor::has(w, cursor::ACTIVE | cursor::GATING) {
-                    // Relaxed: demotion only ever loosens the gate; a stale read over-gates for one scan.
-                    let flags = self.readers_word(slot + S_FLAGS).load(Ordering::Relaxed);
-                    if flags & FLAG_DEMOTE == 0 {
+                    // A demoted subscriber stops gating only once its demotion is acknowledged (FLAG_DEMOTE alone
+                    // is a request: the subscriber may still be reading the entry at its cursor in place; issue
+                    // 8, defect 2). Acquire (tag ACK): pairs with the Release that sets FLAG_DEMOTED_ACK, made
+                    // after the subscriber's last read in place (by the subscriber itself, or by `demote` after
+                    // its Acquire load of the subscriber's hold word, tag HOLD), so those reads happen before we
+                    // let a publisher overwrite the entry. A stale read over-gates for one scan.
+                    let flags = self.readers_word(slot + S_FLAGS).load(Ordering::Acquire);
+                    if flags & (FLAG_DEMOTE | FLAG_DEMOTED_ACK) != FLAG_DEMOTE | FLAG_DEMOTED_ACK {
                         take(cursor::expand(w, reference));
                     }
                 }
@@ -244,6 +260,24 @@ impl Topic {
     /// Wakes every sleeping publisher (space became available). Call after a Release store that frees space.
     pub(crate) fn wake_publishers(&self, waiter: &dyn Waiter) {
         self.light();
+        self.post_publishers(waiter);
+    }
+
+    /// The waker's half after a commit (a published message or a skip marker, Release store of the stamp): wakes
+    /// sleeping subscribers, and on a multi-producer topic sleeping publishers too. A publisher
+    /// gets `Full` when the entry it would claim still holds an older, unpublished claim of another publisher;
+    /// committing that claim frees the entry, and nothing else would wake it before its timed sleep ends (issue 8,
+    /// defect 4). One light barrier for both masks; a mask nobody raised costs one Relaxed load.
+    pub(crate) fn wake_after_commit(&self, waiter: &dyn Waiter) {
+        self.light();
+        self.post_subscribers(waiter);
+        if !self.geometry().single_producer() {
+            self.post_publishers(waiter);
+        }
+    }
+
+    /// Posts every publisher in the space-waiter mask. The caller issued the light barrier after its store.
+    fn post_publishers(&self, waiter: &dyn Waiter) {
         // Relaxed: the light/heavy barrier pair orders this load after the caller's store (see `wait`).
         if self.readers_word(R_SPACE_WAITERS).load(Ordering::Relaxed) != 0 {
             let bits = self.readers_word(R_SPACE_WAITERS).swap(0, Ordering::AcqRel);
@@ -255,6 +289,11 @@ impl Topic {
     /// Wakes every sleeping subscriber (a message was published). Call after the publishing Release store.
     pub(crate) fn wake_subscribers(&self, waiter: &dyn Waiter) {
         self.light();
+        self.post_subscribers(waiter);
+    }
+
+    /// Posts every subscriber in the data-waiter masks. The caller issued the light barrier after its store.
+    fn post_subscribers(&self, waiter: &dyn Waiter) {
         let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
         for w in 0..words {
             // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
@@ -308,6 +347,8 @@ impl Topic {
                 }
                 if crate::wait::expired(Some(deadline)) {
                     word.store(0, Ordering::SeqCst);
+                    // Our cursor may have held a publisher back: it sleeps on the gate we just removed.
+                    self.wake_publishers(waiter);
                     return Err(AttachError::Timeout);
                 }
                 spins += 1;
@@ -324,6 +365,10 @@ impl Topic {
         if seq_diff(earliest, begin) > 0 {
             begin = earliest;
             word.store(cursor::pack(flags, begin), Ordering::SeqCst);
+            // Raising the cursor moves the gate with no release to announce it: a publisher that found the ring
+            // full on our first, lower cursor may be asleep on it (issue 8, defect 4). The SeqCst store above
+            // is the waker's store of the light/heavy pair.
+            self.wake_publishers(waiter);
         }
         Ok((begin, tail))
     }
@@ -351,6 +396,9 @@ impl Topic {
             && cursor::has(self.readers_word(self.off().sub_slot(s) + S_CURSOR).load(Ordering::Acquire), cursor::ACTIVE)
     }
 }
+
+/// Most rounds of one gate scan while the attach epoch keeps changing (see `Topic::scan_gate`).
+pub(crate) const GATE_SCAN_ROUNDS: u32 = 8;
 
 /// How long attaching a gating cursor waits for in-flight sends of live publishers.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);

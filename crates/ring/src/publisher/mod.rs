@@ -67,6 +67,7 @@ pub struct Publisher {
     bytes: u64,
     full: u64,
     aborted: u64,
+    gate_unsettled: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -140,6 +141,7 @@ impl Publisher {
             bytes: w(P_BYTES),
             full: w(P_FULL),
             aborted: w(P_ABORTED),
+            gate_unsettled: w(P_GATE_UNSETTLED),
             _not_sync: PhantomData,
         })
     }
@@ -208,7 +210,7 @@ impl Publisher {
             }
         }
         if n > 0 {
-            self.topic.wake_subscribers(&*self.waiter);
+            self.topic.wake_after_commit(&*self.waiter);
         }
         Ok(n)
     }
@@ -311,8 +313,7 @@ impl Publisher {
     /// The gate for claiming `seq`: every gating cursor must have moved past `seq - capacity`.
     fn check_gate(&mut self, seq: u64) -> Result<(), SendError> {
         if !self.gate_valid || self.gate.is_some_and(|g| seq_diff(seq, g) >= self.cap as i64) {
-            self.gate = self.topic.scan_gate(seq);
-            self.gate_valid = true;
+            self.scan_gate(seq);
             if self.gate.is_some_and(|g| seq_diff(seq, g) >= self.cap as i64) {
                 return Err(SendError::Full);
             }
@@ -326,9 +327,21 @@ impl Publisher {
         if self.gate_valid && ok(self.gate) {
             return true;
         }
-        self.gate = self.topic.scan_gate(seq.wrapping_add(1));
-        self.gate_valid = true;
+        self.scan_gate(seq.wrapping_add(1));
         ok(self.gate)
+    }
+
+    /// Scans the gate into `self.gate`; a scan that could not settle (the epoch kept changing) gates everything
+    /// and is counted (see `Topic::scan_gate`).
+    fn scan_gate(&mut self, reference: u64) {
+        let (gate, settled) = self.topic.scan_gate(reference);
+        self.gate = gate;
+        self.gate_valid = true;
+        if !settled {
+            // Wrapping: see `self.full` in `reserve`. Relaxed: statistics, single writer.
+            self.gate_unsettled = self.gate_unsettled.wrapping_add(1);
+            self.slot_word(P_GATE_UNSETTLED).store(self.gate_unsettled, Ordering::Relaxed);
+        }
     }
 
     /// Reserves `len` bytes in this publisher's region; returns the logical start and end.
@@ -478,7 +491,9 @@ impl Publisher {
             self.slot_word(P_ABORTED).store(self.aborted, Ordering::Relaxed);
         }
         if wake {
-            self.topic.wake_subscribers(&*self.waiter);
+            // Subscribers wait for the message; on a multi-producer topic a publisher may wait for this entry
+            // (it found our claim unpublished, see `Topic::wake_after_commit`).
+            self.topic.wake_after_commit(&*self.waiter);
         }
         r.seq
     }

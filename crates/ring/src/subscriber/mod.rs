@@ -64,6 +64,8 @@ pub struct Subscriber {
     unpublished: u32,
     cursor_batch: u32,
     verify_until: u64,
+    /// Demoted while holding a message: the next receive reports [`RecvError::Demoted`].
+    demotion_unreported: bool,
     buf: Vec<u8>,
     received: u64,
     lagged: u64,
@@ -115,7 +117,7 @@ impl Subscriber {
             }
             _ => 0,
         };
-        for o in [S_RECEIVED, S_LAGGED, S_SKIPPED, S_BYTES] {
+        for o in [S_RECEIVED, S_LAGGED, S_SKIPPED, S_BYTES, S_HOLD] {
             topic.readers_word(base + o).store(0, Ordering::Relaxed);
         }
         topic.readers_word(base + S_FLAGS).store(group_flag, Ordering::Relaxed);
@@ -162,6 +164,7 @@ impl Subscriber {
             unpublished: 0,
             cursor_batch: (geo.capacity / 16).clamp(1, 32),
             verify_until,
+            demotion_unreported: false,
             buf: Vec::new(),
             received: 0,
             lagged: 0,
@@ -268,17 +271,20 @@ impl Subscriber {
         match self.mode {
             Mode::Lossless => {
                 // Relaxed: our own slot's flags; the daemon's demotion becomes visible within a few polls.
+                // (A demotion missed here is caught before anything is lent, see `raise_hold`.)
                 let flags = self.slot_word(S_FLAGS).load(Ordering::Relaxed);
                 if flags & FLAG_DEMOTE != 0 {
-                    self.mode = Mode::Lossy;
-                    self.slot_word(S_CURSOR).store(cursor::pack(cursor::ACTIVE, self.cursor), Ordering::Release);
-                    self.slot_word(S_FLAGS).fetch_or(FLAG_DEMOTED_ACK, Ordering::Relaxed);
-                    self.topic.wake_publishers(&*self.waiter);
+                    self.acknowledge_demotion();
                     return Err(RecvError::Demoted);
                 }
                 self.poll_ordered(false)
             }
-            Mode::Lossy => self.poll_ordered(true),
+            Mode::Lossy => {
+                if std::mem::take(&mut self.demotion_unreported) {
+                    return Err(RecvError::Demoted);
+                }
+                self.poll_ordered(true)
+            }
             Mode::Group(g) => self.poll_member(g),
         }
     }
@@ -288,7 +294,19 @@ impl Subscriber {
         match self.mode {
             Mode::Lossless => {
                 self.count_received(len);
-                self.advance(seq.wrapping_add(1), true);
+                // Release (tag HOLD): our reads of the message in place happen before `demote`, seeing the word
+                // lowered, lets publishers overwrite it.
+                self.slot_word(S_HOLD).store(0, Ordering::Release);
+                // Relaxed: a demotion that came while we held the message is normally seen here and takes effect
+                // now; one missed here is seen at the next poll, or by the owner's next `demote`, which finds the
+                // hold word lowered (see `Admin::demote`).
+                if self.slot_word(S_FLAGS).load(Ordering::Relaxed) & FLAG_DEMOTE != 0 {
+                    self.cursor = seq.wrapping_add(1);
+                    self.acknowledge_demotion();
+                    self.demotion_unreported = true;
+                } else {
+                    self.advance(seq.wrapping_add(1), true);
+                }
             }
             Mode::Lossy => self.count_received(len),
             Mode::Group(_) => {
@@ -313,6 +331,38 @@ impl Subscriber {
                 self.topic.wake_publishers(&*self.waiter);
             }
         }
+    }
+
+    /// Before a lossless subscriber lends entry `c` in place: raises the hold word, then looks for a demotion.
+    /// `true` means demoted: nothing may be lent (publishers may already be reusing the entry).
+    ///
+    /// The hold word and the demote flag are a store→load pair on each side (Dekker): we store the hold word and
+    /// load the flags, `demote` stores the flag and loads the hold word, with the light barrier here and the heavy
+    /// one there (tag HOLD). So either we see the demotion now, or `demote` sees us holding and leaves the gate
+    /// to our acknowledgement when the message is dropped. (Issue 8, defect 2: `demote` used to release the gate
+    /// at once, and the next send overwrote a message a subscriber was reading in place.)
+    pub(super) fn raise_hold(&self) -> bool {
+        // Relaxed: ordered before the flags load below by the light barrier (tag HOLD).
+        self.slot_word(S_HOLD).store(1, Ordering::Relaxed);
+        self.topic.light();
+        // Relaxed: ordered after the hold store by the light/heavy barrier pair (tag HOLD).
+        self.slot_word(S_FLAGS).load(Ordering::Relaxed) & FLAG_DEMOTE != 0
+    }
+
+    /// Takes a demotion the daemon requested: from now on we read lossy, our cursor stops gating, and we
+    /// acknowledge, so the gate scan ignores us even if it reads an older cursor word. We hold nothing in place.
+    pub(super) fn acknowledge_demotion(&mut self) {
+        self.mode = Mode::Lossy;
+        self.unpublished = 0;
+        // Release (tag CURSOR): our reads of the entries before the cursor happen before a publisher overwrites
+        // them.
+        self.slot_word(S_CURSOR).store(cursor::pack(cursor::ACTIVE, self.cursor), Ordering::Release);
+        // Release (tag HOLD): lowered after our last read in place.
+        self.slot_word(S_HOLD).store(0, Ordering::Release);
+        // Release (tag ACK): pairs with the gate scan's Acquire load of the flags; our reads in place happen
+        // before a publisher that ignores us overwrites the entry.
+        self.slot_word(S_FLAGS).fetch_or(FLAG_DEMOTED_ACK, Ordering::Release);
+        self.topic.wake_publishers(&*self.waiter);
     }
 
     fn count_received(&mut self, len: usize) {

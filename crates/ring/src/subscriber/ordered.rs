@@ -46,12 +46,18 @@ impl Subscriber {
                     Ok(f) => f,
                     Err(e) => return Err(self.pass_corrupted(c, true, e)),
                 };
-                self.materialize(&mut f.0);
                 if f.1.is_some() && seq_diff(c, self.verify_until) < 0 && !self.payload_intact(f.1) {
                     // Reclaimed by a publisher that had not yet seen us attach: report it, never lose silently.
                     self.advance(c.wrapping_add(1), true);
                     return Err(self.lag(1));
                 }
+                // Lending in place: announce the hold first; a demotion that came meanwhile is taken instead
+                // (what we loaded from the entry is discarded, so nothing torn is ever handed out).
+                if self.raise_hold() {
+                    self.acknowledge_demotion();
+                    return Err(RecvError::Demoted);
+                }
+                self.materialize(&mut f.0);
                 return Ok(Poll::Ready(f.0));
             }
             // Lossy: copy with atomic loads, then validate (tag SEQLOCK).
