@@ -36,8 +36,8 @@
 //!   `release_subscriber` reports; the redelivered/abandoned counters match.
 //! * **Held messages** keep their payload (and sequence, publisher) unchanged until released, checked after
 //!   every step.
-//! * **Full** only when something may gate: a non-demoted lossless subscriber, an open group, a group member
-//!   holding a message, or an unpublished claim of a dead publisher. (The ring has no other reason for `Full`:
+//! * **Full** only when something may gate: a non-demoted lossless subscriber (or a demoted one still holding a
+//!   message), an open group, a group member holding a message, or an unpublished claim of a dead publisher. (The ring has no other reason for `Full`:
 //!   the index gate and the region reclaim both scan only gating cursors, and a claim is refused otherwise only
 //!   over an older unpublished claim; single-threaded, only a dead publisher leaves one.)
 //! * **Never** `Corrupted` (the memory is never corrupted here), a wrong publisher id, or a payload other than the
@@ -45,10 +45,12 @@
 //!
 //! # Known defects
 //!
-//! [`KNOWN_DEFECTS`] lists the defects of issue 8 this test finds and keeps the generator away from each one, so
-//! the suite is green on the current code. **Turn each flag to `false` when its fix lands.** To see a defect
-//! without editing, set `SHMBUS_MODEL_EXPOSE` to a comma-separated list of flag names (or `all`); failures are not
-//! persisted then. Defect 7 (a corrupted entry sticks) needs corrupted memory and is not reachable here.
+//! [`KNOWN_DEFECTS`] names the defects of issue 8 this test found (each flag, while `true`, keeps the generator
+//! away from its scenario). All three are fixed and every flag is `false`: the whole generator runs. A future
+//! known defect gets a flag here the same way. With the three fixes reverted, each flag off made the default run
+//! fail with a minimal case (defect 1: send, send, open group, attach member -> `Corrupted`; defect 2: attach
+//! lossless, send, hold, demote, send, send -> the held message changed; defect 3: four region messages over a
+//! small region, open group from the oldest, attach member -> another message's bytes). Defect 7 (a corrupted entry sticks) needs corrupted memory and is not reachable here.
 //!
 //! Cases: 1024 (`PROPTEST_CASES` overrides); `SHMBUS_LONG_FUZZ=1` runs 1,000,000 (or `SHMBUS_FUZZ_CASES`).
 #![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
@@ -80,7 +82,7 @@ struct Known {
 
 /// The known defects the generator avoids. Turn each flag off when its fix lands.
 const KNOWN_DEFECTS: Known =
-    Known { late_group_after_lap: true, demote_while_holding: true, group_reclaimed_payload: true };
+    Known { late_group_after_lap: false, demote_while_holding: false, group_reclaimed_payload: false };
 
 /// The flags in force: [`KNOWN_DEFECTS`] minus those named in `SHMBUS_MODEL_EXPOSE`.
 fn known() -> Known {
@@ -346,7 +348,9 @@ impl Model {
     /// Whether anything may hold publishers back (the conservative condition for `Full`).
     fn may_gate(&self) -> bool {
         let subs = self.subs.iter().flatten().any(|s| match s.kind {
-            Kind::Lossless { demote_pending } => !demote_pending,
+            // A demoted subscriber still holding a message in place keeps gating until it lets go (issue 8,
+            // defect 2: the demotion takes effect at the holder's acknowledgement).
+            Kind::Lossless { demote_pending } => !demote_pending || s.holding.is_some(),
             Kind::Member(_) => s.holding.is_some(),
             Kind::Lossy => false,
         });
