@@ -16,15 +16,15 @@ pub(crate) struct Inner {
     pub(crate) readers: Region,
     pub(crate) off: Offsets,
     pub(crate) header: Header,
-    /// Wakers on this topic may use a compiler fence as the light barrier: the topic's barrier mode is membarrier
-    /// and this process is registered for it (copied at attach, never re-read).
-    pub(crate) cheap_barrier: bool,
 }
 
 /// One topic's shared memory, validated once. Cheap to clone; handles are created from it.
 #[derive(Clone)]
 pub struct Topic {
     pub(crate) inner: Arc<Inner>,
+    /// Wakers on this topic may use a compiler fence as the light barrier: the topic's barrier mode is membarrier
+    /// and this process is registered for it (decided at attach, never re-read).
+    cheap_barrier: bool,
 }
 
 impl std::fmt::Debug for Topic {
@@ -56,7 +56,7 @@ impl Topic {
             _ => return Err(AttachError::Corrupted { what: "unknown barrier mode" }),
         };
         let off = Offsets::new(d.geometry);
-        let topic = Topic { inner: Arc::new(Inner { data, readers, off, header: d, cheap_barrier }) };
+        let topic = Topic { inner: Arc::new(Inner { data, readers, off, header: d }), cheap_barrier };
         if topic.is_closed() {
             return Err(AttachError::Closed);
         }
@@ -248,13 +248,13 @@ impl Topic {
     /// Whether wakers on this topic may use a compiler fence as their barrier: the topic was created in membarrier
     /// mode and this process is registered for it. `false` means full fences on both sides.
     pub fn barrier_is_cheap(&self) -> bool {
-        self.inner.cheap_barrier
+        self.cheap_barrier
     }
 
     /// The waker's half of the asymmetric barrier for this topic (see [`crate::wait`]).
     #[inline]
     pub(crate) fn light(&self) {
-        crate::wait::light(self.inner.cheap_barrier);
+        crate::wait::light(self.cheap_barrier);
     }
 
     /// Wakes every sleeping publisher (space became available). Call after a Release store that frees space.

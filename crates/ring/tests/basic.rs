@@ -1,23 +1,13 @@
 //! In-process behaviour of the ring on heap regions.
 #![cfg(not(loom))] // in-process tests on real memory; the loom models are in tests/loom.rs
 
+mod common;
+
+use common::{publ, sub, w};
 use shmbus_ring::*;
-use std::sync::Arc;
 
 fn geo(cap: u32, max: u32, pubs: u32) -> Geometry {
     Geometry::new(cap, max, 16 * 1024, pubs, 8, 2)
-}
-
-fn w() -> Arc<PollWaiter> {
-    Arc::new(PollWaiter)
-}
-
-fn sub(t: &Topic, slot: usize, mode: Mode) -> Subscriber {
-    Subscriber::attach(t, slot, SubscriberOptions { mode, ..Default::default() }, w(), &|_| false).unwrap()
-}
-
-fn publ(t: &Topic, slot: usize) -> Publisher {
-    Publisher::attach(t, slot, w(), PublisherOptions::default()).unwrap()
 }
 
 /// A four-entry topic whose lossless subscriber has not read any of the four messages its publisher sent: the

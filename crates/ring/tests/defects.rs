@@ -2,20 +2,10 @@
 //! the code before its fix.
 #![cfg(not(loom))]
 
+mod common;
+
+use common::{flows, publ, sub};
 use shmbus_ring::*;
-use std::sync::Arc;
-
-fn w() -> Arc<PollWaiter> {
-    Arc::new(PollWaiter)
-}
-
-fn sub(t: &Topic, slot: usize, mode: Mode) -> Subscriber {
-    Subscriber::attach(t, slot, SubscriberOptions { mode, ..Default::default() }, w(), &|_| false).unwrap()
-}
-
-fn publ(t: &Topic, slot: usize) -> Publisher {
-    Publisher::attach(t, slot, w(), PublisherOptions::default()).unwrap()
-}
 
 /// Defect 1: a group opened after the ring has lapped must work (ledger words reset when the group opens).
 #[test]
@@ -63,16 +53,20 @@ fn group_reopened_after_laps_works() {
         m.detach();
         let _ = t.release_subscriber(slot, &PollWaiter);
     }
+    reopen_and_flow(&t, &mut p, 3..20);
+}
+
+/// Closes group 0, sends `gap` with no group open, reopens the group at the tail, and checks that a new member
+/// (slot 1) gets the next 16 messages as they are sent.
+fn reopen_and_flow(t: &Admin, p: &mut Publisher, gap: std::ops::Range<u8>) {
     t.close_group(0, &PollWaiter).unwrap();
-    for i in 3..20u8 {
+    let next = gap.end;
+    for i in gap {
         p.try_send(&[i]).unwrap();
     }
     t.open_group(0, false, &PollWaiter, &|_| false).unwrap();
-    let mut m = sub(&t, 1, Mode::Group(0));
-    for i in 20..40u8 {
-        p.try_send(&[i]).unwrap_or_else(|e| panic!("send {i}: {e}"));
-        assert_eq!(m.try_recv().unwrap_or_else(|e| panic!("recv {i}: {e}")).payload(), &[i]);
-    }
+    let mut m = sub(t, 1, Mode::Group(0));
+    flows(p, &mut m, next..next + 16);
 }
 
 fn payload(i: u64, len: usize) -> Vec<u8> {
@@ -161,15 +155,6 @@ fn group_reopened_over_a_dead_members_hold_works() {
     std::mem::forget(dying);
     // The daemon's order when the last member's lease ends: reclaim its slot, then close the group.
     assert_eq!(t.release_subscriber(0, &PollWaiter).unwrap(), Some(Released::Redelivered(0)));
-    t.close_group(0, &PollWaiter).unwrap();
-    for i in 1..4u8 {
-        p.try_send(&[i]).unwrap();
-    }
     // Reopened at the tail (4), whose entry is the one the dead member held a lap ago.
-    t.open_group(0, false, &PollWaiter, &|_| false).unwrap();
-    let mut m = sub(&t, 1, Mode::Group(0));
-    for i in 4..20u8 {
-        p.try_send(&[i]).unwrap_or_else(|e| panic!("send {i}: {e}"));
-        assert_eq!(m.try_recv().unwrap_or_else(|e| panic!("recv {i}: {e}")).payload(), &[i]);
-    }
+    reopen_and_flow(&t, &mut p, 1..4);
 }

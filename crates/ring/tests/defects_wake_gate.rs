@@ -103,11 +103,9 @@ fn blocking() -> PublisherOptions {
     PublisherOptions { idle: IdleStrategy::Blocking, ..Default::default() }
 }
 
-/// Issue 8, defect 4 (commit): publisher B finds the ring full because publisher A's older claim on the entry is
-/// unpublished, and sleeps; A's commit must post B (it used to wake subscribers only, leaving B to its timed
-/// sleep).
-#[test]
-fn defect4_commit_wakes_publisher_waiting_on_the_claim() {
+/// Publisher B finds the ring full because publisher A's older claim on the entry is unpublished, and sleeps; A
+/// then commits its loan (`commit`) or aborts it (a skip marker): either frees the entry, and B must be posted.
+fn freed_claim_wakes_the_sleeping_publisher(commit: bool) {
     let topic = Topic::heap(&Geometry::new(2, 8, 0, 2, 1, 0), 0).unwrap();
     let rec = Arc::new(Recorder::default());
     let mut a = Publisher::attach(&topic, 0, rec.clone(), blocking()).unwrap();
@@ -118,26 +116,28 @@ fn defect4_commit_wakes_publisher_waiting_on_the_claim() {
     assert_eq!(b.try_send(&[2; 8]), Err(SendError::Full), "entry 0 still holds A's claim");
     let sleeper = std::thread::spawn(move || b.send_timeout(&[2; 8], LIMIT));
     rec.await_sleeping(Target::Publisher(1));
-    loan.write_at(0, &[0; 8]);
-    assert_eq!(loan.commit(), 0);
-    assert_eq!(rec.posts_to(Target::Publisher(1)), 1, "A's commit freed the entry B sleeps on: B must be posted");
+    if commit {
+        loan.write_at(0, &[0; 8]);
+        assert_eq!(loan.commit(), 0);
+    } else {
+        drop(loan);
+    }
+    let how = if commit { "A's commit" } else { "the skip marker of A's aborted loan" };
+    assert_eq!(rec.posts_to(Target::Publisher(1)), 1, "{how} freed the entry B sleeps on: B must be posted");
     assert_eq!(sleeper.join().unwrap(), Ok(2));
+}
+
+/// Issue 8, defect 4 (commit): A's commit must post B (it used to wake subscribers only, leaving B to its timed
+/// sleep).
+#[test]
+fn defect4_commit_wakes_publisher_waiting_on_the_claim() {
+    freed_claim_wakes_the_sleeping_publisher(true);
 }
 
 /// Issue 8, defect 4 (skip marker): the same when A aborts its loan instead of committing it.
 #[test]
 fn defect4_aborted_loan_wakes_publisher_waiting_on_the_claim() {
-    let topic = Topic::heap(&Geometry::new(2, 8, 0, 2, 1, 0), 0).unwrap();
-    let rec = Arc::new(Recorder::default());
-    let mut a = Publisher::attach(&topic, 0, rec.clone(), blocking()).unwrap();
-    let mut b = Publisher::attach(&topic, 1, rec.clone(), blocking()).unwrap();
-    let loan = a.try_loan(8).unwrap();
-    b.try_send(&[1; 8]).unwrap();
-    let sleeper = std::thread::spawn(move || b.send_timeout(&[2; 8], LIMIT));
-    rec.await_sleeping(Target::Publisher(1));
-    drop(loan);
-    assert_eq!(rec.posts_to(Target::Publisher(1)), 1, "the skip marker freed the entry: B must be posted");
-    assert_eq!(sleeper.join().unwrap(), Ok(2));
+    freed_claim_wakes_the_sleeping_publisher(false);
 }
 
 /// Issue 8, defect 4 (gating cursor raised): a lossless subscriber attaching from the oldest message first

@@ -1,9 +1,33 @@
-//! Helpers shared by the ring's in-process property tests (`alloc_model.rs`, `untrusted.rs`); each test crate
-//! includes this module with `mod common;` and uses its own part of it.
+//! Helpers shared by the ring's in-process tests (`basic.rs`, `defects.rs`, `alloc_model.rs`, `untrusted.rs`,
+//! `model.rs`); each test crate includes this module with `mod common;` and uses its own part of it.
 #![allow(dead_code)]
 
 use proptest::prelude::*;
-use shmbus_ring::Geometry;
+use shmbus_ring::{Geometry, Mode, PollWaiter, Publisher, PublisherOptions, Subscriber, SubscriberOptions, Topic};
+use std::sync::Arc;
+
+/// A waiter without semaphores (sleeps poll).
+pub fn w() -> Arc<PollWaiter> {
+    Arc::new(PollWaiter)
+}
+
+/// A subscriber of `mode` in `slot`, with every publisher reported alive.
+pub fn sub(t: &Topic, slot: usize, mode: Mode) -> Subscriber {
+    Subscriber::attach(t, slot, SubscriberOptions { mode, ..Default::default() }, w(), &|_| false).unwrap()
+}
+
+/// A publisher in `slot` with the default options.
+pub fn publ(t: &Topic, slot: usize) -> Publisher {
+    Publisher::attach(t, slot, w(), PublisherOptions::default()).unwrap()
+}
+
+/// Sends each of `range` as a one-byte message and receives it on `s` at once: the topic flows.
+pub fn flows(p: &mut Publisher, s: &mut Subscriber, range: std::ops::Range<u8>) {
+    for i in range {
+        p.try_send(&[i]).unwrap_or_else(|e| panic!("send {i}: {e}"));
+        assert_eq!(s.try_recv().unwrap_or_else(|e| panic!("recv {i}: {e}")).payload(), &[i]);
+    }
+}
 
 /// Proptest configuration: `default_cases` cases unless `PROPTEST_CASES` says otherwise, or 1,000,000
 /// (`SHMBUS_FUZZ_CASES` if set) with `SHMBUS_LONG_FUZZ=1`. Failures persist next to the test file
