@@ -1,5 +1,6 @@
 //! Loom models of the ring protocol: claims, publishing, lossless and lossy reading, dead publishers and members,
-//! the sleeper/waker handshake and attaching a gating cursor while a publisher runs.
+//! the sleeper/waker handshake, attaching a gating cursor while a publisher runs, and demoting a lossless
+//! subscriber.
 //!
 //! Run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p shmbus-ring --test loom --release --target-dir target/loom`.
@@ -946,4 +947,147 @@ fn attach_lossless_from_oldest_while_publishing() {
 #[test]
 fn attach_lossless_from_oldest_region_reuse() {
     attach_race_model(4, true, &[48, 48, 40]);
+}
+
+// ---- 8. demoting a lossless subscriber -------------------------------------------------------------------------
+
+/// A topic of geometry `g` built over a data region the model keeps a handle on, so it can look at entry memory
+/// the way a subscriber reading in place does (under loom `Message::payload` is a copy taken when the message is
+/// lent, so only a load of the entry itself can see it change while the message is held).
+fn topic_with_data(g: Geometry) -> (Admin, Arc<LoomWaiter>, Region) {
+    let data = Region::heap(g.data_len());
+    let t = Admin::create(data.clone(), Region::heap(g.readers_len()), &g, 0, 1).expect("model topic");
+    (t, LoomWaiter::new(&g), data)
+}
+
+/// The offset of the one data-region word holding `word`: found by its contents, so the model does not depend on
+/// the layout. Called before any thread is spawned (loads in a single-threaded prefix are not interleaved).
+fn find_word(data: &Region, word: u64) -> usize {
+    let hits: Vec<usize> = (0..data.len() / 8).map(|i| i * 8).filter(|&o| data.peek_word(o) == word).collect();
+    assert_eq!(hits.len(), 1, "the payload word must occur exactly once in the data region");
+    hits[0]
+}
+
+/// The word of an 8-byte inline payload `body(i, 8)`.
+fn body_word(i: u64) -> u64 {
+    u64::from_ne_bytes(body(i, 8).try_into().unwrap())
+}
+
+/// A lossless subscriber (the main thread) receives message 0 of a full two-entry ring in place, reads it (its
+/// payload, then the entry's memory itself, as a reader in place does) and drops it, while a daemon thread demotes
+/// it and a blocking publisher thread sends message 2, which reuses entry 0. The demotion must not release the
+/// gate while message 0 is held (issue 8, defect 2): the held entry never changes under the reader, and if the
+/// subscriber was lent message 0, the publisher's send of message 2 happens after the subscriber finished reading
+/// it (a Relaxed flag, so only the ring's own synchronization can make it visible). The subscriber may also see
+/// the demotion first (`Demoted`), or be lapped before its poll sees the flag, `demote` having found nothing held
+/// (`Lagged(1)`); then nothing is lent. Afterwards the demotion has taken effect: the subscriber reports `Demoted`
+/// exactly once, reads lossy and no longer gates.
+///
+/// Catches each of these (checked by making the change): the gate scan ignoring a cursor on `FLAG_DEMOTE` alone
+/// (the defect), and the hold/flag handshake (tag HOLD) without either of its barriers, the light one in
+/// `raise_hold` or the heavy one in `demote`. The in-place load and the flag each catch all three on their own.
+/// All three show at the suite's bound of two preemptions (not at one). The subscriber is the main thread on
+/// purpose: in a spawned thread, the gate-scan weakening showed only at three.
+#[test]
+fn demote_while_holding_in_place() {
+    /// What the subscriber's one receive came to.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum First {
+        Lent,
+        Demoted,
+        Lagged,
+    }
+
+    model(|| {
+        let (t, w, data) = topic_with_data(geo(2, 32, 0, 1, 1, 0));
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
+        for i in 0..2u64 {
+            p.try_send(&body(i, 8)).unwrap();
+        }
+        let at = find_word(&data, body_word(0));
+        let read_done = Arc::new(AtomicBool::new(false));
+        let done = read_done.clone();
+        let t2 = t.clone();
+        let w2 = w.clone();
+        let hd = thread::spawn(move || t2.demote(0, &*w2).unwrap());
+        let hp = thread::spawn(move || {
+            assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
+            // Relaxed: see the store.
+            (p, done.load(Ordering::Relaxed))
+        });
+        let first = match s.try_recv() {
+            Ok(m) => {
+                assert_eq!(m.seq(), 0);
+                check_body(m.payload(), 0, 8);
+                // Reading in place: the entry still holds message 0 while we hold it.
+                assert_eq!(data.peek_word(at), body_word(0), "held message 0 overwritten in place");
+                // Relaxed: no synchronization of our own; the ring's must order this before any reuse.
+                read_done.store(true, Ordering::Relaxed);
+                drop(m);
+                First::Lent
+            }
+            // The demotion came first: nothing was lent.
+            Err(RecvError::Demoted) => First::Demoted,
+            // Nothing was lent either: `demote` found nothing held and acknowledged, and message 2 overwrote
+            // message 0 before this poll saw the demote flag (a Relaxed load; the next poll reports it).
+            Err(RecvError::Lagged(1)) => First::Lagged,
+            Err(e) => panic!("recv: {e}"),
+        };
+        hd.join().unwrap();
+        let (mut p, saw_done) = hp.join().unwrap();
+        if first == First::Lent {
+            assert!(saw_done, "entry 0 was reused before the subscriber let go of message 0");
+        }
+        if first != First::Demoted {
+            // Reported exactly once: at the next receive (or taken when the message was dropped).
+            assert_eq!(s.try_recv().unwrap_err(), RecvError::Demoted);
+        }
+        assert_ne!(s.try_recv().err(), Some(RecvError::Demoted), "demotion reported twice");
+        assert_eq!(s.mode(), Mode::Lossy);
+        let st = t.stats();
+        assert_eq!(st.demotions, 1);
+        assert!(!st.subscribers[0].gating, "the demotion took effect once nothing was held");
+        // Message 3 reuses entry 1, which the subscriber never read: only a demoted subscriber lets it.
+        assert_eq!(p.try_send(&body(3, 8)).unwrap(), 3);
+    });
+}
+
+/// A lossless subscriber that read message 0 and let it go (its hold word raised and lowered again) sits idle on
+/// a full two-entry ring while the main thread (the daemon) demotes it and a blocking publisher waits to send
+/// message 3, which needs the entry of message 1 the subscriber never read. Holding nothing, the subscriber must
+/// stop gating as soon as `demote` returns, without polling again: the sleeping publisher is woken and sends
+/// (a deadlock here otherwise), and after both are done the publisher fills the ring with the subscriber still
+/// idle.
+///
+/// Catches each of these (checked by making the change): `demote` leaving the acknowledgement to the subscriber
+/// (not acknowledging an idle one itself), a drop that does not lower the hold word, and `demote` not waking
+/// publishers (a deadlock). The weakenings `demote_while_holding_in_place` catches only release the gate earlier,
+/// which this model cannot tell from a correct demotion.
+#[test]
+fn demote_idle_subscriber() {
+    model(|| {
+        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
+        for i in 0..2u64 {
+            p.try_send(&body(i, 8)).unwrap();
+        }
+        let (seq, _, payload) = recv_spin(&mut s);
+        assert_eq!(seq, 0);
+        check_body(&payload, 0, 8);
+        p.try_send(&body(2, 8)).unwrap();
+        assert_eq!(p.try_send(&body(9, 8)).unwrap_err(), SendError::Full, "message 1 is unread");
+        let hp = thread::spawn(move || {
+            assert_eq!(p.send(&body(3, 8)).unwrap(), 3);
+            p
+        });
+        t.demote(0, &*w).unwrap();
+        assert!(!t.stats().subscribers[0].gating, "an idle subscriber stops gating when demote returns");
+        let mut p = hp.join().unwrap();
+        assert_eq!(p.try_send(&body(4, 8)).unwrap(), 4);
+        assert_eq!(s.try_recv().unwrap_err(), RecvError::Demoted);
+        assert_eq!(s.mode(), Mode::Lossy);
+        assert_eq!(t.stats().demotions, 1);
+    });
 }
