@@ -11,6 +11,14 @@
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The failure path of [`Region::check_words`], out of line and cold so the check stays cheap.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(off: usize, n: usize, len: usize) -> ! {
+    panic!("word offset {off} (+{n} bytes) out of bounds or misaligned in a {len}-byte region")
+}
+
 /// Something that keeps a region's memory alive (a mapping, a heap buffer).
 pub trait Backing: Send + Sync + 'static {}
 impl<T: Send + Sync + 'static> Backing for T {}
@@ -18,7 +26,8 @@ impl<T: Send + Sync + 'static> Backing for T {}
 /// A word-addressed view of one shared object.
 ///
 /// Cloning is cheap (an `Arc` to the backing). All offsets passed to the accessors are computed from a validated
-/// [`Geometry`](crate::Geometry) and are in bounds by construction; they are `debug_assert`ed.
+/// [`Geometry`](crate::Geometry) and are in bounds by construction; they are still checked, in every build (a
+/// failed check is a panic, never an out-of-bounds access).
 #[derive(Clone)]
 pub struct Region {
     #[cfg(not(loom))]
@@ -59,7 +68,7 @@ impl Region {
     /// crate's protocol.
     #[cfg(not(loom))]
     pub unsafe fn from_raw(ptr: *mut u8, len: usize, writable: bool, backing: Arc<dyn Backing>) -> Region {
-        debug_assert_eq!(ptr as usize % 8, 0);
+        assert!((ptr as usize).is_multiple_of(8), "region not 8-byte aligned");
         Region { ptr, len, writable, _backing: backing }
     }
 
@@ -104,16 +113,43 @@ impl Region {
         self.writable
     }
 
-    /// The shared word at byte offset `off`.
+    /// Checks that the `n` bytes at `off` are whole words inside the region: `off` 8-aligned, `n` a multiple of
+    /// 8, `off + n <= len`. A real check in every build (issue 8, defect 10: a `debug_assert` here let the release
+    /// proptests over untrusted memory run without it); the failure path is out of line so the check costs a
+    /// compare and a predicted branch.
+    ///
+    /// # Panics
+    /// If the range is not whole words inside the region: offsets come from a validated geometry, so this is a
+    /// bug in the ring, never a property of the (untrusted) memory; it must not become an out-of-bounds access.
     #[inline]
+    #[track_caller]
+    fn check_words(&self, off: usize, n: usize) {
+        if !((off | n).is_multiple_of(8) && off <= self.len && n <= self.len - off) {
+            out_of_bounds(off, n, self.len);
+        }
+    }
+
+    /// The shared word at byte offset `off`.
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or the word is not entirely inside the region (a real check, also in release).
+    #[inline]
+    #[track_caller]
     pub(crate) fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len, "word offset {off} out of {}", self.len);
+        self.check_words(off, 8);
+        self.word_unchecked(off)
+    }
+
+    /// The shared word at byte offset `off`, whose range the caller has checked with [`Region::check_words`].
+    #[inline]
+    fn word_unchecked(&self, off: usize) -> &AtomicU64 {
         #[cfg(not(loom))]
         {
-            // SAFETY: `off` is 8-aligned and in bounds (computed from validated geometry); the memory lives as long
-            // as `self`. Atomic loads on a read-only mapping are permitted (std docs, "atomic accesses to read-only
-            // memory": non-RMW loads no larger than the native word); the ring never issues a store or RMW through a
-            // region that is not writable (guarded by the publisher/recovery constructors).
+            // SAFETY: the caller checked (`check_words`) that `off` is 8-aligned and the word inside the region;
+            // the memory lives as long as `self`. Atomic loads on a read-only mapping are permitted (std docs,
+            // "atomic accesses to read-only memory": non-RMW loads no larger than the native word); the ring never
+            // issues a store or RMW through a region that is not writable (guarded by the publisher/recovery
+            // constructors and by the `writable` assertion in the byte writers).
             unsafe { &*(self.ptr.add(off) as *const AtomicU64) }
         }
         #[cfg(loom)]
@@ -149,9 +185,11 @@ impl Region {
     /// Copies `dst.len()` bytes starting at `off` with atomic word loads (for seqlock-validated lossy reads).
     /// `off` must be 8-aligned and the words covering the range in bounds.
     pub(crate) fn load_bytes(&self, off: usize, dst: &mut [u8]) {
+        // One check for the whole range (every word the loop loads), not one per word.
+        self.check_words(off, dst.len().div_ceil(8) * 8);
         let mut i = 0;
         while i < dst.len() {
-            let w = self.word(off + i).load(Ordering::Relaxed).to_le_bytes();
+            let w = self.word_unchecked(off + i).load(Ordering::Relaxed).to_le_bytes();
             let n = (dst.len() - i).min(8);
             dst[i..i + n].copy_from_slice(&w[..n]);
             i += 8;
@@ -161,11 +199,11 @@ impl Region {
     /// Writes `src` at `off` (8-aligned), owned exclusively by the caller under the ring protocol.
     /// The tail of the last word beyond `src.len()` is padding owned by the same message and may be clobbered.
     pub(crate) fn store_bytes(&self, off: usize, src: &[u8]) {
-        debug_assert!(self.writable);
-        debug_assert!(off.is_multiple_of(8) && off + src.len() <= self.len);
+        assert!(self.writable, "store_bytes on a read-only region");
+        self.check_words(off, src.len().div_ceil(8) * 8);
         #[cfg(not(loom))]
         {
-            // SAFETY: the range is in bounds (validated geometry) and owned by this writer: the entry or payload
+            // SAFETY: the range is in bounds (checked above) and owned by this writer: the entry or payload
             // region bytes were claimed/allocated by the caller and no reader trusts them until the Release store
             // of the entry's stamp; lossy readers copy with atomic loads and discard what they read on a stamp or
             // frontier mismatch.
@@ -178,17 +216,65 @@ impl Region {
                 let n = (src.len() - i).min(8);
                 let mut w = [0u8; 8];
                 w[..n].copy_from_slice(&src[i..i + n]);
-                self.word(off + i).store(u64::from_le_bytes(w), Ordering::Relaxed);
+                self.word_unchecked(off + i).store(u64::from_le_bytes(w), Ordering::Relaxed);
                 i += 8;
             }
         }
     }
 
     /// Raw pointer to byte `off` for an owned, exclusive write (zero-copy loans).
+    ///
+    /// # Panics
+    /// If `off` is past the end of the region (a real check: `add` beyond the object would be UB).
     #[cfg(not(loom))]
     pub(crate) fn ptr_at(&self, off: usize) -> *mut u8 {
-        debug_assert!(off <= self.len);
-        // SAFETY: `off <= len`, so the result is within (or one past) the mapped object.
+        if off > self.len {
+            out_of_bounds(off, 0, self.len);
+        }
+        // SAFETY: `off <= len` (checked above), so the result is within (or one past) the mapped object.
         unsafe { self.ptr.add(off) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Issue 8, defect 10: an out-of-bounds word offset is caught in release builds too (it used to be a
+    /// `debug_assert`, compiled out of the release proptests). Run with `cargo test --release`.
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_word_out_of_bounds_is_caught_in_release() {
+        let r = Region::heap(64);
+        // The last word is at 56; one word further is past the end.
+        let _ = r.word(64).load(Ordering::Relaxed);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_misaligned_word_is_caught_in_release() {
+        let _ = Region::heap(64).word(4).load(Ordering::Relaxed);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_offset_near_usize_max_does_not_wrap() {
+        let _ = Region::heap(64).word(usize::MAX - 7).load(Ordering::Relaxed);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_byte_copy_past_the_end_is_caught_in_release() {
+        let mut dst = [0u8; 9];
+        Region::heap(64).load_bytes(56, &mut dst);
+    }
+
+    #[test]
+    fn defect_10_last_word_is_in_bounds() {
+        let r = Region::heap(64);
+        r.word(56).store(7, Ordering::Relaxed);
+        let mut dst = [0u8; 8];
+        r.load_bytes(56, &mut dst);
+        assert_eq!(u64::from_le_bytes(dst), 7);
     }
 }
