@@ -1,9 +1,11 @@
 //! A raw memory region: the bytes of one shared-memory object, addressed by offset.
 //!
 //! The ring never forms `&mut [u8]` over memory another process writes. Every shared word is reached as an
-//! [`AtomicU64`] through [`Region::word`]; payload bytes are written with plain copies by their single owner and
-//! read back either in place (by a reader the protocol protects) or word by word with atomic loads (by a lossy
-//! reader that validates afterwards, seqlock-style).
+//! [`AtomicU64`] through [`Region::word`]; payload bytes are written with Relaxed atomic word stores by their
+//! single owner (never plain copies: a lossy reader may load them concurrently, issue 8 defect 6) and read back
+//! either in place (by a reader the protocol protects: the stamp's Release/Acquire orders the stores before its
+//! plain reads, and the cursor's Release orders its reads before the next overwrite) or word by word with atomic
+//! loads (by a lossy reader that validates afterwards, seqlock-style).
 //!
 //! Under loom the region is a heap vector of loom atomics, one per 8-byte word, so the same offsets and the
 //! same protocol code run under the model checker.
@@ -196,43 +198,88 @@ impl Region {
         }
     }
 
-    /// Writes `src` at `off` (8-aligned), owned exclusively by the caller under the ring protocol.
-    /// The tail of the last word beyond `src.len()` is padding owned by the same message and may be clobbered.
+    /// Writes `src` at `off` (8-aligned) with Relaxed atomic word stores; the range is owned exclusively by the
+    /// caller under the ring protocol. The tail of the last word beyond `src.len()` is padding owned by the same
+    /// message and is zeroed.
+    ///
+    /// Atomic, not a `copy_nonoverlapping` (issue 8, defect 6): a lossy reader may load these words concurrently
+    /// (atomically, validating afterwards), and a plain write racing an atomic read is a data race, UB under the
+    /// Rust memory model even though the reader throws the bytes away. Relaxed is enough: what orders the bytes
+    /// before a reader that trusts them is the Release store of the entry's stamp (tag STAMP), and a lossy reader
+    /// relies on its Acquire fence and re-check (tag SEQLOCK), not on these stores.
     pub(crate) fn store_bytes(&self, off: usize, src: &[u8]) {
         assert!(self.writable, "store_bytes on a read-only region");
         self.check_words(off, src.len().div_ceil(8) * 8);
-        #[cfg(not(loom))]
-        {
-            // SAFETY: the range is in bounds (checked above) and owned by this writer: the entry or payload
-            // region bytes were claimed/allocated by the caller and no reader trusts them until the Release store
-            // of the entry's stamp; lossy readers copy with atomic loads and discard what they read on a stamp or
-            // frontier mismatch.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(off), src.len()) }
+        let mut words = src.chunks_exact(8);
+        let mut at = off;
+        for w in words.by_ref() {
+            let w: [u8; 8] = w.try_into().expect("chunks_exact(8) yields 8 bytes");
+            self.store_word(at, u64::from_le_bytes(w));
+            at += 8;
         }
-        #[cfg(loom)]
-        {
-            let mut i = 0;
-            while i < src.len() {
-                let n = (src.len() - i).min(8);
-                let mut w = [0u8; 8];
-                w[..n].copy_from_slice(&src[i..i + n]);
-                self.word_unchecked(off + i).store(u64::from_le_bytes(w), Ordering::Relaxed);
-                i += 8;
-            }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.store_word(at, u64::from_le_bytes(w));
         }
     }
 
-    /// Raw pointer to byte `off` for an owned, exclusive write (zero-copy loans).
+    /// Writes `src` at any byte offset `off`, keeping the other bytes of a partly covered first or last word: the
+    /// same atomic scheme as [`Region::store_bytes`] (defect 6), for loans written piece by piece.
+    pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
+        if src.is_empty() {
+            return;
+        }
+        assert!(self.writable, "write_bytes on a read-only region");
+        let start = off & !7;
+        let end = off.checked_add(src.len()).map_or(usize::MAX, |e| e.div_ceil(8) * 8);
+        self.check_words(start, end.wrapping_sub(start));
+        let (mut at, mut i) = (start, 0);
+        let head = off - start;
+        if head != 0 {
+            let n = (8 - head).min(src.len());
+            self.merge_word(at, head, &src[..n]);
+            (at, i) = (at + 8, n);
+        }
+        while src.len() - i >= 8 {
+            let w: [u8; 8] = src[i..i + 8].try_into().expect("8 bytes");
+            self.store_word(at, u64::from_le_bytes(w));
+            (at, i) = (at + 8, i + 8);
+        }
+        if i < src.len() {
+            self.merge_word(at, 0, &src[i..]);
+        }
+    }
+
+    /// Replaces bytes `from..from + bytes.len()` of the word at `at` (checked by the caller), keeping the rest.
+    fn merge_word(&self, at: usize, from: usize, bytes: &[u8]) {
+        // Relaxed load and store, not a read-modify-write: the caller is the word's only writer (it owns the
+        // message), so nobody can store between the two; readers only load.
+        let mut w = self.word_unchecked(at).load(Ordering::Relaxed).to_le_bytes();
+        w[from..from + bytes.len()].copy_from_slice(bytes);
+        self.store_word(at, u64::from_le_bytes(w));
+    }
+
+    /// One payload word store (checked by the caller).
+    #[inline]
+    fn store_word(&self, at: usize, v: u64) {
+        // Relaxed: payload bytes are published by the stamp's Release (tag STAMP), see `store_bytes`.
+        self.word_unchecked(at).store(v, Ordering::Relaxed);
+    }
+
+    /// Raw pointer to byte `off`: where an in-place reader's payload slice starts. Read-only: payload writes are
+    /// atomic word stores (`store_bytes`, defect 6), never writes through a pointer.
     ///
     /// # Panics
     /// If `off` is past the end of the region (a real check: `add` beyond the object would be UB).
     #[cfg(not(loom))]
-    pub(crate) fn ptr_at(&self, off: usize) -> *mut u8 {
+    pub(crate) fn ptr_at(&self, off: usize) -> *const u8 {
         if off > self.len {
             out_of_bounds(off, 0, self.len);
         }
         // SAFETY: `off <= len` (checked above), so the result is within (or one past) the mapped object.
-        unsafe { self.ptr.add(off) }
+        unsafe { self.ptr.add(off).cast_const() }
     }
 }
 

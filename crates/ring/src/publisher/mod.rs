@@ -67,6 +67,8 @@ pub struct Publisher {
     bytes: u64,
     full: u64,
     aborted: u64,
+    /// Private buffer for [`Loan::with_buffer`], reused across loans (never shared memory).
+    scratch: Vec<u8>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -140,6 +142,7 @@ impl Publisher {
             bytes: w(P_BYTES),
             full: w(P_FULL),
             aborted: w(P_ABORTED),
+            scratch: Vec::new(),
             _not_sync: PhantomData,
         })
     }

@@ -121,7 +121,7 @@ impl Subscriber {
             (off.region(publisher as usize) + phys as usize, Some((publisher as usize, pos)))
         };
         #[cfg(not(loom))]
-        let ptr = data.ptr_at(at) as *const u8;
+        let ptr = data.ptr_at(at);
         #[cfg(loom)]
         let ptr = at as *const u8;
         Ok((Found { seq, publisher, timestamp, ptr, len }, region))
