@@ -35,7 +35,7 @@ pub struct Region {
     #[cfg(not(loom))]
     ptr: *mut u8,
     #[cfg(loom)]
-    words: Arc<Vec<AtomicU64>>,
+    words: Arc<LoomWords>,
     len: usize,
     writable: bool,
     _backing: Arc<dyn Backing>,
@@ -54,6 +54,28 @@ impl std::fmt::Debug for Region {
         f.debug_struct("Region").field("len", &self.len).field("writable", &self.writable).finish()
     }
 }
+
+/// Under loom: the words, plus one data-less loom cell per word through which payload accesses are reported to
+/// loom's causality checker (issue 8, defect 9).
+///
+/// Payload words are loom atomics, so loom never sees a race on them, and it never lets a load read a store that
+/// comes later in program order (no load buffering): a reader's value checks alone cannot catch a publisher
+/// overwriting a payload that a reader in place had not finished with. So every payload *write* (`store_bytes`,
+/// `write_bytes`) also reports a write access to the word's cell, and every *in-place read* (`read_in_place`: the
+/// reads that are plain loads of a `&[u8]` in production) a read access; loom then fails any execution where a
+/// payload write does not happen after an in-place read of the same word (or another write), exactly the data
+/// race the production code would have. Lossy copies (`load_bytes`) are atomic in production too and are not
+/// reported.
+#[cfg(loom)]
+struct LoomWords {
+    atoms: Vec<AtomicU64>,
+    cells: Vec<loom::cell::UnsafeCell<()>>,
+}
+
+// SAFETY: the cells hold no data (`()`); they are only used for `with`/`with_mut` calls whose closures do
+// nothing, so sharing them between threads cannot race on anything: it is how loom's checker observes accesses.
+#[cfg(loom)]
+unsafe impl Sync for LoomWords {}
 
 /// A zeroed heap buffer usable as a region (tests, in-process topics; under loom a region is its own vector).
 #[cfg(not(loom))]
@@ -88,8 +110,11 @@ impl Region {
         }
         #[cfg(loom)]
         {
-            let v: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-            Region { words: Arc::new(v), len, writable: true, _backing: Arc::new(()) }
+            let w = LoomWords {
+                atoms: (0..words).map(|_| AtomicU64::new(0)).collect(),
+                cells: (0..words).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+            };
+            Region { words: Arc::new(w), len, writable: true, _backing: Arc::new(()) }
         }
     }
 
@@ -156,7 +181,7 @@ impl Region {
         }
         #[cfg(loom)]
         {
-            &self.words[off / 8]
+            &self.words.atoms[off / 8]
         }
     }
 
@@ -196,6 +221,19 @@ impl Region {
             dst[i..i + n].copy_from_slice(&w[..n]);
             i += 8;
         }
+    }
+
+    /// Copies `dst.len()` bytes at `off` (8-aligned) for a reader the protocol protects: what production code
+    /// reads in place through a `&[u8]` (a lossless or group reader's `Message::payload`). Under loom, where there
+    /// is no address space to point into, such reads are copies made here, and each word read is reported to
+    /// loom's causality checker (see `LoomWords`) so a publisher overwriting it too early fails the model.
+    #[cfg(loom)]
+    pub(crate) fn read_in_place(&self, off: usize, dst: &mut [u8]) {
+        self.check_words(off, dst.len().div_ceil(8) * 8);
+        for i in (0..dst.len()).step_by(8) {
+            self.words.cells[(off + i) / 8].with(|_| ());
+        }
+        self.load_bytes(off, dst);
     }
 
     /// Writes `src` at `off` (8-aligned) with Relaxed atomic word stores; the range is owned exclusively by the
@@ -264,6 +302,9 @@ impl Region {
     /// One payload word store (checked by the caller).
     #[inline]
     fn store_word(&self, at: usize, v: u64) {
+        // Under loom, report the write to the causality checker (see `LoomWords`).
+        #[cfg(loom)]
+        self.words.cells[at / 8].with_mut(|_| ());
         // Relaxed: payload bytes are published by the stamp's Release (tag STAMP), see `store_bytes`.
         self.word_unchecked(at).store(v, Ordering::Relaxed);
     }

@@ -131,7 +131,7 @@ impl Subscriber {
     #[cfg(loom)]
     pub(super) fn materialize(&mut self, f: &mut Found) {
         self.buf.resize(f.len, 0);
-        self.topic.inner.data.load_bytes(f.ptr as usize, &mut self.buf[..f.len]);
+        self.topic.inner.data.read_in_place(f.ptr as usize, &mut self.buf[..f.len]);
         f.ptr = self.buf.as_ptr();
     }
 

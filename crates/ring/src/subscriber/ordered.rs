@@ -41,12 +41,15 @@ impl Subscriber {
             let located = self.locate(c);
             if !lossy {
                 let mut f = located?;
-                self.materialize(&mut f.0);
                 if f.1.is_some() && seq_diff(c, self.verify_until) < 0 && !self.payload_intact(f.1) {
                     // Reclaimed by a publisher that had not yet seen us attach: report it, never lose silently.
                     self.advance(c.wrapping_add(1), true);
                     return Err(self.lag(1));
                 }
+                // After the check, as in production, where the caller reads the payload in place only once it is
+                // handed out (under loom the in-place read is this copy, checked for races with the publisher's
+                // writes: issue 8, defect 9).
+                self.materialize(&mut f.0);
                 return Ok(Poll::Ready(f.0));
             }
             // Lossy: copy with atomic loads, then validate (tag SEQLOCK).
