@@ -15,6 +15,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace --locked
 
+step "untrusted-memory suite in release with debug assertions and overflow checks"
+# The property tests over arbitrary shared memory, optimised (more cases per second) but with every
+# `debug_assert` and overflow check live: a check compiled out of release must not hide a bad offset (issue 8,
+# defect 10). Own target dir so it does not thrash the main build's release artefacts.
+CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+    cargo test -p shmbus-ring --release --test untrusted --locked --target-dir target/untrusted-release
+
 step "loom model checking (LOOM_MAX_PREEMPTIONS=2)"
 LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
     cargo test -p shmbus-ring --test loom --release --locked --target-dir target/loom

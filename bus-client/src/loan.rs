@@ -11,7 +11,7 @@ use crate::transport::OnTransport;
 /// # let bus = bus_client::Bus::connect()?;
 /// let mut p = bus.publisher("frames")?;
 /// let mut loan = p.loan(5)?;
-/// loan.as_mut_slice().copy_from_slice(b"hello");
+/// loan.copy_from_slice(b"hello");
 /// loan.commit();
 /// # Ok(()) }
 /// ```
@@ -19,19 +19,33 @@ use crate::transport::OnTransport;
 pub struct Loan<'a>(pub(crate) OnTransport<shmbus_ring::Loan<'a>, PipeLoan<'a>>);
 
 impl Loan<'_> {
-    /// The loaned bytes (their previous contents are unspecified).
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        match &mut self.0 {
-            OnTransport::Shm(l) => l.as_mut_slice(),
-            OnTransport::Pipe(l) => l.as_mut_slice(),
-        }
-    }
-
     /// Copies `src` into the loan at `offset` (panics past the end).
     pub fn write_at(&mut self, offset: usize, src: &[u8]) {
         match &mut self.0 {
             OnTransport::Shm(l) => l.write_at(offset, src),
             OnTransport::Pipe(l) => l.as_mut_slice()[offset..offset + src.len()].copy_from_slice(src),
+        }
+    }
+
+    /// Fills the whole loan with `src`, which must be exactly as long as the loan (panics otherwise).
+    pub fn copy_from_slice(&mut self, src: &[u8]) {
+        match &mut self.0 {
+            OnTransport::Shm(l) => l.copy_from_slice(src),
+            OnTransport::Pipe(l) => l.as_mut_slice().copy_from_slice(src),
+        }
+    }
+
+    /// Lets `f` fill a buffer as long as the loan, then writes it into the loan; returns what `f` returns. For
+    /// writers that need a `&mut [u8]` (serializers, `Read::read_exact`). On shared memory the buffer is private
+    /// (zeroed, then copied into the loan); on a pipe it is the loan's own buffer.
+    ///
+    /// There is no `&mut [u8]` view of a shared-memory loan: subscribers in other processes may read those bytes
+    /// while they are written, so the ring writes them with atomic stores (see `shmbus_ring::Loan`). Prefer
+    /// [`Loan::write_at`] / [`Loan::copy_from_slice`], which need no extra copy.
+    pub fn with_buffer<R>(&mut self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        match &mut self.0 {
+            OnTransport::Shm(l) => l.with_buffer(f),
+            OnTransport::Pipe(l) => f(l.as_mut_slice()),
         }
     }
 

@@ -239,7 +239,7 @@ fn maps_locks_publishes_subscribes_and_closes() {
     assert_eq!(sub.recv_value::<(u32, String)>().unwrap(), (7, "typed".to_string()));
 
     let mut loan = p.loan(5).unwrap();
-    loan.as_mut_slice().copy_from_slice(b"loan!");
+    loan.copy_from_slice(b"loan!");
     loan.commit();
     assert_eq!(sub.recv_timeout(Duration::from_secs(5)).unwrap().payload(), b"loan!");
     assert_eq!(sub.try_recv().unwrap_err(), RecvError::Empty);

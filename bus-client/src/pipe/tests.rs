@@ -331,7 +331,7 @@ fn loans_are_written_on_commit() {
     let (mut tx, mut rx) = channel("loan").unwrap();
     let mut l = tx.loan(5).unwrap();
     assert_eq!((l.len(), l.seq()), (5, 0));
-    l.as_mut_slice().copy_from_slice(b"hello");
+    l.copy_from_slice(b"hello");
     assert_eq!(rx.try_recv().unwrap_err(), RecvError::Empty, "nothing before commit");
     assert_eq!(l.commit(), 0);
     assert_eq!(rx.recv().unwrap().payload(), b"hello");

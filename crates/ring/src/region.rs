@@ -1,15 +1,25 @@
 //! A raw memory region: the bytes of one shared-memory object, addressed by offset.
 //!
 //! The ring never forms `&mut [u8]` over memory another process writes. Every shared word is reached as an
-//! [`AtomicU64`] through [`Region::word`]; payload bytes are written with plain copies by their single owner and
-//! read back either in place (by a reader the protocol protects) or word by word with atomic loads (by a lossy
-//! reader that validates afterwards, seqlock-style).
+//! [`AtomicU64`] through [`Region::word`]; payload bytes are written with Relaxed atomic word stores by their
+//! single owner (never plain copies: a lossy reader may load them concurrently, issue 8 defect 6) and read back
+//! either in place (by a reader the protocol protects: the stamp's Release/Acquire orders the stores before its
+//! plain reads, and the cursor's Release orders its reads before the next overwrite) or word by word with atomic
+//! loads (by a lossy reader that validates afterwards, seqlock-style).
 //!
 //! Under loom the region is a heap vector of loom atomics, one per 8-byte word, so the same offsets and the
 //! same protocol code run under the model checker.
 
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// The failure path of [`Region::check_words`], out of line and cold so the check stays cheap.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(off: usize, n: usize, len: usize) -> ! {
+    panic!("word offset {off} (+{n} bytes) out of bounds or misaligned in a {len}-byte region")
+}
 
 /// Something that keeps a region's memory alive (a mapping, a heap buffer).
 pub trait Backing: Send + Sync + 'static {}
@@ -18,13 +28,14 @@ impl<T: Send + Sync + 'static> Backing for T {}
 /// A word-addressed view of one shared object.
 ///
 /// Cloning is cheap (an `Arc` to the backing). All offsets passed to the accessors are computed from a validated
-/// [`Geometry`](crate::Geometry) and are in bounds by construction; they are `debug_assert`ed.
+/// [`Geometry`](crate::Geometry) and are in bounds by construction; they are still checked, in every build (a
+/// failed check is a panic, never an out-of-bounds access).
 #[derive(Clone)]
 pub struct Region {
     #[cfg(not(loom))]
     ptr: *mut u8,
     #[cfg(loom)]
-    words: Arc<Vec<AtomicU64>>,
+    words: Arc<LoomWords>,
     len: usize,
     writable: bool,
     _backing: Arc<dyn Backing>,
@@ -44,6 +55,28 @@ impl std::fmt::Debug for Region {
     }
 }
 
+/// Under loom: the words, plus one data-less loom cell per word through which payload accesses are reported to
+/// loom's causality checker (issue 8, defect 9).
+///
+/// Payload words are loom atomics, so loom never sees a race on them, and it never lets a load read a store that
+/// comes later in program order (no load buffering): a reader's value checks alone cannot catch a publisher
+/// overwriting a payload that a reader in place had not finished with. So every payload *write* (`store_bytes`,
+/// `write_bytes`) also reports a write access to the word's cell, and every *in-place read* (`read_in_place`: the
+/// reads that are plain loads of a `&[u8]` in production) a read access; loom then fails any execution where a
+/// payload write does not happen after an in-place read of the same word (or another write), exactly the data
+/// race the production code would have. Lossy copies (`load_bytes`) are atomic in production too and are not
+/// reported.
+#[cfg(loom)]
+struct LoomWords {
+    atoms: Vec<AtomicU64>,
+    cells: Vec<loom::cell::UnsafeCell<()>>,
+}
+
+// SAFETY: the cells hold no data (`()`); they are only used for `with`/`with_mut` calls whose closures do
+// nothing, so sharing them between threads cannot race on anything: it is how loom's checker observes accesses.
+#[cfg(loom)]
+unsafe impl Sync for LoomWords {}
+
 /// A zeroed heap buffer usable as a region (tests, in-process topics; under loom a region is its own vector).
 #[cfg(not(loom))]
 pub struct HeapBuffer {
@@ -59,7 +92,7 @@ impl Region {
     /// crate's protocol.
     #[cfg(not(loom))]
     pub unsafe fn from_raw(ptr: *mut u8, len: usize, writable: bool, backing: Arc<dyn Backing>) -> Region {
-        debug_assert_eq!(ptr as usize % 8, 0);
+        assert!((ptr as usize).is_multiple_of(8), "region not 8-byte aligned");
         Region { ptr, len, writable, _backing: backing }
     }
 
@@ -77,8 +110,11 @@ impl Region {
         }
         #[cfg(loom)]
         {
-            let v: Vec<AtomicU64> = (0..words).map(|_| AtomicU64::new(0)).collect();
-            Region { words: Arc::new(v), len, writable: true, _backing: Arc::new(()) }
+            let w = LoomWords {
+                atoms: (0..words).map(|_| AtomicU64::new(0)).collect(),
+                cells: (0..words).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+            };
+            Region { words: Arc::new(w), len, writable: true, _backing: Arc::new(()) }
         }
     }
 
@@ -104,21 +140,48 @@ impl Region {
         self.writable
     }
 
-    /// The shared word at byte offset `off`.
+    /// Checks that the `n` bytes at `off` are whole words inside the region: `off` 8-aligned, `n` a multiple of
+    /// 8, `off + n <= len`. A real check in every build (issue 8, defect 10: a `debug_assert` here let the release
+    /// proptests over untrusted memory run without it); the failure path is out of line so the check costs a
+    /// compare and a predicted branch.
+    ///
+    /// # Panics
+    /// If the range is not whole words inside the region: offsets come from a validated geometry, so this is a
+    /// bug in the ring, never a property of the (untrusted) memory; it must not become an out-of-bounds access.
     #[inline]
+    #[track_caller]
+    fn check_words(&self, off: usize, n: usize) {
+        if !((off | n).is_multiple_of(8) && off <= self.len && n <= self.len - off) {
+            out_of_bounds(off, n, self.len);
+        }
+    }
+
+    /// The shared word at byte offset `off`.
+    ///
+    /// # Panics
+    /// If `off` is not 8-aligned or the word is not entirely inside the region (a real check, also in release).
+    #[inline]
+    #[track_caller]
     pub(crate) fn word(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len, "word offset {off} out of {}", self.len);
+        self.check_words(off, 8);
+        self.word_unchecked(off)
+    }
+
+    /// The shared word at byte offset `off`, whose range the caller has checked with [`Region::check_words`].
+    #[inline]
+    fn word_unchecked(&self, off: usize) -> &AtomicU64 {
         #[cfg(not(loom))]
         {
-            // SAFETY: `off` is 8-aligned and in bounds (computed from validated geometry); the memory lives as long
-            // as `self`. Atomic loads on a read-only mapping are permitted (std docs, "atomic accesses to read-only
-            // memory": non-RMW loads no larger than the native word); the ring never issues a store or RMW through a
-            // region that is not writable (guarded by the publisher/recovery constructors).
+            // SAFETY: the caller checked (`check_words`) that `off` is 8-aligned and the word inside the region;
+            // the memory lives as long as `self`. Atomic loads on a read-only mapping are permitted (std docs,
+            // "atomic accesses to read-only memory": non-RMW loads no larger than the native word); the ring never
+            // issues a store or RMW through a region that is not writable (guarded by the publisher/recovery
+            // constructors and by the `writable` assertion in the byte writers).
             unsafe { &*(self.ptr.add(off) as *const AtomicU64) }
         }
         #[cfg(loom)]
         {
-            &self.words[off / 8]
+            &self.words.atoms[off / 8]
         }
     }
 
@@ -149,46 +212,157 @@ impl Region {
     /// Copies `dst.len()` bytes starting at `off` with atomic word loads (for seqlock-validated lossy reads).
     /// `off` must be 8-aligned and the words covering the range in bounds.
     pub(crate) fn load_bytes(&self, off: usize, dst: &mut [u8]) {
+        // One check for the whole range (every word the loop loads), not one per word.
+        self.check_words(off, dst.len().div_ceil(8) * 8);
         let mut i = 0;
         while i < dst.len() {
-            let w = self.word(off + i).load(Ordering::Relaxed).to_le_bytes();
+            let w = self.word_unchecked(off + i).load(Ordering::Relaxed).to_le_bytes();
             let n = (dst.len() - i).min(8);
             dst[i..i + n].copy_from_slice(&w[..n]);
             i += 8;
         }
     }
 
-    /// Writes `src` at `off` (8-aligned), owned exclusively by the caller under the ring protocol.
-    /// The tail of the last word beyond `src.len()` is padding owned by the same message and may be clobbered.
-    pub(crate) fn store_bytes(&self, off: usize, src: &[u8]) {
-        debug_assert!(self.writable);
-        debug_assert!(off.is_multiple_of(8) && off + src.len() <= self.len);
-        #[cfg(not(loom))]
-        {
-            // SAFETY: the range is in bounds (validated geometry) and owned by this writer: the entry or payload
-            // region bytes were claimed/allocated by the caller and no reader trusts them until the Release store
-            // of the entry's stamp; lossy readers copy with atomic loads and discard what they read on a stamp or
-            // frontier mismatch.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(off), src.len()) }
+    /// Copies `dst.len()` bytes at `off` (8-aligned) for a reader the protocol protects: what production code
+    /// reads in place through a `&[u8]` (a lossless or group reader's `Message::payload`). Under loom, where there
+    /// is no address space to point into, such reads are copies made here, and each word read is reported to
+    /// loom's causality checker (see `LoomWords`) so a publisher overwriting it too early fails the model.
+    #[cfg(loom)]
+    pub(crate) fn read_in_place(&self, off: usize, dst: &mut [u8]) {
+        self.check_words(off, dst.len().div_ceil(8) * 8);
+        for i in (0..dst.len()).step_by(8) {
+            self.words.cells[(off + i) / 8].with(|_| ());
         }
-        #[cfg(loom)]
-        {
-            let mut i = 0;
-            while i < src.len() {
-                let n = (src.len() - i).min(8);
-                let mut w = [0u8; 8];
-                w[..n].copy_from_slice(&src[i..i + n]);
-                self.word(off + i).store(u64::from_le_bytes(w), Ordering::Relaxed);
-                i += 8;
-            }
+        self.load_bytes(off, dst);
+    }
+
+    /// Writes `src` at `off` (8-aligned) with Relaxed atomic word stores; the range is owned exclusively by the
+    /// caller under the ring protocol. The tail of the last word beyond `src.len()` is padding owned by the same
+    /// message and is zeroed.
+    ///
+    /// Atomic, not a `copy_nonoverlapping` (issue 8, defect 6): a lossy reader may load these words concurrently
+    /// (atomically, validating afterwards), and a plain write racing an atomic read is a data race, UB under the
+    /// Rust memory model even though the reader throws the bytes away. Relaxed is enough: what orders the bytes
+    /// before a reader that trusts them is the Release store of the entry's stamp (tag STAMP), and a lossy reader
+    /// relies on its Acquire fence and re-check (tag SEQLOCK), not on these stores.
+    pub(crate) fn store_bytes(&self, off: usize, src: &[u8]) {
+        assert!(self.writable, "store_bytes on a read-only region");
+        self.check_words(off, src.len().div_ceil(8) * 8);
+        let mut words = src.chunks_exact(8);
+        let mut at = off;
+        for w in words.by_ref() {
+            let w: [u8; 8] = w.try_into().expect("chunks_exact(8) yields 8 bytes");
+            self.store_word(at, u64::from_le_bytes(w));
+            at += 8;
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.store_word(at, u64::from_le_bytes(w));
         }
     }
 
-    /// Raw pointer to byte `off` for an owned, exclusive write (zero-copy loans).
+    /// Writes `src` at any byte offset `off`, keeping the other bytes of a partly covered first or last word: the
+    /// same atomic scheme as [`Region::store_bytes`] (defect 6), for loans written piece by piece.
+    pub(crate) fn write_bytes(&self, off: usize, src: &[u8]) {
+        if src.is_empty() {
+            return;
+        }
+        assert!(self.writable, "write_bytes on a read-only region");
+        let start = off & !7;
+        let end = off.checked_add(src.len()).map_or(usize::MAX, |e| e.div_ceil(8) * 8);
+        self.check_words(start, end.wrapping_sub(start));
+        let (mut at, mut i) = (start, 0);
+        let head = off - start;
+        if head != 0 {
+            let n = (8 - head).min(src.len());
+            self.merge_word(at, head, &src[..n]);
+            (at, i) = (at + 8, n);
+        }
+        while src.len() - i >= 8 {
+            let w: [u8; 8] = src[i..i + 8].try_into().expect("8 bytes");
+            self.store_word(at, u64::from_le_bytes(w));
+            (at, i) = (at + 8, i + 8);
+        }
+        if i < src.len() {
+            self.merge_word(at, 0, &src[i..]);
+        }
+    }
+
+    /// Replaces bytes `from..from + bytes.len()` of the word at `at` (checked by the caller), keeping the rest.
+    fn merge_word(&self, at: usize, from: usize, bytes: &[u8]) {
+        // Relaxed load and store, not a read-modify-write: the caller is the word's only writer (it owns the
+        // message), so nobody can store between the two; readers only load.
+        let mut w = self.word_unchecked(at).load(Ordering::Relaxed).to_le_bytes();
+        w[from..from + bytes.len()].copy_from_slice(bytes);
+        self.store_word(at, u64::from_le_bytes(w));
+    }
+
+    /// One payload word store (checked by the caller).
+    #[inline]
+    fn store_word(&self, at: usize, v: u64) {
+        // Under loom, report the write to the causality checker (see `LoomWords`).
+        #[cfg(loom)]
+        self.words.cells[at / 8].with_mut(|_| ());
+        // Relaxed: payload bytes are published by the stamp's Release (tag STAMP), see `store_bytes`.
+        self.word_unchecked(at).store(v, Ordering::Relaxed);
+    }
+
+    /// Raw pointer to byte `off`: where an in-place reader's payload slice starts. Read-only: payload writes are
+    /// atomic word stores (`store_bytes`, defect 6), never writes through a pointer.
+    ///
+    /// # Panics
+    /// If `off` is past the end of the region (a real check: `add` beyond the object would be UB).
     #[cfg(not(loom))]
-    pub(crate) fn ptr_at(&self, off: usize) -> *mut u8 {
-        debug_assert!(off <= self.len);
-        // SAFETY: `off <= len`, so the result is within (or one past) the mapped object.
-        unsafe { self.ptr.add(off) }
+    pub(crate) fn ptr_at(&self, off: usize) -> *const u8 {
+        if off > self.len {
+            out_of_bounds(off, 0, self.len);
+        }
+        // SAFETY: `off <= len` (checked above), so the result is within (or one past) the mapped object.
+        unsafe { self.ptr.add(off).cast_const() }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Issue 8, defect 10: an out-of-bounds word offset is caught in release builds too (it used to be a
+    /// `debug_assert`, compiled out of the release proptests). Run with `cargo test --release`.
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_word_out_of_bounds_is_caught_in_release() {
+        let r = Region::heap(64);
+        // The last word is at 56; one word further is past the end.
+        let _ = r.word(64).load(Ordering::Relaxed);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_misaligned_word_is_caught_in_release() {
+        let _ = Region::heap(64).word(4).load(Ordering::Relaxed);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_offset_near_usize_max_does_not_wrap() {
+        let _ = Region::heap(64).word(usize::MAX - 7).load(Ordering::Relaxed);
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn defect_10_byte_copy_past_the_end_is_caught_in_release() {
+        let mut dst = [0u8; 9];
+        Region::heap(64).load_bytes(56, &mut dst);
+    }
+
+    #[test]
+    fn defect_10_last_word_is_in_bounds() {
+        let r = Region::heap(64);
+        r.word(56).store(7, Ordering::Relaxed);
+        let mut dst = [0u8; 8];
+        r.load_bytes(56, &mut dst);
+        assert_eq!(u64::from_le_bytes(dst), 7);
     }
 }

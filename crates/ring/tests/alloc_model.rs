@@ -220,7 +220,7 @@ fn loan_across<M: Model>(
         Ok(mut loan) => {
             assert!(m.claimed(p, len, Ok(loan.seq()), "try_loan"));
             let msg = payload(seq, p, len);
-            loan.as_mut_slice().copy_from_slice(&msg);
+            loan.copy_from_slice(&msg);
             for i in inner {
                 match i {
                     // The owner is busy with its loan; the others publish.
@@ -317,7 +317,7 @@ impl Lossless {
         };
         assert_eq!(loan.len(), len);
         let msg = payload(seq, p, len);
-        loan.as_mut_slice().copy_from_slice(&msg);
+        loan.copy_from_slice(&msg);
         match end {
             End::Commit => {
                 assert_eq!(loan.commit(), seq);
@@ -729,7 +729,7 @@ fn run_lossy(geo: Geometry, origin: u64, ops: &[Op]) {
                     Ok(mut loan) => {
                         assert!(m.claimed(pi, len, Ok(loan.seq()), "try_loan"));
                         let msg = payload(seq, pi, len);
-                        loan.as_mut_slice().copy_from_slice(&msg);
+                        loan.copy_from_slice(&msg);
                         match end {
                             End::Commit => {
                                 loan.commit();

@@ -130,7 +130,7 @@ fn loan_commit_and_abort() {
     let mut p = publ(&t, 0);
     {
         let mut l = p.try_loan(500).unwrap();
-        l.as_mut_slice().fill(7);
+        l.with_buffer(|b| b.fill(7));
         l.commit();
     }
     {
@@ -138,7 +138,7 @@ fn loan_commit_and_abort() {
     }
     {
         let mut l = p.try_loan(800).unwrap();
-        l.as_mut_slice()[..3].copy_from_slice(b"abc");
+        l.write_at(0, b"abc");
         l.commit_len(3);
     }
     assert_eq!(s.try_recv().unwrap().payload(), &[7u8; 500][..]);

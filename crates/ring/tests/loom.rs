@@ -7,7 +7,9 @@
 //!
 //! Under `--cfg loom` every shared word of a topic (stamps, cursors, counters and payload bytes alike) is a loom
 //! atomic, so loom explores every interleaving (up to the preemption bound) and every value each relaxed load may
-//! return. Process death is modelled as a thread that stops: it `mem::forget`s what it holds and returns, and the
+//! return. Payload writes and the reads that are in place in production (lossless and group readers) are also
+//! reported to loom's causality checker (`Region` under loom), so a publisher reusing bytes a reader may still be
+//! reading fails a model even when every value read is right (issue 8, defect 9). Process death is modelled as a thread that stops: it `mem::forget`s what it holds and returns, and the
 //! recovery call runs only after joining it (death proven). The semaphores are modelled with loom's mutex and
 //! condition variable, and a sleep ignores its deadline, so a lost wake-up is a loom deadlock rather than a delay.
 //!
@@ -231,6 +233,34 @@ fn spsc_lossless_inline() {
         }
         h.join().unwrap();
         assert_eq!(s.try_recv().unwrap_err(), RecvError::Empty);
+    });
+}
+
+/// Issue 8, defect 9: the edge from a lossless reader's last read of an entry to a publisher's reuse of it. A
+/// two-entry ring; the reader reads message 0 in place and releases it (its cursor's Release, tag CURSOR); the
+/// publisher, already holding message 1 in entry 1, waits for that cursor and then rewrites entry 0 with message 2
+/// (same length, different bytes). The reader's copy must be message 0, and loom's causality checker (payload
+/// writes and in-place reads are reported to it, see `Region` under loom) fails the model if the rewrite does not
+/// happen after the read: it does with the cursor stored `Relaxed` (checked when this model was added: "Causality
+/// violation: Concurrent read and write accesses"). Value checks alone could not catch that weakening, since loom
+/// never lets a load read a store that comes after it in program order.
+#[test]
+fn defect_9_cursor_release_orders_reads_before_reuse() {
+    model(|| {
+        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
+        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
+        let mut p = attach_pub(&t, 0, &w);
+        let h = thread::spawn(move || {
+            for i in 0..3u64 {
+                assert_eq!(send_spin(&mut p, &body(i, 16)), i);
+            }
+        });
+        for i in 0..3u64 {
+            let (seq, _, payload) = recv_spin(&mut s);
+            assert_eq!(seq, i);
+            check_body(&payload, i, 16);
+        }
+        h.join().unwrap();
     });
 }
 

@@ -407,6 +407,8 @@ impl Model {
 
 // ---- the world: the ring, its handles, the model --------------------------------------------------------------
 
+// A handful of slots per test case: their size does not matter, and boxing would only obscure the driver.
+#[allow(clippy::large_enum_variant)]
 enum PubSlot {
     Live(Publisher),
     /// Killed; its claims are not cancelled yet.
@@ -887,7 +889,7 @@ impl World {
                                 false
                             }
                             LoanEnd::Commit => {
-                                loan.as_mut_slice().copy_from_slice(&bytes);
+                                loan.copy_from_slice(&bytes);
                                 assert_eq!(loan.commit(), seq, "commit returns the loan's sequence");
                                 true
                             }

@@ -742,10 +742,9 @@ impl Harness {
                 let Some(Some(publ)) = self.pubs.get_mut(p as usize) else { return };
                 timed("try_loan", || {
                     if let Ok(mut loan) = publ.try_loan(len) {
-                        let addr = loan.as_mut_slice().as_ptr() as usize;
-                        check_in_place(base, geo, addr, len, "loan");
+                        check_in_place(base, geo, base + loan.data_offset(), len, "loan");
                         let seq = loan.seq();
-                        loan.as_mut_slice().copy_from_slice(&Self::payload(seq, len));
+                        loan.copy_from_slice(&Self::payload(seq, len));
                         match commit {
                             0 => drop(loan),
                             1 => {
@@ -1193,8 +1192,8 @@ fn regression_corrupted_frontier_at_takeover() {
         let mut p = Publisher::attach(&topic, 1, w, PublisherOptions::default()).unwrap();
         for i in 0..40usize {
             let len = (i * 97) % 301;
-            if let Ok(mut loan) = p.try_loan(len) {
-                check_in_place(base, geo, loan.as_mut_slice().as_ptr() as usize, len, "loan");
+            if let Ok(loan) = p.try_loan(len) {
+                check_in_place(base, geo, base + loan.data_offset(), len, "loan");
                 loan.commit();
             }
             while let Ok(m) = s.try_recv() {

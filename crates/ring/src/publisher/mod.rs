@@ -68,6 +68,8 @@ pub struct Publisher {
     full: u64,
     aborted: u64,
     gate_unsettled: u64,
+    /// Private buffer for [`Loan::with_buffer`], reused across loans (never shared memory).
+    scratch: Vec<u8>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -142,6 +144,7 @@ impl Publisher {
             full: w(P_FULL),
             aborted: w(P_ABORTED),
             gate_unsettled: w(P_GATE_UNSETTLED),
+            scratch: Vec::new(),
             _not_sync: PhantomData,
         })
     }

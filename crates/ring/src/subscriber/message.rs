@@ -121,7 +121,7 @@ impl Subscriber {
             (off.region(publisher as usize) + phys as usize, Some((publisher as usize, pos)))
         };
         #[cfg(not(loom))]
-        let ptr = data.ptr_at(at) as *const u8;
+        let ptr = data.ptr_at(at);
         #[cfg(loom)]
         let ptr = at as *const u8;
         Ok((Found { seq, publisher, timestamp, ptr, len }, region))
@@ -131,7 +131,7 @@ impl Subscriber {
     #[cfg(loom)]
     pub(super) fn materialize(&mut self, f: &mut Found) {
         self.buf.resize(f.len, 0);
-        self.topic.inner.data.load_bytes(f.ptr as usize, &mut self.buf[..f.len]);
+        self.topic.inner.data.read_in_place(f.ptr as usize, &mut self.buf[..f.len]);
         f.ptr = self.buf.as_ptr();
     }
 

@@ -57,6 +57,9 @@ impl Subscriber {
                     self.acknowledge_demotion();
                     return Err(RecvError::Demoted);
                 }
+                // After the check, as in production, where the caller reads the payload in place only once it is
+                // handed out (under loom the in-place read is this copy, checked for races with the publisher's
+                // writes: issue 8, defect 9).
                 self.materialize(&mut f.0);
                 return Ok(Poll::Ready(f.0));
             }
