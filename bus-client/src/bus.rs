@@ -67,7 +67,10 @@ impl Default for BusBuilder {
 impl BusBuilder {
     setters! {
         /// The control socket (default: `$SHMBUS_SOCKET`, else the first existing of
-        /// `$XDG_RUNTIME_DIR/shmbus/control.sock`, `/run/shmbus/control.sock`, `<tmp>/shmbus-<uid>/control.sock`).
+        /// `$XDG_RUNTIME_DIR/shmbus/control.sock`, `/run/shmbus/control.sock`, `<tmp>/shmbus-<uid>/control.sock`
+        /// whose directory is owned by root, this user or the daemon user and writable by nobody else). Whatever
+        /// the path, the daemon listening there must run as root, this user or the daemon user
+        /// (`SHMBUS_DAEMON_USER`, default `shmbus`).
         socket(path: impl Into<PathBuf>) => socket = Some(path.into());
         /// How this client introduces itself to the daemon (default: program name and library version).
         client_name(name: impl Into<String>) => client = Some(name.into());
@@ -112,8 +115,14 @@ impl BusBuilder {
         if let Some(f) = self.fallback {
             sel.fallback = f;
         }
+        let found = names::client_socket(self.socket.as_deref(), &shmbus_proto::trust::trusted_uids());
+        for c in found.candidates.iter().filter(|c| c.exists && c.problem.is_some()) {
+            let why = c.problem.as_deref().unwrap_or_default();
+            tracing::debug!(socket = %c.path.display(), "skipping a socket in an unsafe directory: {why}");
+        }
         let config = Config {
-            path: names::client_socket(self.socket.as_deref()),
+            path: found.path,
+            discovered: found.discovered,
             client: self.client.unwrap_or_else(default_client_name),
             timeout: self.timeout,
             auto_reconnect: self.auto_reconnect,

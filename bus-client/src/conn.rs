@@ -2,6 +2,7 @@
 //! with the descriptors a response carries.
 
 use crate::error::ConnError;
+use crate::verify;
 use shmbus_proto::frame::{self, FrameReader};
 use shmbus_proto::{ErrorKind, ProtoError, Request, Response, PROTOCOL_VERSION};
 use std::collections::VecDeque;
@@ -20,6 +21,8 @@ pub(crate) struct Conn {
     fds: VecDeque<OwnedFd>,
     /// The daemon's self-description from its `Hello`.
     pub(crate) daemon: String,
+    /// The daemon's uid, from `SO_PEERCRED` (trusted: see [`crate::verify`]); it must own the objects it sends.
+    daemon_uid: u32,
 }
 
 /// A response and the descriptors that came with it.
@@ -29,11 +32,17 @@ pub(crate) struct Reply {
 }
 
 impl Conn {
-    /// Connects to `path` and performs the handshake within `timeout`.
-    pub(crate) fn open(path: &Path, client: &str, timeout: Duration) -> Result<Conn, ConnError> {
+    /// Connects to `path` (first checking its directory when it was `discovered`), checks who listens there, and
+    /// performs the handshake within `timeout`.
+    pub(crate) fn open(path: &Path, discovered: bool, client: &str, timeout: Duration) -> Result<Conn, ConnError> {
+        if discovered {
+            verify::socket_dir(path)?;
+        }
         let stream =
             UnixStream::connect(path).map_err(|source| ConnError::Unavailable { path: path.to_path_buf(), source })?;
-        let mut conn = Conn { stream, reader: FrameReader::new(), fds: VecDeque::new(), daemon: String::new() };
+        let daemon_uid = verify::daemon(&stream, path)?;
+        let mut conn =
+            Conn { stream, reader: FrameReader::new(), fds: VecDeque::new(), daemon: String::new(), daemon_uid };
         let hello =
             Request::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, client: client.into() };
         match conn.request(&hello, timeout)?.response {
@@ -68,6 +77,7 @@ impl Conn {
             return Err(ConnError::Protocol(format!("lease reply carried {} descriptors, expected 2", self.fds.len())));
         }
         let fds: Vec<OwnedFd> = self.fds.drain(..want).collect();
+        verify::objects(&fds, self.daemon_uid)?;
         if !self.fds.is_empty() {
             // Descriptors nobody asked for: close them, and do not trust the stream any further.
             let extra = self.fds.len();
@@ -158,7 +168,7 @@ mod tests {
     #[test]
     fn hello_version_mismatch_is_refused() {
         let (dir, t) = serve_once(Response::Error { kind: ErrorKind::VersionMismatch, message: "old".into() });
-        let e = Conn::open(&dir.path().join("s"), "test", Duration::from_secs(5)).unwrap_err();
+        let e = Conn::open(&dir.path().join("s"), false, "test", Duration::from_secs(5)).unwrap_err();
         assert!(matches!(e, ConnError::VersionMismatch(ref m) if m == "old"), "{e:?}");
         match t.join().unwrap() {
             Request::Hello { protocol, layout, client } => {
@@ -174,7 +184,7 @@ mod tests {
     fn hello_with_other_protocol_is_a_mismatch() {
         let reply = Response::Hello { protocol: PROTOCOL_VERSION + 1, layout: 1, daemon: "future".into() };
         let (dir, t) = serve_once(reply);
-        let e = Conn::open(&dir.path().join("s"), "test", Duration::from_secs(5)).unwrap_err();
+        let e = Conn::open(&dir.path().join("s"), false, "test", Duration::from_secs(5)).unwrap_err();
         assert!(matches!(e, ConnError::VersionMismatch(_)), "{e:?}");
         t.join().unwrap();
     }
@@ -182,7 +192,7 @@ mod tests {
     #[test]
     fn missing_socket_is_unavailable() {
         let dir = tempdir::Dir::new();
-        let e = Conn::open(&dir.path().join("nobody"), "test", Duration::from_secs(1)).unwrap_err();
+        let e = Conn::open(&dir.path().join("nobody"), false, "test", Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, ConnError::Unavailable { .. }), "{e:?}");
     }
 

@@ -25,6 +25,8 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 pub(crate) struct Config {
     /// Control socket.
     pub(crate) path: PathBuf,
+    /// Found by discovery rather than given: its directory is checked before every connection.
+    pub(crate) discovered: bool,
     /// Sent in `Hello`.
     pub(crate) client: String,
     /// Bound on one request's round trip.
@@ -245,7 +247,10 @@ impl Control {
             }
             r => r,
         };
-        if matches!(r, Err(ConnError::Io(_) | ConnError::Timeout | ConnError::Protocol(_))) {
+        if matches!(
+            r,
+            Err(ConnError::Io(_) | ConnError::Timeout | ConnError::Protocol(_) | ConnError::UntrustedObject(_))
+        ) {
             self.drop_conn(&mut st);
         }
         r
@@ -256,7 +261,7 @@ impl Control {
         if st.conn.is_some() {
             return Ok(false);
         }
-        let conn = Conn::open(&self.config.path, &self.config.client, self.config.timeout)?;
+        let conn = Conn::open(&self.config.path, self.config.discovered, &self.config.client, self.config.timeout)?;
         tracing::debug!(socket = %self.config.path.display(), daemon = %conn.daemon, "connected to the daemon");
         st.conn = Some(conn);
         st.epoch += 1;

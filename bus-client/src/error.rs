@@ -37,6 +37,31 @@ macro_rules! control_error {
                 #[source]
                 source: io::Error,
             },
+            /// The daemon at the socket runs as a uid this client does not trust (not root, not this user, not
+            /// the daemon user of `SHMBUS_DAEMON_USER` or `shmbus`): it may be a fake, so nothing is sent to it.
+            #[error(
+                "untrusted daemon at {}: uid {uid} is not root, this user or the daemon user \
+                 (to allow it, set SHMBUS_DAEMON_USER={uid})",
+                path.display()
+            )]
+            UntrustedDaemon {
+                /// The socket path.
+                path: PathBuf,
+                /// The daemon's uid, from `SO_PEERCRED`.
+                uid: u32,
+            },
+            /// The socket was found in a directory another user owns or may write (it could be planted), so
+            /// it was not used.
+            #[error("unsafe socket directory for {}: {why}", path.display())]
+            UnsafeSocket {
+                /// The socket path.
+                path: PathBuf,
+                /// What is wrong with its directory.
+                why: String,
+            },
+            /// The daemon handed over a memory object that is not its own or that others may write.
+            #[error("untrusted memory object: {0}")]
+            UntrustedObject(String),
             #[doc = $version_doc]
             #[error("version mismatch: {0}")]
             VersionMismatch(String),
@@ -51,6 +76,9 @@ macro_rules! control_error {
                 let refused: fn(ErrorKind, String) -> $name = $refused;
                 match e {
                     ConnError::Unavailable { path, source } => $name::DaemonUnavailable { path, source },
+                    ConnError::UntrustedDaemon { path, uid } => $name::UntrustedDaemon { path, uid },
+                    ConnError::UnsafeSocket { path, why } => $name::UnsafeSocket { path, why },
+                    ConnError::UntrustedObject(m) => $name::UntrustedObject(m),
                     ConnError::VersionMismatch(m) => $name::VersionMismatch(m),
                     ConnError::Refused { kind, message } => refused(kind, message),
                     ConnError::Timeout => $timeout,
@@ -319,6 +347,9 @@ pub(crate) fn os_to_io(e: shmbus_os::OsError) -> io::Error {
 #[derive(Debug)]
 pub(crate) enum ConnError {
     Unavailable { path: PathBuf, source: io::Error },
+    UntrustedDaemon { path: PathBuf, uid: u32 },
+    UnsafeSocket { path: PathBuf, why: String },
+    UntrustedObject(String),
     VersionMismatch(String),
     Refused { kind: ErrorKind, message: String },
     Timeout,
@@ -377,5 +408,11 @@ mod tests {
         let e = OpenError::DaemonUnavailable { path: "/run/x.sock".into(), source: io::ErrorKind::NotFound.into() };
         assert_eq!(e.to_string(), "daemon unavailable at /run/x.sock");
         assert!(std::error::Error::source(&e).is_some(), "the reason is the source, not repeated in the message");
+        let e = ConnectError::UntrustedDaemon { path: "/s.sock".into(), uid: 65534 };
+        let want = "untrusted daemon at /s.sock: uid 65534 is not root, this user or the daemon user (to allow it, \
+                    set SHMBUS_DAEMON_USER=65534)";
+        assert_eq!(e.to_string(), want);
+        let e = ControlError::from(ConnError::UnsafeSocket { path: "/t/s.sock".into(), why: "/t is x".into() });
+        assert_eq!(e.to_string(), "unsafe socket directory for /t/s.sock: /t is x");
     }
 }

@@ -88,6 +88,24 @@ mod source;
 mod subscriber;
 mod transport;
 pub mod typed;
+mod verify;
+
+/// Socket discovery and the checks behind it, for diagnostics such as `shmbus doctor`: which candidates exist,
+/// which directories are unsafe (owned by another user, or writable by group or others), and whom a client trusts
+/// as its daemon.
+///
+/// ```
+/// use bus_client::discovery::{client_candidates, trusted_uids};
+/// for c in client_candidates(&trusted_uids()) {
+///     println!("{}: exists {}, problem {:?}", c.path.display(), c.exists, c.problem);
+/// }
+/// ```
+pub mod discovery {
+    pub use shmbus_proto::names::{client_candidates, client_socket, Candidate, ClientSocket, SOCKET_ENV};
+    pub use shmbus_proto::trust::{
+        daemon_user, dir_problem, own_uid, trusted_uids, DAEMON_USER_ENV, DEFAULT_DAEMON_USER,
+    };
+}
 
 pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;

@@ -335,6 +335,36 @@ fn a_recreated_topic_closes_the_handle_on_resume() {
     fake.join();
 }
 
+/// A test double hands over memory objects no real daemon would: one writable by its group, and (as root, with
+/// fchown) one owned by another user. The client refuses both before mapping, and holds no lease lock.
+#[test]
+fn objects_group_writable_or_of_another_owner_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = simple_fake(1, 1);
+    let (data, _) = fake.segment.lease_fds(Access::ReadWrite).unwrap();
+    std::fs::File::from(data).set_permissions(std::fs::Permissions::from_mode(0o660)).unwrap();
+    let bus = Bus::builder().socket(&fake.path).auto_reconnect(false).connect().expect("connect");
+    let e = bus.publisher(TOPIC).unwrap_err();
+    assert!(matches!(e, OpenError::UntrustedObject(ref m) if m.contains("data object") && m.contains("0660")), "{e}");
+    assert!(!fake.lock_held(true, 0), "nothing was mapped or locked");
+    drop(bus);
+    fake.join();
+
+    if shmbus_proto::trust::own_uid() != 0 {
+        println!("skipped the object owned by nobody: fchown needs root");
+        return;
+    }
+    let fake = simple_fake(1, 1);
+    std::os::unix::fs::fchown(fake.segment.readers_fd(), Some(65534), None).unwrap();
+    let bus = Bus::builder().socket(&fake.path).auto_reconnect(false).connect().expect("connect");
+    let e = bus.subscriber(TOPIC).unwrap_err();
+    let want = "the readers object is owned by uid 65534, the daemon runs as uid 0";
+    assert!(matches!(e, OpenError::UntrustedObject(ref m) if m == want), "{e}");
+    assert!(!fake.lock_held(false, 0), "nothing was mapped or locked");
+    drop(bus);
+    fake.join();
+}
+
 rusty_fork::rusty_fork_test! {
     #![rusty_fork(timeout_ms = 60_000)]
 

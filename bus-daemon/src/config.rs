@@ -5,6 +5,7 @@
 //! shm_prefix = "shmbus"        # objects are /dev/shm/<prefix>.<topic>.{data,readers}
 //! auto_create = true           # create unknown topics on first use
 //! socket_mode = 0o666          # who may connect (authorization is per topic)
+//! socket_dir_mode = 0o700      # the socket directory, when the daemon creates it (never group/other-writable)
 //! metrics = "127.0.0.1:9464"   # optional Prometheus listener (loopback only)
 //!
 //! [defaults]                   # every topic property has a default
@@ -60,6 +61,7 @@ struct RawDaemon {
     shm_prefix: Option<String>,
     auto_create: Option<bool>,
     socket_mode: Option<u32>,
+    socket_dir_mode: Option<u32>,
     metrics: Option<String>,
     remove_invalid: Option<bool>,
 }
@@ -105,6 +107,8 @@ pub struct Config {
     pub auto_create: bool,
     /// Mode of the control socket.
     pub socket_mode: u32,
+    /// Mode of the socket directory when the daemon creates it (default 0o700; never group/other-writable).
+    pub socket_dir_mode: u32,
     /// Prometheus listener address (loopback).
     pub metrics: Option<std::net::SocketAddr>,
     /// Unlink objects under the prefix that fail validation at start (default: keep them, log).
@@ -163,6 +167,11 @@ impl Config {
                 Some(addr)
             }
         };
+        let socket_dir_mode = raw.daemon.socket_dir_mode.unwrap_or(0o700);
+        if socket_dir_mode & !0o755 != 0 || socket_dir_mode & 0o700 != 0o700 {
+            let why = format!("socket_dir_mode {socket_dir_mode:#o} must give the owner rwx and nobody else write");
+            return Err(err(find_line(src, "socket_dir_mode"), why));
+        }
         let base = RawTopic::default();
         let defaults = settings(&raw.defaults, &base).map_err(|m| err(find_line(src, "[defaults]"), m))?;
         let mut topics: Vec<(String, TopicSettings)> = Vec::new();
@@ -182,6 +191,7 @@ impl Config {
             shm_prefix: prefix,
             auto_create: raw.daemon.auto_create.unwrap_or(true),
             socket_mode: raw.daemon.socket_mode.unwrap_or(0o666),
+            socket_dir_mode,
             metrics,
             remove_invalid: raw.daemon.remove_invalid.unwrap_or(false),
             defaults,
@@ -279,6 +289,16 @@ mod tests {
         assert_eq!(ok.topics.len(), 2);
         assert_eq!(ok.topics[0].1.geometry.capacity, 64);
         assert!(!ok.auto_create);
+    }
+
+    #[test]
+    fn socket_dir_mode_is_never_shared_writable() {
+        assert_eq!(Config::default().socket_dir_mode, 0o700);
+        assert_eq!(Config::parse("[daemon]\nsocket_dir_mode = 0o755\n", "d.toml").unwrap().socket_dir_mode, 0o755);
+        for bad in ["0o777", "0o770", "0o1700", "0o500"] {
+            let e = Config::parse(&format!("[daemon]\nsocket_dir_mode = {bad}\n"), "d.toml").unwrap_err();
+            assert_eq!(e.line, 2, "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub enum DaemonError {
         /// Why.
         source: std::io::Error,
     },
+    /// The socket's directory is not the daemon's own, or others may write it (they could replace the socket).
+    #[error("unsafe socket directory {}: {why}", dir.display())]
+    UnsafeSocketDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Another daemon is already listening on the socket.
     #[error("another shmbusd is already listening on {0}")]
     AlreadyRunning(PathBuf),
@@ -102,11 +110,24 @@ impl RunOptions {
     }
 }
 
+/// Creates the socket's directory (mode `dir_mode`, never group/other-writable) unless it exists, then refuses a
+/// directory this daemon does not own or that others may write, as tmux and ssh-agent do.
+fn prepare_dir(path: &std::path::Path, dir_mode: u32) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    let err = |source| DaemonError::Socket { path: path.to_path_buf(), source };
+    if std::fs::symlink_metadata(dir).is_err() {
+        std::fs::DirBuilder::new().recursive(true).mode(dir_mode & 0o755).create(dir).map_err(err)?;
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    match shmbus_proto::trust::dir_problem(dir, &[me]) {
+        None => Ok(()),
+        Some(why) => Err(DaemonError::UnsafeSocketDir { dir: dir.to_path_buf(), why }),
+    }
+}
+
 fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, DaemonError> {
     let err = |source| DaemonError::Socket { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(DaemonError::AlreadyRunning(path.to_path_buf()));
@@ -123,6 +144,8 @@ fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, DaemonError> 
 pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let socket = opts.socket.clone().or(opts.config.socket.clone());
     let socket = shmbus_proto::names::daemon_socket(socket.as_deref());
+    // Before touching shared memory: a daemon that cannot own its socket's directory does not start at all.
+    prepare_dir(&socket, opts.config.socket_dir_mode)?;
     let mut systemd = systemd::Systemd::new();
     let mut state = State::new(opts.config.clone());
     let (adopted, refused) = state.adopt_existing();

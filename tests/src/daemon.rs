@@ -60,6 +60,8 @@ impl TestDaemon {
         let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
+        // The daemon refuses a socket directory others may write; keep it private whatever the umask.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod scratch");
         let config = config.map(|text| {
             let p = dir.join("shmbus.toml");
             std::fs::write(&p, text).expect("write config");

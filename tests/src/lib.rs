@@ -1,6 +1,7 @@
 //! Multi-process integration, stress and crash tests of shmbus on real shared memory.
 //!
 //! * [`shm_fixture`]: a topic under a unique shm prefix, created as the daemon would and removed on drop.
+//! * [`hostile`]: a second account (`nobody`) for the trust tests: scratch directories and a fake daemon.
 //! * [`peers`]: spawning and supervising helper processes, with a deadline and SIGKILL on drop.
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
 //! * [`msg`]: the self-checking message format of the ring tests.
@@ -11,6 +12,7 @@
 //! gating, and while holding a group message).
 
 pub mod daemon;
+pub mod hostile;
 pub mod msg;
 pub mod peer;
 pub mod peers;

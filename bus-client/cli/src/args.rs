@@ -42,6 +42,9 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show publishers, subscribers (positions and lag) and counters.
     Stats(StatsArgs),
+    /// Report the socket discovery: each candidate, its directory's owner and mode, and whether it is unsafe
+    /// (a socket another user could have planted); exits nonzero when something is unsafe.
+    Doctor,
 }
 
 /// How a handle waits.

@@ -49,7 +49,12 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = e.downcast_ref::<OpenError>() {
         use OpenError::*;
         return Some(match e {
-            DaemonUnavailable { .. } | VersionMismatch(_) | Protocol(_) => UNAVAILABLE,
+            DaemonUnavailable { .. }
+            | UntrustedDaemon { .. }
+            | UnsafeSocket { .. }
+            | UntrustedObject(_)
+            | VersionMismatch(_)
+            | Protocol(_) => UNAVAILABLE,
             NoSuchTopic(_) | PermissionDenied(_) | NoFreeSlot(_) | TypeMismatch(_) | InvalidTopic(_) | Closed
             | ResourceExhausted(_) => REFUSED,
             Timeout(_) => TIMEOUT,
@@ -59,7 +64,13 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = e.downcast_ref::<ControlError>() {
         use ControlError::*;
         return Some(match e {
-            DaemonUnavailable { .. } | VersionMismatch(_) | Protocol(_) | Io(_) => UNAVAILABLE,
+            DaemonUnavailable { .. }
+            | UntrustedDaemon { .. }
+            | UnsafeSocket { .. }
+            | UntrustedObject(_)
+            | VersionMismatch(_)
+            | Protocol(_)
+            | Io(_) => UNAVAILABLE,
             NoSuchTopic(_) | PermissionDenied(_) | AlreadyExists(_) | InvalidRequest(_) | ResourceExhausted(_)
             | Daemon(_) => REFUSED,
             Timeout => TIMEOUT,

@@ -12,6 +12,7 @@
 mod args;
 mod create;
 mod delete;
+mod doctor;
 mod exit;
 mod parse;
 mod publish;
@@ -51,6 +52,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Create(a) => create::run(socket, a),
         args::Command::Delete(a) => delete::run(socket, a),
         args::Command::Stats(a) => stats::run(socket, a),
+        args::Command::Doctor => doctor::run(socket),
     }
 }
 

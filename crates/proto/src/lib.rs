@@ -6,7 +6,8 @@
 //!   connection only;
 //! * [`codec`]: the one place that knows the wire codec (bincode 2.0.1), so it can be swapped;
 //! * [`names`]: topic-name rules, shared-memory object and semaphore names, and control-socket discovery (one
-//!   function used by both sides, so they can never miss each other).
+//!   function used by both sides, so they can never miss each other);
+//! * [`trust`]: whom a client accepts as its daemon, and which socket directories are safe to use.
 //!
 //! # Example
 //!
@@ -29,6 +30,7 @@ pub mod codec;
 pub mod frame;
 pub mod msg;
 pub mod names;
+pub mod trust;
 
 pub use codec::ProtoError;
 pub use msg::{ErrorKind, Request, Response, PROTOCOL_VERSION};

@@ -107,8 +107,9 @@ pub fn parse_sem(prefix: &str, name: &str) -> Option<(String, bool, u32)> {
     Some((topic.to_string(), publisher, slot))
 }
 
-/// The places a control socket may be, most specific first: `$XDG_RUNTIME_DIR/shmbus/control.sock`,
-/// `/run/shmbus/control.sock`, then `<tmp>/shmbus-<uid>/control.sock`.
+/// The places a control socket may be, the ones nobody else can plant first: `$XDG_RUNTIME_DIR/shmbus/control.sock`
+/// (the user's own 0700 directory), `/run/shmbus/control.sock` (root's or the daemon user's), then
+/// `<tmp>/shmbus-<uid>/control.sock`, used only under the checks of [`crate::trust::dir_problem`].
 pub fn socket_candidates(xdg_runtime_dir: Option<&Path>, uid: u32, tmp: &Path) -> Vec<PathBuf> {
     let mut v = Vec::new();
     if let Some(x) = xdg_runtime_dir.filter(|p| p.is_absolute()) {
@@ -119,6 +120,8 @@ pub fn socket_candidates(xdg_runtime_dir: Option<&Path>, uid: u32, tmp: &Path) -
     v
 }
 
+/// The candidates for this process: `$XDG_RUNTIME_DIR`, the uid and [`std::env::temp_dir`] (which
+/// honours `$TMPDIR`).
 fn env_candidates() -> Vec<PathBuf> {
     let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
     let uid = nix::unistd::getuid().as_raw();
@@ -126,39 +129,103 @@ fn env_candidates() -> Vec<PathBuf> {
 }
 
 /// Where the daemon listens: `explicit` (from `--socket`), else `$SHMBUS_SOCKET`, else the first candidate whose
-/// directory exists or can be created (the root-only `/run/shmbus` is skipped for other users).
+/// directory exists or whose parent does (the root-only `/run/shmbus` is skipped for other users). The daemon
+/// creates and checks the directory when it binds.
 pub fn daemon_socket(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
+    if let Some(p) = given_socket(explicit) {
+        return p;
     }
-    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let root = nix::unistd::getuid().is_root();
+    let root = nix::unistd::geteuid().is_root();
     let cands = env_candidates();
     for c in &cands {
         let dir = c.parent().expect("candidate has a directory");
         if dir.starts_with("/run/shmbus") && !root && !dir.exists() {
             continue;
         }
-        if dir.exists() || std::fs::create_dir_all(dir).is_ok() {
+        if dir.exists() || dir.parent().is_some_and(Path::exists) {
             return c.clone();
         }
     }
     cands.last().cloned().expect("at least one candidate")
 }
 
-/// Where a client connects: `explicit`, else `$SHMBUS_SOCKET`, else the first candidate that exists (falling back
-/// to the first candidate, so the error names a sensible path).
-pub fn client_socket(explicit: Option<&Path>) -> PathBuf {
+fn given_socket(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
-        return p.to_path_buf();
+        return Some(p.to_path_buf());
     }
-    if let Some(p) = std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
+    std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// A discovery candidate as a client sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The socket path.
+    pub path: PathBuf,
+    /// Whether something is at the path.
+    pub exists: bool,
+    /// Why its directory must not be used ([`crate::trust::dir_problem`]), if it must not.
+    pub problem: Option<String>,
+}
+
+impl Candidate {
+    /// Inspects the socket path `path` and its directory, trusting directories owned by `trusted`.
+    pub fn inspect(path: &Path, trusted: &[u32]) -> Candidate {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        Candidate {
+            path: path.to_path_buf(),
+            exists: std::fs::symlink_metadata(path).is_ok(),
+            problem: crate::trust::dir_problem(dir, trusted),
+        }
     }
-    let cands = env_candidates();
-    cands.iter().find(|c| c.exists()).cloned().unwrap_or_else(|| cands[0].clone())
+
+    /// Whether a client may connect here: something exists and the directory is safe.
+    pub fn usable(&self) -> bool {
+        self.exists && self.problem.is_none()
+    }
+}
+
+/// The default candidates of this process, inspected (what `shmbus doctor` shows).
+pub fn client_candidates(trusted: &[u32]) -> Vec<Candidate> {
+    env_candidates().iter().map(|p| Candidate::inspect(p, trusted)).collect()
+}
+
+/// Where a client connects, and how that was decided.
+#[derive(Clone, Debug)]
+pub struct ClientSocket {
+    /// The socket to connect to.
+    pub path: PathBuf,
+    /// Found by discovery (then its directory is checked again before every connection), not given.
+    pub discovered: bool,
+    /// The candidates inspected (empty when the path was given).
+    pub candidates: Vec<Candidate>,
+}
+
+/// Where a client connects: `explicit`, else `$SHMBUS_SOCKET`, else the first usable candidate. Candidates in
+/// unsafe directories are skipped; when none is usable, the first one that exists is returned anyway (connecting
+/// refuses it, naming the problem), else the first candidate, so the error names a sensible path.
+///
+/// ```
+/// use shmbus_proto::names::client_socket;
+/// let s = client_socket(Some(std::path::Path::new("/x/control.sock")), &[0]);
+/// assert!(!s.discovered && s.path == std::path::Path::new("/x/control.sock"));
+/// ```
+pub fn client_socket(explicit: Option<&Path>, trusted: &[u32]) -> ClientSocket {
+    if let Some(path) = given_socket(explicit) {
+        return ClientSocket { path, discovered: false, candidates: Vec::new() };
+    }
+    let candidates = client_candidates(trusted);
+    ClientSocket { path: pick(&candidates), discovered: true, candidates }
+}
+
+/// The first usable candidate, else the first that exists (to be refused by name), else the first.
+fn pick(candidates: &[Candidate]) -> PathBuf {
+    candidates
+        .iter()
+        .find(|c| c.usable())
+        .or_else(|| candidates.iter().find(|c| c.exists))
+        .unwrap_or(&candidates[0])
+        .path
+        .clone()
 }
 
 /// First byte offset of the lease lock bytes in a readers object (far beyond its end: OFD locks may cover bytes
@@ -194,6 +261,22 @@ mod tests {
         assert_eq!(parse_object("bus2", &r), None);
         let s = sem_name(&sem_prefix("bus1", "a.b"), true, 7);
         assert_eq!(parse_sem("bus1", &s), Some(("a.b".into(), true, 7)));
+    }
+
+    #[test]
+    fn discovery_skips_unsafe_directories() {
+        let c = |p: &str, exists, problem: Option<&str>| Candidate {
+            path: p.into(),
+            exists,
+            problem: problem.map(Into::into),
+        };
+        let planted = c("/tmp/shmbus-0/control.sock", true, Some("writable by group or others (mode 0777)"));
+        let real = c("/run/shmbus/control.sock", true, None);
+        let missing = c("/run/user/0/shmbus/control.sock", false, None);
+        assert_eq!(pick(&[missing.clone(), planted.clone(), real.clone()]), real.path, "a safe one later wins");
+        assert_eq!(pick(&[missing.clone(), planted.clone()]), planted.path, "else the unsafe one, to be refused");
+        assert_eq!(pick(std::slice::from_ref(&missing)), missing.path);
+        assert!(!planted.usable() && real.usable() && !missing.usable());
     }
 
     #[test]
