@@ -43,8 +43,8 @@ impl PublisherBuilder {
     /// Opens the publisher: on the pipe the parent handed over for this topic if there is one (see the
     /// [`pipe`](crate::pipe) module), else through the daemon.
     pub fn open(self) -> Result<Publisher, OpenError> {
-        if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
-            return Publisher::from_pipe(&self.topic, vec![fd]);
+        if let Some(t) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
+            return Publisher::from_pipe_as(&self.topic, vec![t.fd], t.id, t.live);
         }
         let spec = LeaseSpec { topic: self.topic, kind: LeaseKind::Publisher, payload_type: self.payload_type };
         let a = lease::open(&self.control, spec)?;
@@ -82,7 +82,18 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// A publisher writing the pipes `outs` (fan-out when there are several).
     pub(crate) fn from_pipe(topic: &str, outs: Vec<OwnedFd>) -> Result<Publisher, OpenError> {
-        Ok(Publisher(Box::new(PipeWriter::new(topic, outs).map_err(OpenError::Io)?)))
+        Publisher::from_pipe_as(topic, outs, None, None)
+    }
+
+    /// A publisher writing the pipes `outs` with the writer id its pipe's owner handed out (`None`: a random
+    /// one) and, on a shared pipe, the write end of its liveness pipe.
+    pub(crate) fn from_pipe_as(
+        topic: &str,
+        outs: Vec<OwnedFd>,
+        id: Option<u32>,
+        live: Option<OwnedFd>,
+    ) -> Result<Publisher, OpenError> {
+        Ok(Publisher(Box::new(PipeWriter::new(topic, outs, id, live).map_err(OpenError::Io)?)))
     }
 
     /// The pipe side, if this publisher runs on pipes.

@@ -126,7 +126,9 @@ use std::os::fd::OwnedFd;
 pub fn channel(topic: &str) -> Result<(Publisher, Subscriber), OpenError> {
     shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
     let p = shmbus_os::pipe()?;
-    Ok((publisher_from_fd(topic, p.write)?, subscriber_from_fd(topic, p.read)?))
+    let mut rx = subscriber_from_fd(topic, p.read)?;
+    let id = rx.pipe_reader().expect("a pipe subscriber").roster().issue().map_err(OpenError::Io)?;
+    Ok((Publisher::from_pipe_as(topic, vec![p.write], Some(id), None)?, rx))
 }
 
 /// A publisher writing into `fd`, the write end of a pipe or FIFO obtained some other way (the descriptor is
@@ -151,3 +153,5 @@ pub fn subscriber_from_fd(topic: &str, fd: OwnedFd) -> Result<Subscriber, OpenEr
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_writers;

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
-const LONG: Duration = Duration::from_secs(30);
+pub(super) const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
+pub(super) const LONG: Duration = Duration::from_secs(30);
 
 /// Aborts the whole test process if a test is still running after [`LONG`] (a hang would otherwise stall CI).
-struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub(super) struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
-fn watchdog(name: &'static str) -> Watchdog {
+pub(super) fn watchdog(name: &'static str) -> Watchdog {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d = done.clone();
     std::thread::spawn(move || {
@@ -54,12 +54,12 @@ impl Rng {
 }
 
 /// A message of `len` bytes whose content depends on `(writer, seq)`, ending in nothing checkable by accident.
-fn body(writer: u64, seq: u64, len: usize) -> Vec<u8> {
+pub(super) fn body(writer: u64, seq: u64, len: usize) -> Vec<u8> {
     let mut r = Rng(writer.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq ^ 0x1234_5678);
     (0..len).map(|_| r.next() as u8).collect()
 }
 
-fn fd_pair() -> (OwnedFd, OwnedFd) {
+pub(super) fn fd_pair() -> (OwnedFd, OwnedFd) {
     let p = shmbus_os::pipe().unwrap();
     (p.read, p.write)
 }
@@ -344,7 +344,7 @@ fn loans_are_written_on_commit() {
 }
 
 /// Writes raw frames of one message, or only some of them, as a writer dying mid-message would.
-fn write_frames(fd: &OwnedFd, msg: &[u8], writer: u32, seq: u64, keep: usize) {
+pub(super) fn write_frames(fd: &OwnedFd, msg: &[u8], writer: u32, seq: u64, keep: usize) {
     let mut f = std::fs::File::from(fd.try_clone().unwrap());
     for (h, chunk) in frame::frames(msg, writer, seq, 1).take(keep) {
         let mut b = h.encode().to_vec();

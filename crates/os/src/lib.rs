@@ -9,7 +9,7 @@
 //! - [`lock`]: liveness through open-file-description byte locks.
 //! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
 //! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
-//! - [`mod@pipe`], [`cred`], [`membarrier`], [`clock`]: the small rest.
+//! - [`mod@pipe`], [`sigpipe`] (writing without `SIGPIPE`), [`cred`], [`membarrier`], [`clock`]: the small rest.
 //!
 //! Every failure is an [`OsError`] saying which operation failed on which object.
 //!
@@ -52,6 +52,7 @@ pub mod pipe;
 pub mod poll;
 pub mod sem;
 pub mod shm;
+pub mod sigpipe;
 
 #[cfg(test)]
 mod testutil;
@@ -69,3 +70,4 @@ pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblockin
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
 pub use sem::{list_semaphores, NamedSemaphore};
 pub use shm::{list_shm, Access, ShmObject};
+pub use sigpipe::SigpipeBlocked;
