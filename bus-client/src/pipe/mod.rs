@@ -154,4 +154,6 @@ pub fn subscriber_from_fd(topic: &str, fd: OwnedFd) -> Result<Subscriber, OpenEr
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_frames;
+#[cfg(test)]
 mod tests_writers;
