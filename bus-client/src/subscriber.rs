@@ -62,7 +62,8 @@ impl SubscriberBuilder {
     }
 
     setters! {
-        /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]).
+        /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]). Ignored on a
+        /// pipe: waits there always sleep in `poll(2)`.
         idle(idle: IdleStrategy) => idle = idle;
         /// Registers a payload type with the daemon (see [`PublisherBuilder::payload_type`]).
         ///
