@@ -128,8 +128,10 @@ impl BusBuilder {
             auto_reconnect: self.auto_reconnect,
         };
         let bus = Bus { control: Control::new(config), routing: Arc::new(Routing::new(sel)) };
-        // Claim inherited pipes now, before this process spawns anything that could inherit them.
-        let inherited = bus.routing.uses_inherited() && inherit::any();
+        // Claim inherited pipes now, whatever the transport, before this process spawns anything that could
+        // inherit them: claiming makes them close-on-exec, so unused ones (`shm`) do not leak into grandchildren.
+        let any_inherited = inherit::any();
+        let inherited = bus.routing.uses_inherited() && any_inherited;
         if bus.routing.only == Some(Transport::Pipe) {
             return Ok(bus);
         }

@@ -43,8 +43,8 @@ impl PublisherBuilder {
     /// Opens the publisher: on the pipe the parent handed over for this topic if there is one (see the
     /// [`pipe`](crate::pipe) module), else through the daemon.
     pub fn open(self) -> Result<Publisher, OpenError> {
-        if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
-            return Publisher::from_pipe(&self.topic, vec![fd]);
+        if let Some(t) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
+            return Publisher::from_pipe_as(&self.topic, vec![t.fd], t.id, t.live);
         }
         let spec = LeaseSpec { topic: self.topic, kind: LeaseKind::Publisher, payload_type: self.payload_type };
         let a = lease::open(&self.control, spec)?;
@@ -82,7 +82,18 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     /// A publisher writing the pipes `outs` (fan-out when there are several).
     pub(crate) fn from_pipe(topic: &str, outs: Vec<OwnedFd>) -> Result<Publisher, OpenError> {
-        Ok(Publisher(Box::new(PipeWriter::new(topic, outs).map_err(OpenError::Io)?)))
+        Publisher::from_pipe_as(topic, outs, None, None)
+    }
+
+    /// A publisher writing the pipes `outs` with the writer id its pipe's owner handed out (`None`: a random
+    /// one) and, on a shared pipe, the write end of its liveness pipe.
+    pub(crate) fn from_pipe_as(
+        topic: &str,
+        outs: Vec<OwnedFd>,
+        id: Option<u32>,
+        live: Option<OwnedFd>,
+    ) -> Result<Publisher, OpenError> {
+        Ok(Publisher(Box::new(PipeWriter::new(topic, outs, id, live).map_err(OpenError::Io)?)))
     }
 
     /// The pipe side, if this publisher runs on pipes.
@@ -105,11 +116,30 @@ impl Publisher {
     }
 
     /// Publishes `msg` if there is room now, else [`SendError::Full`].
+    ///
+    /// On a pipe it never waits for the reader: a message of more than
+    /// [`pipe::MAX_FRAME_PAYLOAD`](crate::pipe::MAX_FRAME_PAYLOAD) bytes goes only if all of it fits now, which
+    /// means an empty pipe with a page per 4 KiB frame; a message longer than the pipe (64 KiB by default) is
+    /// therefore always `Full` here (use `send` or `send_timeout`). If another writer of a shared pipe takes the
+    /// room meanwhile, the message is abandoned part-way and `Full` returned: it counts as not sent, and the
+    /// reader drops the fragments it got.
+    ///
+    /// ```
+    /// let (mut p, _s) = bus_client::pipe::channel("doc")?;
+    /// assert_eq!(p.try_send(&vec![0; 1 << 20]), Err(bus_client::SendError::Full));
+    /// # Ok::<(), bus_client::OpenError>(())
+    /// ```
     pub fn try_send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
         self.0.try_send(msg)
     }
 
     /// Publishes `msg`, waiting at most `timeout` for room ([`SendError::Timeout`]).
+    ///
+    /// On a pipe the timeout bounds the whole message, every fragment of a long one: if the reader has not
+    /// taken enough of it by then, the message is abandoned part-way and `Timeout` returned. It counts as not
+    /// sent (the next message reuses its sequence number), and the reader drops the fragments it got when this
+    /// publisher sends again or goes away (counted in
+    /// [`Subscriber::pipe_abandoned`](crate::Subscriber::pipe_abandoned)).
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<u64, SendError> {
         self.0.send_timeout(msg, timeout)
     }
@@ -149,8 +179,14 @@ impl Publisher {
     }
 
     /// This publisher's id: the publisher slot every message it sends carries ([`Message::publisher`]). On a
-    /// pipe, the writer id: unique among the live writers of the pipe (the process id for a process's first
-    /// pipe publisher).
+    /// pipe, the writer id, handed out by the pipe's reader when the pipe was made ([`pipe::channel`],
+    /// [`SharedPipe`](crate::pipe::SharedPipe), `PipeCommand::subscribe_from_child`): 1, 2, 3, ... and unique
+    /// among all the writers that reader ever had, whatever their process ids. A publisher on a pipe with no
+    /// known reader ([`pipe::publisher_from_fd`], `PipeCommand::publish_to_child`) has a random id of 2^31 or
+    /// more.
+    ///
+    /// [`pipe::channel`]: crate::pipe::channel
+    /// [`pipe::publisher_from_fd`]: crate::pipe::publisher_from_fd
     ///
     /// [`Message::publisher`]: crate::Message::publisher
     pub fn id(&self) -> u32 {

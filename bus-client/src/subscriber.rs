@@ -62,7 +62,8 @@ impl SubscriberBuilder {
     }
 
     setters! {
-        /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]).
+        /// How [`Subscriber::recv`] waits on an empty topic (default [`IdleStrategy::Adaptive`]). Ignored on a
+        /// pipe: waits there always sleep in `poll(2)`.
         idle(idle: IdleStrategy) => idle = idle;
         /// Registers a payload type with the daemon (see [`PublisherBuilder::payload_type`]).
         ///
@@ -74,8 +75,8 @@ impl SubscriberBuilder {
     /// [`pipe`](crate::pipe) module; a pipe subscriber is the pipe's only reader and lossless whatever the
     /// options), else through the daemon.
     pub fn open(self) -> Result<Subscriber, OpenError> {
-        if let Some(fd) = inherited_pipe(&self.routing, &self.topic, Direction::Read)? {
-            return Subscriber::from_pipe(&self.topic, vec![fd]);
+        if let Some(t) = inherited_pipe(&self.routing, &self.topic, Direction::Read)? {
+            return Subscriber::from_pipe(&self.topic, vec![t.fd]);
         }
         let kind = LeaseKind::Subscriber { mode: self.mode.clone(), from_oldest: self.from_oldest };
         let spec = LeaseSpec { topic: self.topic, kind, payload_type: self.payload_type };

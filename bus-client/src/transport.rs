@@ -3,7 +3,6 @@
 
 use crate::error::{ConnectError, OpenError};
 use crate::pipe_io::inherit::{self, Direction};
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The environment variable that selects the transport: `shm`, `pipe` or `auto`.
@@ -98,7 +97,11 @@ impl Routing {
 
 /// The pipe a parent handed to this process for `topic` in direction `dir`, when the routing uses it: `None`
 /// means "through the daemon". Without one, `SHMBUS_TRANSPORT=pipe` is a [`OpenError::NoSuchTopic`].
-pub(crate) fn inherited_pipe(routing: &Routing, topic: &str, dir: Direction) -> Result<Option<OwnedFd>, OpenError> {
+pub(crate) fn inherited_pipe(
+    routing: &Routing,
+    topic: &str,
+    dir: Direction,
+) -> Result<Option<inherit::Taken>, OpenError> {
     if !routing.uses_inherited() {
         return Ok(None);
     }

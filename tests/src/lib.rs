@@ -5,6 +5,7 @@
 //! * [`peers`]: spawning and supervising helper processes, with a deadline and SIGKILL on drop.
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
 //! * [`msg`]: the self-checking message format of the ring tests.
+//! * [`kid`]: one pipe-test helper process (`pipe-child`) under test.
 //! * [`stream`]: the self-checking message stream of the pipe tests (shared by `tests/pipe.rs` and `pipe-child`).
 //!
 //! The ring tests live in `tests/`: `stress.rs` (a million messages, many producers and consumers of every kind),
@@ -13,6 +14,7 @@
 
 pub mod daemon;
 pub mod hostile;
+pub mod kid;
 pub mod msg;
 pub mod peer;
 pub mod peers;

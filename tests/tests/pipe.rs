@@ -5,19 +5,16 @@
 use bus_client::pipe::{PipeCommand, SharedPipe, MAX_FRAME_PAYLOAD};
 use bus_client::{Bus, Publisher, RecvError, SendError, Subscriber, Transport};
 use shmbus_tests::daemon::TestDaemon;
-use shmbus_tests::peers::{collect, die_with_parent, field_u64 as field, read_lines};
+use shmbus_tests::kid::{self, Kid, WAIT};
+use shmbus_tests::peers::field_u64 as field;
 use shmbus_tests::stream;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const EXE: &str = env!("CARGO_BIN_EXE_pipe-child");
 const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
-/// Bound on any one wait of a test.
-const WAIT: Duration = Duration::from_secs(90);
 const BOGUS_SOCKET: &str = "/nonexistent/shmbus-pipe-test.sock";
 
 #[test]
@@ -29,78 +26,8 @@ fn the_stream_covers_the_frame_boundaries() {
     assert!(lens.iter().filter(|&&n| n > PIPE_BUF).count() > 10_000, "plenty of fragmented messages");
 }
 
-/// A child under test: stdout read line by line, stderr kept for diagnostics, killed and reaped on drop.
-struct Kid {
-    name: String,
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
 fn helper(args: &[&str]) -> Command {
-    let mut cmd = Command::new(EXE);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    die_with_parent(&mut cmd);
-    cmd
-}
-
-impl Kid {
-    fn spawn(name: &str, cmd: PipeCommand) -> Kid {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        Kid::watch(name, child)
-    }
-
-    fn watch(name: &str, mut child: Child) -> Kid {
-        let rx = read_lines(child.stdout.take().expect("piped stdout"));
-        let stderr = child.stderr.take().map_or_else(Default::default, collect);
-        Kid { name: name.to_string(), child, lines: rx, seen: Vec::new(), stderr }
-    }
-
-    fn diagnostics(&self) -> String {
-        format!("{}: stdout so far {:?}; stderr {:?}", self.name, self.seen, self.stderr.lock().unwrap())
-    }
-
-    /// The next line starting with `prefix` (earlier lines are kept for diagnostics).
-    fn line(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.seen.push(l.clone());
-                    if l.starts_with(prefix) {
-                        return l;
-                    }
-                    assert!(!l.starts_with("error"), "{}", self.diagnostics());
-                }
-                Err(e) => panic!("no line {prefix:?} ({e:?}); {}", self.diagnostics()),
-            }
-        }
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return st;
-            }
-            assert!(Instant::now() < deadline, "{} did not exit; {}", self.name, self.diagnostics());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn expect_success(&mut self) {
-        let st = self.wait();
-        assert!(st.success(), "{} exited with {st}; {}", self.name, self.diagnostics());
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    kid::helper(EXE, args)
 }
 
 fn recv_bounded(sub: &mut Subscriber) -> Result<bus_client::OwnedMessage, RecvError> {

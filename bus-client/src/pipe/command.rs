@@ -4,11 +4,13 @@
 use crate::bus::Bus;
 use crate::error::OpenError;
 use crate::pipe_io::inherit::{self, Direction, Entry, PIPES_ENV};
+use crate::pipe_io::roster::Roster;
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Child, Command};
+use std::sync::Arc;
 
 impl Bus {
     /// A child process to spawn connected to this one: through pipes if this bus uses them (see
@@ -61,16 +63,26 @@ pub struct PipeCommand {
     bus: Option<Bus>,
     /// The child's ends, with what the child is told about them. Closed in this process after spawning.
     handed: Vec<(Entry, OwnedFd)>,
+    /// The child's ends of its liveness pipes (closed after spawning, like `handed`).
+    lives: Vec<OwnedFd>,
+}
+
+/// `fd` itself if it is 3 or above, else a duplicate there (the original is closed).
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, OpenError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(shmbus_os::pipe::dup_at_least(fd.as_fd(), 3)?)
 }
 
 impl PipeCommand {
     /// A command whose topics go over pipes.
     pub fn new(cmd: Command) -> PipeCommand {
-        PipeCommand { cmd, bus: None, handed: Vec::new() }
+        PipeCommand { cmd, bus: None, handed: Vec::new(), lives: Vec::new() }
     }
 
     pub(crate) fn with_bus(bus: Bus, cmd: Command) -> PipeCommand {
-        PipeCommand { cmd, bus: Some(bus), handed: Vec::new() }
+        PipeCommand { cmd, bus: Some(bus), handed: Vec::new(), lives: Vec::new() }
     }
 
     /// The command, to set arguments, environment, standard streams...
@@ -101,7 +113,12 @@ impl PipeCommand {
         if let Some(s) = self.through_bus(|b| b.subscriber(topic))? {
             return Ok(s);
         }
-        Subscriber::from_pipe(topic, vec![self.hand(topic, Direction::Write)?])
+        let p = shmbus_os::pipe()?;
+        let mut sub = Subscriber::from_pipe(topic, vec![p.read])?;
+        let roster = sub.pipe_reader().expect("a pipe subscriber").roster().clone();
+        let id = roster.issue().map_err(OpenError::Io)?;
+        self.hand_fd(topic, Direction::Write, p.write, Some(id), None)?;
+        Ok(sub)
     }
 
     /// Fan-out: the child receives, on `publisher`'s topic, every message `publisher` sends from now on, through
@@ -121,15 +138,25 @@ impl PipeCommand {
     pub fn fan_in_from_child(&mut self, subscriber: &mut Subscriber) -> Result<(), OpenError> {
         let Some(r) = subscriber.pipe_reader() else { return Ok(()) };
         let topic = r.topic().to_string();
-        let ours = self.hand(&topic, Direction::Write)?;
-        r.add_input(ours).map_err(OpenError::Io)
+        self.check(&topic, Direction::Write)?;
+        let id = r.roster().issue().map_err(OpenError::Io)?;
+        let p = shmbus_os::pipe()?;
+        self.hand_fd(&topic, Direction::Write, p.write, Some(id), None)?;
+        r.add_input(p.read).map_err(OpenError::Io)
     }
 
     /// The child publishes on `shared`'s topic into the one pipe `shared` was made with, alongside every other
     /// child given the same pipe (several writers on one pipe; see [`SharedPipe`]).
+    ///
+    /// The child gets a writer id of its own from the pipe's reader (so two children never share one, whatever
+    /// their process ids, even across PID namespaces) and a liveness pipe, so that the reader drops what the
+    /// child leaves unfinished if it dies in the middle of a message (see
+    /// [`Subscriber::pipe_abandoned`](crate::Subscriber::pipe_abandoned)).
     pub fn share_with_child(&mut self, shared: &SharedPipe) -> Result<(), OpenError> {
+        self.check(&shared.topic, Direction::Write)?;
         let fd = shared.write.try_clone().map_err(OpenError::Io)?;
-        self.hand_fd(&shared.topic, Direction::Write, fd)
+        let (id, live) = shared.roster.issue_live().map_err(OpenError::Io)?;
+        self.hand_fd(&shared.topic, Direction::Write, fd, Some(id), Some(live))
     }
 
     /// Spawns the child with its pipe ends, then closes them in this process.
@@ -147,12 +174,14 @@ impl PipeCommand {
             }
         }
         if !entries.is_empty() {
-            shmbus_os::inherit_in_child(&mut self.cmd, entries.iter().map(|e| e.fd).collect());
+            let fds = entries.iter().flat_map(|e| [Some(e.fd), e.live.map(|l| l.0)]).flatten().collect();
+            shmbus_os::inherit_in_child(&mut self.cmd, fds);
         }
         let child = self.cmd.spawn();
         // Our copies of the child's ends: without closing them the child would never see end-of-file, and we
         // would never see `Closed`.
         self.handed.clear();
+        self.lives.clear();
         child
     }
 
@@ -178,7 +207,7 @@ impl PipeCommand {
             Direction::Read => (p.read, p.write),
             Direction::Write => (p.write, p.read),
         };
-        self.hand_fd(topic, dir, child)?;
+        self.hand_fd(topic, dir, child, None, None)?;
         Ok(ours)
     }
 
@@ -193,11 +222,33 @@ impl PipeCommand {
         Ok(())
     }
 
-    fn hand_fd(&mut self, topic: &str, dir: Direction, fd: OwnedFd) -> Result<(), OpenError> {
+    /// Records `fd` as the child's end for `topic` (with the writer id and liveness pipe its reader handed out).
+    /// Every end handed over is at descriptor 3 or above: a parent started with 0-2 closed gets new pipes there,
+    /// and the child's standard streams (`Stdio::null()`, or whatever it inherits) would replace them.
+    fn hand_fd(
+        &mut self,
+        topic: &str,
+        dir: Direction,
+        fd: OwnedFd,
+        id: Option<u32>,
+        live: Option<OwnedFd>,
+    ) -> Result<(), OpenError> {
         self.check(topic, dir)?;
+        let fd = above_stdio(fd)?;
+        let live = live.map(above_stdio).transpose()?;
         let (_, inode) = shmbus_os::fifo_inode(fd.as_raw_fd()).map_err(|e| OpenError::Io(e.source))?;
-        let entry = Entry { topic: topic.to_string(), fd: fd.as_raw_fd(), dir, inode };
+        let live_entry = match &live {
+            Some(l) => {
+                let (_, ino) = shmbus_os::fifo_inode(l.as_raw_fd()).map_err(|e| OpenError::Io(e.source))?;
+                Some((l.as_raw_fd(), ino))
+            }
+            None => None,
+        };
+        let entry = Entry { topic: topic.to_string(), fd: fd.as_raw_fd(), dir, inode, id, live: live_entry };
         self.handed.push((entry, fd));
+        if let Some(l) = live {
+            self.lives.push(l);
+        }
         Ok(())
     }
 }
@@ -231,6 +282,8 @@ impl PipeCommand {
 pub struct SharedPipe {
     topic: String,
     write: OwnedFd,
+    /// The reader's roster: every writer of the pipe gets its id (and liveness pipe) from it.
+    roster: Arc<Roster>,
 }
 
 impl SharedPipe {
@@ -238,13 +291,18 @@ impl SharedPipe {
     pub fn new(topic: &str) -> Result<(Subscriber, SharedPipe), OpenError> {
         shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
         let p = shmbus_os::pipe()?;
-        Ok((Subscriber::from_pipe(topic, vec![p.read])?, SharedPipe { topic: topic.to_string(), write: p.write }))
+        let mut sub = Subscriber::from_pipe(topic, vec![p.read])?;
+        let roster = sub.pipe_reader().expect("a pipe subscriber").roster().clone();
+        Ok((sub, SharedPipe { topic: topic.to_string(), write: p.write, roster }))
     }
 
-    /// One more writer in this process (for example for a thread), on the same pipe.
+    /// One more writer in this process (for example for a thread), on the same pipe, with an id of its own
+    /// (never one another writer of the pipe has, however many publishers are made) and a liveness pipe (see
+    /// [`PipeCommand::share_with_child`]).
     pub fn publisher(&self) -> Result<Publisher, OpenError> {
         let fd = self.write.try_clone().map_err(OpenError::Io)?;
-        Publisher::from_pipe(&self.topic, vec![fd])
+        let (id, live) = self.roster.issue_live().map_err(OpenError::Io)?;
+        Publisher::from_pipe_as(&self.topic, vec![fd], Some(id), Some(live))
     }
 
     /// The topic.

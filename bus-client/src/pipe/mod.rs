@@ -20,8 +20,8 @@
 //!   message.
 //! * **End.** When every writer of a pipe has closed it (dropped its publisher, or exited, or died), the
 //!   subscriber reads what is left, then gets `Closed`. When the reader is gone, a publisher gets `Closed`
-//!   (`EPIPE`; `SIGPIPE` is ignored process-wide from the first pipe publisher on, so it never kills the
-//!   process). A publisher writing to several pipes drops those whose reader is gone and reports `Closed` when
+//!   (`EPIPE`; `SIGPIPE` is blocked in the writing thread for each send and the one a failed write raised is
+//!   taken back, so it never kills the process, whatever the process's disposition for it). A publisher writing to several pipes drops those whose reader is gone and reports `Closed` when
 //!   none is left.
 //! * **Not checked:** payload types (a typed handle decodes, and a mismatch surfaces as `RecvError::Decode`), and
 //!   who may publish or subscribe (whoever holds a pipe end may use it). The idle strategy does not apply: waits
@@ -30,19 +30,25 @@
 //! # Framing
 //!
 //! Each message is sent as frames of at most `PIPE_BUF` (4096) bytes: a 32-byte header (length, writer id,
-//! sequence, timestamp, first/last flags; see `frame.rs`) and the payload. A message of up to
+//! sequence, timestamp, first/last flags; see `frame.rs`) and the payload. Writer ids are handed out by the
+//! pipe's reader when the pipe is made (1, 2, 3, ...; never two alike for one reader, whatever the writers'
+//! process ids or PID namespaces), or random at 2^31 and above for a writer on a pipe of unknown origin. A message of up to
 //! [`MAX_FRAME_PAYLOAD`] bytes is one frame, written with one `writev`, which the kernel keeps atomic: several
 //! writers can share one pipe without their messages interleaving. A longer message (up to [`MAX_MESSAGE`],
 //! 64 MiB; beyond that `TooLarge`) is cut into `PIPE_BUF`-sized fragments tagged with the writer id, which the
 //! reader reassembles per writer, so shared pipes carry large messages safely too.
 //!
 //! Descriptors are non-blocking; waiting is `poll(2)`. A frame write either writes everything or, when the pipe
-//! is full (`EAGAIN`), nothing, so `try_send` returns `Full` without ever writing part of a message. Once the
-//! first fragment of a long message is written, the rest follows whatever it takes (the timeout of
-//! `send_timeout` bounds the wait for the first fragment; `try_send` of a long message starts only into an empty
-//! pipe and then waits for the reader to take the rest if the message is larger than the pipe), so a reader
-//! never sees a torn message from a live writer. A writer that dies in the middle of a message leaves an
-//! unfinished message: the reader drops it (logged, and counted by [`Subscriber::pipe_abandoned`]). With
+//! is full (`EAGAIN`), nothing. `send` writes every fragment of a long message whatever it takes; `try_send`
+//! sends a long message only if all of it fits now (an empty pipe with a page per frame; longer than the pipe:
+//! always `Full`), and `send_timeout`'s timeout bounds every fragment. A message that cannot be finished in
+//! time (`send_timeout`, or `try_send` racing another writer of a shared pipe) is abandoned part-way: `Full` or
+//! `Timeout`, not sent. A reader never returns a torn message: an unfinished one (its writer gave up on it, or
+//! died in the middle) is dropped, logged and counted by [`Subscriber::pipe_abandoned`], when its writer starts
+//! another, when its pipe closes, or, for a [`SharedPipe`] writer, as soon as the writer is gone (each has a
+//! liveness pipe whose hang-up the reader sees), while the pipe stays open for the others. A frame that does not
+//! fit its writer's message drops that message (`Corrupted` once; the pipe and the other writers go on); only
+//! an undecodable header ends a pipe. With
 //! several pipes (fan-out), `try_send` sends only if every pipe has room, and a message that went into one pipe
 //! goes into all. Interrupted calls (`EINTR`) are retried, short reads are buffered.
 //!
@@ -126,7 +132,9 @@ use std::os::fd::OwnedFd;
 pub fn channel(topic: &str) -> Result<(Publisher, Subscriber), OpenError> {
     shmbus_proto::names::validate_topic(topic).map_err(|e| OpenError::InvalidTopic(e.to_string()))?;
     let p = shmbus_os::pipe()?;
-    Ok((publisher_from_fd(topic, p.write)?, subscriber_from_fd(topic, p.read)?))
+    let mut rx = subscriber_from_fd(topic, p.read)?;
+    let id = rx.pipe_reader().expect("a pipe subscriber").roster().issue().map_err(OpenError::Io)?;
+    Ok((Publisher::from_pipe_as(topic, vec![p.write], Some(id), None)?, rx))
 }
 
 /// A publisher writing into `fd`, the write end of a pipe or FIFO obtained some other way (the descriptor is
@@ -151,3 +159,7 @@ pub fn subscriber_from_fd(topic: &str, fd: OwnedFd) -> Result<Subscriber, OpenEr
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_frames;
+#[cfg(test)]
+mod tests_writers;

@@ -8,13 +8,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
-const LONG: Duration = Duration::from_secs(30);
+pub(super) const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
+pub(super) const LONG: Duration = Duration::from_secs(30);
 
 /// Aborts the whole test process if a test is still running after [`LONG`] (a hang would otherwise stall CI).
-struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub(super) struct Watchdog(std::sync::Arc<std::sync::atomic::AtomicBool>);
 
-fn watchdog(name: &'static str) -> Watchdog {
+pub(super) fn watchdog(name: &'static str) -> Watchdog {
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let d = done.clone();
     std::thread::spawn(move || {
@@ -54,12 +54,12 @@ impl Rng {
 }
 
 /// A message of `len` bytes whose content depends on `(writer, seq)`, ending in nothing checkable by accident.
-fn body(writer: u64, seq: u64, len: usize) -> Vec<u8> {
+pub(super) fn body(writer: u64, seq: u64, len: usize) -> Vec<u8> {
     let mut r = Rng(writer.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seq ^ 0x1234_5678);
     (0..len).map(|_| r.next() as u8).collect()
 }
 
-fn fd_pair() -> (OwnedFd, OwnedFd) {
+pub(super) fn fd_pair() -> (OwnedFd, OwnedFd) {
     let p = shmbus_os::pipe().unwrap();
     (p.read, p.write)
 }
@@ -344,7 +344,7 @@ fn loans_are_written_on_commit() {
 }
 
 /// Writes raw frames of one message, or only some of them, as a writer dying mid-message would.
-fn write_frames(fd: &OwnedFd, msg: &[u8], writer: u32, seq: u64, keep: usize) {
+pub(super) fn write_frames(fd: &OwnedFd, msg: &[u8], writer: u32, seq: u64, keep: usize) {
     let mut f = std::fs::File::from(fd.try_clone().unwrap());
     for (h, chunk) in frame::frames(msg, writer, seq, 1).take(keep) {
         let mut b = h.encode().to_vec();
@@ -441,69 +441,5 @@ rusty_fork::rusty_fork_test! {
         assert_eq!(got[0], 1, "the child got Forked from both handles");
         tx.send(b"parent").unwrap();
         assert_eq!(rx.recv().unwrap().payload(), b"parent");
-    }
-}
-
-mod interleavings {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
-        /// Whatever the interleaving of several writers' frames (each writer's frames in its own order, which is
-        /// all a pipe guarantees), the reader hands out every message whole, each writer's in order.
-        #[test]
-        fn frames_of_several_writers_in_any_order(
-            lens in prop::collection::vec(prop::collection::vec(0usize..3 * PIPE_BUF, 0..6), 1..4),
-            picks in prop::collection::vec(any::<u8>(), 0..200),
-        ) {
-            let _w = watchdog("frames_of_several_writers_in_any_order");
-            // Every writer's frames, in order.
-            let mut queues: Vec<std::collections::VecDeque<Vec<u8>>> = lens
-                .iter()
-                .enumerate()
-                .map(|(w, ls)| {
-                    let mut q = std::collections::VecDeque::new();
-                    for (seq, &n) in ls.iter().enumerate() {
-                        let msg = body(w as u64, seq as u64, n);
-                        for (h, chunk) in frame::frames(&msg, w as u32 + 1, seq as u64, 9) {
-                            q.push_back([&h.encode()[..], chunk].concat());
-                        }
-                    }
-                    q
-                })
-                .collect();
-            // Interleave them as `picks` says, then whatever is left in writer order.
-            let mut wire = Vec::new();
-            let mut picks = picks.into_iter();
-            while queues.iter().any(|q| !q.is_empty()) {
-                let live: Vec<usize> = (0..queues.len()).filter(|&i| !queues[i].is_empty()).collect();
-                let i = live[picks.next().unwrap_or(0) as usize % live.len()];
-                wire.push(queues[i].pop_front().expect("live"));
-            }
-            let (r, w) = fd_pair();
-            let writer = std::thread::spawn(move || {
-                let mut f = std::fs::File::from(w);
-                for frame in wire {
-                    f.write_all(&frame).unwrap();
-                }
-            });
-            let mut rx = subscriber_from_fd("prop", r).unwrap();
-            let mut next = vec![0u64; lens.len()];
-            let mut got = 0;
-            for m in rx.iter() {
-                let m = m.unwrap();
-                let w = m.publisher as usize - 1;
-                prop_assert_eq!(m.seq, next[w]);
-                prop_assert_eq!(m.timestamp, 9);
-                prop_assert!(m.payload == body(w as u64, m.seq, lens[w][m.seq as usize]));
-                next[w] += 1;
-                got += 1;
-            }
-            writer.join().unwrap();
-            prop_assert_eq!(got, lens.iter().map(Vec::len).sum::<usize>());
-            prop_assert_eq!(rx.pipe_abandoned(), Some(0));
-        }
     }
 }

@@ -7,7 +7,7 @@
 //!      2     1  version (1)
 //!      3     1  flags: FIRST (1) | LAST (2); a message of one frame carries both
 //!      4     4  len: payload bytes in this frame (at most MAX_FRAME_PAYLOAD)
-//!      8     4  writer id (unique among the live writers of a pipe)
+//!      8     4  writer id (handed out by the pipe's reader, unique per reader; see `roster.rs`)
 //!     12     4  total: length of the whole message (the same in every fragment)
 //!     16     8  seq: the writer's sequence number of the message
 //!     24     8  timestamp: publish time, ns since the Unix epoch

@@ -1,9 +1,12 @@
 //! Pipes inherited from a parent: the `SHMBUS_PIPES` environment protocol, and the process-wide registry that
 //! takes ownership of each inherited descriptor exactly once.
 //!
-//! `SHMBUS_PIPES` is a comma-separated list of `TOPIC=FD:DIR:INODE` entries: the descriptor number in the child,
-//! `r` if the child reads the pipe (it subscribes) or `w` if it writes it (it publishes), and the pipe's inode
-//! number. A topic may appear once per direction. For example `jobs=5:r:81234,results=7:w:81235`.
+//! `SHMBUS_PIPES` is a comma-separated list of `TOPIC=FD:DIR:INODE[:ID[:LIVEFD:LIVEINODE]]` entries: the
+//! descriptor number in the child, `r` if the child reads the pipe (it subscribes) or `w` if it writes it (it
+//! publishes), and the pipe's inode number; for a `w` entry, optionally the writer id the pipe's reader handed
+//! out for the child (see `roster.rs`) and, on a pipe shared by several writers, the descriptor and inode of the
+//! child's liveness pipe (write end). A topic may appear once per direction. For example
+//! `jobs=5:r:81234,results=7:w:81235:2:8:81240`.
 //!
 //! The inode makes the variable safe to inherit further: a grandchild started with a plain `Command` sees the
 //! same variable, but the descriptors are close-on-exec again once this process has claimed them, so that number
@@ -13,7 +16,7 @@
 use crate::error::OpenError;
 use shmbus_os::AccessMode;
 use std::fmt::Write as _;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
 
 /// The environment variable that lists inherited pipes.
@@ -51,6 +54,10 @@ pub(crate) struct Entry {
     pub(crate) fd: RawFd,
     pub(crate) dir: Direction,
     pub(crate) inode: u64,
+    /// The writer id handed out for the child (`w` entries).
+    pub(crate) id: Option<u32>,
+    /// The child's liveness pipe: descriptor and inode (`w` entries on shared pipes).
+    pub(crate) live: Option<(RawFd, u64)>,
 }
 
 /// Formats entries as the value of `SHMBUS_PIPES`.
@@ -61,6 +68,12 @@ pub(crate) fn format(entries: &[Entry]) -> String {
             s.push(',');
         }
         let _ = write!(s, "{}={}:{}:{}", e.topic, e.fd, e.dir.letter(), e.inode);
+        if let Some(id) = e.id {
+            let _ = write!(s, ":{id}");
+            if let Some((fd, inode)) = e.live {
+                let _ = write!(s, ":{fd}:{inode}");
+            }
+        }
     }
     s
 }
@@ -70,11 +83,12 @@ pub(crate) fn parse(s: &str) -> Result<Vec<Entry>, String> {
     let mut out: Vec<Entry> = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let bad = |why: &str| format!("{PIPES_ENV} entry {item:?}: {why}");
-        let (topic, rest) = item.split_once('=').ok_or_else(|| bad("expected TOPIC=FD:r|w:INODE"))?;
+        const SHAPE: &str = "expected TOPIC=FD:r|w:INODE[:ID[:LIVEFD:LIVEINODE]]";
+        let (topic, rest) = item.split_once('=').ok_or_else(|| bad(SHAPE))?;
         shmbus_proto::names::validate_topic(topic).map_err(|e| bad(&e.to_string()))?;
-        let mut parts = rest.split(':');
-        let (Some(fd), Some(dir), Some(inode), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(bad("expected TOPIC=FD:r|w:INODE"));
+        let parts: Vec<&str> = rest.split(':').collect();
+        let ([fd, dir, inode] | [fd, dir, inode, _] | [fd, dir, inode, _, _, _]) = parts[..] else {
+            return Err(bad(SHAPE));
         };
         let fd: RawFd = fd.parse().ok().filter(|&f| f >= 0).ok_or_else(|| bad("bad descriptor number"))?;
         let dir = match dir {
@@ -83,43 +97,85 @@ pub(crate) fn parse(s: &str) -> Result<Vec<Entry>, String> {
             _ => return Err(bad("the direction must be r or w")),
         };
         let inode = inode.parse().map_err(|_| bad("bad inode number"))?;
+        let id = match parts.get(3) {
+            Some(id) => Some(id.parse().ok().filter(|&i| i > 0).ok_or_else(|| bad("bad writer id"))?),
+            None => None,
+        };
+        let live = match (parts.get(4), parts.get(5)) {
+            (Some(lfd), Some(lino)) => Some((
+                lfd.parse()
+                    .ok()
+                    .filter(|&f: &RawFd| f >= 0 && f != fd)
+                    .ok_or_else(|| bad("bad liveness descriptor"))?,
+                lino.parse().map_err(|_| bad("bad liveness inode"))?,
+            )),
+            _ => None,
+        };
+        if (id.is_some() || live.is_some()) && dir != Direction::Write {
+            return Err(bad("only a w entry has a writer id"));
+        }
         if out.iter().any(|e| e.topic == topic && e.dir == dir) {
             return Err(bad("the topic is listed twice in this direction"));
         }
-        if out.iter().any(|e| e.fd == fd) {
+        let fds = |e: &Entry| [Some(e.fd), e.live.map(|l| l.0)];
+        if out.iter().any(|e| fds(e).iter().flatten().any(|&f| f == fd || live.is_some_and(|l| l.0 == f))) {
             return Err(bad("the descriptor is listed twice"));
         }
-        out.push(Entry { topic: topic.to_string(), fd, dir, inode });
+        out.push(Entry { topic: topic.to_string(), fd, dir, inode, id, live });
     }
     Ok(out)
 }
 
-/// Checks that descriptor `e.fd` is the pipe the entry names, open for `e.dir`, and takes ownership of it.
-fn claim(e: &Entry) -> Result<OwnedFd, String> {
-    let (fifo, inode) = shmbus_os::fifo_inode(e.fd).map_err(|err| format!("descriptor {}: {}", e.fd, err.source))?;
-    if !fifo || inode != e.inode {
-        return Err(format!("descriptor {} is not the pipe with inode {}", e.fd, e.inode));
+/// What a handle takes from the registry: the pipe end, and for a writer the id and liveness pipe its reader
+/// handed out.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) fd: OwnedFd,
+    pub(crate) id: Option<u32>,
+    pub(crate) live: Option<OwnedFd>,
+}
+
+/// Checks that descriptor `fd` is the pipe with `inode`, open for `dir`, and takes ownership of it. A
+/// descriptor that is that pipe but open the other way is made close-on-exec (it was meant for this process but
+/// is unusable: it must not leak into its children); any other number is left alone (it may name another file
+/// of this process).
+fn claim_fd(fd: RawFd, dir: Direction, inode: u64) -> Result<OwnedFd, String> {
+    let (fifo, ino) = shmbus_os::fifo_inode(fd).map_err(|err| format!("descriptor {fd}: {}", err.source))?;
+    if !fifo || ino != inode {
+        return Err(format!("descriptor {fd} is not the pipe with inode {inode}"));
     }
-    let want = match e.dir {
+    let want = match dir {
         Direction::Read => AccessMode::ReadOnly,
         Direction::Write => AccessMode::WriteOnly,
     };
-    if shmbus_os::access_mode(e.fd).ok() != Some(want) {
-        return Err(format!("descriptor {} is not open for {}", e.fd, e.dir.verb()));
+    if shmbus_os::access_mode(fd).ok() != Some(want) {
+        // SAFETY: `fd` is open (fstat just succeeded on it) and is only borrowed for one fcntl.
+        let _ = shmbus_os::set_cloexec(unsafe { BorrowedFd::borrow_raw(fd) }, true);
+        return Err(format!("descriptor {fd} is not open for {}", dir.verb()));
     }
     // SAFETY: the descriptor is open and is the pipe end the parent handed to this process for this entry (its
     // inode and access mode match). The registry is built once per process and refuses duplicate descriptor
     // numbers, so this is the only owner created for it; nothing else in this library closes it.
-    let fd = unsafe { OwnedFd::from_raw_fd(e.fd) };
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     // Close-on-exec again: this process's own children must not inherit it by accident.
-    shmbus_os::set_cloexec(fd.as_fd(), true).map_err(|err| err.to_string())?;
-    Ok(fd)
+    shmbus_os::set_cloexec(owned.as_fd(), true).map_err(|err| err.to_string())?;
+    Ok(owned)
+}
+
+/// Claims the entry's pipe (and liveness pipe).
+fn claim(e: &Entry) -> Result<Taken, String> {
+    let fd = claim_fd(e.fd, e.dir, e.inode)?;
+    let live = match e.live {
+        Some((lfd, inode)) => Some(claim_fd(lfd, Direction::Write, inode)?),
+        None => None,
+    };
+    Ok(Taken { fd, id: e.id, live })
 }
 
 struct Slot {
     entry: Entry,
     /// `None` once taken.
-    fd: Option<OwnedFd>,
+    fd: Option<Taken>,
 }
 
 static REGISTRY: OnceLock<Mutex<Vec<Slot>>> = OnceLock::new();
@@ -188,12 +244,13 @@ pub(crate) fn any() -> bool {
 }
 
 /// Takes the inherited pipe of `topic` in direction `dir`: `None` if there is none.
-pub(crate) fn take(topic: &str, dir: Direction) -> Option<Result<OwnedFd, OpenError>> {
+pub(crate) fn take(topic: &str, dir: Direction) -> Option<Result<Taken, OpenError>> {
     let mut slots = lock();
     let slot = slots.iter_mut().find(|s| s.entry.topic == topic && s.entry.dir == dir)?;
     Some(slot.fd.take().ok_or_else(|| {
         OpenError::NoFreeSlot(format!(
-            "the pipe inherited for {} topic {topic:?} is already used by another handle in this process",
+            "the pipe inherited for {} topic {topic:?} was taken by an earlier handle of this process (each \
+             inherited pipe backs one handle; dropping that handle closed the pipe for good)",
             dir.verb()
         ))
     }))
@@ -214,7 +271,7 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn entry(topic: &str, fd: RawFd, dir: Direction, inode: u64) -> Entry {
-        Entry { topic: topic.into(), fd, dir, inode }
+        Entry { topic: topic.into(), fd, dir, inode, id: None, live: None }
     }
 
     #[test]
@@ -264,7 +321,7 @@ mod tests {
         // The real thing: ownership moves to the returned OwnedFd (forget ours so it is closed once).
         let raw = p.read.as_raw_fd();
         std::mem::forget(p.read);
-        let owned = claim(&entry("t", raw, Direction::Read, ino)).unwrap();
+        let owned = claim(&entry("t", raw, Direction::Read, ino)).unwrap().fd;
         assert_eq!(owned.as_raw_fd(), raw);
     }
 }

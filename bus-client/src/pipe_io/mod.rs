@@ -7,7 +7,8 @@ pub(crate) mod frame;
 pub(crate) mod inherit;
 pub(crate) mod io;
 mod reader;
-mod writer;
+pub(crate) mod roster;
+pub(crate) mod writer;
 
 pub(crate) use reader::{PipeMessage, PipeReader};
 pub(crate) use writer::{PipeLoan, PipeWriter};

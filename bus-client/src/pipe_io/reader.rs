@@ -1,18 +1,34 @@
 //! The reading side of the pipe transport: one or several pipes (fan-in), read in large chunks into a buffer per
 //! pipe, parsed into frames, fragments reassembled per writer.
+//!
+//! What a bad frame costs: a header that does not decode (no magic, unknown version or flags, impossible length)
+//! loses the frame boundaries of its pipe, which is then dropped (`Corrupted`, then the other pipes, or
+//! `Closed`). A frame that decodes but does not fit the message its writer is sending (a fragment without its
+//! start, of another message, or past its total) costs only that writer's message: it is dropped, counted in
+//! [`PipeReader::abandoned`], reported once as `Corrupted`, and the rest of that message skipped; the pipe and
+//! every other writer go on.
+//!
+//! A writer gone in the middle of a message: its unfinished message is dropped and counted when its pipe closes,
+//! when it starts another message (a writer that gave up on one, see the writer), or, for a writer with a
+//! liveness pipe (see [`Roster`]), once its liveness pipe hung up and its pipe was read to empty after that
+//! (everything it wrote before dying has then been read).
 
 use super::frame::{Header, HEADER, MAX_FRAME, MAX_MESSAGE};
 use super::io::{poll, Wait};
+use super::roster::Roster;
 use crate::error::RecvError;
 use crate::fork;
 use shmbus_os::{PollFd, PollFlags};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 
 /// Bytes read from a pipe at once (a default pipe holds 64 KiB).
 const READ_BUF: usize = 64 * 1024;
+/// The largest reassembly buffer kept for reuse once its message is gone (larger ones are freed).
+const KEEP: usize = 1 << 20;
 
 /// Metadata of a received message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +69,26 @@ struct Input {
     end: usize,
     eof: bool,
     partials: HashMap<u32, Partial>,
+    /// Writers whose current message was dropped for a bad frame: their next fragments are skipped until their
+    /// next first frame.
+    skipping: HashSet<u32>,
+}
+
+/// A frame the reader could not use.
+struct Bad {
+    what: &'static str,
+    /// The pipe's frame boundaries are lost: it cannot be read further.
+    fatal: bool,
+}
+
+impl Bad {
+    fn fatal(what: &'static str) -> Bad {
+        Bad { what, fatal: true }
+    }
+
+    fn writer(what: &'static str) -> Bad {
+        Bad { what, fatal: false }
+    }
 }
 
 enum Fill {
@@ -71,6 +107,7 @@ impl Input {
             end: 0,
             eof: false,
             partials: HashMap::new(),
+            skipping: HashSet::new(),
         })
     }
 
@@ -97,13 +134,13 @@ impl Input {
     }
 
     /// Parses the next complete message out of the buffered bytes (`None`: more bytes are needed).
-    fn parse(&mut self, pool: &mut Pool, topic: &str) -> Result<Option<Found>, &'static str> {
+    fn parse(&mut self, pool: &mut Pool, topic: &str) -> Result<Option<Found>, Bad> {
         loop {
             if self.end - self.start < HEADER {
                 return Ok(None);
             }
             let hdr: &[u8; HEADER] = self.buf[self.start..self.start + HEADER].try_into().expect("header length");
-            let h = Header::decode(hdr)?;
+            let h = Header::decode(hdr).map_err(Bad::fatal)?;
             let len = h.len as usize;
             if self.end - self.start < HEADER + len {
                 return Ok(None);
@@ -112,17 +149,19 @@ impl Input {
             self.start = payload + len;
             let meta = Meta { seq: h.seq, writer: h.writer, timestamp: h.timestamp };
             if h.first() {
+                self.skipping.remove(&h.writer);
                 if let Some(old) = self.partials.remove(&h.writer) {
                     abandoned(topic, h.writer, &old, "it started another one");
-                    pool.recycle(old.buf);
-                    pool.abandoned += 1;
+                    pool.drop_partial(old);
                 }
                 if h.last() {
                     return Ok(Some(Found::Buffered { start: payload, len, meta }));
                 }
                 let total = h.total as usize;
                 if total > MAX_MESSAGE {
-                    return Err("pipe message larger than the maximum message size");
+                    self.skip(h.writer, h.last());
+                    pool.abandoned += 1;
+                    return Err(Bad::writer("pipe message larger than the maximum message size"));
                 }
                 let mut buf = pool.take();
                 buf.reserve(total);
@@ -130,14 +169,29 @@ impl Input {
                 self.partials.insert(h.writer, Partial { seq: h.seq, timestamp: h.timestamp, total, buf });
                 continue;
             }
-            let Some(p) = self.partials.get_mut(&h.writer) else {
-                return Err("pipe fragment without the start of its message");
-            };
-            if p.seq != h.seq || p.total != h.total as usize {
-                return Err("pipe fragment of another message than the one being reassembled");
+            if self.skipping.contains(&h.writer) {
+                if h.last() {
+                    self.skipping.remove(&h.writer);
+                }
+                continue;
             }
-            if p.buf.len() + len > p.total || (h.last() && p.buf.len() + len != p.total) {
-                return Err("pipe fragments that do not add up to their message");
+            let Some(p) = self.partials.get_mut(&h.writer) else {
+                self.skip(h.writer, h.last());
+                return Err(Bad::writer("pipe fragment without the start of its message"));
+            };
+            let problem = if p.seq != h.seq || p.total != h.total as usize {
+                Some("pipe fragment of another message than the one being reassembled")
+            } else if p.buf.len() + len > p.total || (h.last() && p.buf.len() + len != p.total) {
+                Some("pipe fragments that do not add up to their message")
+            } else {
+                None
+            };
+            if let Some(what) = problem {
+                let p = self.partials.remove(&h.writer).expect("present");
+                abandoned(topic, h.writer, &p, what);
+                pool.drop_partial(p);
+                self.skip(h.writer, h.last());
+                return Err(Bad::writer(what));
             }
             p.buf.extend_from_slice(&self.buf[payload..payload + len]);
             if h.last() {
@@ -149,6 +203,23 @@ impl Input {
         }
     }
 
+    /// Skips the rest of `writer`'s current message (after a bad frame that was not its last).
+    fn skip(&mut self, writer: u32, last: bool) {
+        if !last {
+            self.skipping.insert(writer);
+        }
+    }
+
+    /// Drops the unfinished messages of the `gone` writers (their pipe has just been read to empty).
+    fn drop_gone(&mut self, gone: &HashSet<u32>, pool: &mut Pool, topic: &str) {
+        for w in gone {
+            if let Some(p) = self.partials.remove(w) {
+                abandoned(topic, *w, &p, "it is gone");
+                pool.drop_partial(p);
+            }
+        }
+    }
+
     /// Reports what a closed pipe leaves behind: messages whose writer died before finishing them.
     fn finish(&mut self, pool: &mut Pool, topic: &str) {
         if self.start != self.end {
@@ -156,8 +227,7 @@ impl Input {
         }
         for (writer, p) in self.partials.drain() {
             abandoned(topic, writer, &p, "its pipe closed");
-            pool.recycle(p.buf);
-            pool.abandoned += 1;
+            pool.drop_partial(p);
         }
     }
 }
@@ -189,10 +259,18 @@ impl Pool {
         b
     }
 
+    /// Keeps `b` as the spare if it is the larger one, up to [`KEEP`] bytes: a buffer that held one huge
+    /// message is freed, not kept for ever.
     fn recycle(&mut self, b: Vec<u8>) {
-        if b.capacity() > self.spare.capacity() {
+        if b.capacity() > self.spare.capacity() && b.capacity() <= KEEP {
             self.spare = b;
         }
+    }
+
+    /// A message dropped unfinished: counted, its buffer recycled.
+    fn drop_partial(&mut self, p: Partial) {
+        self.recycle(p.buf);
+        self.abandoned += 1;
     }
 
     fn finish(&mut self, b: Vec<u8>) {
@@ -210,6 +288,11 @@ pub(crate) struct PipeReader {
     fork_gen: u64,
     pool: Pool,
     received: u64,
+    /// Hands out the ids of this reader's writers and watches their liveness pipes.
+    roster: Arc<Roster>,
+    /// Writers seen gone whose pipe has not been read to empty since: their unfinished messages are dropped
+    /// once it has.
+    gone: HashSet<u32>,
 }
 
 impl std::fmt::Debug for PipeReader {
@@ -229,6 +312,8 @@ impl PipeReader {
             fork_gen: fork::generation(),
             pool: Pool::default(),
             received: 0,
+            roster: Arc::default(),
+            gone: HashSet::new(),
         };
         for fd in ins {
             r.add_input(fd)?;
@@ -244,6 +329,11 @@ impl PipeReader {
 
     pub(crate) fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The roster that hands out the ids of this reader's writers.
+    pub(crate) fn roster(&self) -> &Arc<Roster> {
+        &self.roster
     }
 
     /// Messages received so far.
@@ -291,6 +381,7 @@ impl PipeReader {
     /// One pass over the inputs without waiting: parses what is buffered, reads what the pipes have. Inputs
     /// closed and drained are dropped at the end of a pass that found nothing.
     fn scan(&mut self) -> Result<Option<(usize, Found)>, RecvError> {
+        self.watch_writers();
         let n = self.inputs.len();
         for k in 0..n {
             let i = (self.next + k) % n;
@@ -302,7 +393,11 @@ impl PipeReader {
                         return Ok(Some((i, found)));
                     }
                     Ok(None) => {}
-                    Err(what) => {
+                    Err(Bad { what, fatal: false }) => {
+                        tracing::warn!(topic = %self.topic, problem = what, "bad pipe frame; its message is dropped");
+                        return Err(RecvError::Corrupted(what));
+                    }
+                    Err(Bad { what, fatal: true }) => {
                         tracing::warn!(topic = %self.topic, problem = what, "corrupted pipe; no longer reading it");
                         self.inputs.remove(i).finish(&mut self.pool, &self.topic);
                         self.next = 0;
@@ -314,7 +409,11 @@ impl PipeReader {
                 }
                 match input.fill() {
                     Ok(Fill::Bytes) => {}
-                    Ok(Fill::WouldBlock) => break,
+                    Ok(Fill::WouldBlock) => {
+                        // Read to empty after the writers in `gone` were seen gone: all they wrote is read.
+                        input.drop_gone(&self.gone, &mut self.pool, &self.topic);
+                        break;
+                    }
                     Ok(Fill::Eof) => input.eof = true,
                     Err(e) => {
                         tracing::warn!(topic = %self.topic, error = %e, "reading a pipe failed; treating it as closed");
@@ -335,7 +434,22 @@ impl PipeReader {
         if self.inputs.len() != before {
             self.next = 0;
         }
+        let inputs = &self.inputs;
+        self.gone.retain(|w| inputs.iter().any(|i| i.partials.contains_key(w)));
         Ok(None)
+    }
+
+    /// Notes the writers with an unfinished message whose liveness pipe hung up (one `poll`, only while such a
+    /// message exists).
+    fn watch_writers(&mut self) {
+        if !self.roster.has_lives() {
+            return;
+        }
+        let unfinished: Vec<u32> =
+            self.inputs.iter().flat_map(|i| i.partials.keys().copied()).filter(|w| !self.gone.contains(w)).collect();
+        if !unfinished.is_empty() {
+            self.gone.extend(self.roster.gone(&unfinished));
+        }
     }
 
     fn wait_readable(&mut self, wait: Wait) -> Result<(), RecvError> {

@@ -9,22 +9,17 @@ use shmbus_os::{PollFd, PollFlags};
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Once;
 use std::time::Duration;
 
-/// Bits of a writer id taken by the process id (Linux's `PID_MAX_LIMIT` is 2^22).
-const PID_BITS: u32 = 22;
-static NEXT_WRITER: AtomicU32 = AtomicU32::new(0);
-static SIGPIPE: Once = Once::new();
+/// Writer ids at or above this are random (writers whose pipe has no known owner); those handed out by a
+/// pipe's owner are below it.
+pub(crate) const RANDOM_ID: u32 = 1 << 31;
 
-/// A fresh writer id, unique among the live writers of a pipe: the process id in the low 22 bits, and in the
-/// high 10 bits how many pipe publishers this process made before (mod 1024). A process's first publisher has
-/// its pid as id.
-fn writer_id() -> u32 {
-    // Relaxed: a counter; only uniqueness matters.
-    let n = NEXT_WRITER.fetch_add(1, Ordering::Relaxed) & ((1 << (32 - PID_BITS)) - 1);
-    (std::process::id() & ((1 << PID_BITS) - 1)) | (n << PID_BITS)
+/// An id for a writer whose pipe has no owner that hands ids out ([`crate::pipe::publisher_from_fd`], the
+/// parent's end of [`PipeCommand::publish_to_child`](crate::pipe::PipeCommand::publish_to_child), whose reader
+/// sees no other writer): 31 random bits above [`RANDOM_ID`], so it never equals an id an owner handed out.
+fn random_id() -> u32 {
+    RANDOM_ID | shmbus_os::pipe::random_u32()
 }
 
 /// Why writing to one pipe stopped.
@@ -47,6 +42,13 @@ pub(crate) struct PipeWriter {
     /// Set when every reader is gone.
     closed: bool,
     loan_buf: Vec<u8>,
+    /// The write end of this writer's liveness pipe, when its pipe's owner gave it one (a [`SharedPipe`]
+    /// writer): the reader sees it close when this writer is gone, and drops what it left unfinished.
+    ///
+    /// [`SharedPipe`]: crate::pipe::SharedPipe
+    _live: Option<OwnedFd>,
+    /// Outputs at the start of the current send (fewer at its end: a reader vanished, `EPIPE`).
+    outputs_before_send: usize,
 }
 
 impl std::fmt::Debug for PipeWriter {
@@ -60,19 +62,27 @@ impl std::fmt::Debug for PipeWriter {
 }
 
 impl PipeWriter {
-    /// A writer on the write ends `outs` (made non-blocking). Ignores `SIGPIPE` process-wide, once, so that a
-    /// vanished reader is `EPIPE` (then [`SendError::Closed`]) rather than death.
-    pub(crate) fn new(topic: &str, outs: Vec<OwnedFd>) -> io::Result<PipeWriter> {
+    /// A writer on the write ends `outs` (made non-blocking), with the id its pipe's owner handed out (`None`:
+    /// a random one, see [`RANDOM_ID`]) and its liveness pipe if it has one. `SIGPIPE` is blocked in the writing
+    /// thread around each send ([`shmbus_os::SigpipeBlocked`]), so a vanished reader is `EPIPE` (then
+    /// [`SendError::Closed`]) whatever the process's disposition for the signal.
+    pub(crate) fn new(
+        topic: &str,
+        outs: Vec<OwnedFd>,
+        id: Option<u32>,
+        live: Option<OwnedFd>,
+    ) -> io::Result<PipeWriter> {
         fork::install();
-        SIGPIPE.call_once(shmbus_os::ignore_sigpipe);
         let mut w = PipeWriter {
             topic: topic.to_string(),
             outs: Vec::with_capacity(outs.len()),
-            id: writer_id(),
+            id: id.unwrap_or_else(random_id),
             seq: 0,
             fork_gen: fork::generation(),
             closed: false,
             loan_buf: Vec::new(),
+            _live: live,
+            outputs_before_send: 0,
         };
         for fd in outs {
             w.add_output(fd)?;
@@ -129,8 +139,17 @@ impl PipeWriter {
     /// Sends `msg` to every output; see the module docs for what `wait` bounds.
     pub(crate) fn send(&mut self, msg: &[u8], wait: Wait) -> Result<u64, SendError> {
         self.check(msg.len())?;
-        let fragmented = msg.len() > MAX_FRAME_PAYLOAD;
-        self.gate(wait, fragmented, false)?;
+        let mut sigpipe = shmbus_os::SigpipeBlocked::new();
+        let r = self.send_blocked(msg, wait);
+        if matches!(r, Err(SendError::Closed)) || self.outs.len() < self.outputs_before_send {
+            sigpipe.epipe();
+        }
+        r
+    }
+
+    fn send_blocked(&mut self, msg: &[u8], wait: Wait) -> Result<u64, SendError> {
+        self.outputs_before_send = self.outs.len();
+        self.gate(wait, msg.len(), false)?;
         let seq = self.seq;
         let timestamp = shmbus_os::realtime_ns();
         let mut delivered = 0;
@@ -172,7 +191,7 @@ impl PipeWriter {
     pub(crate) fn loan(&mut self, len: usize, wait: Wait) -> Result<PipeLoan<'_>, SendError> {
         self.check(len)?;
         // Unlike `send`, a loan cannot try the write first: check for room on every output.
-        self.gate(wait, len > MAX_FRAME_PAYLOAD, true)?;
+        self.gate(wait, len, true)?;
         let mut buf = std::mem::take(&mut self.loan_buf);
         buf.clear();
         buf.resize(len, 0);
@@ -189,12 +208,14 @@ impl PipeWriter {
 
     /// Checks (`Now`) or waits (otherwise) until the outputs can take the message's first frame, so that a
     /// message is not sent to some outputs and then refused by another:
-    /// * one output (unless `always`): only a fragmented `try_send` is checked here (the pipe must be empty);
-    ///   otherwise the write itself tells;
-    /// * several outputs: all must poll writable (and, for a fragmented `try_send`, be empty); outputs whose
+    /// * one output (unless `always`): only a fragmented `try_send` is checked here: the whole message must fit
+    ///   now, which [`fits_now`] decides (an empty pipe with a page per frame); otherwise the write itself tells;
+    /// * several outputs: all must poll writable (and, for a fragmented `try_send`, fit whole); outputs whose
     ///   reader is gone are dropped.
-    fn gate(&mut self, wait: Wait, fragmented: bool, always: bool) -> Result<(), SendError> {
-        let empty = |f: &File| shmbus_os::pipe::queued(f.as_fd()).map_or(true, |n| n == 0);
+    fn gate(&mut self, wait: Wait, len: usize, always: bool) -> Result<(), SendError> {
+        let fragmented = len > MAX_FRAME_PAYLOAD;
+        let frames = frame::frame_count(len);
+        let empty = |f: &File| fits_now(f, frames);
         if self.outs.len() == 1 && !always {
             if wait == Wait::Now && fragmented && !empty(&self.outs[0]) {
                 return Err(SendError::Full);
@@ -242,12 +263,32 @@ impl PipeWriter {
     }
 }
 
-/// Writes every frame of one message to `out`. `wait` bounds only the first frame: after it, the others follow
-/// whatever it takes, so a reader never holds half a message from a live writer.
+/// Whether a fragmented message of `frames` frames certainly fits into `out` now, without waiting for the
+/// reader: the pipe is empty and has a page per frame (a frame is one `PIPE_BUF` write, which takes a page of its
+/// own). Only an empty pipe gives that certainty: `FIONREAD` counts bytes, not the pages they occupy. A message
+/// with more frames than the pipe has pages never fits (`try_send` refuses it; `send` waits for the reader).
+fn fits_now(out: &File, frames: usize) -> bool {
+    let fd = out.as_fd();
+    let empty = shmbus_os::pipe::queued(fd).is_ok_and(|n| n == 0);
+    let pages = shmbus_os::pipe::capacity(fd).map_or(0, |c| c / shmbus_os::PIPE_BUF);
+    empty && frames <= pages
+}
+
+/// Writes every frame of one message to `out`, each frame waiting as `wait` allows (`Forever` for `send`). If a
+/// later frame cannot go in time (`try_send` on a pipe another writer filled meanwhile, `send_timeout` with a
+/// stalled reader), the message is abandoned where it stands: `Full`/`Timeout`, nothing more of it is written,
+/// and the reader drops the fragments it got when this writer starts its next message or goes away (counted in
+/// [`Subscriber::pipe_abandoned`](crate::Subscriber::pipe_abandoned)). A reader never gets a torn message.
 fn write_message(out: &File, msg: &[u8], writer: u32, seq: u64, timestamp: u64, wait: Wait) -> Result<(), Stop> {
     for (h, chunk) in frame::frames(msg, writer, seq, timestamp) {
-        let w = if h.first() { wait } else { Wait::Forever };
-        write_frame(out, &h, chunk, w)?;
+        match write_frame(out, &h, chunk, wait) {
+            Ok(()) => {}
+            Err(Stop::Full | Stop::Timeout) if !h.first() => {
+                tracing::debug!(writer, seq, "a pipe message was abandoned part-way: no room in time");
+                return Err(if wait == Wait::Now { Stop::Full } else { Stop::Timeout });
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 //! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
 //! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
 //! - [`stat`]: who owns a descriptor or path and who may write it.
-//! - [`mod@pipe`], [`cred`], [`membarrier`], [`clock`]: the small rest.
+//! - [`mod@pipe`], [`sigpipe`] (writing without `SIGPIPE`), [`cred`], [`membarrier`], [`clock`]: the small rest.
 //!
 //! Every failure is an [`OsError`] saying which operation failed on which object.
 //!
@@ -53,6 +53,7 @@ pub mod pipe;
 pub mod poll;
 pub mod sem;
 pub mod shm;
+pub mod sigpipe;
 pub mod stat;
 
 #[cfg(test)]
@@ -71,4 +72,5 @@ pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblockin
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
 pub use sem::{list_semaphores, NamedSemaphore};
 pub use shm::{list_shm, Access, ShmObject};
+pub use sigpipe::SigpipeBlocked;
 pub use stat::{fd_owner, path_owner, Owner};

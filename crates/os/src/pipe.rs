@@ -54,9 +54,47 @@ pub fn queued(fd: BorrowedFd<'_>) -> Result<usize> {
     Ok(n.max(0) as usize)
 }
 
+/// How many bytes the pipe behind `fd` can hold (`F_GETPIPE_SZ`).
+pub fn capacity(fd: BorrowedFd<'_>) -> Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETPIPE_SZ takes no argument and has no memory-safety preconditions (EBADF for a closed number).
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    if n < 0 {
+        return Err(OsError::last("F_GETPIPE_SZ", fd_object("", fd)));
+    }
+    Ok(n as usize)
+}
+
+/// A duplicate of `fd` at descriptor number `min` or above, close-on-exec (`F_DUPFD_CLOEXEC`): for ends handed
+/// to a child, which must not land on 0-2, where the child's standard streams go.
+pub fn dup_at_least(fd: BorrowedFd<'_>, min: i32) -> Result<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC has no memory-safety preconditions; it returns a new descriptor or -1.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if n < 0 {
+        return Err(OsError::last("F_DUPFD_CLOEXEC", fd_object("", fd)));
+    }
+    // SAFETY: `n` is a descriptor fcntl just created for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// 32 random bits from the kernel (`getrandom`), for identifiers that must not collide by accident.
+pub fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    loop {
+        // SAFETY: getrandom writes at most `b.len()` bytes into the live local buffer.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+        if n == b.len() as isize {
+            return u32::from_ne_bytes(b);
+        }
+        // EINTR, or (before the pool is ready, never for 4 bytes after boot) a short read: try again.
+    }
+}
+
 /// Ignores `SIGPIPE` process-wide (idempotent), so writing to a pipe or socket whose
 /// reader is gone returns `EPIPE` instead of killing the process. Replaces any
-/// handler installed for it.
+/// handler installed for it. The pipe transport does not rely on it (a later `SIG_DFL` would undo it); it writes
+/// under [`SigpipeBlocked`](crate::SigpipeBlocked).
 pub fn ignore_sigpipe() {
     // SAFETY: installing SIG_IGN runs no code in signal context, so none of
     // signal()'s handler-safety requirements apply. It cannot fail for SIGPIPE.
@@ -123,6 +161,17 @@ mod tests {
         nix::unistd::write(&p.write, b"hello").unwrap();
         assert_eq!(queued(p.read.as_fd()).unwrap(), 5);
         assert_eq!(queued(p.write.as_fd()).unwrap(), 5);
+        assert!(capacity(p.write.as_fd()).unwrap() >= PIPE_BUF);
+    }
+
+    #[test]
+    fn duplicates_land_high_and_random_ids_differ() {
+        use std::os::fd::{AsFd, AsRawFd};
+        let p = pipe().unwrap();
+        let d = dup_at_least(p.read.as_fd(), 100).unwrap();
+        assert!(d.as_raw_fd() >= 100);
+        assert!(fd_flags(d.as_fd()).contains(FdFlag::FD_CLOEXEC));
+        assert!((0..8).map(|_| random_u32()).collect::<std::collections::HashSet<_>>().len() > 1);
     }
 
     #[test]

@@ -54,6 +54,8 @@ fn main() -> ExitCode {
         "middle" => middle(&a),
         "drain" => drain(&a),
         "sigpipe-writer" => sigpipe_writer(&a),
+        "spawn-sleeper" => spawn_sleeper(),
+        "no-stdin" => no_stdin(&a),
         other => Err(format!("unknown role {other}")),
     };
     match r {
@@ -277,15 +279,25 @@ fn drain(a: &Args) -> Result<(), String> {
 
 /// With SIGPIPE at its default action (death), feeds a `read-few` child until it exits: the library must turn
 /// the vanished reader into `Closed`.
+/// With `--after true`, restores it only once the publisher exists (no global setting may decide).
 fn sigpipe_writer(a: &Args) -> Result<(), String> {
-    // SAFETY: restoring the default disposition runs no code in signal context.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let after = a.get("after").is_some_and(|v| v == "true");
+    let default_sigpipe = || {
+        // SAFETY: restoring the default disposition runs no code in signal context.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    };
+    if !after {
+        default_sigpipe();
+    }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.args(["read-few", "--topic", "data", "--count", &arg::<u64>(a, "count").to_string()]);
     cmd.stdout(Stdio::piped());
     let mut cmd = PipeCommand::new(cmd);
     let mut p = cmd.publish_to_child("data").map_err(|e| e.to_string())?;
+    if after {
+        default_sigpipe();
+    }
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     let mut sent = 0u64;
     let err = loop {
@@ -303,5 +315,45 @@ fn sigpipe_writer(a: &Args) -> Result<(), String> {
         return Err(format!("expected Closed, got {err}"));
     }
     say(format!("closed sent={sent} child={}", child_out.trim()));
+    Ok(())
+}
+
+/// Connects (whatever the outcome: with `SHMBUS_TRANSPORT=shm` and no daemon it fails), spawns a `sleep` that
+/// outlives it, reports `sleeper pid=`, and exits: the sleeper must hold none of the pipes handed to this process.
+fn spawn_sleeper() -> Result<(), String> {
+    let connected = Bus::connect().is_ok();
+    let sleeper = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    say(format!("sleeper pid={} connected={connected}", sleeper.id()));
+    Ok(())
+}
+
+/// With its fd 0 closed, spawns `sink` (stdin null) on a pipe and sends it `--count` messages of stream
+/// `--seed`: the child's end must not land on fd 0. The sink reports on the shared stdout.
+fn no_stdin(a: &Args) -> Result<(), String> {
+    let seed: u64 = arg(a, "seed");
+    let count: u64 = arg(a, "count");
+    // SAFETY: closing fd 0, which this process does not use; nothing owns it as an OwnedFd.
+    unsafe { libc::close(0) };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut c = Command::new(exe);
+    c.args(["sink", "--topic", "jobs", "--seed", &seed.to_string(), "--count", &count.to_string()]);
+    c.stdin(Stdio::null());
+    let mut cmd = PipeCommand::new(c);
+    let mut p = cmd.publish_to_child("jobs").map_err(|e| e.to_string())?;
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    for i in 0..count {
+        stream::fill(seed, i, &mut buf);
+        p.send_timeout(&buf, Duration::from_secs(60)).map_err(|e| format!("message {i}: {e}"))?;
+    }
+    drop(p);
+    let st = child.wait().map_err(|e| e.to_string())?;
+    say(format!("sink exited ok={}", st.success()));
     Ok(())
 }
