@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod policy;
+pub mod prefix_lock;
 pub mod registry;
 pub mod server;
 pub mod stats;
@@ -65,6 +66,9 @@ pub enum DaemonError {
     /// Another daemon is already listening on the socket.
     #[error("another shmbusd is already listening on {0}")]
     AlreadyRunning(PathBuf),
+    /// Another daemon serves the shm prefix (or its lock file cannot be used).
+    #[error(transparent)]
+    PrefixLocked(#[from] prefix_lock::LockError),
     /// A declared topic could not be created.
     #[error("topic setup: {0}")]
     Topics(String),
@@ -124,6 +128,8 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let socket = opts.socket.clone().or(opts.config.socket.clone());
     let socket = shmbus_proto::names::daemon_socket(socket.as_deref());
     let mut systemd = systemd::Systemd::new();
+    // Before anything under the prefix is adopted: a second daemon on the same prefix stops here, touching nothing.
+    let _prefix_lock = prefix_lock::PrefixLock::acquire(&opts.config.shm_prefix)?;
     let mut state = State::new(opts.config.clone());
     let (adopted, refused) = state.adopt_existing();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
