@@ -30,6 +30,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod conns;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod prefix_lock;
@@ -134,6 +136,8 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let (adopted, refused) = state.adopt_existing();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
     let listener = bind(&socket, state.config.socket_mode)?;
+    let gate = conns::Gate::new(&state.config.limits);
+    let timeout = state.config.limits.request_timeout;
     let metrics_addr = state.config.metrics;
     let state = Arc::new(Mutex::new(state));
     let stop_metrics = Arc::new(AtomicBool::new(false));
@@ -154,16 +158,8 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
                     let id = next_conn.fetch_add(1, Ordering::Relaxed);
-                    let st = state.clone();
-                    match stream.try_clone() {
-                        Ok(keep) => {
-                            let h = std::thread::spawn(move || server::serve(id, stream, st));
-                            conns.push((keep, h));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot accept connection"),
-                    }
+                    conns.extend(server::accept(id, stream, &state, &gate, timeout));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -217,7 +213,10 @@ fn reload(opts: &RunOptions, state: &Mutex<State>) {
     };
     match Config::load(path) {
         Ok(cfg) => {
-            let notes = server::lock(state).reload(cfg);
+            let mut notes = server::lock(state).reload(cfg);
+            if let Err(r) = registry::create_declared(state) {
+                notes.push(format!("creating declared topics: {}", r.message));
+            }
             for n in &notes {
                 tracing::warn!("reload: {n}");
             }
