@@ -73,6 +73,20 @@ fn load(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
+/// Whether the declared topics that do not exist yet fit in the free space of /dev/shm (statvfs).
+fn fits_in_dev_shm(c: &Config) -> Result<(), String> {
+    let need = c.declared_bytes_to_create();
+    let free = crate::limits::free_bytes("/dev/shm")?;
+    if need > free {
+        return Err(format!(
+            "the declared topics need {} of /dev/shm, but only {} are free",
+            crate::limits::bytes(need),
+            crate::limits::bytes(free)
+        ));
+    }
+    Ok(())
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -82,7 +96,7 @@ pub fn main() -> ExitCode {
             eprintln!("shmbusd validate: --config FILE is required");
             return ExitCode::from(EXIT_USAGE);
         };
-        return match Config::load(path) {
+        return match load(&args).and_then(|c| fits_in_dev_shm(&c).map(|()| c)) {
             Ok(c) => {
                 println!("{}: valid ({} declared topics)", path.display(), c.topics.len());
                 ExitCode::SUCCESS

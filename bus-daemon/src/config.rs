@@ -7,6 +7,12 @@
 //! socket_mode = 0o666          # who may connect (authorization is per topic)
 //! socket_dir_mode = 0o700      # the socket directory, when the daemon creates it (never group/other-writable)
 //! metrics = "127.0.0.1:9464"   # optional Prometheus listener (loopback only)
+//! max_topic_bytes = 268435456  # largest footprint of one topic (256 MiB)
+//! shm_budget = 2147483648      # total footprint of all topics (2 GiB)
+//! max_auto_topics_per_uid = 16 # topics one non-admin uid may create on first use
+//! max_connections = 512        # control connections at once
+//! max_connections_per_uid = 64 # of one uid other than root and the daemon's
+//! request_timeout_ms = 5000    # handshake, and a request frame once started
 //!
 //! [defaults]                   # every topic property has a default
 //! capacity = 1024
@@ -14,6 +20,7 @@
 //! payload_budget = 4194304
 //! publish = ["*"]
 //! subscribe = ["*"]
+//! admin = []                   # who may create/delete (root and the daemon's uid always may)
 //!
 //! [[topic]]
 //! name = "orders"
@@ -23,6 +30,7 @@
 //! slow_consumer_ms = 500
 //! ```
 
+use crate::limits::{self, Limits};
 use crate::policy::{Policy, Principal};
 use serde::Deserialize;
 use shmbus_proto::msg::TopicSpec;
@@ -64,6 +72,12 @@ struct RawDaemon {
     socket_dir_mode: Option<u32>,
     metrics: Option<String>,
     remove_invalid: Option<bool>,
+    max_topic_bytes: Option<u64>,
+    shm_budget: Option<u64>,
+    max_auto_topics_per_uid: Option<u32>,
+    max_connections: Option<u32>,
+    max_connections_per_uid: Option<u32>,
+    request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -81,6 +95,7 @@ struct RawTopic {
     slow_consumer_ms: Option<u64>,
     redeliver: Option<bool>,
     gate: Option<Vec<String>>,
+    admin: Option<Vec<String>>,
 }
 
 /// Settings of one topic (declared or defaulted).
@@ -113,6 +128,8 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Unlink objects under the prefix that fail validation at start (default: keep them, log).
     pub remove_invalid: bool,
+    /// Resource limits (shared memory, on-demand topics, connections, request timeout).
+    pub limits: Limits,
     /// Defaults for topics created on request.
     pub defaults: TopicSettings,
     /// Declared topics, in file order.
@@ -172,8 +189,13 @@ impl Config {
             let why = format!("socket_dir_mode {socket_dir_mode:#o} must give the owner rwx and nobody else write");
             return Err(err(find_line(src, "socket_dir_mode"), why));
         }
+        let limits = daemon_limits(&raw.daemon).map_err(|(key, m)| err(find_line(src, key), m))?;
         let base = RawTopic::default();
         let defaults = settings(&raw.defaults, &base).map_err(|m| err(find_line(src, "[defaults]"), m))?;
+        limits
+            .check_topic("a topic with the [defaults] settings", &defaults.geometry, None)
+            .map_err(|m| err(find_line(src, "[defaults]"), m))?;
+        let mut declared_bytes = 0u64;
         let mut topics: Vec<(String, TopicSettings)> = Vec::new();
         for t in &raw.topic {
             let line = line_of(src, t.span().start);
@@ -184,6 +206,10 @@ impl Config {
                 return Err(err(line, format!("topic {name:?} declared twice")));
             }
             let s = settings(v, &raw.defaults).map_err(|m| err(line, format!("topic {name:?}: {m}")))?;
+            limits
+                .check_topic(&format!("topic {name:?}"), &s.geometry, Some(declared_bytes))
+                .map_err(|m| err(line, m))?;
+            declared_bytes += limits::footprint(&s.geometry);
             topics.push((name, s));
         }
         Ok(Config {
@@ -194,6 +220,7 @@ impl Config {
             socket_dir_mode,
             metrics,
             remove_invalid: raw.daemon.remove_invalid.unwrap_or(false),
+            limits,
             defaults,
             topics,
         })
@@ -217,31 +244,70 @@ impl Config {
                 max_groups: spec.max_groups.or(Some(g.max_groups)),
                 ..RawTopic::default()
             };
-            let budget = spec.payload_budget.unwrap_or(g.region_bytes.max(1) * g.max_publishers as u64);
-            s.geometry = geometry(&RawTopic { payload_budget: Some(budget), ..raw }, &RawTopic::default())?;
+            let fallback = g.region_bytes.max(1) * g.max_publishers as u64;
+            s.geometry = geometry(&raw, &RawTopic::default(), fallback)?;
         }
         Ok(s)
     }
+
+    /// Bytes of shared memory the declared topics whose objects do not exist yet will need.
+    pub fn declared_bytes_to_create(&self) -> u64 {
+        self.topics
+            .iter()
+            .filter(|(n, _)| {
+                !Path::new("/dev/shm").join(names::data_object(&self.shm_prefix, n).trim_start_matches('/')).exists()
+            })
+            .map(|(_, s)| limits::footprint(&s.geometry))
+            .sum()
+    }
+}
+
+fn daemon_limits(d: &RawDaemon) -> Result<Limits, (&'static str, String)> {
+    let l = Limits::default();
+    let positive = |key: &'static str, v: Option<u64>, dflt: u64| match v {
+        Some(0) => Err((key, format!("{key} must be positive"))),
+        v => Ok(v.unwrap_or(dflt)),
+    };
+    let timeout = positive("request_timeout_ms", d.request_timeout_ms, l.request_timeout.as_millis() as u64)?;
+    Ok(Limits {
+        max_topic_bytes: positive("max_topic_bytes", d.max_topic_bytes, l.max_topic_bytes)?,
+        shm_budget: positive("shm_budget", d.shm_budget, l.shm_budget)?,
+        max_auto_topics_per_uid: d.max_auto_topics_per_uid.unwrap_or(l.max_auto_topics_per_uid),
+        max_connections: positive("max_connections", d.max_connections.map(u64::from), l.max_connections.into())?
+            as u32,
+        max_connections_per_uid: positive(
+            "max_connections_per_uid",
+            d.max_connections_per_uid.map(u64::from),
+            l.max_connections_per_uid.into(),
+        )? as u32,
+        request_timeout: Duration::from_millis(timeout),
+    })
 }
 
 fn find_line(src: &str, needle: &str) -> usize {
     src.lines().position(|l| l.trim_start().starts_with(needle)).map(|i| i + 1).unwrap_or(0)
 }
 
-fn geometry(t: &RawTopic, d: &RawTopic) -> Result<Geometry, String> {
+/// The geometry of `t` with defaults `d`; `fallback_budget` applies when neither sets `payload_budget`. A budget
+/// that is set is honoured: refused when it cannot hold one maximum-size message per publisher.
+fn geometry(t: &RawTopic, d: &RawTopic, fallback_budget: u64) -> Result<Geometry, String> {
     let capacity = t.capacity.or(d.capacity).unwrap_or(DEFAULT_CAPACITY);
     if !capacity.is_power_of_two() {
         return Err(format!("capacity {capacity} is not a power of two"));
     }
+    let budget = t.payload_budget.or(d.payload_budget);
     let g = Geometry::new(
         capacity,
         t.max_message.or(d.max_message).unwrap_or(DEFAULT_MAX_MESSAGE),
-        t.payload_budget.or(d.payload_budget).unwrap_or(DEFAULT_BUDGET),
+        budget.unwrap_or(fallback_budget),
         t.max_publishers.or(d.max_publishers).unwrap_or(DEFAULT_PUBLISHERS),
         t.max_subscribers.or(d.max_subscribers).unwrap_or(DEFAULT_SUBSCRIBERS),
         t.max_groups.or(d.max_groups).unwrap_or(DEFAULT_GROUPS),
     );
-    g.validate().map_err(|e| e.to_string())?;
+    limits::check_geometry(&g)?;
+    if let Some(b) = budget {
+        limits::check_payload_budget(&g, b)?;
+    }
     Ok(g)
 }
 
@@ -253,12 +319,16 @@ fn principals(list: &Option<Vec<String>>, fallback: &Option<Vec<String>>) -> Res
 }
 
 fn settings(t: &RawTopic, d: &RawTopic) -> Result<TopicSettings, String> {
-    let geometry = geometry(t, d)?;
+    let geometry = geometry(t, d, DEFAULT_BUDGET)?;
     let policy = Policy {
         publish: principals(&t.publish, &d.publish)?,
         subscribe: principals(&t.subscribe, &d.subscribe)?,
         gate: match t.gate.as_ref().or(d.gate.as_ref()) {
             None => vec![Principal::Anyone],
+            Some(v) => v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>()?,
+        },
+        admin: match t.admin.as_ref().or(d.admin.as_ref()) {
+            None => Vec::new(),
             Some(v) => v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>()?,
         },
     };
@@ -309,5 +379,23 @@ mod tests {
         assert_eq!(e.line, 3, "{e}");
         let e = Config::parse("[daemon]\nmetrics = \"0.0.0.0:9\"\n", "y.toml").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn limits_and_admin() {
+        let e = Config::parse("[defaults]\npayload_budget = 1099511627776\n", "z.toml").unwrap_err();
+        assert!(e.message.contains("max_topic_bytes = 268435456") && e.message.contains("needs 1099511"), "{e}");
+        let src = "[daemon]\nshm_budget = 6000000\n[[topic]]\nname = \"a\"\n[[topic]]\nname = \"b\"\n";
+        let e = Config::parse(src, "z.toml").unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("shm_budget = 6000000"), "{e}");
+        let c = Config::parse("[defaults]\nadmin = [\"uid:7\"]\n[daemon]\nmax_connections = 3\n", "z.toml").unwrap();
+        assert_eq!(c.defaults.policy.admin, vec![Principal::Uid(7)]);
+        assert_eq!(c.limits.max_connections, 3);
+        let spec = TopicSpec { max_message: Some(1 << 20), payload_budget: Some(64 << 10), ..TopicSpec::default() };
+        let e = c.topic_settings("x", Some(&spec)).unwrap_err();
+        assert!(e.contains("payload_budget = 65536"), "{e}");
+        let e = Config::parse("[defaults]\ncapacity = 33554432\n", "z.toml").unwrap_err();
+        assert!(e.message.contains("2^24") && !e.message.contains("corrupt"), "{e}");
     }
 }

@@ -30,8 +30,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod conns;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
+pub mod prefix_lock;
 pub mod registry;
 pub mod server;
 pub mod stats;
@@ -73,6 +76,9 @@ pub enum DaemonError {
     /// Another daemon is already listening on the socket.
     #[error("another shmbusd is already listening on {0}")]
     AlreadyRunning(PathBuf),
+    /// Another daemon serves the shm prefix (or its lock file cannot be used).
+    #[error(transparent)]
+    PrefixLocked(#[from] prefix_lock::LockError),
     /// A declared topic could not be created.
     #[error("topic setup: {0}")]
     Topics(String),
@@ -147,10 +153,14 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     // Before touching shared memory: a daemon that cannot own its socket's directory does not start at all.
     prepare_dir(&socket, opts.config.socket_dir_mode)?;
     let mut systemd = systemd::Systemd::new();
+    // Before anything under the prefix is adopted: a second daemon on the same prefix stops here, touching nothing.
+    let _prefix_lock = prefix_lock::PrefixLock::acquire(&opts.config.shm_prefix)?;
     let mut state = State::new(opts.config.clone());
     let (adopted, refused) = state.adopt_existing();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
     let listener = bind(&socket, state.config.socket_mode)?;
+    let gate = conns::Gate::new(&state.config.limits);
+    let timeout = state.config.limits.request_timeout;
     let metrics_addr = state.config.metrics;
     let state = Arc::new(Mutex::new(state));
     let stop_metrics = Arc::new(AtomicBool::new(false));
@@ -171,16 +181,8 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
                     let id = next_conn.fetch_add(1, Ordering::Relaxed);
-                    let st = state.clone();
-                    match stream.try_clone() {
-                        Ok(keep) => {
-                            let h = std::thread::spawn(move || server::serve(id, stream, st));
-                            conns.push((keep, h));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot accept connection"),
-                    }
+                    conns.extend(server::accept(id, stream, &state, &gate, timeout));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -234,7 +236,10 @@ fn reload(opts: &RunOptions, state: &Mutex<State>) {
     };
     match Config::load(path) {
         Ok(cfg) => {
-            let notes = server::lock(state).reload(cfg);
+            let mut notes = server::lock(state).reload(cfg);
+            if let Err(r) = registry::create_declared(state) {
+                notes.push(format!("creating declared topics: {}", r.message));
+            }
             for n in &notes {
                 tracing::warn!("reload: {n}");
             }

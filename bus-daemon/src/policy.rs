@@ -1,5 +1,6 @@
-//! Access policy: who may publish, subscribe and gate publishers, checked against the peer's credentials
-//! (SO_PEERCRED on the accepted connection).
+//! Access policy: who may publish, subscribe, gate publishers and administer a topic (create, delete), checked
+//! against the peer's credentials (SO_PEERCRED on the accepted connection). Root and the daemon's own user are
+//! always admitted.
 
 use shmbus_os::PeerCred;
 
@@ -59,11 +60,18 @@ pub struct Policy {
     pub subscribe: Vec<Principal>,
     /// Who may subscribe losslessly (hold publishers back); others may only subscribe lossy.
     pub gate: Vec<Principal>,
+    /// Who may create and delete the topic (besides root and the daemon's own user, who always may).
+    pub admin: Vec<Principal>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { publish: vec![Principal::Anyone], subscribe: vec![Principal::Anyone], gate: vec![Principal::Anyone] }
+        Policy {
+            publish: vec![Principal::Anyone],
+            subscribe: vec![Principal::Anyone],
+            gate: vec![Principal::Anyone],
+            admin: Vec::new(),
+        }
     }
 }
 
@@ -76,6 +84,8 @@ pub enum Action {
     Subscribe,
     /// Subscribe losslessly or in a group (gates publishers).
     SubscribeGating,
+    /// Create or delete the topic.
+    Admin,
 }
 
 impl Policy {
@@ -90,6 +100,7 @@ impl Policy {
             Action::Publish => any(&self.publish),
             Action::Subscribe => any(&self.subscribe),
             Action::SubscribeGating => any(&self.subscribe) && any(&self.gate),
+            Action::Admin => any(&self.admin),
         }
     }
 
@@ -110,7 +121,12 @@ mod tests {
         assert_eq!(Principal::parse("user:root").unwrap(), Principal::Uid(0));
         assert!(Principal::parse("user:no-such-user-xyz").is_err());
         assert!(Principal::parse("bogus").is_err());
-        let p = Policy { publish: vec![Principal::Uid(1000)], subscribe: vec![Principal::Gid(50)], gate: vec![] };
+        let p = Policy {
+            publish: vec![Principal::Uid(1000)],
+            subscribe: vec![Principal::Gid(50)],
+            gate: vec![],
+            admin: vec![Principal::Gid(7)],
+        };
         let c = PeerCred { pid: 1, uid: 1000, gid: 1000 };
         assert!(p.allows(Action::Publish, &c, &[]));
         assert!(!p.allows(Action::Subscribe, &c, &[]));
@@ -118,5 +134,9 @@ mod tests {
         assert!(!p.allows(Action::SubscribeGating, &c, &[50]));
         let nobody = PeerCred { pid: 1, uid: 65534, gid: 65534 };
         assert!(!p.allows(Action::Publish, &nobody, &[]));
+        assert!(!p.allows(Action::Admin, &c, &[50]), "admin needs the admin list");
+        assert!(p.allows(Action::Admin, &c, &[7]));
+        assert!(Policy::default().allows(Action::Admin, &PeerCred { pid: 1, uid: 0, gid: 0 }, &[]), "root");
+        assert!(!Policy::default().allows(Action::Admin, &nobody, &[]), "default admin: root and the daemon only");
     }
 }

@@ -1,13 +1,19 @@
-//! The control server: a Unix stream socket, one thread per connection, the version handshake, and dispatch of
-//! requests to the [`State`]. Malformed or oversized frames close that connection only.
+//! The control server: a Unix stream socket, one thread per connection (within the connection limits of
+//! [`crate::conns`]), the version handshake, and dispatch of requests to the [`State`]. Malformed or oversized
+//! frames close that connection only; so does a handshake or a started frame not completed within the request
+//! timeout. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every refusal is logged
+//! with the uid that asked.
 
-use crate::registry::{Asker, Granted, LeaseKind, LeaseRequest, Refusal, State};
+use crate::conns::{Gate, Permit};
+use crate::registry::{drive, Asker, Granted, LeaseKind, LeaseRequest, Refusal, State};
 use shmbus_os::PeerCred;
 use shmbus_proto::frame::{self, FrameReader};
 use shmbus_proto::msg::*;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Locks the state, recovering from a poisoned lock (a panicking connection thread must not stop the daemon).
 pub(crate) fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -31,21 +37,98 @@ fn error(r: Refusal) -> Response {
     Response::Error { kind: r.kind, message: r.message }
 }
 
-/// Serves one connection until it closes; then reclaims every lease it held.
-pub fn serve(conn: u64, stream: UnixStream, state: Arc<Mutex<State>>) {
+/// Admits an accepted connection within the connection limits and starts its thread; a connection over a limit
+/// gets an error naming the limit and is closed. Returns a handle to shut the connection down and its thread.
+pub fn accept(
+    conn: u64,
+    stream: UnixStream,
+    state: &Arc<Mutex<State>>,
+    gate: &Gate,
+    timeout: Duration,
+) -> Option<(UnixStream, JoinHandle<()>)> {
+    let _ = stream.set_nonblocking(false);
     let cred = match shmbus_os::peer_cred(stream.as_fd()) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read peer credentials; closing connection");
-            return;
+            return None;
         }
     };
+    let permit = match gate.admit(cred.uid) {
+        Ok(p) => p,
+        Err(message) => {
+            tracing::warn!(conn, pid = cred.pid, uid = cred.uid, "connection refused: {message}");
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = send(&stream, &Response::Error { kind: ErrorKind::ResourceExhausted, message }, &[]);
+            return None;
+        }
+    };
+    let keep = match stream.try_clone() {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot accept connection");
+            return None;
+        }
+    };
+    let st = state.clone();
+    let h = std::thread::spawn(move || serve(conn, stream, st, cred, permit, timeout));
+    Some((keep, h))
+}
+
+/// Serves one connection until it closes; then reclaims every lease it held.
+fn serve(conn: u64, stream: UnixStream, state: Arc<Mutex<State>>, cred: PeerCred, permit: Permit, timeout: Duration) {
     let groups = shmbus_os::process_groups(cred.pid).unwrap_or_default();
     tracing::debug!(conn, pid = cred.pid, uid = cred.uid, "client connected");
-    if let Err(e) = conversation(conn, &stream, &cred, &groups, &state) {
+    // A client that does not read its replies must not hold this thread for ever.
+    let _ = stream.set_write_timeout(Some(timeout));
+    if let Err(e) = conversation(conn, &stream, &cred, &groups, &state, timeout) {
         tracing::debug!(conn, pid = cred.pid, reason = %e, "connection closed");
     }
     lock(&state).connection_closed(conn);
+    drop(permit);
+}
+
+/// Reads the next request. The handshake must arrive within `timeout` of `since` (the accept), and a frame that
+/// started arriving must complete within `timeout`; between requests a greeted client may stay idle.
+fn next_request(
+    stream: &UnixStream,
+    reader: &mut FrameReader,
+    buf: &mut [u8],
+    greeted: bool,
+    since: Instant,
+    timeout: Duration,
+) -> Result<Request, String> {
+    let mut started = (!greeted).then_some(since);
+    loop {
+        if let Some(r) = reader.next_frame().map_err(|e| format!("malformed request: {e}"))? {
+            return Ok(r);
+        }
+        if reader.buffered() > 0 && started.is_none() {
+            started = Some(Instant::now());
+        }
+        let wait = match started {
+            None => None,
+            Some(t) => {
+                let left = timeout.saturating_sub(t.elapsed());
+                if left.is_zero() {
+                    return Err(format!("request not completed within {} ms", timeout.as_millis()));
+                }
+                Some(left.max(Duration::from_millis(1)))
+            }
+        };
+        stream.set_read_timeout(wait).map_err(|e| e.to_string())?;
+        let (n, fds) = shmbus_os::recv_with_fds(stream.as_fd(), buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                format!("request not completed within {} ms", timeout.as_millis())
+            }
+            _ => e.to_string(),
+        })?;
+        drop(fds); // clients never send descriptors
+        if n == 0 {
+            return Err("peer closed".into());
+        }
+        reader.push(&buf[..n]);
+    }
 }
 
 fn conversation(
@@ -54,23 +137,15 @@ fn conversation(
     cred: &PeerCred,
     groups: &[u32],
     state: &Mutex<State>,
+    timeout: Duration,
 ) -> Result<(), String> {
     let who = Asker { conn, cred, groups };
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
+    let since = Instant::now();
     loop {
-        let req: Request = loop {
-            if let Some(r) = reader.next_frame().map_err(|e| format!("malformed request: {e}"))? {
-                break r;
-            }
-            let (n, fds) = shmbus_os::recv_with_fds(stream.as_fd(), &mut buf).map_err(|e| e.to_string())?;
-            drop(fds); // clients never send descriptors
-            if n == 0 {
-                return Err("peer closed".into());
-            }
-            reader.push(&buf[..n]);
-        };
+        let req = next_request(stream, &mut reader, &mut buf, greeted, since, timeout)?;
         if !greeted {
             match req {
                 Request::Hello { protocol, layout, client } => {
@@ -106,29 +181,34 @@ fn conversation(
                 }
             }
         }
-        let mut st = lock(state);
+        let what = request_name(&req);
         let (resp, fds) = match req {
             Request::Hello { .. } => {
                 (Response::Error { kind: ErrorKind::InvalidRequest, message: "duplicate Hello".into() }, None)
             }
-            Request::CreateTopic { name, spec } => {
-                (st.create_topic(&name, &spec).map(|_| Response::Done).unwrap_or_else(error), None)
-            }
+            Request::CreateTopic { name, spec } => (
+                drive(state, |st| st.create_topic(who, &name, &spec)).map(|_| Response::Done).unwrap_or_else(error),
+                None,
+            ),
             Request::DeleteTopic { name } => {
-                (st.delete_topic(&name).map(|_| Response::Done).unwrap_or_else(error), None)
+                (drive(state, |st| st.delete_topic(who, &name)).map(|_| Response::Done).unwrap_or_else(error), None)
             }
-            Request::ListTopics => (Response::Topics(st.list()), None),
-            Request::Stats { topic } => (st.stats(topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None),
+            Request::ListTopics => (Response::Topics(lock(state).list()), None),
+            Request::Stats { topic } => {
+                (lock(state).stats(topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None)
+            }
             Request::OpenPublisher { topic, payload_type, resume } => {
                 let req =
                     LeaseRequest { topic: &topic, kind: LeaseKind::Publisher, payload_type: &payload_type, resume };
-                granted(st.open_lease(who, req))
+                granted(drive(state, |st| st.open_lease(who, req)))
             }
             Request::OpenSubscriber { topic, mode, from_oldest, payload_type, resume } => {
                 let kind = LeaseKind::Subscriber { mode: &mode, from_oldest };
-                granted(st.open_lease(who, LeaseRequest { topic: &topic, kind, payload_type: &payload_type, resume }))
+                let req = LeaseRequest { topic: &topic, kind, payload_type: &payload_type, resume };
+                granted(drive(state, |st| st.open_lease(who, req)))
             }
             Request::Close { lease } => {
+                let mut st = lock(state);
                 let owned = st.leases.get(&lease).is_some_and(|l| l.conn == conn);
                 if owned {
                     (st.close_lease(lease).map(|_| Response::Done).unwrap_or_else(error), None)
@@ -143,10 +223,26 @@ fn conversation(
                 }
             }
         };
-        drop(st);
+        if let Response::Error { kind, message } = &resp {
+            tracing::info!(conn, pid = cred.pid, uid = cred.uid, request = what, ?kind, "request refused: {message}");
+        }
         match &fds {
             Some([d, r]) => send(stream, &resp, &[d.as_fd(), r.as_fd()])?,
             None => send(stream, &resp, &[])?,
         }
+    }
+}
+
+/// The request's name and object for the log.
+fn request_name(req: &Request) -> String {
+    match req {
+        Request::Hello { .. } => "hello".into(),
+        Request::CreateTopic { name, .. } => format!("create {name:?}"),
+        Request::DeleteTopic { name } => format!("delete {name:?}"),
+        Request::ListTopics => "list".into(),
+        Request::Stats { .. } => "stats".into(),
+        Request::OpenPublisher { topic, .. } => format!("publish on {topic:?}"),
+        Request::OpenSubscriber { topic, .. } => format!("subscribe to {topic:?}"),
+        Request::Close { lease } => format!("close lease {lease}"),
     }
 }

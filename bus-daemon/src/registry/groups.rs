@@ -1,26 +1,31 @@
 //! Consumer groups: the daemon maps group names to the ring's group slots, opening a group when its first member
-//! joins and closing it when the last one leaves.
+//! joins and closing it when the last one leaves. Opening waits (bounded) for publishers in their claim phase, so
+//! it is reserved here and runs outside the state lock (see `work`).
 
-use super::{refuse, Refusal, State};
+use super::{Blocked, Refusal, State};
 use shmbus_proto::msg::*;
-use shmbus_ring::AttachError;
 
 impl State {
     /// The ring index of group `name` on `topic`, opening a free group slot on first use. A member re-registering
-    /// after a restart (`resumed_slot`) teaches the daemon its group's name back from shared memory.
+    /// after a restart (`resumed_slot`) teaches the daemon its group's name back from shared memory. A group that
+    /// must be opened comes back as [`Blocked::Work`] (or [`Blocked::Wait`] while another request opens it).
     pub(super) fn group_index(
         &mut self,
         topic: &str,
         name: &str,
         from_oldest: bool,
         resumed_slot: Option<u32>,
-    ) -> Result<u32, Refusal> {
+    ) -> Result<u32, Blocked> {
+        let refused = |kind, message: String| Blocked::Refused(Refusal { kind, message });
         if name.is_empty() || name.len() > 64 {
-            return refuse(ErrorKind::InvalidRequest, "group names are 1 to 64 bytes");
+            return Err(refused(ErrorKind::InvalidRequest, "group names are 1 to 64 bytes".into()));
         }
         let e = self.topics.get_mut(topic).expect("topic exists");
         if let Some(i) = e.groups.iter().position(|g| g.as_deref() == Some(name)) {
             return Ok(i as u32);
+        }
+        if let Some((_, ready)) = e.opening.values().find(|(n, _)| n == name) {
+            return Err(Blocked::Wait(ready.clone()));
         }
         if let Some(slot) = resumed_slot {
             // After a restart the daemon learns group names back from the members that re-register.
@@ -32,20 +37,13 @@ impl State {
             }
         }
         let t = e.segment.topic.clone();
-        let free = (0..e.groups.len()).find(|&i| e.groups[i].is_none() && !t.group_is_open(i));
+        let free =
+            (0..e.groups.len()).find(|&i| e.groups[i].is_none() && !e.opening.contains_key(&i) && !t.group_is_open(i));
         let Some(i) = free else {
-            return refuse(
-                ErrorKind::NoFreeSlot,
-                format!("all {} consumer groups of {topic:?} are in use", e.groups.len()),
-            );
+            let n = e.groups.len();
+            return Err(refused(ErrorKind::NoFreeSlot, format!("all {n} consumer groups of {topic:?} are in use")));
         };
-        let is_dead = |p: usize| !e.slot_locked(true, p as u32);
-        t.open_group(i, from_oldest, &*e.waiter, &is_dead)
-            .map_err(|x: AttachError| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
-        t.set_group_redelivery(i, e.settings.redeliver);
-        e.groups[i] = Some(name.to_string());
-        tracing::info!(topic = %topic, group = %name, index = i, "opened consumer group");
-        Ok(i as u32)
+        Err(Blocked::Work(e.reserve_group(topic, name, i, from_oldest)))
     }
 
     /// Closes group `g` of `topic` when no lease is a member of it any more.

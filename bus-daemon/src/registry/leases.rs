@@ -1,7 +1,7 @@
 //! Leases: the one grant path for publishers and subscribers, re-registration after a daemon restart, and
 //! reclaiming what a lease held when it ends.
 
-use super::{data_access, refuse, Granted, Lease, Refusal, State, TopicEntry};
+use super::{data_access, refuse, Blocked, Granted, Lease, Refusal, State, TopicEntry};
 use crate::policy::Action;
 use shmbus_os::PeerCred;
 use shmbus_proto::msg::*;
@@ -72,25 +72,44 @@ pub struct LeaseRequest<'a> {
 impl State {
     /// `OpenPublisher` and `OpenSubscriber`: checks the policy and the payload type, finds a free slot (or checks
     /// a re-registered one), joins the group of a member, records the lease and builds the reply with fresh
-    /// descriptors. Nothing is recorded when any step fails.
-    pub fn open_lease(&mut self, who: Asker<'_>, req: LeaseRequest<'_>) -> Result<Granted, Refusal> {
+    /// descriptors. Nothing is recorded when any step fails. Creating the topic on first use and opening a new
+    /// consumer group are slow: they come back as [`Blocked::Work`] for [`super::drive`] to run outside the lock
+    /// before it calls this again.
+    pub fn open_lease(&mut self, who: Asker<'_>, req: LeaseRequest<'_>) -> Result<Granted, Blocked> {
         let topic = req.topic;
-        let publisher = req.kind.publisher();
-        let e = self.topic_for_use(topic)?;
         let (action, wording) = req.kind.action();
+        let e = self.topic_for_use(who, action, topic)?;
         if !e.settings.policy.allows(action, who.cred, who.groups) {
-            return refuse(ErrorKind::PermissionDenied, format!("uid {} may not {wording} {topic:?}", who.cred.uid));
+            let message = format!("uid {} may not {wording} {topic:?}", who.cred.uid);
+            return Err(Blocked::Refused(Refusal { kind: ErrorKind::PermissionDenied, message }));
         }
         Self::check_type(e, req.payload_type)?;
+        let group = match req.kind {
+            LeaseKind::Subscriber { mode: SubMode::Group { name }, from_oldest } => {
+                let resumed = req.resume.map(|r| r.slot);
+                Some(self.group_index(topic, name, from_oldest, resumed)?)
+            }
+            _ => None,
+        };
+        let granted = self.lease_in_group(who, req, group);
+        if let (Err(_), Some(g)) = (&granted, group) {
+            self.close_group_if_empty(topic, g);
+        }
+        Ok(granted?)
+    }
+
+    /// The rest of [`State::open_lease`] once the topic and the group are there: slot, reply, record.
+    fn lease_in_group(
+        &mut self,
+        who: Asker<'_>,
+        req: LeaseRequest<'_>,
+        group: Option<u32>,
+    ) -> Result<Granted, Refusal> {
+        let topic = req.topic;
+        let publisher = req.kind.publisher();
         let slot = match req.resume {
             Some(r) => self.resumable(topic, publisher, r, who.cred.pid)?,
             None => self.take_free_slot(topic, publisher)?,
-        };
-        let group = match req.kind {
-            LeaseKind::Subscriber { mode: SubMode::Group { name }, from_oldest } => {
-                Some(self.group_index(topic, name, from_oldest, req.resume.map(|_| slot))?)
-            }
-            _ => None,
         };
         let role = if publisher { Role::Publisher { slot } } else { Role::Subscriber { slot, group } };
         let generation = self.topics[topic].segment.topic.generation();

@@ -1,19 +1,25 @@
 //! The daemon's state: topics, their segments and policies, and the lease table. Every control request is a
-//! method of [`State`], called with the state locked; the methods are grouped by concern:
+//! method of [`State`], called with the state locked for bookkeeping only: slow work (creating a topic, opening a
+//! consumer group) is reserved under the lock and run without it (see [`work`]). The methods are grouped by
+//! concern:
 //!
 //! * `topics`: creating, adopting, reloading and deleting topics;
 //! * `leases`: the one grant path for both lease kinds, re-registration after a restart, closing;
 //! * `groups`: consumer-group names and their ring slots;
 //! * `upkeep`: periodic duties (reclaiming what dead clients held, slow consumers, truncated objects, cleanup);
-//! * `report`: listings and counters in wire form.
+//! * `report`: listings and counters in wire form;
+//! * [`work`]: slow work outside the lock, and the [`drive`] loop that runs a request through it.
 
 mod groups;
 mod leases;
 mod report;
 mod topics;
 mod upkeep;
+pub mod work;
 
 pub use leases::{Asker, LeaseKind, LeaseRequest};
+pub use topics::create_declared;
+pub use work::{drive, Blocked};
 
 use crate::config::{Config, TopicSettings};
 use shmbus_os::Access;
@@ -52,8 +58,8 @@ impl From<SegmentError> for Refusal {
 
 /// One topic as the daemon knows it.
 pub struct TopicEntry {
-    /// Shared-memory objects.
-    pub segment: Segment,
+    /// Shared-memory objects (shared with slow work running outside the lock, e.g. a group opening).
+    pub segment: Arc<Segment>,
     /// Settings in force.
     pub settings: TopicSettings,
     /// Declared in the configuration.
@@ -66,6 +72,10 @@ pub struct TopicEntry {
     pub waiter: Arc<SemWaiter>,
     /// Lossless subscribers currently holding publishers back, since when.
     pub holding_since: HashMap<u32, Instant>,
+    /// Uid charged for creating the topic on demand (`None`: declared, created by an admin, or adopted).
+    pub creator: Option<u32>,
+    /// Group slots being opened outside the lock: name and what waiters wait on.
+    pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
 }
 
 impl TopicEntry {
@@ -115,6 +125,8 @@ pub struct State {
     pub leases: HashMap<u64, Lease>,
     next_lease: u64,
     next_generation: u64,
+    /// Topics being created outside the lock.
+    creating: HashMap<String, work::Creating>,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -143,6 +155,7 @@ impl State {
             leases: HashMap::new(),
             next_lease: 1,
             next_generation: shmbus_os::realtime_ns(),
+            creating: HashMap::new(),
         }
     }
 

@@ -1,13 +1,14 @@
 //! Topics: adopting what a previous run left, creating declared and requested topics, reloading the
 //! configuration, deleting.
 
-use super::{modes, refuse, Refusal, State, TopicEntry};
+use super::{drive, modes, Asker, Blocked, Refusal, State, TopicEntry};
 use crate::config::{Config, TopicSettings};
+use crate::policy::Action;
 use shmbus_proto::msg::*;
 use shmbus_proto::names;
-use shmbus_shm::{Segment, SegmentError, SemWaiter};
+use shmbus_shm::{Segment, SemWaiter};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 impl State {
     /// Adopts objects under the prefix whose headers validate (after a restart). Returns (adopted, refused).
@@ -56,60 +57,63 @@ impl State {
         (ok, bad)
     }
 
-    fn entry_for(&self, segment: Segment, settings: TopicSettings, declared: bool) -> TopicEntry {
+    pub(super) fn entry_for(&self, segment: Segment, settings: TopicSettings, declared: bool) -> TopicEntry {
         let geo = segment.topic.geometry();
         let waiter = Arc::new(SemWaiter::new(&names::sem_prefix(&segment.prefix, &segment.topic_name), &geo));
         segment.topic.set_group_redelivery_all(settings.redeliver);
         TopicEntry {
-            segment,
+            segment: Arc::new(segment),
             settings,
             declared,
             type_info: None,
             groups: vec![None; geo.max_groups as usize],
             waiter,
             holding_since: HashMap::new(),
+            creator: None,
+            opening: HashMap::new(),
         }
     }
 
-    /// Creates every declared topic that does not exist yet.
+    /// Creates every declared topic that does not exist yet; used at start, before the state is shared, so the
+    /// slow part runs inline (see [`create_declared`] for the running daemon).
     pub fn create_declared(&mut self) -> Result<(), Refusal> {
-        let declared: Vec<(String, TopicSettings)> = self.config.topics.clone();
-        for (name, settings) in declared {
-            if let Some(e) = self.topics.get_mut(&name) {
-                e.declared = true;
-                let geo = e.geometry();
-                if settings.geometry != geo {
-                    tracing::warn!(topic = %name, "configured geometry differs from the existing topic's; keeping the existing one while clients may be attached");
-                }
-                e.settings = TopicSettings { geometry: geo, ..settings };
-                e.segment.topic.set_group_redelivery_all(e.settings.redeliver);
-                continue;
+        let names: Vec<String> = self.config.topics.iter().map(|(n, _)| n.clone()).collect();
+        for name in names {
+            match self.ensure_declared(&name) {
+                Ok(()) => {}
+                Err(Blocked::Refused(r)) => return Err(r),
+                Err(Blocked::Work(w)) => self.finish(w.run())?,
+                Err(Blocked::Wait(_)) => unreachable!("nothing else runs before the state is shared"),
             }
-            self.create(&name, settings, true)?;
         }
         Ok(())
     }
 
-    fn create(&mut self, name: &str, settings: TopicSettings, declared: bool) -> Result<(), Refusal> {
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        let prefix = self.config.shm_prefix.clone();
-        let seg = match Segment::create(&prefix, name, &settings.geometry, generation, modes(&settings)) {
-            Ok(s) => s,
-            Err(SegmentError::Os(e)) if e.raw_os_error() == Some(libc::EEXIST) => {
-                // Left over from a run that could not adopt it (it failed validation): say so.
-                return refuse(ErrorKind::AlreadyExists, format!("objects for topic {name:?} already exist and could not be adopted ({e}); remove them or start with remove_invalid"));
-            }
-            Err(e) => return Err(e.into()),
+    /// Brings declared topic `name` in line with the configuration: an existing topic takes the declared
+    /// settings (but keeps its geometry); a missing one is reserved for creation.
+    fn ensure_declared(&mut self, name: &str) -> Result<(), Blocked> {
+        let Some(settings) = self.config.topics.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()) else {
+            return Ok(()); // no longer declared (a reload raced with us)
         };
-        tracing::info!(topic = %name, capacity = settings.geometry.capacity, max_message = settings.geometry.max_message, memory = seg.memory(), "created topic");
-        let entry = self.entry_for(seg, settings, declared);
-        self.topics.insert(name.to_string(), entry);
-        Ok(())
+        if let Some(e) = self.topics.get_mut(name) {
+            e.declared = true;
+            let geo = e.geometry();
+            if settings.geometry != geo {
+                tracing::warn!(topic = %name, "configured geometry differs from the existing topic's; keeping the existing one while clients may be attached");
+            }
+            e.settings = TopicSettings { geometry: geo, ..settings };
+            e.segment.topic.set_group_redelivery_all(e.settings.redeliver);
+            return Ok(());
+        }
+        if let Some(c) = self.creating.get(name) {
+            return Err(Blocked::Wait(c.ready.clone()));
+        }
+        Err(Blocked::Work(self.reserve_topic(name, settings, true, None, None)?))
     }
 
     /// Applies a new configuration (SIGHUP): new topics appear, policies and bounds change; the geometry of an
-    /// existing topic never changes under its clients (reported instead).
+    /// existing topic never changes under its clients (reported instead). Declared topics that do not exist yet
+    /// are created afterwards by [`create_declared`], outside the lock.
     pub fn reload(&mut self, config: Config) -> Vec<String> {
         let mut notes = Vec::new();
         if config.shm_prefix != self.config.shm_prefix {
@@ -125,57 +129,104 @@ impl State {
                 }
             }
         }
-        if let Err(r) = self.create_declared() {
-            notes.push(format!("creating declared topics: {}", r.message));
-        }
         notes
     }
 
-    /// Finds a topic, creating it on first use when allowed.
-    pub(super) fn topic_for_use(&mut self, name: &str) -> Result<&mut TopicEntry, Refusal> {
+    /// Finds a topic, creating it on first use when allowed: on-demand creation is open to users the topic's
+    /// policy (the `[defaults]` one for an undeclared topic) admits for `action`, within the uid's quota unless
+    /// they are an admin of it.
+    pub(super) fn topic_for_use(
+        &mut self,
+        who: Asker<'_>,
+        action: Action,
+        name: &str,
+    ) -> Result<&mut TopicEntry, Blocked> {
         if names::validate_topic(name).is_err() {
-            return refuse(ErrorKind::InvalidRequest, format!("invalid topic name {name:?}"));
+            return Err(refusal(ErrorKind::InvalidRequest, format!("invalid topic name {name:?}")));
         }
         if !self.topics.contains_key(name) {
-            if !self.config.auto_create {
-                return refuse(ErrorKind::NoSuchTopic, format!("no topic {name:?} (auto-create is off)"));
+            if let Some(c) = self.creating.get(name) {
+                return Err(Blocked::Wait(c.ready.clone()));
             }
-            let s = self
-                .config
-                .topic_settings(name, None)
-                .map_err(|m| Refusal { kind: ErrorKind::InvalidRequest, message: m })?;
-            self.create(name, s, false)?;
+            if !self.config.auto_create {
+                return Err(refusal(ErrorKind::NoSuchTopic, format!("no topic {name:?} (auto-create is off)")));
+            }
+            let s = self.config.topic_settings(name, None).map_err(|m| refusal(ErrorKind::InvalidRequest, m))?;
+            let uid = who.cred.uid;
+            if !s.policy.allows(action, who.cred, who.groups) {
+                return Err(refusal(
+                    ErrorKind::PermissionDenied,
+                    format!("uid {uid} may not create {name:?} on first use (its policy does not admit uid {uid})"),
+                ));
+            }
+            let admin = s.policy.allows(Action::Admin, who.cred, who.groups);
+            let declared = self.config.topics.iter().any(|(n, _)| n == name);
+            let charged = if admin { None } else { Some(uid) };
+            return Err(Blocked::Work(self.reserve_topic(name, s, declared, charged, Some(uid))?));
         }
         Ok(self.topics.get_mut(name).expect("just ensured"))
     }
 
-    /// `CreateTopic`.
-    pub fn create_topic(&mut self, name: &str, spec: &TopicSpec) -> Result<(), Refusal> {
+    /// `CreateTopic`: needs the `admin` policy of the topic (its declared one, else `[defaults]`).
+    pub fn create_topic(&mut self, who: Asker<'_>, name: &str, spec: &TopicSpec) -> Result<(), Blocked> {
         if let Err(e) = names::validate_topic(name) {
-            return refuse(ErrorKind::InvalidRequest, e.to_string());
+            return Err(refusal(ErrorKind::InvalidRequest, e.to_string()));
         }
-        let s = self
-            .config
-            .topic_settings(name, Some(spec))
-            .map_err(|m| Refusal { kind: ErrorKind::InvalidRequest, message: m })?;
+        let s = self.config.topic_settings(name, Some(spec)).map_err(|m| refusal(ErrorKind::InvalidRequest, m))?;
+        let uid = who.cred.uid;
+        let policy = self.topics.get(name).map(|e| &e.settings.policy).unwrap_or(&s.policy);
+        if !policy.allows(Action::Admin, who.cred, who.groups) {
+            return Err(refusal(
+                ErrorKind::PermissionDenied,
+                format!("uid {uid} may not create topic {name:?} (not admitted by its admin policy)"),
+            ));
+        }
         if let Some(e) = self.topics.get(name) {
             if spec == &TopicSpec::default() || e.geometry() == s.geometry {
                 return Ok(());
             }
-            return refuse(ErrorKind::AlreadyExists, format!("topic {name:?} exists with another geometry"));
+            return Err(refusal(ErrorKind::AlreadyExists, format!("topic {name:?} exists with another geometry")));
+        }
+        if let Some(c) = self.creating.get(name) {
+            return Err(Blocked::Wait(c.ready.clone()));
         }
         let declared = self.config.topics.iter().any(|(n, _)| n == name);
-        self.create(name, s, declared)
+        Err(Blocked::Work(self.reserve_topic(name, s, declared, None, Some(uid))?))
     }
 
-    /// `DeleteTopic`: closes the topic (attached clients see `Closed`), unlinks it, drops its leases.
-    pub fn delete_topic(&mut self, name: &str) -> Result<(), Refusal> {
-        let Some(e) = self.topics.remove(name) else {
-            return refuse(ErrorKind::NoSuchTopic, format!("no topic {name:?}"));
+    /// `DeleteTopic`: needs the topic's `admin` policy; closes the topic (attached clients see `Closed`), unlinks
+    /// it, drops its leases.
+    pub fn delete_topic(&mut self, who: Asker<'_>, name: &str) -> Result<(), Blocked> {
+        let uid = who.cred.uid;
+        let Some(e) = self.topics.get(name) else {
+            if let Some(c) = self.creating.get(name) {
+                return Err(Blocked::Wait(c.ready.clone()));
+            }
+            return Err(refusal(ErrorKind::NoSuchTopic, format!("no topic {name:?}")));
         };
+        if !e.settings.policy.allows(Action::Admin, who.cred, who.groups) {
+            return Err(refusal(
+                ErrorKind::PermissionDenied,
+                format!("uid {uid} may not delete topic {name:?} (not admitted by its admin policy)"),
+            ));
+        }
+        let e = self.topics.remove(name).expect("just found");
         e.segment.close_and_unlink(&*e.waiter);
         self.leases.retain(|_, l| l.topic != name);
-        tracing::info!(topic = %name, "deleted topic");
+        tracing::info!(topic = %name, uid, pid = who.cred.pid, "deleted topic");
         Ok(())
     }
+}
+
+/// Creates every declared topic that does not exist yet, holding the state lock only for bookkeeping.
+pub fn create_declared(state: &Mutex<State>) -> Result<(), Refusal> {
+    let names: Vec<String> = crate::server::lock(state).config.topics.iter().map(|(n, _)| n.clone()).collect();
+    for name in names {
+        drive(state, |st| st.ensure_declared(&name))?;
+    }
+    Ok(())
+}
+
+fn refusal(kind: ErrorKind, message: impl Into<String>) -> Blocked {
+    Blocked::Refused(Refusal { kind, message: message.into() })
 }
