@@ -189,6 +189,17 @@ fn check_body(payload: &[u8], i: u64, len: usize) {
     assert!(payload.iter().all(|&b| b == i as u8 + 1), "message {i}: torn payload {payload:?}");
 }
 
+/// Receives `n` messages of 8-byte bodies on `s`, checking each body; returns their sequence numbers in order.
+fn recv_checked(s: &mut Subscriber, n: usize) -> Vec<u64> {
+    let mut got = vec![];
+    while got.len() < n {
+        let m = s.recv().unwrap();
+        check_body(m.payload(), m.seq(), 8);
+        got.push(m.seq());
+    }
+    got
+}
+
 /// `try_send` until it is accepted, yielding to the model while the ring is full.
 fn send_spin(p: &mut Publisher, m: &[u8]) -> u64 {
     loop {
@@ -435,24 +446,23 @@ fn dead_claim_model(death: Death) {
     });
 }
 
-#[test]
-fn dead_publisher_holding_claim() {
-    dead_claim_model(Death::HoldingClaim);
+/// One model per way the publisher dies.
+macro_rules! dead_claim_models {
+    ($($name:ident => $death:expr),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                dead_claim_model($death);
+            }
+        )*
+    };
 }
 
-#[test]
-fn dead_publisher_mid_write() {
-    dead_claim_model(Death::MidWrite);
-}
-
-#[test]
-fn dead_publisher_after_send() {
-    dead_claim_model(Death::AfterSend);
-}
-
-#[test]
-fn dead_publisher_early() {
-    dead_claim_model(Death::Early);
+dead_claim_models! {
+    dead_publisher_holding_claim => Death::HoldingClaim,
+    dead_publisher_mid_write => Death::MidWrite,
+    dead_publisher_after_send => Death::AfterSend,
+    dead_publisher_early => Death::Early,
 }
 
 /// A publisher dies holding a claim; after cancellation a new holder takes its slot over (as the daemon's next
@@ -728,15 +738,7 @@ fn group_redelivery_races_member_and_publisher() {
         let hp = thread::spawn(move || {
             assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
         });
-        let ha = thread::spawn(move || {
-            let mut got = vec![];
-            while got.len() < 3 {
-                let m = a.recv().unwrap();
-                check_body(m.payload(), m.seq(), 8);
-                got.push(m.seq());
-            }
-            got
-        });
+        let ha = thread::spawn(move || recv_checked(&mut a, 3));
         let held = match b.try_recv() {
             Ok(m) => {
                 check_body(m.payload(), m.seq(), 8);
@@ -899,15 +901,7 @@ fn group_member_behind_held_entry() {
             // Held back by B's hold on message 0 until B releases it.
             assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
         });
-        let ha = thread::spawn(move || {
-            let mut got = vec![];
-            while got.len() < 2 {
-                let m = a.recv().unwrap();
-                check_body(m.payload(), m.seq(), 8);
-                got.push(m.seq());
-            }
-            got
-        });
+        let ha = thread::spawn(move || recv_checked(&mut a, 2));
         drop(m);
         hp.join().unwrap();
         assert_eq!(ha.join().unwrap(), vec![1, 2]);

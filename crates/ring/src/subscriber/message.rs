@@ -18,11 +18,8 @@ pub struct Message<'a> {
 
 impl std::fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Message")
-            .field("seq", &self.seq)
-            .field("publisher", &self.publisher)
-            .field("len", &self.len)
-            .finish()
+        let (seq, publisher, len) = (self.seq, self.publisher, self.len);
+        f.debug_struct("Message").field("seq", &seq).field("publisher", &publisher).field("len", &len).finish()
     }
 }
 
