@@ -185,7 +185,11 @@ impl Control {
                 let closed = Arc::new(AtomicBool::new(false));
                 let record = LeaseRecord {
                     spec: spec.clone(),
-                    resume: Resume { generation: reply.generation, slot: role_slot(reply.role) },
+                    resume: Resume {
+                        generation: reply.generation,
+                        slot: role_slot(reply.role),
+                        token: reply.resume_token,
+                    },
                     daemon_lease: reply.lease,
                     epoch,
                     closed: closed.clone(),

@@ -118,6 +118,7 @@ pub use shmbus_proto::msg::{
     GeometryWire, GroupStatsWire, PublisherStatsWire, SubscriberStatsWire, TopicInfo, TopicSpec, TopicStatsWire,
     TypeInfo,
 };
+pub use shmbus_proto::text::printable;
 pub use shmbus_ring::IdleStrategy;
 pub use subscriber::{Iter, Subscriber, SubscriberBuilder};
 pub use transport::{Transport, TRANSPORT_ENV};

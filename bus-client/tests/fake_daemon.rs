@@ -5,7 +5,7 @@
 use bus_client::{Bus, OpenError, RecvError, SendError};
 use shmbus_os::Access;
 use shmbus_proto::frame::{self, FrameReader};
-use shmbus_proto::msg::{GeometryWire, LeaseReply, Resume, Role, SubMode};
+use shmbus_proto::msg::{GeometryWire, LeaseReply, Resume, ResumeToken, Role, SubMode};
 use shmbus_proto::{names, ErrorKind, Request, Response, PROTOCOL_VERSION};
 use shmbus_ring::Geometry;
 use shmbus_shm::{unlink_all, Modes, Segment};
@@ -159,6 +159,9 @@ fn hello() -> Response {
     Response::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, daemon: "fake".into() }
 }
 
+/// The resume token the fake grants every lease with; the client must send it back when it resumes.
+const FAKE_TOKEN: ResumeToken = ResumeToken([7; 16]);
+
 /// Builds lease replies for the fake's topic.
 struct LeaseMaker {
     sem_prefix: String,
@@ -178,6 +181,7 @@ impl LeaseMaker {
             role,
             lock_offset: names::lock_offset(publisher, slot),
             sem_prefix: self.sem_prefix.clone(),
+            resume_token: FAKE_TOKEN,
         }
     }
 }
@@ -290,10 +294,18 @@ fn reconnects_and_resumes_leases_after_the_daemon_restarts() {
     assert_eq!(sub.recv_timeout(Duration::from_secs(5)).unwrap().payload(), b"during");
 
     fake.wait_for("the publisher's resume", |(c, r)| {
-        *c == 1 && matches!(r, Request::OpenPublisher { resume: Some(Resume { generation: 1, slot: 0 }), .. })
+        *c == 1
+            && matches!(
+                r,
+                Request::OpenPublisher { resume: Some(Resume { generation: 1, slot: 0, token: FAKE_TOKEN }), .. }
+            )
     });
     fake.wait_for("the subscriber's resume", |(c, r)| {
-        *c == 1 && matches!(r, Request::OpenSubscriber { resume: Some(Resume { generation: 1, slot: 0 }), .. })
+        *c == 1
+            && matches!(
+                r,
+                Request::OpenSubscriber { resume: Some(Resume { generation: 1, slot: 0, token: FAKE_TOKEN }), .. }
+            )
     });
     p.send(b"after").unwrap();
     assert_eq!(sub.recv_timeout(Duration::from_secs(5)).unwrap().payload(), b"after");

@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod policy;
 pub mod prefix_lock;
 pub mod registry;
+pub mod resume_key;
 pub mod server;
 pub mod stats;
 pub mod systemd;
@@ -156,6 +157,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     // Before anything under the prefix is adopted: a second daemon on the same prefix stops here, touching nothing.
     let _prefix_lock = prefix_lock::PrefixLock::acquire(&opts.config.shm_prefix)?;
     let mut state = State::new(opts.config.clone());
+    state.resume_key = resume_key::ResumeKey::load_or_create(&opts.config.shm_prefix);
     let (adopted, refused) = state.adopt_existing();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
     let listener = bind(&socket, state.config.socket_mode)?;
@@ -224,6 +226,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(&socket);
     if opts.cleanup_on_exit {
         server::lock(&state).cleanup();
+        resume_key::remove(&opts.config.shm_prefix);
     }
     tracing::info!("shmbusd stopped");
     Ok(())

@@ -161,7 +161,8 @@ fn conversation(
                         );
                         return Err(msg);
                     }
-                    tracing::debug!(conn, %client, "handshake");
+                    // The client name is free text from the peer: escaped, so it cannot forge a log line or steer a terminal.
+                    tracing::debug!(conn, client = %shmbus_proto::text::printable(&client), "handshake");
                     greeted = true;
                     let daemon = format!("shmbusd {}", env!("CARGO_PKG_VERSION"));
                     send(
@@ -224,7 +225,15 @@ fn conversation(
             }
         };
         if let Response::Error { kind, message } = &resp {
-            tracing::info!(conn, pid = cred.pid, uid = cred.uid, request = what, ?kind, "request refused: {message}");
+            tracing::info!(
+                conn,
+                pid = cred.pid,
+                uid = cred.uid,
+                request = what,
+                ?kind,
+                "request refused: {}",
+                shmbus_proto::text::printable(message)
+            );
         }
         match &fds {
             Some([d, r]) => send(stream, &resp, &[d.as_fd(), r.as_fd()])?,

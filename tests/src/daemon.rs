@@ -184,9 +184,10 @@ impl Drop for TestDaemon {
     }
 }
 
-/// Unlinks every object and semaphore under `prefix`.
+/// Unlinks every object and semaphore under `prefix`, and its resume key file.
 pub fn sweep(prefix: &str) {
     for name in crate::shm_fixture::leftovers(prefix) {
         let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
     }
+    let _ = std::fs::remove_file(bus_daemon::resume_key::key_path(prefix));
 }

@@ -42,7 +42,7 @@ fn human(t: &TopicStatsWire) -> String {
     let _ = writeln!(
         s,
         "topic {} (generation {}){}: next sequence {}, cancelled claims {}, wakeups {}, demotions {}",
-        t.name,
+        bus_client::printable(&t.name),
         t.generation,
         if t.closed { " CLOSED" } else { "" },
         t.tail,

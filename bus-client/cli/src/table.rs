@@ -3,9 +3,12 @@
 use std::fmt::Write;
 
 /// Renders `rows` under `headers`, columns separated by two spaces, with the given indent.
+/// Cells are shown with control characters escaped ([`bus_client::printable`]): names come from other users.
 pub fn render(indent: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| bus_client::printable(c).into_owned()).collect()).collect();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for r in rows {
+    for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
@@ -23,7 +26,7 @@ pub fn render(indent: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     };
     line(&mut headers.iter().copied());
-    for r in rows {
+    for r in &rows {
         line(&mut r.iter().map(String::as_str));
     }
     out
@@ -35,5 +38,11 @@ mod tests {
     fn columns_line_up() {
         let t = super::render("", &["NAME", "N"], &[vec!["orders".into(), "1".into()], vec!["x".into(), "200".into()]]);
         assert_eq!(t, "NAME    N\norders  1\nx       200\n");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let t = super::render("", &["GROUP"], &[vec!["g\n\x1b[2J".into()]]);
+        assert_eq!(t, "GROUP\ng\\n\\u{1b}[2J\n");
     }
 }

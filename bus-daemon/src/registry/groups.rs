@@ -17,8 +17,8 @@ impl State {
         resumed_slot: Option<u32>,
     ) -> Result<u32, Blocked> {
         let refused = |kind, message: String| Blocked::Refused(Refusal { kind, message });
-        if name.is_empty() || name.len() > 64 {
-            return Err(refused(ErrorKind::InvalidRequest, "group names are 1 to 64 bytes".into()));
+        if let Err(e) = shmbus_proto::names::validate_group(name) {
+            return Err(refused(ErrorKind::InvalidRequest, e.to_string()));
         }
         let e = self.topics.get_mut(topic).expect("topic exists");
         if let Some(i) = e.groups.iter().position(|g| g.as_deref() == Some(name)) {

@@ -3,6 +3,7 @@
 
 use super::{data_access, refuse, Blocked, Granted, Lease, Refusal, State, TopicEntry};
 use crate::policy::Action;
+use crate::resume_key::TokenFor;
 use shmbus_os::PeerCred;
 use shmbus_proto::msg::*;
 use shmbus_proto::names;
@@ -83,7 +84,7 @@ impl State {
             let message = format!("uid {} may not {wording} {topic:?}", who.cred.uid);
             return Err(Blocked::Refused(Refusal { kind: ErrorKind::PermissionDenied, message }));
         }
-        Self::check_type(e, req.payload_type)?;
+        Self::check_type(e, req.payload_type, req.kind.publisher())?;
         let group = match req.kind {
             LeaseKind::Subscriber { mode: SubMode::Group { name }, from_oldest } => {
                 let resumed = req.resume.map(|r| r.slot);
@@ -108,34 +109,58 @@ impl State {
         let topic = req.topic;
         let publisher = req.kind.publisher();
         let slot = match req.resume {
-            Some(r) => self.resumable(topic, publisher, r, who.cred.pid)?,
+            Some(r) => self.resumable(topic, publisher, r, who.cred)?,
             None => self.take_free_slot(topic, publisher)?,
         };
         let role = if publisher { Role::Publisher { slot } } else { Role::Subscriber { slot, group } };
         let generation = self.topics[topic].segment.topic.generation();
         let id = self.next_lease;
-        let granted = self.reply(&self.topics[topic], id, role)?;
+        let granted = self.reply(&self.topics[topic], id, role, who.cred.uid)?;
         self.next_lease += 1;
-        self.leases.insert(id, Lease { topic: topic.to_string(), generation, role, conn: who.conn, pid: who.cred.pid });
+        let typed = req.payload_type.is_some();
+        if let (true, Some(t)) = (publisher, req.payload_type) {
+            let e = self.topics.get_mut(topic).expect("topic exists");
+            e.type_info.get_or_insert_with(|| t.clone());
+        }
+        let lease = Lease { topic: topic.to_string(), generation, role, conn: who.conn, pid: who.cred.pid, typed };
+        self.leases.insert(id, lease);
         tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,
             lease = id, resumed = req.resume.is_some(), "lease granted");
         Ok(granted)
     }
 
-    fn check_type(e: &mut TopicEntry, t: &Option<TypeInfo>) -> Result<(), Refusal> {
-        if let Some(t) = t {
-            match &e.type_info {
-                Some(have) if have != t => {
-                    return refuse(
-                        ErrorKind::TypeMismatch,
-                        format!("topic carries {} but the handle is typed {}", have.name, t.name),
-                    );
-                }
-                Some(_) => {}
-                None => e.type_info = Some(t.clone()),
+    /// Checks a typed handle's payload type against the topic's. Only a publisher lease (admitted to publish by
+    /// the policy, checked before this) sets the type, and only once it is granted; a typed subscriber is
+    /// checked against a type already set and never sets one, so a mere reader cannot squat a topic's type.
+    fn check_type(e: &TopicEntry, t: &Option<TypeInfo>, publisher: bool) -> Result<(), Refusal> {
+        let Some(t) = t else { return Ok(()) };
+        if !names::type_name_ok(&t.name) {
+            return refuse(ErrorKind::InvalidRequest, names::TYPE_NAME_RULE);
+        }
+        match &e.type_info {
+            Some(have) if have != t => refuse(
+                ErrorKind::TypeMismatch,
+                format!(
+                    "topic carries {} but the {} is typed {}",
+                    have.name,
+                    if publisher { "publisher" } else { "subscriber" },
+                    t.name
+                ),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets the topic's payload type once no typed lease of it is left.
+    fn clear_type_if_untyped(&mut self, topic: &str) {
+        if self.leases.values().any(|l| l.topic == topic && l.typed) {
+            return;
+        }
+        if let Some(e) = self.topics.get_mut(topic) {
+            if let Some(t) = e.type_info.take() {
+                tracing::info!(topic = %topic, payload_type = ?t.name, "payload type cleared (no typed lease left)");
             }
         }
-        Ok(())
     }
 
     fn slot_free(&self, e: &TopicEntry, publisher: bool, slot: u32) -> bool {
@@ -162,8 +187,9 @@ impl State {
         Ok(slot)
     }
 
-    /// The reply for lease `lease` with fresh descriptors of the topic's objects.
-    fn reply(&self, e: &TopicEntry, lease: u64, role: Role) -> Result<Granted, Refusal> {
+    /// The reply for lease `lease` of `uid` with fresh descriptors of the topic's objects and the lease's resume
+    /// token.
+    fn reply(&self, e: &TopicEntry, lease: u64, role: Role, uid: u32) -> Result<Granted, Refusal> {
         let (publisher, slot) = match role {
             Role::Publisher { slot } => (true, slot),
             Role::Subscriber { slot, .. } => (false, slot),
@@ -172,23 +198,29 @@ impl State {
             .segment
             .lease_fds(data_access(publisher))
             .map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
+        let generation = e.segment.topic.generation();
+        let resume_token =
+            self.resume_key.token(TokenFor { topic: &e.segment.topic_name, generation, publisher, slot, uid });
         Ok((
             LeaseReply {
                 lease,
                 topic: e.segment.topic_name.clone(),
-                generation: e.segment.topic.generation(),
+                generation,
                 geometry: geometry_to_wire(&e.geometry()),
                 role,
                 lock_offset: names::lock_offset(publisher, slot),
                 sem_prefix: names::sem_prefix(&e.segment.prefix, &e.segment.topic_name),
+                resume_token,
             },
             [d, r],
         ))
     }
 
-    /// Checks a re-registration: same generation, slot in range, its lease lock held, and not leased to another
-    /// process. A lease of the same process on a connection that has not been noticed closed yet moves over.
-    fn resumable(&mut self, topic: &str, publisher: bool, r: Resume, pid: i32) -> Result<u32, Refusal> {
+    /// Checks a re-registration: same generation, slot in range, the resume token of this slot and the asker's
+    /// uid (see [`crate::resume_key`]), its lease lock held, and not leased to another process. A lease of the
+    /// same process on a connection that has not been noticed closed yet moves over.
+    fn resumable(&mut self, topic: &str, publisher: bool, r: Resume, cred: &PeerCred) -> Result<u32, Refusal> {
+        let pid = cred.pid;
         let e = &self.topics[topic];
         let geo = e.geometry();
         let max = if publisher { geo.max_publishers } else { geo.max_subscribers };
@@ -197,6 +229,11 @@ impl State {
         }
         if r.slot >= max {
             return refuse(ErrorKind::InvalidRequest, "slot out of range");
+        }
+        let bound = TokenFor { topic, generation: r.generation, publisher, slot: r.slot, uid: cred.uid };
+        if !self.resume_key.verify(bound, &r.token) {
+            let message = format!("uid {} has no resume token for that slot (not its lease)", cred.uid);
+            return refuse(ErrorKind::PermissionDenied, message);
         }
         if !e.slot_locked(publisher, r.slot) {
             return refuse(ErrorKind::InvalidRequest, "that slot is not held (its lease lock is free)");
@@ -217,6 +254,9 @@ impl State {
         let Some(l) = self.leases.remove(&id) else {
             return refuse(ErrorKind::InvalidRequest, format!("no lease {id}"));
         };
+        if l.typed {
+            self.clear_type_if_untyped(&l.topic);
+        }
         let Some(e) = self.topics.get(&l.topic) else { return Ok(()) };
         if e.segment.topic.generation() != l.generation {
             return Ok(());

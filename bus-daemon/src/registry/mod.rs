@@ -22,6 +22,7 @@ pub use topics::create_declared;
 pub use work::{drive, Blocked};
 
 use crate::config::{Config, TopicSettings};
+use crate::resume_key::ResumeKey;
 use shmbus_os::Access;
 use shmbus_proto::msg::*;
 use shmbus_ring::Geometry;
@@ -64,7 +65,8 @@ pub struct TopicEntry {
     pub settings: TopicSettings,
     /// Declared in the configuration.
     pub declared: bool,
-    /// Payload type registered by the first typed handle.
+    /// Payload type set by the first typed publisher lease; cleared when the topic's last typed lease closes.
+    /// Typed subscribers are checked against it but never set it.
     pub type_info: Option<TypeInfo>,
     /// Consumer-group names by index.
     pub groups: Vec<Option<String>>,
@@ -102,6 +104,8 @@ pub struct Lease {
     pub conn: u64,
     /// Holder's pid (SO_PEERCRED).
     pub pid: i32,
+    /// Opened by a typed handle.
+    pub typed: bool,
 }
 
 impl Lease {
@@ -127,6 +131,8 @@ pub struct State {
     next_generation: u64,
     /// Topics being created outside the lock.
     creating: HashMap<String, work::Creating>,
+    /// Derives and checks resume tokens (an in-memory key until [`crate::run`] loads the prefix's key file).
+    pub resume_key: ResumeKey,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -156,6 +162,7 @@ impl State {
             next_lease: 1,
             next_generation: shmbus_os::realtime_ns(),
             creating: HashMap::new(),
+            resume_key: ResumeKey::ephemeral(),
         }
     }
 

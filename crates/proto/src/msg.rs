@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol. Bump on any change of these types.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,18 @@ pub enum SubMode {
     },
 }
 
+/// The secret that proves a lease is the asker's own when it re-registers it (128 bits). The daemon hands it out
+/// with the lease ([`LeaseReply::resume_token`]); the client keeps it in its memory only, never in shared memory,
+/// and sends it back in [`Resume`]. Its `Debug` form hides the bytes, so logs never carry it.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ResumeToken(pub [u8; 16]);
+
+impl std::fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeToken(..)")
+    }
+}
+
 /// A lease a client already holds in shared memory, re-registered after the daemon restarted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
@@ -73,6 +85,8 @@ pub struct Resume {
     pub generation: u64,
     /// The slot the client holds.
     pub slot: u32,
+    /// The token the daemon granted the lease with.
+    pub token: ResumeToken,
 }
 
 /// Client → daemon.
@@ -170,6 +184,8 @@ pub struct LeaseReply {
     pub lock_offset: u64,
     /// Prefix of the topic's semaphore names (see [`crate::names::sem_name`]).
     pub sem_prefix: String,
+    /// The secret to send back in [`Resume`] when re-registering this lease after a daemon restart.
+    pub resume_token: ResumeToken,
 }
 
 /// A topic in a listing.

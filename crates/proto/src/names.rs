@@ -40,6 +40,27 @@ pub fn validate_topic(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Checks a consumer-group name: the topic character set, `[A-Za-z0-9._-]{1,64}`, so a name can never carry a
+/// control character into a log line or a terminal.
+pub fn validate_group(name: &str) -> Result<(), NameError> {
+    validate_topic(name).map_err(|e| NameError { what: "group name", ..e })
+}
+
+/// Longest payload type name ([`crate::msg::TypeInfo::name`]).
+pub const MAX_TYPE_NAME: usize = 256;
+
+/// The rule [`type_name_ok`] checks, worded for a refusal.
+pub const TYPE_NAME_RULE: &str = "payload type names are 1 to 256 bytes of letters, digits, spaces and the \
+     punctuation of Rust type paths (_ : < > , & ' [ ] ( ) ; * ! { } - = +)";
+
+/// Whether `name` may be a payload type name: what `std::any::type_name` produces for ordinary types (paths,
+/// generics, references, arrays, tuples, closures), and nothing that could steer a terminal.
+pub fn type_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_TYPE_NAME
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b" _:<>,&'[]();*!{}-=+".contains(&b))
+}
+
 /// Checks a shared-memory prefix: `[A-Za-z0-9_-]{1,32}` (no dots: they separate the name's parts).
 pub fn validate_prefix(prefix: &str) -> Result<(), NameError> {
     let err = |why| Err(NameError { what: "shm prefix", name: prefix.to_string(), why });
@@ -249,6 +270,23 @@ mod tests {
         }
         for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(65), "é"] {
             assert!(validate_topic(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn group_and_type_name_rules() {
+        validate_group("workers.v2").unwrap();
+        assert_eq!(validate_group("g\n\x1b[2J").unwrap_err().what, "group name");
+        for ok in [
+            std::any::type_name::<Vec<(u32, &'static str)>>(),
+            std::any::type_name::<[u8; 4]>(),
+            std::any::type_name::<Option<*const u8>>(),
+            std::any::type_name::<fn(u8) -> u8>(),
+        ] {
+            assert!(type_name_ok(ok), "{ok}");
+        }
+        for bad in ["", "a\nb", "\x1b]0;x\x07", "caf\u{e9}", &"x".repeat(257)] {
+            assert!(!type_name_ok(bad), "{bad:?}");
         }
     }
 

@@ -1,0 +1,165 @@
+//! A second user against a root daemon (issue 16): stealing a lease after a restart (item 6), squatting a topic's
+//! payload type (item 10), injecting control characters into logs and terminals (item 11). The attacker is the
+//! `raw-client` helper run as `nobody`, speaking the protocol directly.
+
+use shmbus_tests::daemon::{binary, TestDaemon};
+use shmbus_tests::hostile::{root_or_skip, NOBODY};
+use shmbus_tests::kid::Kid;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Lets `nobody` reach the daemon's socket in its scratch directory.
+fn open_dir_to_all(d: &TestDaemon) {
+    std::fs::set_permissions(&d.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// `raw-client` as `nobody` with `args` after the socket; holds its connection until dropped.
+fn attacker(d: &TestDaemon, client: &str, args: &[&str]) -> Kid {
+    let mut c = Command::new(binary("raw-client"));
+    c.arg(&d.socket).arg(client).args(args).uid(NOBODY).gid(NOBODY);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    Kid::watch("raw-client", c.spawn().expect("spawn raw-client"))
+}
+
+/// The first answer line of an attacker (`granted`, `refused ...` or `hello refused ...`).
+fn answer(k: &mut Kid) -> String {
+    loop {
+        let l = k.line("");
+        if l.starts_with("granted") || l.contains("refused") {
+            return l;
+        }
+    }
+}
+
+/// Runs the CLI as root to completion (bounded by the CLI's own timeouts) and returns its stdout.
+fn ok(d: &TestDaemon, args: &[&str]) -> String {
+    let out = d.cli().args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}; log:\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Polls `f` until it is true, bounded (a hang guard, not a speed assertion).
+fn eventually(what: &str, d: &TestDaemon, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}; log:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `sig` to a child.
+fn signal(k: &Kid, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+    unsafe { libc::kill(k.child.id() as i32, sig) };
+}
+
+#[test]
+fn after_a_restart_nobody_cannot_take_roots_subscriber_slot() {
+    if !root_or_skip("after_a_restart_nobody_cannot_take_roots_subscriber_slot") {
+        return;
+    }
+    let mut d = TestDaemon::start(None);
+    d.keep_topics_on_stop();
+    open_dir_to_all(&d);
+    let topic = "resume-steal";
+    let mut c = d.cli();
+    c.args(["sub", topic]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut sub = Kid::watch("root's sub", c.spawn().unwrap());
+    let bus = d.bus();
+    eventually("root's subscriber did not attach", &d, || {
+        bus.stats(Some(topic)).is_ok_and(|s| s[0].subscribers.iter().any(|x| x.pid.is_some()))
+    });
+    ok(&d, &["pub", topic, "before"]);
+    assert_eq!(sub.line("before"), "before");
+    let st = bus.stats(Some(topic)).unwrap();
+    let generation = st[0].generation.to_string();
+    let slot = st[0].subscribers.iter().find(|x| x.pid.is_some()).unwrap().slot.to_string();
+    drop(bus);
+    // Root's subscriber cannot re-register before the attacker: it is stopped across the restart (its lease lock,
+    // on its open file description, stays held).
+    signal(&sub, libc::SIGSTOP);
+    d.stop_with(libc::SIGKILL);
+    d.spawn();
+    let mut thief = attacker(&d, "thief", &["resume", topic, &generation, &slot]);
+    let said = answer(&mut thief);
+    signal(&sub, libc::SIGCONT);
+    assert!(said.starts_with("refused PermissionDenied"), "nobody resumed root's slot: {said}\n{}", d.log());
+    let bus = d.bus();
+    eventually("root's subscriber did not re-register", &d, || {
+        bus.stats(Some(topic)).is_ok_and(|s| s[0].subscribers.iter().any(|x| x.pid.is_some()))
+    });
+    ok(&d, &["pub", topic, "after"]);
+    assert_eq!(sub.line("after"), "after", "{}", sub.diagnostics());
+}
+
+#[test]
+fn a_typed_subscriber_of_nobody_does_not_fix_the_topic_type() {
+    if !root_or_skip("a_typed_subscriber_of_nobody_does_not_fix_the_topic_type") {
+        return;
+    }
+    let d = TestDaemon::start(Some("[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"*\"]\n"));
+    open_dir_to_all(&d);
+    let topic = "type-squat";
+    ok(&d, &["create", topic]);
+    let mut squatter = attacker(&d, "squatter", &["typed", topic, "bogus::Squat"]);
+    assert_eq!(answer(&mut squatter), "granted", "a lossy subscriber is admitted");
+    let bus = d.bus();
+    let p = bus.typed_publisher::<u64>(topic).unwrap_or_else(|e| panic!("root's publisher refused: {e}\n{}", d.log()));
+    // Once a publisher set it, a subscriber of another type is checked against it.
+    let mut late = attacker(&d, "late", &["typed", topic, "bogus::Squat"]);
+    assert!(answer(&mut late).starts_with("refused TypeMismatch"), "{}", late.diagnostics());
+    // The last typed lease gone, the type is cleared.
+    drop((p, squatter, late));
+    eventually("the type was not cleared when the last typed lease closed", &d, || {
+        bus.typed_publisher::<u32>(topic).is_ok()
+    });
+}
+
+/// `s` without SGR colour sequences (`ESC [ digits/semicolons m`) the log formatter writes itself.
+fn strip_sgr(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('\x1b') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + 1..];
+        let body = tail.strip_prefix('[').map(|t| t.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';'));
+        match body.and_then(|b| b.strip_prefix('m')) {
+            Some(after) => rest = after,
+            None => {
+                out.push('\x1b');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn control_characters_reach_neither_the_log_nor_the_terminal() {
+    if !root_or_skip("control_characters_reach_neither_the_log_nor_the_terminal") {
+        return;
+    }
+    let d = TestDaemon::start(None);
+    open_dir_to_all(&d);
+    let topic = "inject";
+    ok(&d, &["create", topic]);
+    let forged = "g\nFORGED shmbusd: all good\x1b[2J\x1b]0;pwned\x07";
+    let evil_client = "evil\nFORGED client\x1b[2J";
+    let mut g = attacker(&d, evil_client, &["group", topic, forged]);
+    let said = answer(&mut g);
+    assert!(said.starts_with("refused InvalidRequest"), "a group name with control characters: {said}");
+    let mut t = attacker(&d, evil_client, &["typed", topic, "T\x1b]0;pwned\x07\nFORGED"]);
+    let said = answer(&mut t);
+    assert!(said.starts_with("refused InvalidRequest"), "a type name with control characters: {said}");
+    let stats = ok(&d, &["stats", topic]);
+    let topics = ok(&d, &["topics"]);
+    drop((g, t));
+    for (what, out) in [("stats", &stats), ("topics", &topics)] {
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{what} printed control characters: {out:?}");
+    }
+    let log = strip_sgr(&d.log());
+    assert!(!log.contains('\x1b') && !log.contains('\x07'), "raw ESC or BEL in the log: {log:?}");
+    assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a forged log line: {log}");
+}
