@@ -98,7 +98,7 @@ mod tests {
             std::os::unix::fs::symlink(&target, &p).unwrap();
         });
         assert_eq!(mode_of(&target), 0o600, "the symlink's target was chmodded");
-        let e = r.err().expect("a replaced socket name is refused");
+        let e = r.expect_err("a replaced socket name is refused");
         assert!(e.to_string().contains("replaced"), "{e}");
     }
 }
