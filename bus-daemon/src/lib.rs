@@ -38,6 +38,7 @@ pub mod prefix_lock;
 pub mod registry;
 pub mod resume_key;
 pub mod server;
+mod socket;
 pub mod stats;
 pub mod systemd;
 
@@ -45,7 +46,6 @@ pub use config::Config;
 
 use registry::State;
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -141,8 +141,8 @@ fn bind(path: &std::path::Path, mode: u32) -> Result<UnixListener, DaemonError> 
         }
         std::fs::remove_file(path).map_err(err)?;
     }
-    let l = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)?;
+    // The mode is set without following the name (issue 16 item 2; see `socket`).
+    let l = socket::bind_with_mode(path, mode, || {}).map_err(err)?;
     l.set_nonblocking(true).map_err(err)?;
     Ok(l)
 }

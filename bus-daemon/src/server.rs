@@ -81,11 +81,27 @@ fn serve(conn: u64, stream: UnixStream, state: Arc<Mutex<State>>, cred: PeerCred
     tracing::debug!(conn, pid = cred.pid, uid = cred.uid, "client connected");
     // A client that does not read its replies must not hold this thread for ever.
     let _ = stream.set_write_timeout(Some(timeout));
+    // Releases the connection's leases however the conversation ends, a panic included (issue 16 item 4).
+    let _release = Release { conn, state: &state, _permit: permit };
     if let Err(e) = conversation(conn, &stream, &cred, &groups, &state, timeout) {
         tracing::debug!(conn, pid = cred.pid, reason = %e, "connection closed");
     }
-    lock(&state).connection_closed(conn);
-    drop(permit);
+}
+
+/// Reclaims a connection's leases and gives back its connection permit when dropped, also during unwinding.
+struct Release<'a> {
+    conn: u64,
+    state: &'a Mutex<State>,
+    _permit: Permit,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(conn = self.conn, "connection handler panicked; releasing its leases");
+        }
+        lock(self.state).connection_closed(self.conn);
+    }
 }
 
 /// Reads the next request. The handshake must arrive within `timeout` of `since` (the accept), and a frame that

@@ -28,12 +28,16 @@ impl State {
             return Err(Blocked::Wait(ready.clone()));
         }
         if let Some(slot) = resumed_slot {
-            // After a restart the daemon learns group names back from the members that re-register.
-            if let Some(g) =
-                e.segment.topic.stats().subscribers.iter().find(|s| s.slot == slot as usize).and_then(|s| s.group)
-            {
-                e.groups[g] = Some(name.to_string());
-                return Ok(g as u32);
+            // After a restart the daemon learns group names back from the members that re-register. The index is
+            // read from shared memory a subscriber writes: only a free, in-range group slot the ring has open is
+            // taken (index 199 of 8 panicked this handler, issue 16 item 4); anything else joins by name below.
+            let found =
+                e.segment.topic.stats().subscribers.iter().find(|s| s.slot == slot as usize).and_then(|s| s.group);
+            if let Some(g) = found.filter(|&g| e.groups.get(g).is_some_and(|n| n.is_none())) {
+                if e.segment.topic.group_is_open(g) && !e.opening.contains_key(&g) {
+                    e.groups[g] = Some(name.to_string());
+                    return Ok(g as u32);
+                }
             }
         }
         let t = e.segment.topic.clone();
@@ -57,7 +61,7 @@ impl State {
         }
         let Some(e) = self.topics.get_mut(topic) else { return };
         let _ = e.segment.topic.close_group(g as usize, &*e.waiter);
-        if let Some(name) = e.groups[g as usize].take() {
+        if let Some(name) = e.groups.get_mut(g as usize).and_then(Option::take) {
             tracing::info!(topic = %topic, group = %name, "closed consumer group (no members left)");
         }
     }

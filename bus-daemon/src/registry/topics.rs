@@ -75,15 +75,23 @@ impl State {
     }
 
     /// Creates every declared topic that does not exist yet; used at start, before the state is shared, so the
-    /// slow part runs inline (see [`create_declared`] for the running daemon).
+    /// slow part runs inline (see [`create_declared`] for the running daemon). A topic whose names are taken by
+    /// objects that could not be adopted (anyone can plant a file in /dev/shm) is logged and skipped: a planted
+    /// file never stops the daemon. Any other failure does.
     pub fn create_declared(&mut self) -> Result<(), Refusal> {
         let names: Vec<String> = self.config.topics.iter().map(|(n, _)| n.clone()).collect();
         for name in names {
-            match self.ensure_declared(&name) {
-                Ok(()) => {}
-                Err(Blocked::Refused(r)) => return Err(r),
-                Err(Blocked::Work(w)) => self.finish(w.run())?,
+            let r = match self.ensure_declared(&name) {
+                Ok(()) => Ok(()),
+                Err(Blocked::Refused(r)) => Err(r),
+                Err(Blocked::Work(w)) => self.finish(w.run()),
                 Err(Blocked::Wait(_)) => unreachable!("nothing else runs before the state is shared"),
+            };
+            match r {
+                Err(r) if r.kind == ErrorKind::AlreadyExists => {
+                    tracing::error!(topic = %name, "skipping declared topic: {}", r.message);
+                }
+                other => other?,
             }
         }
         Ok(())

@@ -53,6 +53,7 @@ pub mod pipe;
 pub mod poll;
 pub mod sem;
 pub mod shm;
+pub mod shm_owned;
 pub mod sigpipe;
 pub mod stat;
 
@@ -72,5 +73,6 @@ pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblockin
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
 pub use sem::{list_semaphores, NamedSemaphore};
 pub use shm::{list_shm, Access, ShmObject};
+pub use shm_owned::Expected;
 pub use sigpipe::SigpipeBlocked;
 pub use stat::{fd_owner, path_owner, Owner};

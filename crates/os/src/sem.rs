@@ -187,7 +187,7 @@ impl NamedSemaphore {
         use std::os::unix::fs::MetadataExt;
         ShmObject::validate_name(name)?;
         let path = sem_path(name);
-        match std::fs::metadata(&path) {
+        match std::fs::symlink_metadata(&path) {
             Ok(m) => Ok(Some(m.uid())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(OsError::new("stat", path, e)),

@@ -3,9 +3,8 @@
 //! On Linux these are files in the tmpfs mounted at `/dev/shm`; the object
 //! `/foo` is the file `/dev/shm/foo`.
 
-use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, OFlag};
@@ -176,12 +175,7 @@ impl ShmObject {
     /// returned descriptor can never be writable: `mmap(PROT_WRITE, MAP_SHARED)` on it
     /// fails with `EACCES`.
     pub fn reopen_read_only(&self) -> Result<OwnedFd> {
-        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-        let file = OpenOptions::new()
-            .read(true)
-            .open(&path)
-            .map_err(|e| OsError::new("reopen read-only", format!("{} ({path})", self.name), e))?;
-        Ok(file.into())
+        self.reopen(Access::ReadOnly)
     }
 
     /// Removes the name (`shm_unlink`). Existing descriptors and mappings stay valid.

@@ -361,14 +361,35 @@ pub fn read_header(r: &Region, magic: u64) -> Result<Header, AttachError> {
     if r.len() < LINE {
         return Err(AttachError::Corrupted { what: "object smaller than its header" });
     }
+    // Acquire: pairs with the Release of the magic in `write_header`; the other words are then complete.
     if r.word(H_MAGIC).load(Ordering::Acquire) != magic {
         return Err(AttachError::Corrupted { what: "bad magic" });
     }
-    let version = r.word(H_VERSION).load(Ordering::Relaxed);
+    // Relaxed: ordered after the magic's Acquire above.
+    header_fields(|off| r.word(off).load(Ordering::Relaxed), magic, r.len() as u64)
+}
+
+/// Validates a header copied out of an object of `object_len` bytes (read with `pread` before anything is mapped,
+/// so a planted or truncated object is refused without touching its pages). Same checks as [`read_header`].
+#[doc(hidden)]
+pub fn parse_header(bytes: &[u8], magic: u64, object_len: u64) -> Result<Header, AttachError> {
+    if bytes.len() < LINE || (object_len as usize as u64) != object_len || object_len < LINE as u64 {
+        return Err(AttachError::Corrupted { what: "object smaller than its header" });
+    }
+    let word = |off: usize| u64::from_ne_bytes(bytes[off..off + 8].try_into().expect("8 bytes"));
+    if word(H_MAGIC) != magic {
+        return Err(AttachError::Corrupted { what: "bad magic" });
+    }
+    header_fields(word, magic, object_len)
+}
+
+/// The header checks after the magic, over any way of reading its words.
+fn header_fields(word: impl Fn(usize) -> u64, magic: u64, len: u64) -> Result<Header, AttachError> {
+    let version = word(H_VERSION);
     if version != LAYOUT_VERSION {
         return Err(AttachError::VersionMismatch { found: version, expected: LAYOUT_VERSION });
     }
-    let g = |i: usize| r.word(H_GEOMETRY + 8 * i).load(Ordering::Relaxed);
+    let g = |i: usize| word(H_GEOMETRY + 8 * i);
     let small = |v: u64| u32::try_from(v).map_err(|_| AttachError::Corrupted { what: "geometry field out of range" });
     let geometry = Geometry {
         capacity: small(g(0))?,
@@ -380,16 +401,15 @@ pub fn read_header(r: &Region, magic: u64) -> Result<Header, AttachError> {
         max_groups: small(g(6))?,
     };
     geometry.validate()?;
-    let origin = r.word(H_ORIGIN).load(Ordering::Relaxed);
-    let generation = r.word(H_GENERATION).load(Ordering::Relaxed);
-    if r.word(H_CHECKSUM).load(Ordering::Relaxed) != geometry.checksum(origin, generation) {
+    let (origin, generation) = (word(H_ORIGIN), word(H_GENERATION));
+    if word(H_CHECKSUM) != geometry.checksum(origin, generation) {
         return Err(AttachError::Corrupted { what: "header checksum" });
     }
     if origin & (geometry.capacity as u64 - 1) != 0 {
         return Err(AttachError::Corrupted { what: "origin not a multiple of the capacity" });
     }
     let expected = if magic == DATA_MAGIC { geometry.data_len() } else { geometry.readers_len() };
-    if r.len() != expected {
+    if len != expected as u64 {
         return Err(AttachError::GeometryMismatch { what: "object size does not match its geometry" });
     }
     Ok(Header { geometry, origin, generation })

@@ -60,7 +60,7 @@ pub use admin::Admin;
 pub use error::{AttachError, RecvError, SendError};
 /// Layout internals for the property tests and for the daemon's size sanity checks; not a stable API.
 #[doc(hidden)]
-pub use layout::{initialize, read_header, Header, DATA_MAGIC, LINE, READERS_MAGIC};
+pub use layout::{initialize, parse_header, read_header, Header, DATA_MAGIC, LINE, READERS_MAGIC};
 pub use layout::{Geometry, LAYOUT_VERSION, MAX_CAPACITY, MAX_GROUPS, MAX_MESSAGE, MAX_PUBLISHERS, MAX_SUBSCRIBERS};
 pub use publisher::{realtime_ns, Loan, Publisher, PublisherOptions};
 pub use recovery::Released;

@@ -2,7 +2,7 @@
 //! reserved up front, adoption after a restart, fresh descriptors per lease, closing and unlinking.
 
 use crate::map::map_regions;
-use shmbus_os::{Access, NamedSemaphore, OsError, ShmObject};
+use shmbus_os::{Access, Expected, NamedSemaphore, OsError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
 use shmbus_ring::{Admin, AttachError, Geometry, Region};
@@ -124,31 +124,46 @@ impl Segment {
         Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
     }
 
-    /// Opens and validates existing objects (after a daemon restart). Missing semaphores are recreated; foreign
-    /// ones are refused. Never deletes anything.
+    /// Opens and validates existing objects (after a daemon restart). Each object must be this process's own
+    /// (opened without following symlinks; `fstat`: owner, exact mode `modes.objects`, one link, the size its
+    /// header gives) and its header must validate, read with `pread`, before anything is mapped: a planted or
+    /// foreign object is refused without touching its pages. Missing semaphores are recreated; foreign ones
+    /// replaced when this process may unlink them, else refused. Never deletes an object.
     pub fn adopt(prefix: &str, topic: &str, modes: Modes) -> Result<Segment, SegmentError> {
         crate::init_barrier();
         names::validate_prefix(prefix)?;
         names::validate_topic(topic)?;
-        let data = ShmObject::open(&names::data_object(prefix, topic), Access::ReadWrite)?;
-        let readers = ShmObject::open(&names::readers_object(prefix, topic), Access::ReadWrite)?;
+        let me = nix::unistd::geteuid().as_raw();
+        let expected = Expected { uid: me, mode: modes.objects };
         let invalid = |e| SegmentError::Invalid { topic: topic.into(), source: e };
-        // Size sanity before mapping: a truncated object must not be mapped past its end.
-        let (dlen, rlen) = (data.size()?, readers.size()?);
-        if dlen < shmbus_ring::LINE as u64 || rlen < shmbus_ring::LINE as u64 {
-            return Err(invalid(AttachError::Corrupted { what: "object smaller than its header" }));
+        let header = |name: String, magic: u64| -> Result<(ShmObject, shmbus_ring::Header), SegmentError> {
+            let (obj, size) = ShmObject::open_owned(&name, expected)?;
+            let mut bytes = [0u8; shmbus_ring::LINE];
+            if size < bytes.len() as u64 {
+                return Err(invalid(AttachError::Corrupted { what: "object smaller than its header" }));
+            }
+            obj.read_at(0, &mut bytes)?;
+            let h = shmbus_ring::parse_header(&bytes, magic, size).map_err(invalid)?;
+            Ok((obj, h))
+        };
+        let (data, dh) = header(names::data_object(prefix, topic), shmbus_ring::DATA_MAGIC)?;
+        let (readers, rh) = header(names::readers_object(prefix, topic), shmbus_ring::READERS_MAGIC)?;
+        if dh != rh {
+            return Err(invalid(AttachError::Corrupted { what: "the two objects' headers disagree" }));
         }
-        let (d, r) = map_both(&data, &readers, None)?;
+        // Validated: mapping (and pre-faulting) now touches exactly the pages the geometry gives.
+        let (d, r) = map_both(&data, &readers, Some(&dh.geometry))?;
         let t = Admin::adopt(d, r).map_err(invalid)?;
         let geo = t.geometry();
         let sp = names::sem_prefix(prefix, topic);
-        let me = nix::unistd::geteuid().as_raw();
         for (publisher, n) in [(false, geo.max_subscribers), (true, geo.max_publishers)] {
             for slot in 0..n {
                 let name = names::sem_name(&sp, publisher, slot);
                 match NamedSemaphore::owner(&name) {
                     Ok(Some(uid)) if uid == me => {}
-                    Ok(Some(_)) => return Err(SegmentError::ForeignSemaphore(name)),
+                    Ok(Some(_)) => {
+                        create_semaphore(&name, modes).map_err(|_| SegmentError::ForeignSemaphore(name.clone()))?
+                    }
                     Ok(None) | Err(_) => create_semaphore(&name, modes)?,
                 }
             }
@@ -157,13 +172,15 @@ impl Segment {
     }
 
     /// Fresh descriptors for one lease (its own open file descriptions, so its OFD lock is its own): the data
-    /// object read-write for publishers or read-only for subscribers, and the readers object read-write.
+    /// object read-write for publishers or read-only for subscribers, and the readers object read-write. Both are
+    /// reopened through the descriptors this segment holds, never by name: a name unlinked (logind's RemoveIPC)
+    /// and replaced by another user's object still yields this topic's objects.
     pub fn lease_fds(&self, data_access: Access) -> Result<(OwnedFd, OwnedFd), OsError> {
         let data = match data_access {
             Access::ReadOnly => self.data.reopen_read_only()?,
-            Access::ReadWrite => reopen(&self.data, Access::ReadWrite)?,
+            Access::ReadWrite => self.data.reopen(Access::ReadWrite)?,
         };
-        Ok((data, reopen(&self.readers, Access::ReadWrite)?))
+        Ok((data, self.readers.reopen(Access::ReadWrite)?))
     }
 
     /// The readers object's descriptor (the daemon's own; used to probe lease locks).
@@ -196,12 +213,18 @@ impl Segment {
     }
 }
 
-fn reopen(obj: &ShmObject, access: Access) -> Result<OwnedFd, OsError> {
-    Ok(ShmObject::open(obj.name(), access)?.into_fd())
-}
-
+/// Creates a slot's semaphore. A name already taken (a stale or planted file: no topic of ours uses it, since
+/// adoption keeps our own) is unlinked and created again, once; where the file is another user's in the sticky
+/// /dev/shm and this process may not unlink it, the `EEXIST` stands.
 fn create_semaphore(name: &str, modes: Modes) -> Result<(), OsError> {
-    let _ = NamedSemaphore::create_exclusive(name, modes.semaphores, 0)?;
+    let _ = match NamedSemaphore::create_exclusive(name, modes.semaphores, 0) {
+        Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => {
+            // Not ours to remove (EPERM): the name stays taken, reported as the EEXIST it is.
+            NamedSemaphore::unlink(name).map_err(|_| e)?;
+            NamedSemaphore::create_exclusive(name, modes.semaphores, 0)?
+        }
+        other => other?,
+    };
     if let Some(g) = modes.sem_group {
         NamedSemaphore::chown(name, None, Some(g))?;
     }

@@ -1,0 +1,140 @@
+//! A hostile subscriber for the issue-16 tests, run as another user (`nobody`):
+//!
+//! `intruder group-resume <socket> <prefix> <topic>` joins group `g` of `<topic>` over the raw protocol (holding
+//! the lease lock like a real client, and keeping the lease's resume token), writes group index 199 into its own
+//! slot's flags in the readers object (through the descriptor the lease gave it), then, on a second connection,
+//! takes a plain lossy lease and re-registers its slot, with its own valid token, as a member of a group the
+//! daemon does not know yet, so the daemon reads the forged index back. Prints what the daemon answered and
+//! exits, leaving the leases for the daemon to release.
+
+use shmbus_proto::frame::{self, FrameReader};
+use shmbus_proto::msg::{Request, Response, Resume, SubMode, PROTOCOL_VERSION};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+/// Ring layout, mirrored from `crates/ring/src/layout.rs`: subscriber slots start at line 6 of the readers object,
+/// one line each; the flags word is the second; the group (index + 1) sits in bits 8..16.
+const LINE: u64 = 128;
+const READERS_SUB_SLOTS: u64 = 6 * LINE;
+const S_FLAGS: u64 = 8;
+const FLAG_GROUP_SHIFT: u32 = 8;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("group-resume") => group_resume(&args[2], &args[3], &args[4]),
+        _ => {
+            eprintln!("usage: intruder group-resume <socket> <prefix> <topic>");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// One raw request and its reply with the descriptors it carried (`None`: the daemon closed the connection).
+fn ask_fds(s: &UnixStream, reader: &mut FrameReader, req: &Request) -> Option<(Response, Vec<OwnedFd>)> {
+    shmbus_os::send_with_fds(s.as_fd(), &frame::encode(req).unwrap(), &[]).ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = Vec::new();
+    loop {
+        if let Ok(Some(r)) = reader.next_frame::<Response>() {
+            return Some((r, got));
+        }
+        let (n, fds) = shmbus_os::recv_with_fds(s.as_fd(), &mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend(fds);
+        reader.push(&buf[..n]);
+    }
+}
+
+/// One raw request and its reply (`None`: the daemon closed the connection).
+fn ask(s: &UnixStream, reader: &mut FrameReader, req: &Request) -> Option<Response> {
+    ask_fds(s, reader, req).map(|(r, _)| r)
+}
+
+/// A greeted raw connection.
+fn connect(socket: &str) -> (UnixStream, FrameReader) {
+    let s = UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut reader = FrameReader::new();
+    let hello =
+        Request::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, client: "intruder".into() };
+    println!("hello: {:?}", ask(&s, &mut reader, &hello).map(|r| matches!(r, Response::Hello { .. })));
+    (s, reader)
+}
+
+fn group_resume(socket: &str, _prefix: &str, topic: &str) {
+    // Join group `g` as a real client would: the lease, its descriptors, its lease lock, its resume token.
+    let (first, mut first_reader) = connect(socket);
+    let join = Request::OpenSubscriber {
+        topic: topic.into(),
+        mode: SubMode::Group { name: "g".into() },
+        from_oldest: false,
+        payload_type: None,
+        resume: None,
+    };
+    let Some((Response::Lease(lease), fds)) = ask_fds(&first, &mut first_reader, &join) else {
+        panic!("joining group g was refused");
+    };
+    let mut fds = fds.into_iter();
+    let data = fds.next().expect("the data descriptor");
+    let readers = std::fs::File::from(fds.next().expect("the readers descriptor"));
+    assert!(shmbus_os::try_lock_byte(readers.as_fd(), lease.lock_offset).unwrap(), "the lease lock is ours");
+    let (slot, group) = match lease.role {
+        shmbus_proto::msg::Role::Subscriber { slot, group: Some(g) } => (slot, g),
+        other => panic!("asked for a group member lease, got {other:?}"),
+    };
+    // Attach in shared memory as the library would, so the slot is an active member the daemon reads back.
+    let geo = shmbus_shm::geometry_from_wire(&lease.geometry).expect("geometry");
+    let topic_ring = shmbus_shm::map_topic(
+        data.as_fd(),
+        readers.as_fd(),
+        shmbus_os::Access::ReadOnly,
+        Some((&geo, lease.generation)),
+    )
+    .expect("map the topic");
+    let opts = shmbus_ring::SubscriberOptions { mode: shmbus_ring::Mode::Group(group as usize), ..Default::default() };
+    let member = shmbus_ring::Subscriber::attach(
+        &topic_ring,
+        slot as usize,
+        opts,
+        std::sync::Arc::new(shmbus_ring::PollWaiter),
+        &|_| false,
+    )
+    .expect("attach as a member");
+    // Forge the group index in our own slot, through the descriptor the lease gave us.
+    let off = READERS_SUB_SLOTS + LINE * slot as u64 + S_FLAGS;
+    let mut w = [0u8; 8];
+    readers.read_exact_at(&mut w, off).unwrap();
+    let flags = u64::from_ne_bytes(w) & !(0xff << FLAG_GROUP_SHIFT) | (200 << FLAG_GROUP_SHIFT);
+    readers.write_all_at(&flags.to_ne_bytes(), off).unwrap();
+
+    let (s, mut reader) = connect(socket);
+    let lossy = Request::OpenSubscriber {
+        topic: topic.into(),
+        mode: SubMode::Lossy,
+        from_oldest: false,
+        payload_type: None,
+        resume: None,
+    };
+    println!("lossy: {:?}", ask(&s, &mut reader, &lossy).map(|r| matches!(r, Response::Lease(_))));
+    // Re-register our own slot, with our own valid token, as a member of a group the daemon does not know.
+    let resume = Request::OpenSubscriber {
+        topic: topic.into(),
+        mode: SubMode::Group { name: "h".into() },
+        from_oldest: false,
+        payload_type: None,
+        resume: Some(Resume { generation: lease.generation, slot, token: lease.resume_token }),
+    };
+    match ask(&s, &mut reader, &resume) {
+        Some(r) => {
+            println!("resume response: {r:?}");
+            println!("resume answered: {}", matches!(r, Response::Lease(_) | Response::Error { .. }))
+        }
+        None => println!("resume: the daemon closed the connection"),
+    }
+    drop((member, first, readers));
+}
