@@ -771,36 +771,30 @@ fn run_lossy(geo: Geometry, origin: u64, ops: &[Op]) {
 
 // ---- properties ------------------------------------------------------------------------------------------------
 
-fn ops() -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(), 1..160)
+/// One case of a property: a geometry with `publishers` publisher slots, a first sequence number for it (see
+/// [`origin`]) and a workload of 1-159 operations.
+fn case(publishers: std::ops::RangeInclusive<u32>) -> impl Strategy<Value = (Geometry, u64, Vec<Op>)> {
+    let ops = prop::collection::vec(op(), 1..160);
+    (publishers.prop_flat_map(geometry), any::<u8>(), any::<u64>(), ops)
+        .prop_map(|(geo, sel, k, ops)| (geo, origin(geo.capacity, sel, k), ops))
 }
 
 proptest! {
     #![proptest_config(config(512))]
 
     #[test]
-    fn lossless_single_publisher(geo in geometry(1), sel in any::<u8>(), k in any::<u64>(), ops in ops()) {
-        run_lossless(geo, origin(geo.capacity, sel, k), &ops);
+    fn lossless_single_publisher((geo, origin, ops) in case(1..=1)) {
+        run_lossless(geo, origin, &ops);
     }
 
     #[test]
-    fn lossless_multi_publisher(
-        geo in (2u32..=3).prop_flat_map(geometry),
-        sel in any::<u8>(),
-        k in any::<u64>(),
-        ops in ops(),
-    ) {
-        run_lossless(geo, origin(geo.capacity, sel, k), &ops);
+    fn lossless_multi_publisher((geo, origin, ops) in case(2..=3)) {
+        run_lossless(geo, origin, &ops);
     }
 
     #[test]
-    fn lossy_subscriber(
-        geo in (1u32..=3).prop_flat_map(geometry),
-        sel in any::<u8>(),
-        k in any::<u64>(),
-        ops in ops(),
-    ) {
-        run_lossy(geo, origin(geo.capacity, sel, k), &ops);
+    fn lossy_subscriber((geo, origin, ops) in case(1..=3)) {
+        run_lossy(geo, origin, &ops);
     }
 }
 
