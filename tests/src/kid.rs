@@ -3,6 +3,7 @@
 
 use crate::peers::{collect, die_with_parent, read_lines};
 use bus_client::pipe::PipeCommand;
+use bus_client::{Message, RecvError, Subscriber};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -90,5 +91,25 @@ impl Drop for Kid {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A process we did not spawn (a grandchild), killed on drop in case the test fails before it exits.
+pub struct Orphan(pub i32);
+
+impl Drop for Orphan {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; at worst the process is already gone.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
+/// The next message of `sub`, or `None` once its topic is closed; any other error (a timeout after `wait`
+/// included) fails the test.
+pub fn recv_until_closed(sub: &mut Subscriber, wait: Duration) -> Option<Message<'_>> {
+    match sub.recv_timeout(wait) {
+        Ok(m) => Some(m),
+        Err(RecvError::Closed) => None,
+        Err(e) => panic!("{e}"),
     }
 }

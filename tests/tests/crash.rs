@@ -15,15 +15,27 @@ const EXE: &str = env!("CARGO_BIN_EXE_ring-peer");
 const SEED: u64 = 77;
 const CAP: u32 = 64;
 const TIMEOUT: Duration = Duration::from_secs(120);
+/// Messages the producer sends in the gating and group tests.
+const COUNT: u64 = 3_000;
 
 fn s(v: impl ToString) -> String {
     v.to_string()
 }
 
-fn start(fx: &ShmFixture) -> (Peers, impl Fn(&[String]) -> Vec<String>) {
+/// The end of every test: the peers are reaped first, then nothing may be left in /dev/shm.
+fn finish(peers: Peers, fx: ShmFixture) {
+    drop(peers);
+    fx.finish();
+}
+
+/// A topic of `CAP` entries for the self-checking messages, with a 256 KiB payload budget, `publishers`
+/// publisher slots, 4 subscriber slots and `groups` groups; no peers yet, and the arguments every peer gets
+/// before its own.
+fn start(publishers: u32, groups: u32) -> (ShmFixture, Peers, impl Fn(&[String]) -> Vec<String>) {
+    let fx = ShmFixture::new(Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, publishers, 4, groups));
     let common = vec![s("--prefix"), fx.prefix.clone(), s("--seed"), s(SEED), s("--stall-secs"), s(60)];
     let common = [common, vec![s("--deadline-secs"), s(TIMEOUT.as_secs() + 30)]].concat();
-    (Peers::new(EXE, TIMEOUT), move |extra: &[String]| [common.clone(), extra.to_vec()].concat())
+    (fx, Peers::new(EXE, TIMEOUT), move |extra: &[String]| [common.clone(), extra.to_vec()].concat())
 }
 
 /// A stall check that cannot pass by accident: [`Stall::hold`] asserts that the ring stays exactly as `probe`
@@ -78,10 +90,8 @@ fn lease_locked(fx: &ShmFixture, publisher: bool, slot: usize) -> bool {
 fn producer_killed_mid_claim_is_cancelled() {
     const BEFORE: u64 = 100;
     const EACH: u64 = 5_000;
-    let geo = Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, 3, 4, 0);
-    let fx = ShmFixture::new(geo);
+    let (fx, mut peers, args) = start(3, 0);
     let topic = &fx.segment.topic;
-    let (mut peers, args) = start(&fx);
     let expect =
         [s("--expect"), format!("0={BEFORE}"), s("--expect"), format!("1={EACH}"), s("--expect"), format!("2={EACH}")];
     let consumer = lossless(&mut peers, &args, "lossless", 0, &expect);
@@ -120,19 +130,15 @@ fn producer_killed_mid_claim_is_cancelled() {
     let st = topic.stats();
     assert_eq!(st.cancelled, 1);
     assert_eq!(st.tail, BEFORE + 1 + 2 * EACH);
-    drop(peers);
-    fx.finish();
+    finish(peers, fx);
 }
 
 #[test]
 fn consumer_killed_while_gating_is_released() {
-    const COUNT: u64 = 3_000;
     const STALL_AFTER: u64 = 500;
     // One publisher slot: the single-producer fast path.
-    let geo = Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, 1, 4, 0);
-    let fx = ShmFixture::new(geo);
+    let (fx, mut peers, args) = start(1, 0);
     let topic = &fx.segment.topic;
-    let (mut peers, args) = start(&fx);
     let expect = [s("--expect"), format!("0={COUNT}")];
     let live = lossless(&mut peers, &args, "lossless-live", 0, &expect);
     let staller = lossless(
@@ -172,20 +178,16 @@ fn consumer_killed_while_gating_is_released() {
     let st = topic.stats();
     assert_eq!(st.tail, COUNT);
     assert!(st.subscribers.is_empty(), "{:?}", st.subscribers);
-    drop(peers);
-    fx.finish();
+    finish(peers, fx);
 }
 
 #[test]
 fn group_member_killed_holding_a_message_is_redelivered() {
-    const COUNT: u64 = 3_000;
     const HOLD_AFTER: u64 = 40;
-    let geo = Geometry::new(CAP, msg::MAX_MESSAGE as u32, 256 * 1024, 2, 4, 1);
-    let fx = ShmFixture::new(geo);
+    let (fx, mut peers, args) = start(2, 1);
     let topic = &fx.segment.topic;
     topic.open_group(0, false, &*fx.waiter, &|_| false).expect("open group");
     topic.set_group_redelivery(0, true);
-    let (mut peers, args) = start(&fx);
     let out = |slot: usize| fx.scratch().join(format!("member-{slot}.bin"));
     let member = |slot: usize, extra: &[String]| {
         let base =
@@ -222,6 +224,5 @@ fn group_member_killed_holding_a_message_is_redelivered() {
     assert_eq!(seqs, (0..COUNT).collect::<Vec<_>>());
     let st = topic.stats();
     assert_eq!((st.groups[0].redelivered, st.groups[0].abandoned), (1, 0));
-    drop(peers);
-    fx.finish();
+    finish(peers, fx);
 }

@@ -1,12 +1,19 @@
 //! End to end: a real `shmbusd` (its own socket and shm prefix per test), driven through the library and through
 //! the `shmbus` CLI.
 
-use bus_client::{OpenError, RecvError, SendError, TopicSpec};
+use bus_client::{Bus, OpenError, RecvError, SendError, TopicSpec};
 use shmbus_tests::daemon::TestDaemon;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A daemon with the default configuration and a client connected to it.
+fn start() -> (TestDaemon, Bus) {
+    let d = TestDaemon::start(None);
+    let bus = d.bus();
+    (d, bus)
+}
 
 fn checksum(s: &str) -> u32 {
     s.bytes().fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619))
@@ -71,8 +78,7 @@ fn cli_pipe_to_pipe_100k_with_checksums() {
 
 #[test]
 fn fan_out_to_three_subscribers() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (_d, bus) = start();
     let mut subs: Vec<_> = (0..3).map(|_| bus.subscriber("fan").unwrap()).collect();
     let mut p = bus.publisher("fan").unwrap();
     let n = 5000u32;
@@ -93,8 +99,7 @@ fn fan_out_to_three_subscribers() {
 
 #[test]
 fn consumer_group_of_two_shares_the_work() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (_d, bus) = start();
     let mut a = bus.subscriber_builder("work").group("workers").open().unwrap();
     let mut b = bus.subscriber_builder("work").group("workers").open().unwrap();
     let mut p = bus.publisher("work").unwrap();
@@ -155,8 +160,7 @@ struct Order {
 
 #[test]
 fn typed_messages_and_type_mismatch() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (_d, bus) = start();
     let mut s = bus.typed_subscriber::<Order>("orders").unwrap();
     let mut p = bus.typed_publisher::<Order>("orders").unwrap();
     let o = Order { id: 7, item: "widget".into(), qty: 3 };
@@ -170,8 +174,7 @@ fn typed_messages_and_type_mismatch() {
 
 #[test]
 fn too_large_is_refused() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (d, bus) = start();
     bus.create_topic("small", TopicSpec { max_message: Some(100), ..Default::default() }).unwrap();
     let mut p = bus.publisher("small").unwrap();
     match p.try_send(&[0u8; 101]) {
@@ -276,8 +279,7 @@ fn daemon_restart_mid_stream_loses_nothing() {
 
 #[test]
 fn killed_subscriber_stops_gating() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (d, bus) = start();
     bus.create_topic("gate", TopicSpec { capacity: Some(8), ..Default::default() }).unwrap();
     let sub = d.cli().args(["sub", "gate"]).stdout(Stdio::null()).spawn().unwrap();
     let mut sub = Reap(sub);
@@ -325,8 +327,7 @@ fn cleanup_on_exit_leaves_nothing_in_dev_shm() {
 
 #[test]
 fn delete_topic_closes_attached_clients() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (d, bus) = start();
     let mut s = bus.subscriber("doomed").unwrap();
     let mut p = bus.publisher("doomed").unwrap();
     p.send(b"last").unwrap();
@@ -340,8 +341,7 @@ fn delete_topic_closes_attached_clients() {
 
 #[test]
 fn malformed_frames_close_only_that_connection() {
-    let d = TestDaemon::start(None);
-    let bus = d.bus();
+    let (d, bus) = start();
     let mut p = bus.publisher("robust").unwrap();
     for junk in [vec![0xffu8; 4], vec![1, 0, 0, 0, 0xee], b"GET / HTTP/1.0\r\n\r\n".to_vec()] {
         let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();

@@ -5,7 +5,7 @@
 use bus_client::pipe::{PipeCommand, SharedPipe, MAX_FRAME_PAYLOAD};
 use bus_client::{Bus, Publisher, RecvError, SendError, Subscriber, Transport};
 use shmbus_tests::daemon::TestDaemon;
-use shmbus_tests::kid::{self, Kid, WAIT};
+use shmbus_tests::kid::{self, Kid, Orphan, WAIT};
 use shmbus_tests::peers::field_u64 as field;
 use shmbus_tests::stream;
 use std::collections::{HashMap, HashSet};
@@ -106,12 +106,7 @@ fn several_children_write_one_pipe() {
     let mut sums: HashMap<u32, stream::Checksum> = HashMap::new();
     let mut expect = Vec::new();
     let mut large = 0;
-    loop {
-        let m = match sub.recv_timeout(WAIT) {
-            Ok(m) => m,
-            Err(RecvError::Closed) => break,
-            Err(e) => panic!("{e}"),
-        };
+    while let Some(m) = kid::recv_until_closed(&mut sub, WAIT) {
         let seed = seeds[&m.publisher()];
         let i = next.entry(m.publisher()).or_default();
         assert_eq!(m.seq(), *i, "writer {} in order, exactly once", m.publisher());
@@ -163,16 +158,6 @@ fn a_writer_with_default_sigpipe_survives_its_reader() {
     let st = kid.wait();
     assert_eq!(st.signal(), None, "killed by a signal: {st}; {}", kid.diagnostics());
     assert!(st.success(), "{st}; {}", kid.diagnostics());
-}
-
-/// A process we did not spawn (a grandchild), killed on drop in case the test fails before it exits.
-struct Orphan(i32);
-
-impl Drop for Orphan {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; at worst the process is already gone.
-        unsafe { libc::kill(self.0, libc::SIGKILL) };
-    }
 }
 
 #[test]
@@ -308,12 +293,7 @@ fn fan_out_to_children_and_fan_in_from_them() {
     let sender = std::thread::spawn(move || send_stream(&mut feed, 21, N));
     let mut next: HashMap<u32, u64> = HashMap::new();
     let mut expect = Vec::new();
-    loop {
-        let m = match echoes.recv_timeout(WAIT) {
-            Ok(m) => m,
-            Err(RecvError::Closed) => break,
-            Err(e) => panic!("{e}"),
-        };
+    while let Some(m) = kid::recv_until_closed(&mut echoes, WAIT) {
         let i = next.entry(m.publisher()).or_default();
         stream::fill(21, *i, &mut expect);
         assert!(m.payload() == expect.as_slice(), "child {} echo {i}", m.publisher());

@@ -3,7 +3,7 @@
 
 use bus_client::pipe::{PipeCommand, SharedPipe};
 use bus_client::RecvError;
-use shmbus_tests::kid::{self, Kid};
+use shmbus_tests::kid::{self, Kid, Orphan};
 use shmbus_tests::peers::{field_u64 as field, fields};
 use shmbus_tests::stream;
 use std::collections::HashMap;
@@ -18,16 +18,6 @@ const PROMPT: Duration = Duration::from_secs(10);
 
 fn helper(args: &[&str]) -> Command {
     kid::helper(EXE, args)
-}
-
-/// A process we did not spawn (a grandchild), killed on drop.
-struct Orphan(i32);
-
-impl Drop for Orphan {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory-safety preconditions; at worst the process is already gone.
-        unsafe { libc::kill(self.0, libc::SIGKILL) };
-    }
 }
 
 /// Defect 2: with `SHMBUS_TRANSPORT=shm` the child never uses its inherited pipe, yet `Bus::connect` still makes
@@ -108,12 +98,7 @@ fn writers_in_pid_namespaces_of_their_own_share_a_pipe() {
     assert_eq!(seeds.len(), 2, "the two writers have distinct ids: {seeds:?}");
     let mut next: HashMap<u32, u64> = HashMap::new();
     let mut expect = Vec::new();
-    loop {
-        let m = match sub.recv_timeout(kid::WAIT) {
-            Ok(m) => m,
-            Err(RecvError::Closed) => break,
-            Err(e) => panic!("{e}"),
-        };
+    while let Some(m) = kid::recv_until_closed(&mut sub, kid::WAIT) {
         let i = next.entry(m.publisher()).or_default();
         assert_eq!(m.seq(), *i, "writer {} in order, exactly once", m.publisher());
         stream::fill(seeds[&m.publisher()], *i, &mut expect);

@@ -49,31 +49,22 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = e.downcast_ref::<OpenError>() {
         use OpenError::*;
         return Some(match e {
-            DaemonUnavailable { .. }
-            | UntrustedDaemon { .. }
-            | UnsafeSocket { .. }
-            | UntrustedObject(_)
-            | VersionMismatch(_)
-            | Protocol(_) => UNAVAILABLE,
             NoSuchTopic(_) | PermissionDenied(_) | NoFreeSlot(_) | TypeMismatch(_) | InvalidTopic(_) | Closed
             | ResourceExhausted(_) => REFUSED,
             Timeout(_) => TIMEOUT,
             Corrupted(_) | Daemon(_) | Io(_) => RUNTIME,
+            // The variants every control-path error has: the daemon is missing, untrusted or not understood.
+            _ => UNAVAILABLE,
         });
     }
     if let Some(e) = e.downcast_ref::<ControlError>() {
         use ControlError::*;
         return Some(match e {
-            DaemonUnavailable { .. }
-            | UntrustedDaemon { .. }
-            | UnsafeSocket { .. }
-            | UntrustedObject(_)
-            | VersionMismatch(_)
-            | Protocol(_)
-            | Io(_) => UNAVAILABLE,
             NoSuchTopic(_) | PermissionDenied(_) | AlreadyExists(_) | InvalidRequest(_) | ResourceExhausted(_)
             | Daemon(_) => REFUSED,
             Timeout => TIMEOUT,
+            // I/O on the control connection, and the variants every control-path error has (as for `OpenError`).
+            _ => UNAVAILABLE,
         });
     }
     if let Some(e) = e.downcast_ref::<SendError>() {

@@ -202,6 +202,41 @@ trait Model {
     fn recv(&mut self, sub: &mut Subscriber) -> bool;
 }
 
+/// Publisher `p` of `pubs` (modulo their number).
+fn pick(pubs: &mut [Option<Publisher>], p: u8) -> &mut Publisher {
+    let n = pubs.len();
+    pubs[p as usize % n].as_mut().unwrap()
+}
+
+/// Checked `try_send`s: for each `(p, l)` of `sends`, a message of length `l` by publisher `p`.
+fn publish<M: Model>(m: &mut M, pubs: &mut [Option<Publisher>], geo: &Geometry, sends: &[(u8, Len)]) {
+    for (p, l) in sends {
+        m.send(pick(pubs, *p), resolve(*l, geo));
+    }
+}
+
+/// Runs `ops` against the model `m`: the operations both models check alike (`Send`, `Recv`, `LoanAcross`)
+/// here, the others through `own`.
+fn drive<M: Model>(
+    m: &mut M,
+    pubs: &mut [Option<Publisher>],
+    sub: &mut Subscriber,
+    geo: &Geometry,
+    ops: &[Op],
+    mut own: impl FnMut(&mut M, &mut [Option<Publisher>], &mut Subscriber, &Op),
+) {
+    for op in ops {
+        match op {
+            Op::Send(p, l) => m.send(pick(pubs, *p), resolve(*l, geo)),
+            Op::Recv => {
+                m.recv(sub);
+            }
+            Op::LoanAcross(p, l, inner, commit) => loan_across(m, pubs, sub, geo, (*p, *l, inner, *commit)),
+            _ => own(m, pubs, sub, op),
+        }
+    }
+}
+
 /// `Op::LoanAcross`: publisher `p` keeps a loan open (its claim unpublished) while the inner operations run, then
 /// commits or aborts it; every step is checked against the model.
 fn loan_across<M: Model>(
@@ -444,47 +479,34 @@ impl Model for Lossless {
 fn run_lossless(geo: Geometry, origin: u64, ops: &[Op]) {
     let topic = Topic::heap(&geo, origin).unwrap();
     let (mut sub, mut pubs) = handles(&topic, Mode::Lossless);
-    let n = pubs.len();
     let mut m = Lossless::new(geo, origin);
     let max = geo.max_message as usize;
-    for op in ops {
-        match op {
-            Op::Send(p, l) => m.send(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo)),
-            Op::Recv => {
-                m.recv(&mut sub);
+    drive(&mut m, &mut pubs, &mut sub, &geo, ops, |m, pubs, sub, op| match op {
+        Op::Drain => m.drain(sub),
+        Op::Hold(sends) => match sub.try_recv() {
+            Ok(msg) => {
+                let (seq, publisher) = (msg.seq(), msg.publisher());
+                m.check_front(seq, publisher, msg.payload());
+                publish(m, pubs, &geo, sends);
+                // Held in place in shared memory: nothing published meanwhile may have overwritten it.
+                m.check_front(seq, publisher, msg.payload());
+                drop(msg);
+                m.release_front();
             }
-            Op::Drain => m.drain(&mut sub),
-            Op::Hold(sends) => match sub.try_recv() {
-                Ok(msg) => {
-                    let (seq, publisher) = (msg.seq(), msg.publisher());
-                    m.check_front(seq, publisher, msg.payload());
-                    for (p, l) in sends {
-                        m.send(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo));
-                    }
-                    // Held in place in shared memory: nothing published meanwhile may have overwritten it.
-                    m.check_front(seq, publisher, msg.payload());
-                    drop(msg);
-                    m.release_front();
-                }
-                Err(RecvError::Empty) => {
-                    m.empty();
-                    for (p, l) in sends {
-                        m.send(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo));
-                    }
-                }
-                Err(e) => panic!("try_recv: unexpected {e:?}"),
-            },
-            Op::Loan(p, l, end) => m.loan(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo), *end),
-            Op::LoanAcross(p, l, inner, commit) => {
-                loan_across(&mut m, &mut pubs, &mut sub, &geo, (*p, *l, inner, *commit))
+            Err(RecvError::Empty) => {
+                m.empty();
+                publish(m, pubs, &geo, sends);
             }
-            Op::TooLarge(p) => {
-                let publ = pubs[*p as usize % n].as_mut().unwrap();
-                assert_eq!(publ.try_send(&vec![0; max + 1]), Err(SendError::TooLarge { len: max + 1, max }));
-                assert_eq!(publ.try_loan(max + 1).unwrap_err(), SendError::TooLarge { len: max + 1, max });
-            }
+            Err(e) => panic!("try_recv: unexpected {e:?}"),
+        },
+        Op::Loan(p, l, end) => m.loan(pick(pubs, *p), resolve(*l, &geo), *end),
+        Op::TooLarge(p) => {
+            let publ = pick(pubs, *p);
+            assert_eq!(publ.try_send(&vec![0; max + 1]), Err(SendError::TooLarge { len: max + 1, max }));
+            assert_eq!(publ.try_loan(max + 1).unwrap_err(), SendError::TooLarge { len: max + 1, max });
         }
-    }
+        Op::Send(..) | Op::Recv | Op::LoanAcross(..) => unreachable!("run by `drive`"),
+    });
     // Everything sent is received; then, with nothing in flight, every publisher can send a maximum-size message
     // and any other size.
     m.drain(&mut sub);
@@ -691,75 +713,61 @@ impl Model for Lossy {
 fn run_lossy(geo: Geometry, origin: u64, ops: &[Op]) {
     let topic = Topic::heap(&geo, origin).unwrap();
     let (mut sub, mut pubs) = handles(&topic, Mode::Lossy);
-    let n = pubs.len();
     let mut m = Lossy::new(geo, origin);
-    let max = geo.max_message as usize;
-    for op in ops {
-        match op {
-            Op::Send(p, l) => m.send(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo)),
-            Op::Recv => {
-                m.recv(&mut sub);
-            }
-            Op::Drain => while m.recv(&mut sub) {},
-            Op::Hold(sends) => {
-                let (expect, skipped) = m.predict();
-                match sub.try_recv() {
-                    Ok(msg) => {
-                        let got = (msg.seq(), msg.publisher(), msg.payload().to_vec());
-                        for (p, l) in sends {
-                            m.send(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo));
-                        }
-                        // A lossy message is a private copy: publishing cannot change it.
-                        assert_eq!(msg.payload(), &got.2[..]);
-                        drop(msg);
-                        m.check(expect, skipped, Ok(got));
-                    }
-                    Err(e) => {
-                        m.check(expect, skipped, Err(e));
-                        for (p, l) in sends {
-                            m.send(pubs[*p as usize % n].as_mut().unwrap(), resolve(*l, &geo));
-                        }
-                    }
+    drive(&mut m, &mut pubs, &mut sub, &geo, ops, |m, pubs, sub, op| match op {
+        Op::Drain => while m.recv(sub) {},
+        Op::Hold(sends) => {
+            let (expect, skipped) = m.predict();
+            match sub.try_recv() {
+                Ok(msg) => {
+                    let got = (msg.seq(), msg.publisher(), msg.payload().to_vec());
+                    publish(m, pubs, &geo, sends);
+                    // A lossy message is a private copy: publishing cannot change it.
+                    assert_eq!(msg.payload(), &got.2[..]);
+                    drop(msg);
+                    m.check(expect, skipped, Ok(got));
                 }
-            }
-            Op::Loan(p, l, end) => {
-                let publ = pubs[*p as usize % n].as_mut().unwrap();
-                let (pi, len, seq) = (publ.slot(), resolve(*l, &geo), m.next);
-                match publ.try_loan(len) {
-                    Ok(mut loan) => {
-                        assert!(m.claimed(pi, len, Ok(loan.seq()), "try_loan"));
-                        let msg = payload(seq, pi, len);
-                        loan.copy_from_slice(&msg);
-                        match end {
-                            End::Commit => {
-                                loan.commit();
-                                m.settle(seq, Some(msg));
-                            }
-                            End::CommitLen(l) => {
-                                let l = resolve(*l, &geo).min(len);
-                                loan.commit_len(l);
-                                m.settle(seq, Some(msg[..l].to_vec()));
-                            }
-                            End::Abort => {
-                                drop(loan);
-                                m.settle(seq, None);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        m.claimed(pi, len, Err(e), "try_loan");
-                    }
+                Err(e) => {
+                    m.check(expect, skipped, Err(e));
+                    publish(m, pubs, &geo, sends);
                 }
-            }
-            Op::LoanAcross(p, l, inner, commit) => {
-                loan_across(&mut m, &mut pubs, &mut sub, &geo, (*p, *l, inner, *commit))
-            }
-            Op::TooLarge(p) => {
-                let publ = pubs[*p as usize % n].as_mut().unwrap();
-                assert_eq!(publ.try_send(&vec![0; max + 1]), Err(SendError::TooLarge { len: max + 1, max }));
             }
         }
-    }
+        Op::Loan(p, l, end) => {
+            let publ = pick(pubs, *p);
+            let (pi, len, seq) = (publ.slot(), resolve(*l, &geo), m.next);
+            match publ.try_loan(len) {
+                Ok(mut loan) => {
+                    assert!(m.claimed(pi, len, Ok(loan.seq()), "try_loan"));
+                    let msg = payload(seq, pi, len);
+                    loan.copy_from_slice(&msg);
+                    match end {
+                        End::Commit => {
+                            loan.commit();
+                            m.settle(seq, Some(msg));
+                        }
+                        End::CommitLen(l) => {
+                            let l = resolve(*l, &geo).min(len);
+                            loan.commit_len(l);
+                            m.settle(seq, Some(msg[..l].to_vec()));
+                        }
+                        End::Abort => {
+                            drop(loan);
+                            m.settle(seq, None);
+                        }
+                    }
+                }
+                Err(e) => {
+                    m.claimed(pi, len, Err(e), "try_loan");
+                }
+            }
+        }
+        Op::TooLarge(p) => {
+            let (publ, max) = (pick(pubs, *p), geo.max_message as usize);
+            assert_eq!(publ.try_send(&vec![0; max + 1]), Err(SendError::TooLarge { len: max + 1, max }));
+        }
+        Op::Send(..) | Op::Recv | Op::LoanAcross(..) => unreachable!("run by `drive`"),
+    });
     while m.recv(&mut sub) {}
     let positions = m.next.wrapping_sub(origin);
     assert_eq!(m.received + m.lagged + m.skipped, positions, "every position received, lagged over or skipped");
@@ -771,36 +779,30 @@ fn run_lossy(geo: Geometry, origin: u64, ops: &[Op]) {
 
 // ---- properties ------------------------------------------------------------------------------------------------
 
-fn ops() -> impl Strategy<Value = Vec<Op>> {
-    prop::collection::vec(op(), 1..160)
+/// One case of a property: a geometry with `publishers` publisher slots, a first sequence number for it (see
+/// [`origin`]) and a workload of 1-159 operations.
+fn case(publishers: std::ops::RangeInclusive<u32>) -> impl Strategy<Value = (Geometry, u64, Vec<Op>)> {
+    let ops = prop::collection::vec(op(), 1..160);
+    (publishers.prop_flat_map(geometry), any::<u8>(), any::<u64>(), ops)
+        .prop_map(|(geo, sel, k, ops)| (geo, origin(geo.capacity, sel, k), ops))
 }
 
 proptest! {
     #![proptest_config(config(512))]
 
     #[test]
-    fn lossless_single_publisher(geo in geometry(1), sel in any::<u8>(), k in any::<u64>(), ops in ops()) {
-        run_lossless(geo, origin(geo.capacity, sel, k), &ops);
+    fn lossless_single_publisher((geo, origin, ops) in case(1..=1)) {
+        run_lossless(geo, origin, &ops);
     }
 
     #[test]
-    fn lossless_multi_publisher(
-        geo in (2u32..=3).prop_flat_map(geometry),
-        sel in any::<u8>(),
-        k in any::<u64>(),
-        ops in ops(),
-    ) {
-        run_lossless(geo, origin(geo.capacity, sel, k), &ops);
+    fn lossless_multi_publisher((geo, origin, ops) in case(2..=3)) {
+        run_lossless(geo, origin, &ops);
     }
 
     #[test]
-    fn lossy_subscriber(
-        geo in (1u32..=3).prop_flat_map(geometry),
-        sel in any::<u8>(),
-        k in any::<u64>(),
-        ops in ops(),
-    ) {
-        run_lossy(geo, origin(geo.capacity, sel, k), &ops);
+    fn lossy_subscriber((geo, origin, ops) in case(1..=3)) {
+        run_lossy(geo, origin, &ops);
     }
 }
 

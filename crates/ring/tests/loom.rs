@@ -173,6 +173,34 @@ fn attach_pub_idle(t: &Topic, slot: usize, w: &Arc<LoomWaiter>, idle: IdleStrate
     Publisher::attach(t, slot, w.clone(), PublisherOptions { idle, ..Default::default() }).expect("publisher attach")
 }
 
+/// A topic of geometry `g` with a subscriber in `mode` (slot 0), then a publisher (slot 0): the set-up of the
+/// single-publisher models.
+fn sub_and_pub(g: Geometry, mode: Mode) -> (Admin, Arc<LoomWaiter>, Subscriber, Publisher) {
+    let (t, w) = topic(g);
+    let s = attach_sub(&t, 0, mode, &w);
+    let p = attach_pub(&t, 0, &w);
+    (t, w, s, p)
+}
+
+/// The same with a blocking lossless subscriber and a blocking publisher, on a two-entry topic for inline messages.
+fn blocking_sub_and_pub() -> (Admin, Arc<LoomWaiter>, Subscriber, Publisher) {
+    let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
+    let s = attach_sub_opts(&t, 0, blocking(Mode::Lossless), &w);
+    let p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
+    (t, w, s, p)
+}
+
+/// A two-entry topic for one publisher and two members of group 0, which is open (redelivering a dead member's
+/// message if `redelivery`).
+fn group_topic_of_two(redelivery: bool) -> (Admin, Arc<LoomWaiter>) {
+    let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
+    t.open_group(0, false, &*w, &never_dead).unwrap();
+    if redelivery {
+        t.set_group_redelivery(0, true);
+    }
+    (t, w)
+}
+
 /// Options of a blocking subscriber in `mode`.
 fn blocking(mode: Mode) -> SubscriberOptions {
     SubscriberOptions { mode, idle: IdleStrategy::Blocking, ..Default::default() }
@@ -211,6 +239,22 @@ fn send_spin(p: &mut Publisher, m: &[u8]) -> u64 {
     }
 }
 
+/// Spawns a thread in which `p` sends message `i` of 8 bytes with [`Publisher::send`] (waiting per its idle
+/// strategy), which must get sequence number `i`.
+fn spawn_send(mut p: Publisher, i: u64) -> thread::JoinHandle<()> {
+    thread::spawn(move || assert_eq!(p.send(&body(i, 8)).unwrap(), i))
+}
+
+/// Spawns the publisher thread of the lossless models: message `i` of `lens[i]` bytes through `p` for each `i`
+/// in turn ([`send_spin`]), each getting sequence number `i`.
+fn spawn_sends(mut p: Publisher, lens: &'static [usize]) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for (i, &len) in lens.iter().enumerate() {
+            assert_eq!(send_spin(&mut p, &body(i as u64, len)), i as u64);
+        }
+    })
+}
+
 /// `try_recv` until a message arrives, yielding while empty; returns (seq, publisher, payload).
 fn recv_spin(s: &mut Subscriber) -> (u64, u32, Vec<u8>) {
     loop {
@@ -222,6 +266,21 @@ fn recv_spin(s: &mut Subscriber) -> (u64, u32, Vec<u8>) {
     }
 }
 
+/// [`recv_spin`], checking that the message is message `i` of `len` bytes; returns its publisher.
+fn recv_spin_checked(s: &mut Subscriber, i: u64, len: usize) -> u32 {
+    let (seq, publisher, payload) = recv_spin(s);
+    assert_eq!(seq, i);
+    check_body(&payload, i, len);
+    publisher
+}
+
+/// [`recv_spin_checked`] for each message `i` of `lens[i]` bytes in turn.
+fn recv_spin_each(s: &mut Subscriber, lens: &[usize]) {
+    for (i, &len) in lens.iter().enumerate() {
+        recv_spin_checked(s, i as u64, len);
+    }
+}
+
 // ---- 1. single producer, lossless subscriber ---------------------------------------------------------------
 
 /// One publisher sends three messages through a ring of two entries to one lossless subscriber: all arrive, in
@@ -229,18 +288,10 @@ fn recv_spin(s: &mut Subscriber) -> (u64, u32, Vec<u8>) {
 #[test]
 fn spsc_lossless_inline() {
     model(|| {
-        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
-        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
-        let mut p = attach_pub(&t, 0, &w);
-        let h = thread::spawn(move || {
-            for i in 0..3u64 {
-                assert_eq!(send_spin(&mut p, &body(i, 8 + 8 * i as usize)), i);
-            }
-        });
+        let (_t, _w, mut s, p) = sub_and_pub(geo(2, 32, 0, 1, 1, 0), Mode::Lossless);
+        let h = spawn_sends(p, &[8, 16, 24]);
         for i in 0..3u64 {
-            let (seq, publisher, payload) = recv_spin(&mut s);
-            assert_eq!((seq, publisher), (i, 0));
-            check_body(&payload, i, 8 + 8 * i as usize);
+            assert_eq!(recv_spin_checked(&mut s, i, 8 + 8 * i as usize), 0);
         }
         h.join().unwrap();
         assert_eq!(s.try_recv().unwrap_err(), RecvError::Empty);
@@ -258,19 +309,9 @@ fn spsc_lossless_inline() {
 #[test]
 fn defect_9_cursor_release_orders_reads_before_reuse() {
     model(|| {
-        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
-        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
-        let mut p = attach_pub(&t, 0, &w);
-        let h = thread::spawn(move || {
-            for i in 0..3u64 {
-                assert_eq!(send_spin(&mut p, &body(i, 16)), i);
-            }
-        });
-        for i in 0..3u64 {
-            let (seq, _, payload) = recv_spin(&mut s);
-            assert_eq!(seq, i);
-            check_body(&payload, i, 16);
-        }
+        let (_t, _w, mut s, p) = sub_and_pub(geo(2, 32, 0, 1, 1, 0), Mode::Lossless);
+        let h = spawn_sends(p, &[16, 16, 16]);
+        recv_spin_each(&mut s, &[16, 16, 16]);
         h.join().unwrap();
     });
 }
@@ -281,19 +322,13 @@ fn defect_9_cursor_release_orders_reads_before_reuse() {
 fn spsc_lossless_region() {
     const LENS: [usize; 3] = [48, 8, 56];
     model(|| {
-        let (t, w) = topic(geo(2, 64, 128, 1, 1, 0));
-        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
-        let mut p = attach_pub(&t, 0, &w);
+        let (_t, _w, mut s, mut p) = sub_and_pub(geo(2, 64, 128, 1, 1, 0), Mode::Lossless);
         let h = thread::spawn(move || {
             for (i, &len) in LENS.iter().enumerate() {
                 send_spin(&mut p, &body(i as u64, len));
             }
         });
-        for (i, &len) in LENS.iter().enumerate() {
-            let (seq, _, payload) = recv_spin(&mut s);
-            assert_eq!(seq, i as u64);
-            check_body(&payload, i as u64, len);
-        }
+        recv_spin_each(&mut s, &LENS);
         h.join().unwrap();
     });
 }
@@ -387,9 +422,7 @@ enum Death {
 /// (and A's, if it completed), pass over the cancelled claim as a counted skip, and never stall.
 fn dead_claim_model(death: Death) {
     model(move || {
-        let (t, w) = topic(geo(2, 48, 128, 2, 1, 0));
-        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
-        let mut a = attach_pub(&t, 0, &w);
+        let (t, w, mut s, mut a) = sub_and_pub(geo(2, 48, 128, 2, 1, 0), Mode::Lossless);
         let mut b = attach_pub(&t, 1, &w);
         let ha = thread::spawn(move || {
             match death {
@@ -470,17 +503,13 @@ dead_claim_models! {
 #[test]
 fn dead_publisher_slot_taken_over() {
     model(|| {
-        let (t, w) = topic(geo(2, 48, 128, 1, 1, 0));
-        let mut s = attach_sub(&t, 0, Mode::Lossless, &w);
-        let mut a = attach_pub(&t, 0, &w);
+        let (t, w, mut s, mut a) = sub_and_pub(geo(2, 48, 128, 1, 1, 0), Mode::Lossless);
         let ha = thread::spawn(move || {
             std::mem::forget(a.try_loan(40).expect("room"));
             std::mem::forget(a);
         });
         let hs = thread::spawn(move || {
-            let (seq, _, payload) = recv_spin(&mut s);
-            assert_eq!(seq, 1);
-            check_body(&payload, 1, 40);
+            recv_spin_checked(&mut s, 1, 40);
             s
         });
         ha.join().unwrap();
@@ -500,9 +529,7 @@ fn dead_publisher_slot_taken_over() {
 /// and received + lagged accounts for every position exactly once.
 fn lossy_model(capacity: u32, lens: &'static [usize]) {
     model(move || {
-        let (t, w) = topic(geo(capacity, 48, 128, 1, 1, 0));
-        let mut s = attach_sub(&t, 0, Mode::Lossy, &w);
-        let mut p = attach_pub(&t, 0, &w);
+        let (t, _w, mut s, mut p) = sub_and_pub(geo(capacity, 48, 128, 1, 1, 0), Mode::Lossy);
         let sent = lens.len() as u64;
         let h = thread::spawn(move || {
             for (i, &len) in lens.iter().enumerate() {
@@ -575,9 +602,7 @@ fn lossy_region_reuse_capacity4() {
 #[test]
 fn waiter_subscriber_wakeup() {
     model(|| {
-        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
-        let mut s = attach_sub_opts(&t, 0, blocking(Mode::Lossless), &w);
-        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
+        let (_t, _w, mut s, mut p) = blocking_sub_and_pub();
         let h = thread::spawn(move || {
             p.send(&body(0, 8)).unwrap();
         });
@@ -594,9 +619,7 @@ fn waiter_subscriber_wakeup() {
 #[test]
 fn waiter_publisher_wakeup() {
     model(|| {
-        let (t, w) = topic(geo(2, 32, 0, 1, 1, 0));
-        let mut s = attach_sub_opts(&t, 0, blocking(Mode::Lossless), &w);
-        let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
+        let (_t, _w, mut s, mut p) = blocking_sub_and_pub();
         let h = thread::spawn(move || {
             for i in 0..3u64 {
                 assert_eq!(p.send(&body(i, 8)).unwrap(), i);
@@ -619,9 +642,7 @@ fn waiter_publisher_wakeup() {
 #[test]
 fn group_member_dies_holding() {
     model(|| {
-        let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
-        t.open_group(0, false, &*w, &never_dead).unwrap();
-        t.set_group_redelivery(0, true);
+        let (t, w) = group_topic_of_two(true);
         let mut a = attach_sub(&t, 0, Mode::Group(0), &w);
         let mut b = attach_sub(&t, 1, Mode::Group(0), &w);
         let mut p = attach_pub(&t, 0, &w);
@@ -696,10 +717,8 @@ fn group_member_dies_holding() {
 #[test]
 fn group_member_dies_while_publishing() {
     model_bounded(1, || {
-        let (t, w, mut a, mut b, mut p) = group_topic();
-        let hp = thread::spawn(move || {
-            assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
-        });
+        let (t, w, mut a, mut b, p) = group_topic();
+        let hp = spawn_send(p, 2);
         let hb = thread::spawn(move || {
             let m = b.try_recv().unwrap();
             check_body(m.payload(), m.seq(), 8);
@@ -710,12 +729,7 @@ fn group_member_dies_while_publishing() {
         });
         let held = hb.join().unwrap();
         assert_eq!(t.release_subscriber(1, &*w).unwrap(), Some(Released::Redelivered(held)));
-        let mut got = vec![];
-        while got.len() < 3 {
-            let m = a.recv().unwrap();
-            check_body(m.payload(), m.seq(), 8);
-            got.push(m.seq());
-        }
+        let mut got = recv_checked(&mut a, 3);
         hp.join().unwrap();
         got.sort();
         assert_eq!(got, vec![0, 1, 2]);
@@ -734,10 +748,8 @@ fn group_member_dies_while_publishing() {
 #[test]
 fn group_redelivery_races_member_and_publisher() {
     model_bounded(1, || {
-        let (t, w, mut a, mut b, mut p) = group_topic();
-        let hp = thread::spawn(move || {
-            assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
-        });
+        let (t, w, mut a, mut b, p) = group_topic();
+        let hp = spawn_send(p, 2);
         let ha = thread::spawn(move || recv_checked(&mut a, 3));
         let held = match b.try_recv() {
             Ok(m) => {
@@ -869,9 +881,7 @@ fn group_member_stale_cursor() {
 /// A two-entry topic with group 0 open (redelivery on), blocking member A in slot 0, member B in slot 1, and a
 /// blocking publisher that has sent messages 0 and 1 (the group now gates it).
 fn group_topic() -> (Admin, Arc<LoomWaiter>, Subscriber, Subscriber, Publisher) {
-    let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
-    t.open_group(0, false, &*w, &never_dead).unwrap();
-    t.set_group_redelivery(0, true);
+    let (t, w) = group_topic_of_two(true);
     let a = attach_sub_opts(&t, 0, blocking(Mode::Group(0)), &w);
     let b = attach_sub(&t, 1, Mode::Group(0), &w);
     let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
@@ -888,8 +898,7 @@ fn group_topic() -> (Admin, Arc<LoomWaiter>, Subscriber, Subscriber, Publisher) 
 #[test]
 fn group_member_behind_held_entry() {
     model(|| {
-        let (t, w) = topic(geo(2, 32, 0, 1, 2, 1));
-        t.open_group(0, false, &*w, &never_dead).unwrap();
+        let (t, w) = group_topic_of_two(false);
         let mut a = attach_sub_opts(&t, 0, blocking(Mode::Group(0)), &w);
         let mut b = attach_sub(&t, 1, Mode::Group(0), &w);
         let mut p = attach_pub_idle(&t, 0, &w, IdleStrategy::Blocking);
@@ -897,10 +906,8 @@ fn group_member_behind_held_entry() {
         p.try_send(&body(1, 8)).unwrap();
         let m = b.try_recv().unwrap();
         assert_eq!(m.seq(), 0);
-        let hp = thread::spawn(move || {
-            // Held back by B's hold on message 0 until B releases it.
-            assert_eq!(p.send(&body(2, 8)).unwrap(), 2);
-        });
+        // Held back by B's hold on message 0 until B releases it.
+        let hp = spawn_send(p, 2);
         let ha = thread::spawn(move || recv_checked(&mut a, 2));
         drop(m);
         hp.join().unwrap();
@@ -916,13 +923,9 @@ fn group_member_behind_held_entry() {
 fn attach_race_model(capacity: u32, from_oldest: bool, lens: &'static [usize]) {
     model(move || {
         let (t, w) = topic(geo(capacity, 48, 128, 1, 1, 0));
-        let mut p = attach_pub(&t, 0, &w);
+        let p = attach_pub(&t, 0, &w);
         let sent = lens.len() as u64;
-        let hp = thread::spawn(move || {
-            for (i, &len) in lens.iter().enumerate() {
-                assert_eq!(send_spin(&mut p, &body(i as u64, len)), i as u64);
-            }
-        });
+        let hp = spawn_sends(p, lens);
         let t2 = t.clone();
         let w2 = w.clone();
         let hs = thread::spawn(move || {
@@ -1097,9 +1100,7 @@ fn demote_idle_subscriber() {
         for i in 0..2u64 {
             p.try_send(&body(i, 8)).unwrap();
         }
-        let (seq, _, payload) = recv_spin(&mut s);
-        assert_eq!(seq, 0);
-        check_body(&payload, 0, 8);
+        recv_spin_checked(&mut s, 0, 8);
         p.try_send(&body(2, 8)).unwrap();
         assert_eq!(p.try_send(&body(9, 8)).unwrap_err(), SendError::Full, "message 1 is unread");
         let hp = thread::spawn(move || {
