@@ -21,6 +21,13 @@ pub(crate) trait Endpoint {
     }
 }
 
+/// The `Debug` form of a public handle: its type name and what its endpoint shows.
+pub(crate) fn debug_handle(f: &mut fmt::Formatter<'_>, name: &str, e: &dyn Endpoint) -> fmt::Result {
+    let mut d = f.debug_struct(name);
+    e.debug_fields(&mut d);
+    d.finish()
+}
+
 /// A ring handle, publisher or subscriber, as far as [`Endpoint`] needs it.
 pub(crate) trait RingHandle {
     /// The topic the handle is attached to.

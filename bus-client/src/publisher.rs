@@ -73,9 +73,7 @@ pub struct Publisher(Box<dyn Sink>);
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Publisher");
-        self.0.debug_fields(&mut d);
-        d.finish()
+        crate::endpoint::debug_handle(f, "Publisher", &*self.0)
     }
 }
 

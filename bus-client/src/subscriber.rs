@@ -117,9 +117,7 @@ pub struct Subscriber(Box<dyn Source>);
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("Subscriber");
-        self.0.debug_fields(&mut d);
-        d.finish()
+        crate::endpoint::debug_handle(f, "Subscriber", &*self.0)
     }
 }
 

@@ -110,13 +110,22 @@ fn objects_planted_by_nobody_are_refused_and_never_stop_the_daemon() {
     assert!(log.contains("skipping declared topic"), "{log}");
 }
 
+/// A daemon (unless `test` must be skipped: not root) with the declared topic `orders`, published by root and
+/// subscribed by `subscribe`.
+fn orders_daemon(test: &str, subscribe: &str) -> Option<TestDaemon> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let cfg =
+        format!("[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"{subscribe}\"]\n\n[[topic]]\nname = \"orders\"\n");
+    Some(TestDaemon::start(Some(&cfg)))
+}
+
 #[test]
 fn a_forged_group_index_neither_panics_the_daemon_nor_leaks_leases() {
-    if !root_or_skip("a_forged_group_index_neither_panics_the_daemon_nor_leaks_leases") {
+    let Some(d) = orders_daemon("a_forged_group_index_neither_panics_the_daemon_nor_leaks_leases", "*") else {
         return;
-    }
-    let cfg = "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"*\"]\n\n[[topic]]\nname = \"orders\"\n";
-    let d = TestDaemon::start(Some(cfg));
+    };
     std::fs::set_permissions(&d.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut c = Command::new(binary("intruder"));
     c.args(["group-resume", d.socket.to_str().unwrap(), &d.prefix, "orders"]).uid(NOBODY).gid(NOBODY);
@@ -149,11 +158,10 @@ fn a_forged_group_index_neither_panics_the_daemon_nor_leaks_leases() {
 
 #[test]
 fn a_publisher_lease_is_the_daemons_object_even_when_its_names_were_replaced() {
-    if !root_or_skip("a_publisher_lease_is_the_daemons_object_even_when_its_names_were_replaced") {
+    let Some(d) = orders_daemon("a_publisher_lease_is_the_daemons_object_even_when_its_names_were_replaced", "uid:0")
+    else {
         return;
-    }
-    let cfg = "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"uid:0\"]\n\n[[topic]]\nname = \"orders\"\n";
-    let d = TestDaemon::start(Some(cfg));
+    };
     let bus = d.bus();
     let mut sub = bus.subscriber("orders").unwrap();
     // The names go (as logind's RemoveIPC does) and nobody plants copies, valid headers and all.

@@ -181,9 +181,11 @@ fn consumer_killed_while_gating_is_released() {
     finish(peers, fx);
 }
 
+/// The message a group member dies holding, in `group_member_killed_holding_a_message_is_redelivered`.
+const HOLD_AFTER: u64 = 40;
+
 #[test]
 fn group_member_killed_holding_a_message_is_redelivered() {
-    const HOLD_AFTER: u64 = 40;
     let (fx, mut peers, args) = start(2, 1);
     let topic = &fx.segment.topic;
     topic.open_group(0, false, &*fx.waiter, &|_| false).expect("open group");

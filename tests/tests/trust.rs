@@ -50,17 +50,28 @@ fn connections(fake: &FakeDaemon, n: usize) -> Vec<i64> {
     }
 }
 
+/// A scratch directory (traversable by nobody) holding `dir`, owned by nobody with `mode`, where a fake daemon run
+/// as nobody listens on `control.sock`.
+fn fake_daemon_of_nobody(
+    scratch: &str,
+    dir: &str,
+    mode: u32,
+) -> (Scratch, std::path::PathBuf, std::path::PathBuf, FakeDaemon) {
+    let tmp = Scratch::new(scratch);
+    tmp.traversable();
+    let dir = tmp.dir(dir, NOBODY, mode);
+    let sock = dir.join("control.sock");
+    let fake = FakeDaemon::start(&sock, &dir.join("log"));
+    (tmp, dir, sock, fake)
+}
+
 #[test]
 fn a_socket_planted_by_nobody_in_a_world_writable_tmp_dir_is_never_used() {
     if !root_or_skip("a_socket_planted_by_nobody_in_a_world_writable_tmp_dir_is_never_used") || run_shmbus_is_live() {
         return;
     }
     // As in the issue: `nobody` runs `mkdir -m 0777 <tmp>/shmbus-0` and listens on `control.sock` there.
-    let tmp = Scratch::new("planted");
-    tmp.traversable();
-    let planted = tmp.dir("shmbus-0", NOBODY, 0o777);
-    let sock = planted.join("control.sock");
-    let fake = FakeDaemon::start(&sock, &planted.join("log"));
+    let (tmp, planted, sock, fake) = fake_daemon_of_nobody("planted", "shmbus-0", 0o777);
 
     let out = cli_discovering(&tmp.0).args(["topics", "-v"]).output().unwrap();
     let err = text(&out);
@@ -88,11 +99,7 @@ fn a_fake_daemon_running_as_nobody_is_refused_on_its_credentials() {
     if !root_or_skip("a_fake_daemon_running_as_nobody_is_refused_on_its_credentials") {
         return;
     }
-    let tmp = Scratch::new("fake");
-    tmp.traversable();
-    let dir = tmp.dir("nobody", NOBODY, 0o700);
-    let sock = dir.join("control.sock");
-    let fake = FakeDaemon::start(&sock, &dir.join("log"));
+    let (tmp, _dir, sock, fake) = fake_daemon_of_nobody("fake", "nobody", 0o700);
 
     // Pointed at it explicitly: no directory check applies, the kernel's SO_PEERCRED does.
     let out = cli_discovering(&tmp.0).arg("--socket").arg(&sock).arg("topics").output().unwrap();

@@ -130,21 +130,6 @@ mod tests {
         assert_eq!(access_mode(file.as_raw_fd()).unwrap(), AccessMode::ReadOnly);
     }
 
-    #[test]
-    fn only_the_child_inherits() {
-        let p = crate::pipe().unwrap();
-        let fd = p.read.as_raw_fd();
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(format!("test -e /proc/self/fd/{fd}"));
-        inherit_in_child(&mut cmd, vec![fd]);
-        assert!(cmd.status().unwrap().success());
-        // This process's copy is still close-on-exec: a plain child does not get it.
-        let mut plain = Command::new("sh");
-        plain.arg("-c").arg(format!("test -e /proc/self/fd/{fd}"));
-        assert!(!plain.status().unwrap().success());
-        // A number that is not open makes spawning fail.
-        let mut bad = Command::new("true");
-        inherit_in_child(&mut bad, vec![1 << 20]);
-        assert!(bad.status().is_err());
-    }
+    // `inherit_in_child` spawns children (fork, then exec): its test lives in tests/inherit_in_child.rs, so no
+    // test of this binary sees a descriptor held for a moment by another test's child.
 }

@@ -41,34 +41,4 @@ pub fn fork_generation() -> u64 {
     GENERATION.load(Ordering::Relaxed)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use nix::sys::wait::waitpid;
-    use nix::unistd::{fork, ForkResult};
-
-    #[test]
-    fn child_sees_a_new_generation() {
-        count_forks().unwrap();
-        count_forks().unwrap();
-        let before = fork_generation();
-        let p = crate::pipe().unwrap();
-        // SAFETY: the child only performs async-signal-safe calls (an atomic load, write, _exit).
-        match unsafe { fork() }.unwrap() {
-            ForkResult::Child => {
-                let moved = [(fork_generation() != before) as u8];
-                let _ = nix::unistd::write(&p.write, &moved);
-                // SAFETY: exits the forked child at once, without unwinding into the test harness.
-                unsafe { libc::_exit(0) };
-            }
-            ForkResult::Parent { child } => {
-                drop(p.write);
-                let mut got = [0u8; 1];
-                assert_eq!(nix::unistd::read(&p.read, &mut got).unwrap(), 1);
-                waitpid(child, None).unwrap();
-                assert_eq!(got[0], 1, "the child saw a new fork generation");
-                assert_eq!(fork_generation(), before, "the parent's generation is unchanged");
-            }
-        }
-    }
-}
+// The test forks without exec, so it lives in a test binary of its own: tests/fork_generation.rs.
