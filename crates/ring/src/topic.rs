@@ -423,7 +423,7 @@ pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// slots of that kind.
 ///
 /// The mask lives in shared memory, so it is untrusted: a bit beyond the topic's slots (which only corruption can
-/// raise) is dropped here instead of reaching the waiter, which indexes its semaphores by slot. (Found by
+/// raise) is dropped here instead of reaching the waiter, which indexes its wake-up words by slot. (Found by
 /// `tests/untrusted.rs`: a corrupted mask word made the ring post `Target::Subscriber(5)` on a 5-slot topic.)
 pub(crate) fn post_bits(waiter: &dyn Waiter, bits: u64, base: usize, slots: usize, target: impl Fn(usize) -> Target) {
     let valid = match slots.saturating_sub(base) {
