@@ -20,7 +20,7 @@ use shmbus_os::Access;
 use shmbus_proto::msg::{GeometryWire, LeaseReply, Role};
 use shmbus_proto::names;
 use shmbus_ring::{Geometry, Topic};
-use shmbus_shm::{map_topic, SemWaiter};
+use shmbus_shm::{map_topic, FutexWaiter};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -105,7 +105,7 @@ impl Drop for Lease {
 pub(crate) struct Attached {
     pub(crate) lease: Lease,
     pub(crate) topic: Topic,
-    pub(crate) waiter: Arc<SemWaiter>,
+    pub(crate) waiter: Arc<FutexWaiter>,
     pub(crate) role: Role,
 }
 
@@ -128,7 +128,7 @@ pub(crate) fn open(control: &Arc<Control>, spec: LeaseSpec) -> Result<Attached, 
         geometry: wire,
         role,
         lock_offset,
-        sem_prefix,
+        sem_prefix: _,
         resume_token: _,
     } = reply;
     let mut fds = fds.into_iter();
@@ -163,7 +163,7 @@ pub(crate) fn open(control: &Arc<Control>, spec: LeaseSpec) -> Result<Attached, 
         return Err(OpenError::Protocol(format!("the lease lock (byte {lock_offset}) is held by someone else")));
     }
     lease.locked = true;
-    let waiter = Arc::new(SemWaiter::new(&sem_prefix, &geo));
+    let waiter = Arc::new(FutexWaiter::new(&topic));
     tracing::debug!(topic = %spec.topic, lease = lease_id, ?role, "lease granted");
     Ok(Attached { lease, topic, waiter, role })
 }

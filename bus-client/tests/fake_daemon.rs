@@ -76,7 +76,8 @@ impl Fake {
         let shm = ShmGuard { prefix: prefix.clone(), geo };
         unlink_all(&prefix, TOPIC, Some(&geo));
         let segment = Arc::new(Segment::create(&prefix, TOPIC, &geo, 1, Modes::default()).expect("create segment"));
-        let sem_prefix = names::sem_prefix(&prefix, TOPIC);
+        // Unused since layout 2 (wake-ups are futex words in the readers object); the real daemon sends "" too.
+        let sem_prefix = String::new();
         let handler = make(LeaseMaker { sem_prefix });
         let dir = std::env::temp_dir().join(format!("bus-client-fake-{prefix}"));
         std::fs::create_dir_all(&dir).unwrap();

@@ -20,7 +20,7 @@ pub struct Args {
     /// Prefix of the shared-memory object names, so several buses can run side by side.
     #[arg(long, env = "SHMBUS_SHM_PREFIX")]
     pub shm_prefix: Option<String>,
-    /// Unlink every topic's objects and semaphores when stopping.
+    /// Unlink every topic's objects when stopping.
     #[arg(long)]
     pub cleanup_on_exit: bool,
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.

@@ -1,6 +1,6 @@
 //! shmbusd, the shmbus control plane.
 //!
-//! The daemon owns every shared-memory object and named semaphore of the bus, creates topics (declared in the
+//! The daemon owns every shared-memory object of the bus, creates topics (declared in the
 //! configuration or on first use), hands out publisher and subscriber leases over a Unix socket after checking the
 //! peer's credentials, reclaims what dead clients held, re-adopts its topics after a restart, and speaks systemd's
 //! notify protocol. It is never in the data path: messages flow client to client through shared memory, and keep

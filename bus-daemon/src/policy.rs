@@ -104,7 +104,7 @@ impl Policy {
         }
     }
 
-    /// Whether everyone may both publish and subscribe (semaphores can then be world-accessible).
+    /// Whether everyone may both publish and subscribe.
     pub fn is_open(&self) -> bool {
         self.publish.contains(&Principal::Anyone) && self.subscribe.contains(&Principal::Anyone)
     }

@@ -184,7 +184,7 @@ impl Drop for TestDaemon {
     }
 }
 
-/// Unlinks every object and semaphore under `prefix`, and its resume key file.
+/// Unlinks every object (and any stray semaphore) under `prefix`, and its resume key file.
 pub fn sweep(prefix: &str) {
     for name in crate::shm_fixture::leftovers(prefix) {
         let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));

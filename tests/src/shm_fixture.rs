@@ -1,9 +1,8 @@
 //! A topic on real shared memory with a prefix no other test uses, removed again when the fixture is dropped
 //! (also when the test panics).
 
-use shmbus_proto::names;
 use shmbus_ring::Geometry;
-use shmbus_shm::{self as segment, Modes, Segment, SemWaiter};
+use shmbus_shm::{self as segment, FutexWaiter, Modes, Segment};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,8 +21,8 @@ pub struct ShmFixture {
     pub topic: String,
     /// The daemon-side segment.
     pub segment: Segment,
-    /// The semaphore-backed waiter the daemon side uses for wake-ups.
-    pub waiter: Arc<SemWaiter>,
+    /// The futex waiter (wake-up words in the readers object) the daemon side uses for wake-ups.
+    pub waiter: Arc<FutexWaiter>,
     scratch: PathBuf,
     done: bool,
 }
@@ -40,7 +39,8 @@ pub fn unique_prefix() -> String {
     format!("sbt{}x{n}", std::process::id())
 }
 
-/// Names in /dev/shm (objects and semaphores, without the leading '/') that belong to topics under `prefix`.
+/// Names in /dev/shm (objects, and any named semaphore, without the leading '/') that belong to topics under
+/// `prefix`. Topics have no semaphores since layout 2; one showing up here is a leftover all the same.
 pub fn leftovers(prefix: &str) -> Vec<String> {
     let mine = format!("{prefix}.");
     let mut v = Vec::new();
@@ -71,7 +71,7 @@ impl ShmFixture {
             }
             Err(e) => panic!("create topic under {prefix}: {e}"),
         };
-        let waiter = Arc::new(SemWaiter::new(&names::sem_prefix(&prefix, TOPIC), &geo));
+        let waiter = Arc::new(FutexWaiter::new(segment.topic.topic()));
         let scratch = std::env::temp_dir().join(format!("shmbus-tests-{prefix}"));
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch).unwrap_or_else(|e| panic!("create {}: {e}", scratch.display()));
@@ -98,8 +98,6 @@ impl ShmFixture {
 
     fn cleanup(&self) {
         segment::unlink_all(&self.prefix, &self.topic, Some(&self.geometry()));
-        // Anything else under the prefix (e.g. a semaphore outside the geometry) goes too.
-        segment::unlink_all(&self.prefix, &self.topic, None);
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }

@@ -150,7 +150,7 @@ fn consumer_killed_while_gating_is_released() {
     );
     peers.wait_line(live, "ready");
     peers.wait_line(staller, "ready");
-    // A blocking producer: it sleeps on its semaphore and must be woken by the release.
+    // A blocking producer: it sleeps on its wake-up word and must be woken by the release.
     let producer = peers.spawn(
         "producer",
         &args(&[s("producer"), s("--slot"), s(0), s("--count"), s(COUNT), s("--idle"), s("blocking")]),

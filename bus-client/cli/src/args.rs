@@ -54,7 +54,7 @@ pub enum Idle {
     BusySpin,
     /// Spin, then yield the CPU between polls.
     SpinThenYield,
-    /// Sleep on the semaphore as soon as there is nothing to do.
+    /// Sleep on the wake-up word as soon as there is nothing to do.
     Blocking,
     /// Spin, then yield, then sleep.
     #[default]

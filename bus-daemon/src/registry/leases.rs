@@ -209,7 +209,8 @@ impl State {
                 geometry: geometry_to_wire(&e.geometry()),
                 role,
                 lock_offset: names::lock_offset(publisher, slot),
-                sem_prefix: names::sem_prefix(&e.segment.prefix, &e.segment.topic_name),
+                // Unused since the wake-up words moved into the readers object (layout 2); kept for the wire format.
+                sem_prefix: String::new(),
                 resume_token,
             },
             [d, r],

@@ -26,7 +26,7 @@ use crate::resume_key::ResumeKey;
 use shmbus_os::Access;
 use shmbus_proto::msg::*;
 use shmbus_ring::Geometry;
-use shmbus_shm::{Modes, Segment, SegmentError, SemWaiter};
+use shmbus_shm::{FutexWaiter, Modes, Segment, SegmentError};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -71,7 +71,7 @@ pub struct TopicEntry {
     /// Consumer-group names by index.
     pub groups: Vec<Option<String>>,
     /// Wakes the topic's sleepers (recovery, closing).
-    pub waiter: Arc<SemWaiter>,
+    pub waiter: Arc<FutexWaiter>,
     /// Lossless subscribers currently holding publishers back, since when.
     pub holding_since: HashMap<u32, Instant>,
     /// Uid charged for creating the topic on demand (`None`: declared, created by an admin, or adopted).
@@ -138,9 +138,10 @@ pub struct State {
 /// A lease reply and the two descriptors that go with it.
 pub type Granted = (LeaseReply, [OwnedFd; 2]);
 
-/// Modes of a topic's objects under its settings: semaphores are world-writable only on open topics.
-fn modes(settings: &TopicSettings) -> Modes {
-    Modes { objects: 0o600, semaphores: if settings.policy.is_open() { 0o666 } else { 0o660 }, sem_group: None }
+/// Modes of a topic's objects: the daemon's own, whatever the policy (clients get descriptors, and the wake-up
+/// words live in the readers object, so no topic has a world-accessible file).
+fn modes(_settings: &TopicSettings) -> Modes {
+    Modes { objects: 0o600 }
 }
 
 /// Access a lease of each kind gets to the data object.

@@ -6,7 +6,7 @@ use crate::config::{Config, TopicSettings};
 use crate::policy::Action;
 use shmbus_proto::msg::*;
 use shmbus_proto::names;
-use shmbus_shm::{Segment, SemWaiter};
+use shmbus_shm::{FutexWaiter, Segment};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -59,7 +59,7 @@ impl State {
 
     pub(super) fn entry_for(&self, segment: Segment, settings: TopicSettings, declared: bool) -> TopicEntry {
         let geo = segment.topic.geometry();
-        let waiter = Arc::new(SemWaiter::new(&names::sem_prefix(&segment.prefix, &segment.topic_name), &geo));
+        let waiter = Arc::new(FutexWaiter::new(segment.topic.topic()));
         segment.topic.set_group_redelivery_all(settings.redeliver);
         TopicEntry {
             segment: Arc::new(segment),

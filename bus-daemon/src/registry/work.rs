@@ -13,7 +13,7 @@
 use super::{Refusal, State, TopicEntry};
 use crate::config::TopicSettings;
 use shmbus_proto::msg::ErrorKind;
-use shmbus_shm::{Segment, SegmentError, SemWaiter};
+use shmbus_shm::{FutexWaiter, Segment, SegmentError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,13 +87,13 @@ pub struct GroupPlan {
     pub(super) from_oldest: bool,
     pub(super) redeliver: bool,
     pub(super) segment: Arc<Segment>,
-    pub(super) waiter: Arc<SemWaiter>,
+    pub(super) waiter: Arc<FutexWaiter>,
     pub(super) ready: Arc<Ready>,
 }
 
 /// Slow work reserved under the lock.
 pub enum Work {
-    /// Create a topic's objects (fallocate, initialization, semaphores).
+    /// Create a topic's objects (fallocate, initialization).
     CreateTopic(TopicPlan),
     /// Open a consumer group (waits, bounded, for publishers in their claim phase).
     OpenGroup(GroupPlan),

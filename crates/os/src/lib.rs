@@ -4,6 +4,7 @@
 //! - [`shm`]: POSIX shared memory objects (create exclusively with exact mode and
 //!   reserved memory, open, reopen read-only, list).
 //! - [`map`]: shared mappings of them, exposed as raw pointers.
+//! - [`futex`]: waiting and waking on 32-bit words in shared memory (process-shared futexes).
 //! - [`sem`]: POSIX named semaphores, with a monotonic-deadline wait.
 //! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
 //! - [`lock`]: liveness through open-file-description byte locks.
@@ -46,6 +47,7 @@ pub mod error;
 pub mod fd;
 pub mod fdpass;
 pub mod fork;
+pub mod futex;
 pub mod lock;
 pub mod map;
 pub mod membarrier;
@@ -66,6 +68,7 @@ pub use error::{OsError, Result};
 pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
 pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
 pub use fork::{count_forks, fork_generation};
+pub use futex::FutexWait;
 pub use lock::{is_byte_locked, try_lock_byte, unlock_byte};
 pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};

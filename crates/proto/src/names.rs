@@ -1,8 +1,9 @@
 //! Names: topic-name rules, shared-memory object and semaphore names, and control-socket discovery.
 //!
-//! Objects are `/<prefix>.<topic>.data` and `/<prefix>.<topic>.readers`; semaphores
-//! `/<prefix>.<topic>.s<slot>` (subscriber slots) and `/<prefix>.<topic>.p<slot>` (publisher slots), visible in
-//! /dev/shm as `sem.<prefix>.<topic>.s<slot>`. Several buses can run side by side under different prefixes.
+//! Objects are `/<prefix>.<topic>.data` and `/<prefix>.<topic>.readers`, a topic's only files. Until layout 2,
+//! topics also had semaphores `/<prefix>.<topic>.s<slot>` (subscriber slots) and `/<prefix>.<topic>.p<slot>`
+//! (publisher slots), visible in /dev/shm as `sem.<prefix>.<topic>.s<slot>`; their names are kept to recognize
+//! them. Several buses can run side by side under different prefixes.
 
 use std::path::{Path, PathBuf};
 
@@ -83,12 +84,13 @@ pub fn readers_object(prefix: &str, topic: &str) -> String {
     format!("/{prefix}.{topic}.readers")
 }
 
-/// Prefix of a topic's semaphore names, as carried in a lease.
+/// Prefix of a topic's semaphore names, as carried in a lease until layout 2 (topics have no semaphores since;
+/// kept to recognize old names).
 pub fn sem_prefix(prefix: &str, topic: &str) -> String {
     format!("/{prefix}.{topic}")
 }
 
-/// Name of the semaphore of subscriber slot `slot` (`publisher == false`) or publisher slot `slot`.
+/// Name (layout 1) of the semaphore of subscriber slot `slot` (`publisher == false`) or publisher slot `slot`.
 pub fn sem_name(sem_prefix: &str, publisher: bool, slot: u32) -> String {
     format!("{sem_prefix}.{}{slot}", if publisher { 'p' } else { 's' })
 }

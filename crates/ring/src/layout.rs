@@ -4,8 +4,9 @@
 //!
 //! * the **data object** (publishers read-write, subscribers read-only): header, publisher slots, the index ring
 //!   and one payload region per publisher slot;
-//! * the **readers object** (everyone read-write): header, wake-up masks, subscriber slots, group slots and the
-//!   group ledgers.
+//! * the **readers object** (everyone read-write): header, wake-up masks, subscriber slots, group slots, the
+//!   group ledgers and the wake-up words (one 32-bit futex word per subscriber slot, then one per publisher slot,
+//!   padded to a line).
 //!
 //! Memory follows the bytes in flight, not `capacity × max_message`: an index entry is small (stamp, length,
 //! position, timestamp, and `entry_bytes - 32` bytes of inline payload) and larger payloads go to the publisher's
@@ -26,7 +27,7 @@ pub const DATA_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSD1");
 #[doc(hidden)]
 pub const READERS_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSR1");
 /// Layout version written by this build. Bump on any change of offsets or encodings.
-pub const LAYOUT_VERSION: u64 = 1;
+pub const LAYOUT_VERSION: u64 = 2;
 /// Bytes of an index entry before its inline payload (stamp, meta, position, timestamp).
 pub(crate) const ENTRY_HEADER: usize = 32;
 /// Largest supported index capacity.
@@ -149,7 +150,8 @@ impl Geometry {
     fn checked_readers_len(&self) -> Option<u64> {
         let ledgers = (self.capacity as u64 * 8).checked_mul(self.max_groups as u64)?;
         let slots = LINE as u64 * (self.max_subscribers as u64 + self.max_groups as u64);
-        (READERS_SUB_SLOTS as u64 + slots).checked_add(round_up(ledgers, LINE as u64))
+        let wake = round_up(4 * (self.max_subscribers as u64 + self.max_publishers as u64), LINE as u64);
+        (READERS_SUB_SLOTS as u64 + slots).checked_add(round_up(ledgers, LINE as u64))?.checked_add(wake)
     }
 
     /// Size of the data object in bytes. Only meaningful for a validated geometry.
@@ -271,6 +273,8 @@ pub(crate) struct Offsets {
     pub(crate) regions: usize,
     pub(crate) groups: usize,
     pub(crate) ledgers: usize,
+    /// Readers object: the wake-up words (32-bit futex words: subscriber slots, then publisher slots).
+    pub(crate) wake: usize,
 }
 
 impl Offsets {
@@ -280,7 +284,9 @@ impl Offsets {
         let regions = index + geo.capacity as usize * geo.entry_bytes as usize;
         let groups = READERS_SUB_SLOTS + LINE * geo.max_subscribers as usize;
         let ledgers = groups + LINE * geo.max_groups as usize;
-        Offsets { geo, mask: geo.capacity as u64 - 1, shift: geo.shift(), index, regions, groups, ledgers }
+        let ledger_bytes = geo.capacity as u64 * 8 * geo.max_groups as u64;
+        let wake = ledgers + round_up(ledger_bytes, LINE as u64) as usize;
+        Offsets { geo, mask: geo.capacity as u64 - 1, shift: geo.shift(), index, regions, groups, ledgers, wake }
     }
     #[inline]
     pub(crate) fn pub_slot(&self, p: usize) -> usize {
@@ -305,6 +311,19 @@ impl Offsets {
     #[inline]
     pub(crate) fn ledger(&self, g: usize, seq: u64) -> usize {
         self.ledgers + (g * self.geo.capacity as usize + (seq & self.mask) as usize) * 8
+    }
+
+    /// The readers-object offset of the wake-up word of subscriber slot `s` (`publisher == false`) or publisher
+    /// slot `s`, if the slot exists in the geometry.
+    #[inline]
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn wake_word(&self, publisher: bool, s: usize) -> Option<usize> {
+        let (n, base) = if publisher {
+            (self.geo.max_publishers as usize, self.geo.max_subscribers as usize)
+        } else {
+            (self.geo.max_subscribers as usize, 0)
+        };
+        (s < n).then(|| self.wake + 4 * (base + s))
     }
 
     /// Word `w` of the slot mask at `base` (`R_IN_USE`, `R_DATA_WAITERS`, `R_SPACE_WAITERS`): bit `b` of
@@ -460,32 +479,5 @@ pub fn initialize(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_geometry_is_valid_and_small() {
-        let g = Geometry::default();
-        g.validate().unwrap();
-        assert!(g.data_len() < 64 << 20);
-    }
-
-    #[test]
-    fn memory_follows_bytes_in_flight() {
-        // 1024 entries, 1 MiB messages, 4 MiB budget: a few MiB, not 1 GiB.
-        let g = Geometry::new(1024, 1 << 20, 4 << 20, 4, 16, 2);
-        g.validate().unwrap();
-        assert!(g.data_len() + g.readers_len() < 5 << 20, "{}", g.data_len());
-    }
-
-    #[test]
-    fn rejects_bad_geometry() {
-        for g in [
-            Geometry { capacity: 1000, ..Default::default() },
-            Geometry { region_bytes: 128, ..Default::default() },
-            Geometry { max_publishers: 65, ..Default::default() },
-        ] {
-            assert!(g.validate().is_err(), "{g:?}");
-        }
-    }
-}
+#[path = "layout_tests.rs"]
+mod tests;

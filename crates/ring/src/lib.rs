@@ -2,7 +2,7 @@
 //!
 //! This crate does no I/O and makes no system calls: it lays out a topic's two shared objects, validates them
 //! when attaching, and implements publishing, subscribing, consumer groups, recovery of dead clients and the
-//! waiting protocol over them. The OS layer (`shmbus-os`) maps the objects and supplies the semaphores.
+//! waiting protocol over them. The OS layer (`shmbus-os`) maps the objects and supplies the wake-ups (futex words in the readers object).
 //!
 //! # Guarantees
 //!

@@ -185,6 +185,23 @@ impl Region {
         }
     }
 
+    /// The shared 32-bit word at byte offset `off` (the readers object's wake-up words, used as futexes).
+    ///
+    /// # Panics
+    /// If `off` is not 4-aligned or the word is not entirely inside the region (a real check, also in release).
+    #[cfg(not(loom))]
+    #[inline]
+    #[track_caller]
+    pub(crate) fn word32(&self, off: usize) -> &std::sync::atomic::AtomicU32 {
+        if !(off.is_multiple_of(4) && off <= self.len && 4 <= self.len - off) {
+            out_of_bounds(off, 4, self.len);
+        }
+        // SAFETY: checked above: `off` is 4-aligned (and the region 8-aligned, see `from_raw`) and the four bytes
+        // are inside the region, whose memory lives as long as `self`. The ring only ever accesses these bytes as
+        // this 32-bit atomic (they are never part of a 64-bit word of the protocol).
+        unsafe { &*(self.ptr.add(off) as *const std::sync::atomic::AtomicU32) }
+    }
+
     /// **Testing / fault-injection hook, not part of the protocol.** Overwrites the word at byte offset `off` with
     /// `value` (a Relaxed atomic store), whatever the word means: property tests use it to fill objects with
     /// arbitrary bytes and to corrupt valid ones (see `tests/untrusted.rs`).

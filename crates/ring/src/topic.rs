@@ -107,6 +107,22 @@ impl Topic {
         self.inner.data.word(D_TAIL).load(Ordering::Acquire)
     }
 
+    /// The wake-up word of `target` in the readers object: a 32-bit futex word that the shared-memory waiter
+    /// (`shmbus_shm::FutexWaiter`) posts and sleeps on. `None` for a slot outside the geometry, or when the
+    /// readers object is mapped read-only (the waiter then falls back to bounded sleeps).
+    #[doc(hidden)]
+    #[cfg(not(loom))]
+    pub fn wake_word(&self, target: Target) -> Option<&std::sync::atomic::AtomicU32> {
+        if !self.inner.readers.is_writable() {
+            return None;
+        }
+        let off = match target {
+            Target::Subscriber(s) => self.inner.off.wake_word(false, s),
+            Target::Publisher(p) => self.inner.off.wake_word(true, p),
+        }?;
+        Some(self.inner.readers.word32(off))
+    }
+
     pub(crate) fn data_word(&self, off: usize) -> &AtomicU64 {
         self.inner.data.word(off)
     }
@@ -407,7 +423,7 @@ pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(5);
 /// slots of that kind.
 ///
 /// The mask lives in shared memory, so it is untrusted: a bit beyond the topic's slots (which only corruption can
-/// raise) is dropped here instead of reaching the waiter, which indexes its semaphores by slot. (Found by
+/// raise) is dropped here instead of reaching the waiter, which indexes its wake-up words by slot. (Found by
 /// `tests/untrusted.rs`: a corrupted mask word made the ring post `Target::Subscriber(5)` on a 5-slot topic.)
 pub(crate) fn post_bits(waiter: &dyn Waiter, bits: u64, base: usize, slots: usize, target: impl Fn(usize) -> Target) {
     let valid = match slots.saturating_sub(base) {

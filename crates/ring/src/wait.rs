@@ -1,8 +1,8 @@
-//! Waiting: idle strategies, the asymmetric barrier, and the sleeper/waker handshake over named semaphores.
+//! Waiting: idle strategies, the asymmetric barrier, and the sleeper/waker handshake over per-slot wake-ups.
 //!
 //! A sleeper raises its bit in a waiter mask, issues the **heavy** barrier, re-checks its condition and only then
 //! sleeps. A waker makes its change visible (a Release store), issues the **light** barrier and reads the mask; on
-//! a raised mask it takes the bits with one `swap(0)` and posts one semaphore per bit, so each sleep is posted
+//! a raised mask it takes the bits with one `swap(0)` and posts one wake-up per bit, so each sleep is posted
 //! once. The pair (heavy on the sleeper, light on the waker) gives the store→load ordering both sides need, while
 //! the waker (on the hot path) pays only a compiler fence when the process is registered for
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)`; otherwise the light barrier is a full fence. Every sleep is a
@@ -63,14 +63,14 @@ pub enum Target {
     Publisher(usize),
 }
 
-/// The blocking primitive behind a topic: one counting semaphore per slot, plus the heavy barrier.
+/// The blocking primitive behind a topic: one counting wake-up per slot (semaphore-like), plus the heavy barrier.
 ///
-/// The OS layer implements it with named semaphores and `membarrier`; tests and loom models with in-process
+/// The OS layer implements it with futex words in the readers object and `membarrier` (`shmbus_shm::FutexWaiter`); tests and loom models with in-process
 /// primitives.
 pub trait Waiter: Send + Sync {
-    /// Posts the target's semaphore once.
+    /// Posts the target's wake-up once.
     fn post(&self, target: Target);
-    /// Takes every pending post of the target's semaphore without blocking.
+    /// Takes every pending post of the target's wake-up without blocking.
     fn drain(&self, target: Target);
     /// Waits for one post until `deadline`; `true` if posted. Spurious `true` is allowed.
     fn wait_until(&self, target: Target, deadline: Instant) -> bool;
@@ -81,7 +81,7 @@ pub trait Waiter: Send + Sync {
     }
 }
 
-/// A waiter without semaphores: blocking degrades to sleeping in short slices. For tests and in-process use.
+/// A waiter without wake-ups: blocking degrades to sleeping in short slices. For tests and in-process use.
 #[derive(Debug, Default)]
 pub struct PollWaiter;
 
@@ -102,9 +102,9 @@ impl Waiter for PollWaiter {
 pub enum IdleStrategy {
     /// Spin on the CPU. Lowest latency; with more spinning threads than cores it is a misuse.
     BusySpin,
-    /// Spin a little, then yield the CPU between polls. Never sleeps on the semaphore.
+    /// Spin a little, then yield the CPU between polls. Never sleeps on the wake-up.
     SpinThenYield,
-    /// Sleep on the semaphore as soon as there is nothing to do.
+    /// Sleep on the wake-up as soon as there is nothing to do.
     Blocking,
     /// Spin, then yield, then sleep (the default).
     #[default]
@@ -192,7 +192,7 @@ pub(crate) fn sleep_deadline(deadline: Option<Instant>) -> Instant {
 }
 
 /// One sleep of the sleeper's half of the handshake (see the module docs), shared by publishers waiting for space
-/// and subscribers waiting for data. `target` sleeps on its semaphore; `(mask, bit)` is its bit in the waiter
+/// and subscribers waiting for data. `target` sleeps on its wake-up; `(mask, bit)` is its bit in the waiter
 /// mask its wakers read.
 ///
 /// Takes stale posts, raises the bit, issues the heavy barrier, then runs `recheck`. If the re-check finds

@@ -150,6 +150,18 @@ impl Layout {
     fn ledger(&self, g: usize, i: usize) -> usize {
         self.group(self.geo.max_groups as usize) + (g * self.geo.capacity as usize + i % self.geo.capacity as usize) * 8
     }
+    /// The 32-bit wake-up word of subscriber slot `slot` (`publisher == false`) or publisher slot `slot`: after the
+    /// ledgers (rounded up to a line), subscribers first.
+    fn wake(&self, publisher: bool, slot: usize) -> usize {
+        let ledgers = self.ledger(0, 0) + self.geo.capacity as usize * self.geo.max_groups as usize * 8;
+        let base = ledgers.div_ceil(LINE) * LINE;
+        base + 4 * (if publisher { self.geo.max_subscribers as usize } else { 0 } + slot)
+    }
+    /// The end of the readers object: the wake-up words padded to a line.
+    fn readers_end(&self) -> usize {
+        let end = self.wake(true, self.geo.max_publishers as usize);
+        self.wake(false, 0) + (end - self.wake(false, 0)).div_ceil(LINE) * LINE
+    }
 }
 
 /// FNV-1a over the geometry words, origin and generation (mirrors the header checksum of layout.rs).
@@ -969,7 +981,7 @@ proptest! {
                 return;
             }
             r.poke_word(0, magic);
-            r.poke_word(8, if tweak == 3 { 2 } else { LAYOUT_VERSION });
+            r.poke_word(8, if tweak == 3 { LAYOUT_VERSION + 1 } else { LAYOUT_VERSION });
             for (i, w) in words.iter().enumerate() {
                 r.poke_word(16 + 8 * i, *w);
             }
@@ -1091,7 +1103,8 @@ fn mirrors_match_the_layout() {
     assert_eq!(data.peek_word(D_TAIL), origin);
     let lay = Layout { geo };
     assert_eq!(lay.region(2), geo.data_len());
-    assert_eq!(lay.ledger(1, 7) + 8, geo.readers_len());
+    assert_eq!(lay.readers_end(), geo.readers_len());
+    assert!(lay.ledger(1, 7) + 8 <= lay.wake(false, 0));
     for i in 0..8 {
         assert_eq!(Stamp::unpack(data.peek_word(lay.entry(i))).state, State::Skipped);
         assert_eq!(Stamp::unpack(readers.peek_word(lay.ledger(1, i))).state, State::Published);
@@ -1118,6 +1131,17 @@ fn mirrors_match_the_layout() {
     assert_eq!(readers.peek_word(R_WAKEUPS + 8), 1, "demotions");
     topic.close(&PollWaiter).unwrap();
     assert_eq!(data.peek_word(D_CLOSED), 1);
+    // The wake-up words: where the mirror says, bounded by the geometry.
+    for (t, publisher, slot) in [(Target::Subscriber(4), false, 4), (Target::Publisher(1), true, 1)] {
+        let off = lay.wake(publisher, slot);
+        let before = readers.peek_word(off & !7);
+        // Relaxed: a single-threaded check of where the word lies.
+        topic.wake_word(t).unwrap().store(0xabcd, std::sync::atomic::Ordering::Relaxed);
+        let shift = if off.is_multiple_of(8) { 0 } else { 32 };
+        assert_eq!(readers.peek_word(off & !7), before | (0xabcd << shift), "{t:?}");
+    }
+    assert!(topic.wake_word(Target::Subscriber(geo.max_subscribers as usize)).is_none());
+    assert!(topic.wake_word(Target::Publisher(geo.max_publishers as usize)).is_none());
 }
 
 // ---- regressions: the bugs these properties found, as plain tests --------------------------------------------

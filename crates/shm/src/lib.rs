@@ -5,8 +5,8 @@
 //! What lives here, and nowhere else:
 //!
 //! * mapping a topic's two objects (data and readers) and validating them ([`map_topic`], [`Segment`]);
-//! * the [`SemWaiter`]: blocking waits backed by one named semaphore per slot, and the `membarrier` set-up that
-//!   makes the publish path's light barrier cheap ([`init_barrier`]);
+//! * the [`FutexWaiter`]: blocking waits on one futex word per slot in the readers object, and the `membarrier`
+//!   set-up that makes the publish path's light barrier cheap ([`init_barrier`]);
 //! * creating, adopting and unlinking a topic's objects ([`Segment::create`], [`Segment::adopt`], [`unlink_all`]);
 //! * the geometry's wire conversion ([`geometry_to_wire`], [`geometry_from_wire`]);
 //! * the lease-holder liveness probe ([`holder_alive`]).
@@ -43,4 +43,4 @@ pub use geometry::{geometry_from_wire, geometry_to_wire};
 pub use liveness::holder_alive;
 pub use map::{map_topic, MapError};
 pub use segment::{unlink_all, Modes, Segment, SegmentError};
-pub use waiter::{init_barrier, SemWaiter};
+pub use waiter::{init_barrier, FutexWaiter};

@@ -2,7 +2,7 @@
 //! reserved up front, adoption after a restart, fresh descriptors per lease, closing and unlinking.
 
 use crate::map::map_regions;
-use shmbus_os::{Access, Expected, NamedSemaphore, OsError, ShmObject};
+use shmbus_os::{Access, Expected, OsError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
 use shmbus_ring::{Admin, AttachError, Geometry, Region};
@@ -23,9 +23,6 @@ pub enum SegmentError {
         #[source]
         source: AttachError,
     },
-    /// A semaphore of the topic exists but was not made by this daemon's user.
-    #[error("semaphore {0} exists and is not owned by this daemon's user; refusing to adopt it")]
-    ForeignSemaphore(String),
     /// The name is not valid.
     #[error(transparent)]
     Name(#[from] names::NameError),
@@ -34,17 +31,14 @@ pub enum SegmentError {
 /// Modes applied to a topic's objects.
 #[derive(Clone, Copy, Debug)]
 pub struct Modes {
-    /// Mode of the data and readers objects (clients get descriptors, so 0600 is enough).
+    /// Mode of the data and readers objects (clients get descriptors, so 0600 is enough). The wake-up words live
+    /// in the readers object: a topic has no other file in /dev/shm.
     pub objects: u32,
-    /// Mode of the named semaphores (clients open them by name).
-    pub semaphores: u32,
-    /// Group owner of the semaphores, if the policy admits a group.
-    pub sem_group: Option<u32>,
 }
 
 impl Default for Modes {
     fn default() -> Self {
-        Modes { objects: 0o600, semaphores: 0o666, sem_group: None }
+        Modes { objects: 0o600 }
     }
 }
 
@@ -88,7 +82,7 @@ impl Drop for Undo {
 
 impl Segment {
     /// Creates a topic's objects exclusively (an existing name is an error), reserves their memory (a full
-    /// /dev/shm fails here), initializes the ring, and creates one semaphore per slot. Nothing is left behind on
+    /// /dev/shm fails here) and initializes the ring (its wake-up words included). Nothing is left behind on
     /// failure.
     pub fn create(
         prefix: &str,
@@ -109,14 +103,6 @@ impl Segment {
         undo.0.push(Box::new(move || drop(ShmObject::unlink(&dn))));
         let readers = ShmObject::create_exclusive(&rn, geo.readers_len() as u64, modes.objects)?;
         undo.0.push(Box::new(move || drop(ShmObject::unlink(&rn))));
-        let sp = names::sem_prefix(prefix, topic);
-        for (publisher, n) in [(false, geo.max_subscribers), (true, geo.max_publishers)] {
-            for slot in 0..n {
-                let name = names::sem_name(&sp, publisher, slot);
-                create_semaphore(&name, modes)?;
-                undo.0.push(Box::new(move || drop(NamedSemaphore::unlink(&name))));
-            }
-        }
         let (d, r) = map_both(&data, &readers, Some(geo))?;
         let t = Admin::create(d, r, geo, 0, generation)
             .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
@@ -127,8 +113,7 @@ impl Segment {
     /// Opens and validates existing objects (after a daemon restart). Each object must be this process's own
     /// (opened without following symlinks; `fstat`: owner, exact mode `modes.objects`, one link, the size its
     /// header gives) and its header must validate, read with `pread`, before anything is mapped: a planted or
-    /// foreign object is refused without touching its pages. Missing semaphores are recreated; foreign ones
-    /// replaced when this process may unlink them, else refused. Never deletes an object.
+    /// foreign object is refused without touching its pages. Never deletes an object.
     pub fn adopt(prefix: &str, topic: &str, modes: Modes) -> Result<Segment, SegmentError> {
         crate::init_barrier();
         names::validate_prefix(prefix)?;
@@ -154,20 +139,6 @@ impl Segment {
         // Validated: mapping (and pre-faulting) now touches exactly the pages the geometry gives.
         let (d, r) = map_both(&data, &readers, Some(&dh.geometry))?;
         let t = Admin::adopt(d, r).map_err(invalid)?;
-        let geo = t.geometry();
-        let sp = names::sem_prefix(prefix, topic);
-        for (publisher, n) in [(false, geo.max_subscribers), (true, geo.max_publishers)] {
-            for slot in 0..n {
-                let name = names::sem_name(&sp, publisher, slot);
-                match NamedSemaphore::owner(&name) {
-                    Ok(Some(uid)) if uid == me => {}
-                    Ok(Some(_)) => {
-                        create_semaphore(&name, modes).map_err(|_| SegmentError::ForeignSemaphore(name.clone()))?
-                    }
-                    Ok(None) | Err(_) => create_semaphore(&name, modes)?,
-                }
-            }
-        }
         Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
     }
 
@@ -206,54 +177,18 @@ impl Segment {
         (g.data_len() + g.readers_len()) as u64
     }
 
-    /// Marks the topic closed (attached clients get `Closed`), then unlinks its objects and semaphores.
+    /// Marks the topic closed (attached clients get `Closed`), then unlinks its objects.
     pub fn close_and_unlink(&self, waiter: &dyn Waiter) {
         let _ = self.topic.close(waiter);
         unlink_all(&self.prefix, &self.topic_name, Some(&self.topic.geometry()));
     }
 }
 
-/// Creates a slot's semaphore. A name already taken (a stale or planted file: no topic of ours uses it, since
-/// adoption keeps our own) is unlinked and created again, once; where the file is another user's in the sticky
-/// /dev/shm and this process may not unlink it, the `EEXIST` stands.
-fn create_semaphore(name: &str, modes: Modes) -> Result<(), OsError> {
-    let _ = match NamedSemaphore::create_exclusive(name, modes.semaphores, 0) {
-        Err(e) if e.raw_os_error() == Some(nix::libc::EEXIST) => {
-            // Not ours to remove (EPERM): the name stays taken, reported as the EEXIST it is.
-            NamedSemaphore::unlink(name).map_err(|_| e)?;
-            NamedSemaphore::create_exclusive(name, modes.semaphores, 0)?
-        }
-        other => other?,
-    };
-    if let Some(g) = modes.sem_group {
-        NamedSemaphore::chown(name, None, Some(g))?;
-    }
-    Ok(())
-}
-
-/// Unlinks a topic's objects and semaphores (every semaphore name under the topic when the geometry is unknown).
-pub fn unlink_all(prefix: &str, topic: &str, geo: Option<&Geometry>) {
+/// Unlinks a topic's two objects. The geometry is no longer needed (topics have no per-slot files since layout
+/// version 2); the parameter stays for callers that have it.
+pub fn unlink_all(prefix: &str, topic: &str, _geo: Option<&Geometry>) {
     let _ = ShmObject::unlink(&names::data_object(prefix, topic));
     let _ = ShmObject::unlink(&names::readers_object(prefix, topic));
-    let sp = names::sem_prefix(prefix, topic);
-    match geo {
-        Some(g) => {
-            for (publisher, n) in [(false, g.max_subscribers), (true, g.max_publishers)] {
-                for slot in 0..n {
-                    let _ = NamedSemaphore::unlink(&names::sem_name(&sp, publisher, slot));
-                }
-            }
-        }
-        None => {
-            if let Ok(list) = shmbus_os::list_semaphores(prefix) {
-                for s in list {
-                    if names::parse_sem(prefix, &s).is_some_and(|(t, _, _)| t == topic) {
-                        let _ = NamedSemaphore::unlink(&s);
-                    }
-                }
-            }
-        }
-    }
 }
 
 impl AsFd for Segment {

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use shmbus_os::{Access, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::{IdleStrategy, Mode, Subscriber, SubscriberOptions, Topic};
-use shmbus_shm::{map_topic, SemWaiter};
+use shmbus_shm::{map_topic, FutexWaiter};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -189,7 +189,7 @@ pub enum Role {
 /// A topic opened by name, with the lease's liveness lock held for the life of the process.
 pub(crate) struct Opened {
     pub(crate) topic: Topic,
-    pub(crate) waiter: Arc<SemWaiter>,
+    pub(crate) waiter: Arc<FutexWaiter>,
     _data: ShmObject,
     _readers: ShmObject,
 }
@@ -203,7 +203,7 @@ fn open(cli: &Cli, data_access: Access, publisher: bool, slot: usize) -> Result<
         return Err(format!("lease byte {off} is locked by a live holder"));
     }
     let topic = map_topic(data.fd(), readers.fd(), data_access, None).map_err(|e| e.to_string())?;
-    let waiter = Arc::new(SemWaiter::new(&names::sem_prefix(&cli.prefix, &cli.topic), &topic.geometry()));
+    let waiter = Arc::new(FutexWaiter::new(&topic));
     Ok(Opened { topic, waiter, _data: data, _readers: readers })
 }
 

@@ -1,0 +1,71 @@
+//! Issue 9, hole 1: no object of a topic is world-writable. Wake-ups used to go through named semaphores in
+//! /dev/shm, mode 0666 on open topics, so any local user could truncate one and SIGBUS the daemon and the topic's
+//! clients. They are futex words in the readers object now, which only admitted clients map. As `nobody`, against
+//! an open topic with a blocking subscriber asleep: every file of the topic in /dev/shm is the daemon's, mode 0600,
+//! and cannot be opened for writing (nor truncated); the subscriber still wakes for what is published, and the
+//! daemon lives on. Skipped, with a printed message, when not run as root.
+
+use bus_client::IdleStrategy;
+use shmbus_tests::daemon::TestDaemon;
+use shmbus_tests::hostile::{root_or_skip, NOBODY};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const OPEN_TOPIC: &str =
+    "[defaults]\npublish = [\"*\"]\nsubscribe = [\"*\"]\ngate = [\"*\"]\n\n[[topic]]\nname = \"t\"\n";
+
+fn alive(d: &TestDaemon) -> bool {
+    // SAFETY: signal 0 only checks that the process exists; the pid is our own unreaped child.
+    d.pid().is_some_and(|p| unsafe { libc::kill(p as i32, 0) } == 0)
+}
+
+#[test]
+fn no_file_of_an_open_topic_is_writable_by_another_user_and_blocking_waits_still_wake() {
+    if !root_or_skip("no_file_of_an_open_topic_is_writable_by_another_user_and_blocking_waits_still_wake") {
+        return;
+    }
+    let d = TestDaemon::start(Some(OPEN_TOPIC));
+    let bus = d.bus();
+    let mut publ = bus.publisher("t").unwrap();
+    publ.send(b"hi").unwrap();
+    let mut sub = bus.subscriber_builder("t").idle(IdleStrategy::Blocking).open().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let got = sub.recv_timeout(Duration::from_secs(10)).map(|m| m.payload().to_vec());
+            tx.send(got).unwrap();
+        }
+    });
+    // Let the subscriber fall asleep (not an assertion on time: it must wake whenever it sleeps).
+    std::thread::sleep(Duration::from_millis(200));
+
+    let files = d.leftovers();
+    assert!(files.len() >= 2, "the topic's objects are in /dev/shm: {files:?}");
+    let me = shmbus_proto::trust::own_uid();
+    for name in &files {
+        let path = Path::new("/dev/shm").join(name);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600, "{name}: every object of the topic is mode 0600");
+        assert_eq!(meta.uid(), me, "{name}: every object of the topic is the daemon's");
+        // nobody can neither open it for writing nor truncate it (`truncate` opens O_WRONLY|O_CREAT first).
+        let out = Command::new("truncate").arg("-s").arg("0").arg(&path).uid(NOBODY).gid(NOBODY).output().unwrap();
+        assert!(!out.status.success(), "{name}: nobody truncated it");
+        let meta2 = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta2.len(), meta.len(), "{name}: size unchanged");
+    }
+    assert!(!files.iter().any(|n| n.starts_with("sem.")), "no semaphore files: {files:?}");
+
+    for msg in [&b"after"[..], &b"again"[..]] {
+        publ.send(msg).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(15)).expect("the subscriber thread hung");
+        assert_eq!(got.unwrap(), msg, "the blocking subscriber woke for the message");
+    }
+    waiter.join().unwrap();
+    assert!(alive(&d), "the daemon survived:\n{}", d.log());
+    // And it still serves.
+    let mut p2 = bus.publisher("t").unwrap();
+    p2.send(b"still").unwrap();
+}
