@@ -184,7 +184,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
             match listener.accept() {
                 Ok((stream, _)) => {
                     let id = next_conn.fetch_add(1, Ordering::Relaxed);
-                    conns.extend(server::accept(id, stream, &state, &gate, timeout));
+                    conns.extend(server::accept(id, stream, &state, &gate, timeout, &controls.shutdown));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
