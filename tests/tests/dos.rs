@@ -1,9 +1,11 @@
 //! A second user against the daemon's own resources (issue 16): replies left unread to exhaust the descriptors
-//! in flight (item 3). The attackers run as `nobody`.
+//! in flight (item 3), and the metrics port taken or held idle (item 12). The attackers run as `nobody`.
 
 use shmbus_tests::daemon::{binary, TestDaemon};
 use shmbus_tests::hostile::{root_or_skip, NOBODY};
 use shmbus_tests::kid::Kid;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,6 +64,53 @@ fn unread_replies_do_not_exhaust_the_daemons_descriptors() {
     assert!(during <= before + 16, "the daemon's descriptors went from {before} to {during}");
     eventually("the attacker's connections were not closed", &d, || d.log().contains("a reply was left unread"));
     drop((p, s, bus, flood));
+}
+
+/// The metrics port from the daemon's log line `serving Prometheus metrics addr=127.0.0.1:P`.
+fn metrics_port(d: &TestDaemon) -> u16 {
+    let mut port = None;
+    eventually("the daemon never said where it serves metrics", d, || {
+        port = d.log().lines().find(|l| l.contains("serving Prometheus metrics")).and_then(|l| {
+            let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
+            l[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+        });
+        port.is_some()
+    });
+    port.unwrap()
+}
+
+/// Item 12, the port taken: nobody binds the metrics port first; the daemon starts anyway, says metrics are
+/// off, and serves clients.
+#[test]
+fn a_taken_metrics_port_does_not_stop_the_daemon() {
+    if !root_or_skip("a_taken_metrics_port_does_not_stop_the_daemon") {
+        return;
+    }
+    let mut squatter = as_nobody("port-squatter", &[]);
+    let port = squatter.line("port ").trim_start_matches("port ").to_string();
+    let d = TestDaemon::start(Some(&format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n")));
+    eventually("the daemon did not say metrics are off", &d, || d.log().contains("running without metrics"));
+    let bus = d.bus();
+    let mut p = bus.publisher("dos-12-up").expect("the daemon serves clients");
+    p.send(b"up").unwrap();
+    drop(squatter);
+}
+
+/// Item 12, idle connections: eight connections that never send a request do not hold up a scrape beyond the
+/// hang guard (served one after the other, each would cost its read timeout).
+#[test]
+fn idle_metrics_connections_do_not_hold_up_a_scrape() {
+    let d = TestDaemon::start(Some("[daemon]\nmetrics = \"127.0.0.1:0\"\n"));
+    let port = metrics_port(&d);
+    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(HANG)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("the scrape completes within the hang guard");
+    assert!(body.starts_with("HTTP/1.0 200"), "{body}");
+    drop(idle);
 }
 
 /// Item 3, the lease quota: with `max_leases_per_uid = 2`, nobody's third lease is refused naming the limit,
