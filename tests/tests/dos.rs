@@ -6,6 +6,7 @@ use shmbus_tests::hostile::{root_or_skip, NOBODY};
 use shmbus_tests::kid::Kid;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -79,8 +80,8 @@ fn metrics_port(d: &TestDaemon) -> u16 {
     port.unwrap()
 }
 
-/// Item 12, the port taken: nobody binds the metrics port first; the daemon starts anyway, says metrics are
-/// off, and serves clients.
+/// Item 12, the port taken: nobody binds the metrics port first; the daemon starts anyway, logs that metrics
+/// are off and says so in `STATUS=`, and serves clients.
 #[test]
 fn a_taken_metrics_port_does_not_stop_the_daemon() {
     if !root_or_skip("a_taken_metrics_port_does_not_stop_the_daemon") {
@@ -88,8 +89,25 @@ fn a_taken_metrics_port_does_not_stop_the_daemon() {
     }
     let mut squatter = as_nobody("port-squatter", &[]);
     let port = squatter.line("port ").trim_start_matches("port ").to_string();
-    let d = TestDaemon::start(Some(&format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n")));
+    let notify_dir = std::env::temp_dir().join(format!("shmbus-dos12-{}", std::process::id()));
+    std::fs::create_dir_all(&notify_dir).unwrap();
+    let notify_path = notify_dir.join("notify.sock");
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let config = format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n");
+    let d = TestDaemon::start_with_env(Some(&config), &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())]);
+    let _ = std::fs::remove_dir_all(&notify_dir);
     eventually("the daemon did not say metrics are off", &d, || d.log().contains("running without metrics"));
+    notify.set_read_timeout(Some(HANG)).unwrap();
+    let mut buf = [0u8; 4096];
+    let ready = loop {
+        let n = notify.recv(&mut buf).expect("READY=1 from the daemon");
+        let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+        if msg.lines().any(|l| l == "READY=1") {
+            break msg;
+        }
+    };
+    assert!(ready.contains("STATUS=") && ready.contains("metrics off"), "{ready}");
     let bus = d.bus();
     let mut p = bus.publisher("dos-12-up").expect("the daemon serves clients");
     p.send(b"up").unwrap();
