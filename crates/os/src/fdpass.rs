@@ -182,6 +182,21 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     #[test]
+    fn unread_by_peer_counts_until_the_peer_reads_or_closes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        assert_eq!(unread_by_peer(a.as_fd()).unwrap(), 0);
+        send_with_fds(a.as_fd(), b"reply", &[a.as_fd()]).unwrap();
+        assert!(unread_by_peer(a.as_fd()).unwrap() > 0);
+        let mut buf = [0u8; 16];
+        let (n, fds) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((n, fds.len()), (5, 1));
+        assert_eq!(unread_by_peer(a.as_fd()).unwrap(), 0);
+        send_with_fds(a.as_fd(), b"unread", &[]).unwrap();
+        drop(b);
+        assert_eq!(unread_by_peer(a.as_fd()).unwrap(), 0, "a closed peer's queue is freed");
+    }
+
+    #[test]
     fn pass_three_shm_fds_with_payload() {
         let names: Vec<String> = (0..3).map(|i| unique_name(&format!("pass{i}"))).collect();
         let _guards: Vec<ShmGuard> = names.iter().cloned().map(ShmGuard).collect();
