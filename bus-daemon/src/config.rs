@@ -12,7 +12,8 @@
 //! max_auto_topics_per_uid = 16 # topics one non-admin uid may create on first use
 //! max_connections = 512        # control connections at once
 //! max_connections_per_uid = 64 # of one uid other than root and the daemon's
-//! request_timeout_ms = 5000    # handshake, and a request frame once started
+//! max_leases_per_uid = 256     # leases of one uid other than root and the daemon's
+//! request_timeout_ms = 5000    # handshake, a request frame once started, reading a reply
 //!
 //! [defaults]                   # every topic property has a default
 //! capacity = 1024
@@ -77,6 +78,7 @@ struct RawDaemon {
     max_auto_topics_per_uid: Option<u32>,
     max_connections: Option<u32>,
     max_connections_per_uid: Option<u32>,
+    max_leases_per_uid: Option<u32>,
     request_timeout_ms: Option<u64>,
 }
 
@@ -279,6 +281,11 @@ fn daemon_limits(d: &RawDaemon) -> Result<Limits, (&'static str, String)> {
             "max_connections_per_uid",
             d.max_connections_per_uid.map(u64::from),
             l.max_connections_per_uid.into(),
+        )? as u32,
+        max_leases_per_uid: positive(
+            "max_leases_per_uid",
+            d.max_leases_per_uid.map(u64::from),
+            l.max_leases_per_uid.into(),
         )? as u32,
         request_timeout: Duration::from_millis(timeout),
     })

@@ -83,9 +83,6 @@ pub enum DaemonError {
     /// A declared topic could not be created.
     #[error("topic setup: {0}")]
     Topics(String),
-    /// The metrics listener could not be started.
-    #[error("metrics listener: {0}")]
-    Metrics(std::io::Error),
 }
 
 /// Inputs that stop or reload a running daemon (set them from signal handlers or tests).
@@ -166,13 +163,19 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let metrics_addr = state.config.metrics;
     let state = Arc::new(Mutex::new(state));
     let stop_metrics = Arc::new(AtomicBool::new(false));
-    let metrics = match metrics_addr {
-        Some(a) => Some(metrics::spawn(a, state.clone(), stop_metrics.clone()).map_err(DaemonError::Metrics)?),
-        None => None,
-    };
+    // A taken metrics port costs the metrics, never the daemon (issue 16 item 12); STATUS= says so.
+    let (metrics, metrics_note) =
+        match metrics_addr.map(|a| (a, metrics::spawn(a, state.clone(), stop_metrics.clone()))) {
+            Some((_, Ok(h))) => (Some(h), String::new()),
+            Some((addr, Err(e))) => {
+                tracing::error!(%addr, error = %e, "cannot serve Prometheus metrics; running without metrics");
+                (None, format!("; metrics off: {addr}: {e}"))
+            }
+            None => (None, String::new()),
+        };
     let summary = server::lock(&state).summary();
     tracing::info!(socket = %socket.display(), adopted, refused, "shmbusd ready: {summary}");
-    systemd.ready(&format!("ready: {summary}"));
+    systemd.ready(&format!("ready: {summary}{metrics_note}"));
 
     let next_conn = AtomicU64::new(1);
     let mut conns: Vec<(std::os::unix::net::UnixStream, std::thread::JoinHandle<()>)> = Vec::new();
@@ -184,7 +187,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
             match listener.accept() {
                 Ok((stream, _)) => {
                     let id = next_conn.fetch_add(1, Ordering::Relaxed);
-                    conns.extend(server::accept(id, stream, &state, &gate, timeout));
+                    conns.extend(server::accept(id, stream, &state, &gate, timeout, &controls.shutdown));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -206,7 +209,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
             if last_orphan_scan.elapsed() >= Duration::from_millis(500) {
                 st.reclaim_orphans();
                 last_orphan_scan = Instant::now();
-                systemd.status(&st.summary());
+                systemd.status(&format!("{}{metrics_note}", st.summary()));
             }
         }
         systemd.tick();

@@ -1,5 +1,6 @@
 //! Resource limits of the daemon (the `[daemon]` keys `max_topic_bytes`, `shm_budget`, `max_auto_topics_per_uid`,
-//! `max_connections`, `max_connections_per_uid`, `request_timeout_ms`) and the checks that apply them. Every refusal
+//! `max_connections`, `max_connections_per_uid`, `max_leases_per_uid`,
+//! `request_timeout_ms`) and the checks that apply them. Every refusal
 //! names the limit and the size asked.
 
 use shmbus_ring::Geometry;
@@ -15,6 +16,8 @@ pub const DEFAULT_AUTO_TOPICS_PER_UID: u32 = 16;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 512;
 /// Default number of control connections of one (non-admin) uid at once.
 pub const DEFAULT_MAX_CONNECTIONS_PER_UID: u32 = 64;
+/// Default number of leases one (non-admin) uid may hold at once.
+pub const DEFAULT_MAX_LEASES_PER_UID: u32 = 256;
 /// Default time a client has to complete its handshake or a started request frame.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -31,7 +34,10 @@ pub struct Limits {
     pub max_connections: u32,
     /// Control connections of one uid at once (root and the daemon's user are bound only by `max_connections`).
     pub max_connections_per_uid: u32,
-    /// Time to complete the handshake after connecting, and a request frame once it started arriving.
+    /// Leases of one uid at once (root and the daemon's user are not counted).
+    pub max_leases_per_uid: u32,
+    /// Time to complete the handshake after connecting, and a request frame once it started arriving; also the
+    /// time a client has to read a reply before the daemon closes its connection.
     pub request_timeout: Duration,
 }
 
@@ -43,6 +49,7 @@ impl Default for Limits {
             max_auto_topics_per_uid: DEFAULT_AUTO_TOPICS_PER_UID,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_uid: DEFAULT_MAX_CONNECTIONS_PER_UID,
+            max_leases_per_uid: DEFAULT_MAX_LEASES_PER_UID,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }

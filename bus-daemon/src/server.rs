@@ -1,7 +1,11 @@
 //! The control server: a Unix stream socket, one thread per connection (within the connection limits of
 //! [`crate::conns`]), the version handshake, and dispatch of requests to the [`State`]. Malformed or oversized
 //! frames close that connection only; so does a handshake or a started frame not completed within the request
-//! timeout. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every refusal is logged
+//! timeout. A connection has at most one reply outstanding: the next request is served once the client has read
+//! the previous reply, and a client that leaves a reply unread for the request timeout is closed (issue 16 item
+//! 3: descriptors in unread replies count against the daemon's RLIMIT_NOFILE). Its place under the connection
+//! limits is kept until it reads or closes, so one uid can hold at most `max_connections_per_uid` replies'
+//! descriptors in flight. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every refusal is logged
 //! with the uid that asked.
 
 use crate::conns::{Gate, Permit};
@@ -11,6 +15,7 @@ use shmbus_proto::frame::{self, FrameReader};
 use shmbus_proto::msg::*;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,13 +43,15 @@ fn error(r: Refusal) -> Response {
 }
 
 /// Admits an accepted connection within the connection limits and starts its thread; a connection over a limit
-/// gets an error naming the limit and is closed. Returns a handle to shut the connection down and its thread.
+/// gets an error naming the limit and is closed. Returns a handle to shut the connection down and its thread;
+/// `stop` (the daemon's shutdown flag) ends a closed connection's wait for its peer to read.
 pub fn accept(
     conn: u64,
     stream: UnixStream,
     state: &Arc<Mutex<State>>,
     gate: &Gate,
     timeout: Duration,
+    stop: &Arc<AtomicBool>,
 ) -> Option<(UnixStream, JoinHandle<()>)> {
     let _ = stream.set_nonblocking(false);
     let cred = match shmbus_os::peer_cred(stream.as_fd()) {
@@ -70,29 +77,70 @@ pub fn accept(
             return None;
         }
     };
-    let st = state.clone();
-    let h = std::thread::spawn(move || serve(conn, stream, st, cred, permit, timeout));
+    let (st, stop) = (state.clone(), stop.clone());
+    let h = std::thread::spawn(move || serve(conn, stream, st, cred, permit, timeout, stop));
     Some((keep, h))
 }
 
 /// Serves one connection until it closes; then reclaims every lease it held.
-fn serve(conn: u64, stream: UnixStream, state: Arc<Mutex<State>>, cred: PeerCred, permit: Permit, timeout: Duration) {
+fn serve(
+    conn: u64,
+    stream: UnixStream,
+    state: Arc<Mutex<State>>,
+    cred: PeerCred,
+    permit: Permit,
+    timeout: Duration,
+    stop: Arc<AtomicBool>,
+) {
     let groups = shmbus_os::process_groups(cred.pid).unwrap_or_default();
     tracing::debug!(conn, pid = cred.pid, uid = cred.uid, "client connected");
-    // A client that does not read its replies must not hold this thread for ever.
+    // A client that does not read its replies must not hold this thread for ever (SO_SNDTIMEO).
     let _ = stream.set_write_timeout(Some(timeout));
-    // Releases the connection's leases however the conversation ends, a panic included (issue 16 item 4).
-    let _release = Release { conn, state: &state, _permit: permit };
-    if let Err(e) = conversation(conn, &stream, &cred, &groups, &state, timeout) {
-        tracing::debug!(conn, pid = cred.pid, reason = %e, "connection closed");
+    {
+        // Releases the connection's leases however the conversation ends, a panic included (issue 16 item 4).
+        let _release = Release { conn, state: &state };
+        if let Err(e) = conversation(conn, &stream, &cred, &groups, &state, timeout) {
+            tracing::debug!(conn, pid = cred.pid, reason = %e, "connection closed");
+        }
     }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    // The descriptors of a reply the peer never read stay charged to the daemon until it reads or closes: so
+    // does the connection's place under the limits (issue 16 item 3).
+    let mut told = false;
+    while shmbus_os::unread_by_peer(stream.as_fd()).is_ok_and(|n| n > 0) && !stop.load(Ordering::Relaxed) {
+        if !told {
+            tracing::info!(
+                conn,
+                pid = cred.pid,
+                uid = cred.uid,
+                "closed connection keeps its place until its peer reads or closes"
+            );
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(permit);
 }
 
-/// Reclaims a connection's leases and gives back its connection permit when dropped, also during unwinding.
+/// Waits until the peer has read every reply sent so far: one outstanding reply per connection. A peer that
+/// leaves one unread for `timeout` is closed.
+fn await_read(stream: &UnixStream, timeout: Duration) -> Result<(), String> {
+    let since = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    while shmbus_os::unread_by_peer(stream.as_fd()).map_err(|e| e.to_string())? > 0 {
+        if since.elapsed() >= timeout {
+            return Err(format!("a reply was left unread for {} ms", timeout.as_millis()));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Reclaims a connection's leases when dropped, also during unwinding.
 struct Release<'a> {
     conn: u64,
     state: &'a Mutex<State>,
-    _permit: Permit,
 }
 
 impl Drop for Release<'_> {
@@ -198,6 +246,7 @@ fn conversation(
                 }
             }
         }
+        await_read(stream, timeout)?;
         let what = request_name(&req);
         let (resp, fds) = match req {
             Request::Hello { .. } => {

@@ -30,6 +30,7 @@ pub struct TestDaemon {
     config: Option<PathBuf>,
     cleanup: bool,
     env: Vec<(String, String)>,
+    wrap: Vec<String>,
 }
 
 impl std::fmt::Debug for TestDaemon {
@@ -50,12 +51,28 @@ impl TestDaemon {
         TestDaemon::launch(&format!("sit{}x{n}", std::process::id()), config, env)
     }
 
+    /// Like [`TestDaemon::start`], the daemon run through the command `wrap` (e.g. `prlimit ... setpriv ...
+    /// --`, which exec it: the daemon keeps the child's pid).
+    pub fn start_wrapped(config: Option<&str>, wrap: &[&str]) -> TestDaemon {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut d = TestDaemon::prepare(&format!("sit{}x{n}", std::process::id()), config, &[]);
+        d.wrap = wrap.iter().map(|s| s.to_string()).collect();
+        d.spawn();
+        d
+    }
+
     /// Like [`TestDaemon::start`] under a given shm prefix (to find objects a test planted).
     pub fn start_with_prefix(prefix: &str, config: Option<&str>) -> TestDaemon {
         TestDaemon::launch(prefix, config, &[])
     }
 
     fn launch(prefix: &str, config: Option<&str>, env: &[(&str, &str)]) -> TestDaemon {
+        let mut d = TestDaemon::prepare(prefix, config, env);
+        d.spawn();
+        d
+    }
+
+    fn prepare(prefix: &str, config: Option<&str>, env: &[(&str, &str)]) -> TestDaemon {
         let prefix = prefix.to_string();
         let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -68,10 +85,8 @@ impl TestDaemon {
             p
         });
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut d =
-            TestDaemon { socket: dir.join("control.sock"), prefix, dir, child: None, config, cleanup: true, env };
-        d.spawn();
-        d
+        let socket = dir.join("control.sock");
+        TestDaemon { socket, prefix, dir, child: None, config, cleanup: true, env, wrap: Vec::new() }
     }
 
     /// Starts (again) the daemon process and waits until its socket accepts connections.
@@ -79,7 +94,14 @@ impl TestDaemon {
         assert!(self.child.is_none(), "already running");
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("shmbusd.log")).expect("log");
-        let mut cmd = Command::new(binary("it-shmbusd"));
+        let mut cmd = match self.wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary("it-shmbusd"));
+                c
+            }
+            None => Command::new(binary("it-shmbusd")),
+        };
         cmd.arg("--socket").arg(&self.socket).arg("--shm-prefix").arg(&self.prefix).arg("-v");
         if self.cleanup {
             cmd.arg("--cleanup-on-exit");

@@ -12,6 +12,11 @@
 //! when it starts another message (a writer that gave up on one, see the writer), or, for a writer with a
 //! liveness pipe (see [`Roster`]), once its liveness pipe hung up and its pipe was read to empty after that
 //! (everything it wrote before dying has then been read).
+//!
+//! What a writer can make the reader hold (issue 16 item 13): a reassembly buffer grows as its fragments arrive,
+//! never to the length a first fragment declares, and at most [`MAX_PARTIALS`] messages per pipe are reassembled
+//! at once. A first fragment beyond that is dropped with the rest of its message and counted (the reader's
+//! `refused`); the pipe and the messages already being reassembled go on.
 
 use super::frame::{Header, HEADER, MAX_FRAME, MAX_MESSAGE};
 use super::io::{poll, Wait};
@@ -29,6 +34,9 @@ use std::sync::Arc;
 const READ_BUF: usize = 64 * 1024;
 /// The largest reassembly buffer kept for reuse once its message is gone (larger ones are freed).
 const KEEP: usize = 1 << 20;
+/// Messages reassembled at once per pipe (one per writer in the middle of a fragmented message); a first
+/// fragment beyond this is dropped with its message and counted, never a reason to stop reading the pipe.
+pub(crate) const MAX_PARTIALS: usize = 64;
 
 /// Metadata of a received message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,8 +171,16 @@ impl Input {
                     pool.abandoned += 1;
                     return Err(Bad::writer("pipe message larger than the maximum message size"));
                 }
+                if self.partials.len() >= MAX_PARTIALS {
+                    self.skip(h.writer, h.last());
+                    pool.refused += 1;
+                    if pool.refused.is_power_of_two() {
+                        tracing::warn!(topic, refused = pool.refused, "too many unfinished pipe messages; one dropped");
+                    }
+                    continue;
+                }
+                // Grown as fragments arrive, never reserved at the declared total (issue 16 item 13).
                 let mut buf = pool.take();
-                buf.reserve(total);
                 buf.extend_from_slice(&self.buf[payload..payload + len]);
                 self.partials.insert(h.writer, Partial { seq: h.seq, timestamp: h.timestamp, total, buf });
                 continue;
@@ -250,6 +266,8 @@ struct Pool {
     assembled: Vec<u8>,
     spare: Vec<u8>,
     abandoned: u64,
+    /// Messages dropped at their first fragment because [`MAX_PARTIALS`] were already being reassembled.
+    refused: u64,
 }
 
 impl Pool {
@@ -467,3 +485,7 @@ impl PipeReader {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "reader_tests.rs"]
+mod tests;

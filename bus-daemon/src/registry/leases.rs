@@ -78,6 +78,7 @@ impl State {
     /// before it calls this again.
     pub fn open_lease(&mut self, who: Asker<'_>, req: LeaseRequest<'_>) -> Result<Granted, Blocked> {
         let topic = req.topic;
+        self.check_lease_quota(who.cred.uid)?;
         let (action, wording) = req.kind.action();
         let e = self.topic_for_use(who, action, topic)?;
         if !e.settings.policy.allows(action, who.cred, who.groups) {
@@ -97,6 +98,21 @@ impl State {
             self.close_group_if_empty(topic, g);
         }
         Ok(granted?)
+    }
+
+    /// Refuses a lease to a uid other than root and the daemon's that holds `max_leases_per_uid` already
+    /// (issue 16 item 3: every lease costs descriptors in flight and slots).
+    fn check_lease_quota(&self, uid: u32) -> Result<(), Refusal> {
+        let max = self.config.limits.max_leases_per_uid;
+        if uid == 0 || uid == nix::unistd::geteuid().as_raw() {
+            return Ok(());
+        }
+        let held = self.leases.values().filter(|l| l.uid == uid).count();
+        if held >= max as usize {
+            let message = format!("uid {uid} holds {held} leases, the limit max_leases_per_uid = {max}");
+            return Err(Refusal { kind: ErrorKind::ResourceExhausted, message });
+        }
+        Ok(())
     }
 
     /// The rest of [`State::open_lease`] once the topic and the group are there: slot, reply, record.
@@ -122,7 +138,15 @@ impl State {
             let e = self.topics.get_mut(topic).expect("topic exists");
             e.type_info.get_or_insert_with(|| t.clone());
         }
-        let lease = Lease { topic: topic.to_string(), generation, role, conn: who.conn, pid: who.cred.pid, typed };
+        let lease = Lease {
+            topic: topic.to_string(),
+            generation,
+            role,
+            conn: who.conn,
+            pid: who.cred.pid,
+            uid: who.cred.uid,
+            typed,
+        };
         self.leases.insert(id, lease);
         tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,
             lease = id, resumed = req.resume.is_some(), "lease granted");

@@ -104,6 +104,8 @@ pub struct Lease {
     pub conn: u64,
     /// Holder's pid (SO_PEERCRED).
     pub pid: i32,
+    /// Holder's uid (SO_PEERCRED), counted against `max_leases_per_uid`.
+    pub uid: u32,
     /// Opened by a typed handle.
     pub typed: bool,
 }

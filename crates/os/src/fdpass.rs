@@ -159,6 +159,19 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec
     }
 }
 
+/// Bytes sent on the Unix stream socket `sock` that its peer has not read yet (`ioctl(SIOCOUTQ)`; for
+/// `AF_UNIX` a sent buffer, with any descriptors it carries, is charged to the sender until the peer reads it).
+/// Zero means every reply sent so far was read, or the peer closed its end.
+pub fn unread_by_peer(sock: BorrowedFd<'_>) -> Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points to a live local.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc < 0 {
+        return Err(OsError::last("ioctl(SIOCOUTQ)", fd_object("socket", sock)));
+    }
+    Ok(n.max(0) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +180,21 @@ mod tests {
     use crate::testutil::{unique_name, ShmGuard};
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn unread_by_peer_counts_until_the_peer_reads_or_closes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        assert_eq!(unread_by_peer(a.as_fd()).unwrap(), 0);
+        send_with_fds(a.as_fd(), b"reply", &[a.as_fd()]).unwrap();
+        assert!(unread_by_peer(a.as_fd()).unwrap() > 0);
+        let mut buf = [0u8; 16];
+        let (n, fds) = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((n, fds.len()), (5, 1));
+        assert_eq!(unread_by_peer(a.as_fd()).unwrap(), 0);
+        send_with_fds(a.as_fd(), b"unread", &[]).unwrap();
+        drop(b);
+        assert_eq!(unread_by_peer(a.as_fd()).unwrap(), 0, "a closed peer's queue is freed");
+    }
 
     #[test]
     fn pass_three_shm_fds_with_payload() {

@@ -66,7 +66,7 @@ pub use clock::{monotonic_ns, realtime_ns};
 pub use cred::{peer_cred, process_groups, PeerCred};
 pub use error::{OsError, Result};
 pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
-pub use fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
+pub use fdpass::{recv_with_fds, send_with_fds, unread_by_peer, MAX_FDS};
 pub use fork::{count_forks, fork_generation};
 pub use futex::FutexWait;
 pub use lock::{is_byte_locked, try_lock_byte, unlock_byte};

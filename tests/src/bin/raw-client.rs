@@ -6,7 +6,11 @@
 //! * `resume TOPIC GENERATION SLOT`: re-registers subscriber slot `SLOT` of generation `GENERATION` with an
 //!   all-zero resume token (the attacker does not know the owner's);
 //! * `typed TOPIC TYPE_NAME`: a typed subscriber with payload type `TYPE_NAME` (hash 1);
-//! * `group TOPIC GROUP_NAME`: a member of group `GROUP_NAME`.
+//! * `group TOPIC GROUP_NAME`: a member of group `GROUP_NAME`;
+//! * `flood TOPICS CONNS N` (issue 16 item 3): on each of `CONNS` connections, pipelines `N` pairs of a lossy
+//!   `OpenSubscriber` (on the comma-separated `TOPICS` in turn) and a `Close` of the lease id it guesses (ids
+//!   count up from 1), and never reads a reply; prints `flooded` once every request was written or the daemon
+//!   stopped taking them.
 //!
 //! Prints `granted` or `refused KIND: MESSAGE` (or `hello refused ...`), then holds the connection (and so the
 //! lease) until its standard input closes.
@@ -29,23 +33,73 @@ fn reply(s: &mut UnixStream, r: &mut FrameReader) -> Response {
     }
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (socket, client, kind, topic) = (&args[1], &args[2], &args[3], &args[4]);
+/// Connects and greets as `client`; `None` (after printing why) when the daemon refuses the hello.
+fn greet(socket: &str, client: &str) -> Option<(UnixStream, FrameReader)> {
     let mut s = UnixStream::connect(socket).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut r = FrameReader::new();
     let hello =
-        Request::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, client: client.clone() };
+        Request::Hello { protocol: PROTOCOL_VERSION, layout: shmbus_ring::LAYOUT_VERSION, client: client.into() };
     s.write_all(&frame::encode(&hello).unwrap()).unwrap();
     match reply(&mut s, &mut r) {
-        Response::Hello { .. } => {}
+        Response::Hello { .. } => Some((s, r)),
         Response::Error { kind, message } => {
             println!("hello refused {kind:?}: {message}");
-            return;
+            None
         }
         other => panic!("unexpected reply to hello: {other:?}"),
     }
+}
+
+/// The `flood` mode: requests pipelined on `conns` connections, no reply read; holds them until stdin closes.
+fn flood(socket: &str, client: &str, topics: &str, conns: usize, n: u64) {
+    let topics: Vec<String> = topics.split(',').map(String::from).collect();
+    let streams: Vec<UnixStream> = (0..conns).filter_map(|_| greet(socket, client)).map(|(s, _)| s).collect();
+    let writers: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(c, s)| {
+            let mut s = s.try_clone().unwrap();
+            let topics = topics.clone();
+            std::thread::spawn(move || {
+                // A daemon that stops reading must not hold the attacker for ever.
+                s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+                for i in 0..n {
+                    let topic = topics[(i as usize + c) % topics.len()].clone();
+                    let open = Request::OpenSubscriber {
+                        topic,
+                        mode: SubMode::Lossy,
+                        from_oldest: false,
+                        payload_type: None,
+                        resume: None,
+                    };
+                    let close = Request::Close { lease: i * conns as u64 + c as u64 + 1 };
+                    let mut bytes = frame::encode(&open).unwrap();
+                    bytes.extend(frame::encode(&close).unwrap());
+                    if s.write_all(&bytes).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        let _ = w.join();
+    }
+    println!("flooded");
+    std::io::stdout().flush().unwrap();
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(streams);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (socket, client, kind, topic) = (&args[1], &args[2], &args[3], &args[4]);
+    if kind == "flood" {
+        return flood(socket, client, topic, args[5].parse().expect("conns"), args[6].parse().expect("n"));
+    }
+    let Some((mut s, mut r)) = greet(socket, client) else { return };
     let (mut mode, mut payload_type, mut resume) = (SubMode::Lossy, None, None);
     match kind.as_str() {
         "resume" => {
