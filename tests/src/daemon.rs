@@ -153,6 +153,12 @@ impl TestDaemon {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Whether the daemon process still exists.
+    pub fn alive(&self) -> bool {
+        // SAFETY: signal 0 only checks that the process exists; the pid is our own unreaped child.
+        self.pid().is_some_and(|p| unsafe { libc::kill(p as i32, 0) } == 0)
+    }
+
     /// Sends SIGHUP (reload).
     pub fn reload(&self) {
         if let Some(c) = &self.child {

@@ -55,11 +55,6 @@ fn valid_objects(prefix: &str, topic: &str) {
     drop(seg);
 }
 
-fn alive(d: &TestDaemon) -> bool {
-    // SAFETY: signal 0 only checks that the process exists; the pid is our own unreaped child.
-    d.pid().is_some_and(|p| unsafe { libc::kill(p as i32, 0) } == 0)
-}
-
 #[test]
 fn objects_planted_by_nobody_are_refused_and_never_stop_the_daemon() {
     if !root_or_skip("objects_planted_by_nobody_are_refused_and_never_stop_the_daemon") {
@@ -91,7 +86,7 @@ fn objects_planted_by_nobody_are_refused_and_never_stop_the_daemon() {
                [[topic]]\nname = \"orders\"\n";
     let d = TestDaemon::start_with_prefix(&p.0, Some(cfg));
     let log = d.log();
-    assert!(alive(&d), "{log}");
+    assert!(d.alive(), "{log}");
     assert!(!log.lines().any(|l| l.contains("adopted existing topic")), "adopted a planted object:\n{log}");
     assert!(log.contains("owned by uid 65534"), "the refusal says why:\n{log}");
     assert!(log.contains("mode 0o644"), "the refusal says why:\n{log}");
@@ -153,7 +148,7 @@ fn a_forged_group_index_neither_panics_the_daemon_nor_leaks_leases() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(alive(&d));
+    assert!(d.alive());
     bus.stats(Some("orders")).unwrap();
     let log = d.log();
     assert!(!log.contains("panicked"), "the daemon's handler panicked:\n{log}");

@@ -17,11 +17,6 @@ use std::time::Duration;
 const OPEN_TOPIC: &str =
     "[defaults]\npublish = [\"*\"]\nsubscribe = [\"*\"]\ngate = [\"*\"]\n\n[[topic]]\nname = \"t\"\n";
 
-fn alive(d: &TestDaemon) -> bool {
-    // SAFETY: signal 0 only checks that the process exists; the pid is our own unreaped child.
-    d.pid().is_some_and(|p| unsafe { libc::kill(p as i32, 0) } == 0)
-}
-
 #[test]
 fn no_file_of_an_open_topic_is_writable_by_another_user_and_blocking_waits_still_wake() {
     if !root_or_skip("no_file_of_an_open_topic_is_writable_by_another_user_and_blocking_waits_still_wake") {
@@ -64,7 +59,7 @@ fn no_file_of_an_open_topic_is_writable_by_another_user_and_blocking_waits_still
         assert_eq!(got.unwrap(), msg, "the blocking subscriber woke for the message");
     }
     waiter.join().unwrap();
-    assert!(alive(&d), "the daemon survived:\n{}", d.log());
+    assert!(d.alive(), "the daemon survived:\n{}", d.log());
     // And it still serves.
     let mut p2 = bus.publisher("t").unwrap();
     p2.send(b"still").unwrap();

@@ -353,12 +353,16 @@ pub(super) fn write_frames(fd: &OwnedFd, msg: &[u8], writer: u32, seq: u64, keep
     }
 }
 
+/// A subscriber on a fresh pipe, the pipe's write end, and a three-fragment message of `fill` bytes to feed it.
+pub(super) fn fragmented(topic: &str, fill: u8) -> (Subscriber, OwnedFd, Vec<u8>) {
+    let (r, w) = fd_pair();
+    (subscriber_from_fd(topic, r).unwrap(), w, vec![fill; 3 * PIPE_BUF])
+}
+
 #[test]
 fn a_message_its_writer_never_finished_is_dropped_and_counted() {
     let _w = watchdog("a_message_its_writer_never_finished_is_dropped_and_counted");
-    let (r, w) = fd_pair();
-    let mut rx = subscriber_from_fd("torn", r).unwrap();
-    let long = vec![9u8; 3 * PIPE_BUF];
+    let (mut rx, w, long) = fragmented("torn", 9);
     write_frames(&w, &long, 77, 0, 2); // writer 77 dies after two fragments
     write_frames(&w, b"other", 78, 0, 1); // another writer's message is whole
     write_frames(&w, &long, 79, 0, 1); // writer 79 starts a message...

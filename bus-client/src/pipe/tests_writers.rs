@@ -1,7 +1,7 @@
 //! In-process tests of the pipe transport's writers under collisions, deaths, bad frames and deadlines (issue 18).
 
 use super::frame::{self, MAX_FRAME_PAYLOAD};
-use super::tests::{fd_pair, watchdog, write_frames, LONG, PIPE_BUF};
+use super::tests::{fragmented, watchdog, write_frames, LONG, PIPE_BUF};
 use super::*;
 use crate::{RecvError, SendError};
 use std::collections::HashSet;
@@ -11,9 +11,10 @@ use std::time::Duration;
 /// pid + 10-bit counter wrapped at 1,024), and two writers with long messages are never mixed.
 #[test]
 fn a_thousand_publishers_from_one_shared_pipe_never_share_an_id() {
-    let _w = watchdog("a_thousand_publishers_from_one_shared_pipe_never_share_an_id");
+    /// Long enough for several fragments; an odd length, so fragments of two writers never align.
     const LEN: usize = 81_287;
     const EACH: u64 = 200;
+    let _w = watchdog("a_thousand_publishers_from_one_shared_pipe_never_share_an_id");
     let (mut rx, shared) = SharedPipe::new("wrap").unwrap();
     let p0 = shared.publisher().unwrap();
     for _ in 0..1023 {
@@ -56,9 +57,7 @@ fn a_thousand_publishers_from_one_shared_pipe_never_share_an_id() {
 #[test]
 fn a_bad_fragment_costs_only_its_writers_message() {
     let _w = watchdog("a_bad_fragment_costs_only_its_writers_message");
-    let (r, w) = fd_pair();
-    let mut rx = subscriber_from_fd("bad", r).unwrap();
-    let long = vec![4u8; 3 * PIPE_BUF];
+    let (mut rx, w, long) = fragmented("bad", 4);
     write_frames(&w, &long, 5, 0, 1); // writer 5 starts a message...
     let frames: Vec<_> = frame::frames(&long, 5, 1, 1).collect(); // ...and a fragment of another one comes
     let (h, chunk) = frames[1];

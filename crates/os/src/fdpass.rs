@@ -163,13 +163,7 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Result<(usize, Vec
 /// `AF_UNIX` a sent buffer, with any descriptors it carries, is charged to the sender until the peer reads it).
 /// Zero means every reply sent so far was read, or the peer closed its end.
 pub fn unread_by_peer(sock: BorrowedFd<'_>) -> Result<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points to a live local.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-    if rc < 0 {
-        return Err(OsError::last("ioctl(SIOCOUTQ)", fd_object("socket", sock)));
-    }
-    Ok(n.max(0) as usize)
+    crate::pipe::ioctl_count(sock, libc::TIOCOUTQ, "ioctl(SIOCOUTQ)", "socket")
 }
 
 #[cfg(test)]

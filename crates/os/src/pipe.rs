@@ -44,12 +44,19 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> Result<()> {
 
 /// Bytes queued in the pipe behind `fd` (either end), not yet read (`ioctl(FIONREAD)`).
 pub fn queued(fd: BorrowedFd<'_>) -> Result<usize> {
+    ioctl_count(fd, libc::FIONREAD, "ioctl(FIONREAD)", "")
+}
+
+/// A byte count from an `ioctl` that writes one `c_int` (`FIONREAD`, `SIOCOUTQ`); `op` and `kind` name the call
+/// and the descriptor in errors.
+pub(crate) fn ioctl_count(fd: BorrowedFd<'_>, request: libc::Ioctl, op: &'static str, kind: &str) -> Result<usize> {
     use std::os::fd::AsRawFd;
     let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points to a live local.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    // SAFETY: `request` is one of the ioctls that write exactly one c_int through the pointer, which points to a
+    // live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, &mut n) };
     if rc < 0 {
-        return Err(OsError::last("ioctl(FIONREAD)", fd_object("", fd)));
+        return Err(OsError::last(op, fd_object(kind, fd)));
     }
     Ok(n.max(0) as usize)
 }
