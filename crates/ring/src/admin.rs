@@ -133,7 +133,14 @@ impl Admin {
             let fresh = Stamp::pack(lap_of(c, off.shift).wrapping_sub(1), State::Published, 0);
             self.readers_word(off.ledger(g, c)).store(fresh, Ordering::Relaxed);
         }
-        self.publish_gating_cursor(w, cursor::ACTIVE | cursor::GATING, start, waiter, is_dead, ATTACH_TIMEOUT)?;
+        let verify = self.readers_word(off.group(g) + G_VERIFY);
+        // Relaxed: published to members by the SeqCst store of the group cursor below.
+        verify.store(tail, Ordering::Relaxed);
+        let (_, seen) =
+            self.publish_gating_cursor(w, cursor::ACTIVE | cursor::GATING, start, waiter, is_dead, ATTACH_TIMEOUT)?;
+        // Release (tag GROUP_VERIFY): claims that raced the opening are below `seen`; a member loading this with
+        // Acquire copies them too.
+        verify.store(seen, Ordering::Release);
         Ok(())
     }
 

@@ -262,6 +262,9 @@ pub(crate) const G_NEXT: usize = 0;
 pub(crate) const G_REDELIVER: usize = 8;
 pub(crate) const G_REDELIVERED: usize = 16;
 pub(crate) const G_ABANDONED: usize = 24;
+/// The tail when the group opened: positions below it may hold region payloads their publisher had already
+/// freed, so members copy those instead of lending them in place.
+pub(crate) const G_VERIFY: usize = 32;
 
 /// Precomputed offsets for one validated geometry.
 #[derive(Clone, Copy, Debug)]

@@ -717,12 +717,17 @@ impl Harness {
                     let r = timed("try_recv", || {
                         sub.try_recv().map(|m| (m.len(), m.payload().as_ptr() as usize, m.payload().to_vec()))
                     });
-                    let copied = sub.mode() == Mode::Lossy;
+                    // Lossy reads, and lossless or member reads below the attach point, are copies in the
+                    // subscriber's own buffer; every other payload must lie in place within one entry or region.
+                    let (buf, buf_len) = sub.copy_buffer();
+                    let copied = |addr: usize, len: usize| addr >= buf && addr + len <= buf + buf_len;
                     match r {
                         Ok((len, addr, bytes)) => {
                             assert!(len <= max, "payload of {len} bytes, maximum {max}");
                             assert_eq!(bytes.len(), len);
-                            if !copied {
+                            if sub.mode() == Mode::Lossy {
+                                assert!(len == 0 || copied(addr, len), "a lossy payload outside its copy buffer");
+                            } else if !copied(addr, len) {
                                 check_in_place(self.base, self.geo(), addr, len, "payload");
                             }
                             self.read += bytes.iter().map(|&b| b as u64).sum::<u64>();
@@ -1220,8 +1225,15 @@ fn regression_corrupted_frontier_at_takeover() {
                 check_in_place(base, geo, base + loan.data_offset(), len, "loan");
                 loan.commit();
             }
-            while let Ok(m) = s.try_recv() {
-                check_in_place(base, geo, m.payload().as_ptr() as usize, m.len(), "payload");
+            loop {
+                let (addr, len) = match s.try_recv() {
+                    Ok(m) => (m.payload().as_ptr() as usize, m.len()),
+                    Err(_) => break,
+                };
+                let (buf, buf_len) = s.copy_buffer();
+                if !(addr >= buf && addr + len <= buf + buf_len) {
+                    check_in_place(base, geo, addr, len, "payload");
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 //! A received message, and reading one index entry: validating its fields and finding its payload.
 
-use super::{Poll, Subscriber};
+use super::{Mode, Poll, Subscriber};
 use crate::error::RecvError;
 use crate::layout::*;
+use crate::stamp::seq_diff;
 use crate::sync::Ordering;
 
 /// A received message: metadata plus the payload (in place for lossless readers, copied for lossy ones).
@@ -148,7 +149,24 @@ impl Subscriber {
                 self.release_unread(c);
                 Err(self.lag(1))
             }
-            Ok((mut f, _)) => {
+            Ok((mut f, region)) => {
+                // Acquire (tag GROUP_VERIFY): pairs with the Release store in `Admin::open_group`. (Only members
+                // deliver group messages; any other mode has nothing to verify.)
+                let verify = match self.mode {
+                    Mode::Group(g) => {
+                        self.topic.readers_word(self.topic.off().group(g) + G_VERIFY).load(Ordering::Acquire)
+                    }
+                    _ => c,
+                };
+                if region.is_some() && seq_diff(c, verify) < 0 {
+                    // Below the tail at the group's opening the payload may already be free in its publisher's
+                    // books: copy it and check it, never lend it in place (as a lossless reader does).
+                    if !self.copy_checked(&mut f, region) {
+                        self.release_unread(c);
+                        return Err(self.lag(1));
+                    }
+                    return Ok(Poll::Ready(f));
+                }
                 self.materialize(&mut f);
                 Ok(Poll::Ready(f))
             }

@@ -373,6 +373,14 @@ impl Subscriber {
         self.slot_word(S_BYTES).store(self.bytes, Ordering::Relaxed);
     }
 
+    /// Where this subscriber's private copy buffer lies (start address and length): payloads handed out as copies
+    /// (lossy reads, attach-window reads) point into it. A testing hook for the untrusted-memory suite, which
+    /// checks that every other payload lies in one entry or one region of the mapped object.
+    #[doc(hidden)]
+    pub fn copy_buffer(&self) -> (usize, usize) {
+        (self.buf.as_ptr() as usize, self.buf.len())
+    }
+
     /// Detaches: the slot stops gating at once and becomes free.
     pub fn detach(self) {}
 }

@@ -46,10 +46,18 @@ impl Subscriber {
                     Ok(f) => f,
                     Err(e) => return Err(self.pass_corrupted(c, true, e)),
                 };
-                if f.1.is_some() && seq_diff(c, self.verify_until) < 0 && !self.payload_intact(f.1) {
-                    // Reclaimed by a publisher that had not yet seen us attach: report it, never lose silently.
-                    self.advance(c.wrapping_add(1), true);
-                    return Err(self.lag(1));
+                if f.1.is_some() && seq_diff(c, self.verify_until) < 0 {
+                    // Below the tail we saw at attach, a region payload may already be free in its publisher's
+                    // books (freed before our cursor appeared), so a later allocation can overwrite it while we
+                    // lend it out: copy it, then check it was intact (as a lossy reader does); report a reclaimed
+                    // one, never lose silently. (Found by the long model run: a held message changed.)
+                    return match self.copy_checked(&mut f.0, f.1) {
+                        true => Ok(Poll::Ready(f.0)),
+                        false => {
+                            self.advance(c.wrapping_add(1), true);
+                            Err(self.lag(1))
+                        }
+                    };
                 }
                 // Lending in place: announce the hold first; a demotion that came meanwhile is taken instead
                 // (what we loaded from the entry is discarded, so nothing torn is ever handed out).
@@ -113,6 +121,18 @@ impl Subscriber {
         self.slot_word(S_SKIPPED).store(self.skipped, Ordering::Relaxed);
         self.advance(c.wrapping_add(1), gating);
         e
+    }
+
+    /// Copies `f`'s payload into our buffer with atomic loads and points `f` at the copy; `true` when the region
+    /// bytes were still intact after the copy (tag SEQLOCK: the Acquire fence orders the frontier load after the
+    /// copy, so a copy that read any byte of a newer message sees the frontier past it).
+    pub(super) fn copy_checked(&mut self, f: &mut super::message::Found, region: Option<(usize, u64)>) -> bool {
+        self.buf.resize(f.len, 0);
+        let at = f.ptr as usize - self.data_base();
+        self.topic.inner.data.load_bytes(at, &mut self.buf[..f.len]);
+        fence(Ordering::Acquire);
+        f.ptr = self.buf.as_ptr();
+        self.payload_intact(region)
     }
 
     /// Whether a region payload at logical `pos` of publisher `p` has not been overwritten yet.
