@@ -30,12 +30,11 @@ type Handler = Box<dyn FnMut(usize, &Request) -> Act + Send>;
 /// Unique shm names per test, unlinked on drop even when the test fails.
 struct ShmGuard {
     prefix: String,
-    geo: Geometry,
 }
 
 impl Drop for ShmGuard {
     fn drop(&mut self) {
-        unlink_all(&self.prefix, TOPIC, Some(&self.geo));
+        unlink_all(&self.prefix, TOPIC);
     }
 }
 
@@ -73,8 +72,8 @@ impl Fake {
         let n = N.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("bct{}x{n}", std::process::id());
         let geo = geometry();
-        let shm = ShmGuard { prefix: prefix.clone(), geo };
-        unlink_all(&prefix, TOPIC, Some(&geo));
+        let shm = ShmGuard { prefix: prefix.clone() };
+        unlink_all(&prefix, TOPIC);
         let segment = Arc::new(Segment::create(&prefix, TOPIC, &geo, 1, Modes::default()).expect("create segment"));
         // Unused since layout 2 (wake-ups are futex words in the readers object); the real daemon sends "" too.
         let sem_prefix = String::new();

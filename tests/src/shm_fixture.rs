@@ -66,7 +66,7 @@ impl ShmFixture {
         let segment = match create() {
             Ok(s) => s,
             Err(_) if !leftovers(&prefix).is_empty() => {
-                segment::unlink_all(&prefix, TOPIC, None);
+                segment::unlink_all(&prefix, TOPIC);
                 create().unwrap_or_else(|e| panic!("create topic under {prefix}: {e}"))
             }
             Err(e) => panic!("create topic under {prefix}: {e}"),
@@ -97,7 +97,7 @@ impl ShmFixture {
     }
 
     fn cleanup(&self) {
-        segment::unlink_all(&self.prefix, &self.topic, Some(&self.geometry()));
+        segment::unlink_all(&self.prefix, &self.topic);
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }

@@ -26,7 +26,7 @@ use crate::resume_key::ResumeKey;
 use shmbus_os::Access;
 use shmbus_proto::msg::*;
 use shmbus_ring::Geometry;
-use shmbus_shm::{FutexWaiter, Modes, Segment, SegmentError};
+use shmbus_shm::{FutexWaiter, Segment, SegmentError};
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -139,12 +139,6 @@ pub struct State {
 
 /// A lease reply and the two descriptors that go with it.
 pub type Granted = (LeaseReply, [OwnedFd; 2]);
-
-/// Modes of a topic's objects: the daemon's own, whatever the policy (clients get descriptors, and the wake-up
-/// words live in the readers object, so no topic has a world-accessible file).
-fn modes(_settings: &TopicSettings) -> Modes {
-    Modes { objects: 0o600 }
-}
 
 /// Access a lease of each kind gets to the data object.
 fn data_access(publisher: bool) -> Access {

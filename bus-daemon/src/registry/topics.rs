@@ -1,12 +1,12 @@
 //! Topics: adopting what a previous run left, creating declared and requested topics, reloading the
 //! configuration, deleting.
 
-use super::{drive, modes, Asker, Blocked, Refusal, State, TopicEntry};
+use super::{drive, Asker, Blocked, Refusal, State, TopicEntry};
 use crate::config::{Config, TopicSettings};
 use crate::policy::Action;
 use shmbus_proto::msg::*;
 use shmbus_proto::names;
-use shmbus_shm::{FutexWaiter, Segment};
+use shmbus_shm::{FutexWaiter, Modes, Segment};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +28,7 @@ impl State {
                 Ok(s) => s,
                 Err(_) => self.config.defaults.clone(),
             };
-            match Segment::adopt(&prefix, &t, modes(&settings)) {
+            match Segment::adopt(&prefix, &t, Modes::default()) {
                 Ok(seg) => {
                     let declared = self.config.topics.iter().any(|(n, _)| *n == t);
                     let mut settings = settings;
@@ -47,7 +47,7 @@ impl State {
                     bad += 1;
                     if self.config.remove_invalid {
                         tracing::error!(topic = %t, error = %e, "removing objects that fail validation");
-                        shmbus_shm::unlink_all(&prefix, &t, None);
+                        shmbus_shm::unlink_all(&prefix, &t);
                     } else {
                         tracing::error!(topic = %t, error = %e, "refusing to adopt objects that fail validation; left in place");
                     }

@@ -65,7 +65,7 @@ impl State {
         for name in broken {
             if let Some(e) = self.topics.remove(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
-                shmbus_shm::unlink_all(&e.segment.prefix, &name, Some(&e.geometry()));
+                shmbus_shm::unlink_all(&e.segment.prefix, &name);
                 self.leases.retain(|_, l| l.topic != name);
             }
         }

@@ -13,7 +13,7 @@
 use super::{Refusal, State, TopicEntry};
 use crate::config::TopicSettings;
 use shmbus_proto::msg::ErrorKind;
-use shmbus_shm::{FutexWaiter, Segment, SegmentError};
+use shmbus_shm::{FutexWaiter, Modes, Segment, SegmentError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -166,7 +166,7 @@ fn create_segment(p: &TopicPlan) -> Result<Segment, Refusal> {
             });
         }
     }
-    match Segment::create(&p.prefix, &p.name, &p.settings.geometry, p.generation, super::modes(&p.settings)) {
+    match Segment::create(&p.prefix, &p.name, &p.settings.geometry, p.generation, Modes::default()) {
         Ok(s) => Ok(s),
         Err(SegmentError::Os(e)) if e.raw_os_error() == Some(libc::EEXIST) => Err(Refusal {
             kind: ErrorKind::AlreadyExists,

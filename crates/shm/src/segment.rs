@@ -180,13 +180,12 @@ impl Segment {
     /// Marks the topic closed (attached clients get `Closed`), then unlinks its objects.
     pub fn close_and_unlink(&self, waiter: &dyn Waiter) {
         let _ = self.topic.close(waiter);
-        unlink_all(&self.prefix, &self.topic_name, Some(&self.topic.geometry()));
+        unlink_all(&self.prefix, &self.topic_name);
     }
 }
 
-/// Unlinks a topic's two objects. The geometry is no longer needed (topics have no per-slot files since layout
-/// version 2); the parameter stays for callers that have it.
-pub fn unlink_all(prefix: &str, topic: &str, _geo: Option<&Geometry>) {
+/// Unlinks a topic's two objects (since layout version 2 a topic has no other file).
+pub fn unlink_all(prefix: &str, topic: &str) {
     let _ = ShmObject::unlink(&names::data_object(prefix, topic));
     let _ = ShmObject::unlink(&names::readers_object(prefix, topic));
 }

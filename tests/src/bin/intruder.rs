@@ -130,10 +130,7 @@ fn group_resume(socket: &str, _prefix: &str, topic: &str) {
         resume: Some(Resume { generation: lease.generation, slot, token: lease.resume_token }),
     };
     match ask(&s, &mut reader, &resume) {
-        Some(r) => {
-            println!("resume response: {r:?}");
-            println!("resume answered: {}", matches!(r, Response::Lease(_) | Response::Error { .. }))
-        }
+        Some(r) => println!("resume answered: {}", matches!(r, Response::Lease(_) | Response::Error { .. })),
         None => println!("resume: the daemon closed the connection"),
     }
     drop((member, first, readers));
