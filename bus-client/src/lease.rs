@@ -121,16 +121,8 @@ pub(crate) fn open(control: &Arc<Control>, spec: LeaseSpec) -> Result<Attached, 
     let control = control.for_this_process();
     let publisher = matches!(spec.kind, LeaseKind::Publisher);
     let Granted { reply, fds, local, closed } = control.open_lease(&spec)?;
-    let LeaseReply {
-        lease: lease_id,
-        topic: _,
-        generation,
-        geometry: wire,
-        role,
-        lock_offset,
-        sem_prefix: _,
-        resume_token: _,
-    } = reply;
+    let LeaseReply { lease: lease_id, topic: _, generation, geometry: wire, role, lock_offset, resume_token: _ } =
+        reply;
     let mut fds = fds.into_iter();
     let (Some(data), Some(readers)) = (fds.next(), fds.next()) else {
         control.release(local);

@@ -75,9 +75,7 @@ impl Fake {
         let shm = ShmGuard { prefix: prefix.clone() };
         unlink_all(&prefix, TOPIC);
         let segment = Arc::new(Segment::create(&prefix, TOPIC, &geo, 1, Modes::default()).expect("create segment"));
-        // Unused since layout 2 (wake-ups are futex words in the readers object); the real daemon sends "" too.
-        let sem_prefix = String::new();
-        let handler = make(LeaseMaker { sem_prefix });
+        let handler = make(LeaseMaker);
         let dir = std::env::temp_dir().join(format!("bus-client-fake-{prefix}"));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("control.sock");
@@ -163,9 +161,7 @@ fn hello() -> Response {
 const FAKE_TOKEN: ResumeToken = ResumeToken([7; 16]);
 
 /// Builds lease replies for the fake's topic.
-struct LeaseMaker {
-    sem_prefix: String,
-}
+struct LeaseMaker;
 
 impl LeaseMaker {
     fn lease(&self, lease: u64, role: Role, generation: u64) -> LeaseReply {
@@ -180,7 +176,6 @@ impl LeaseMaker {
             geometry: wire(&geometry()),
             role,
             lock_offset: names::lock_offset(publisher, slot),
-            sem_prefix: self.sem_prefix.clone(),
             resume_token: FAKE_TOKEN,
         }
     }

@@ -38,10 +38,6 @@ fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{name}"))
 }
 
-fn sem_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/sem.{}", &name[1..]))
-}
-
 /// Hands a file to `nobody`, as if nobody had made it.
 fn give_to_nobody(p: &PathBuf, mode: u32) {
     std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -78,7 +74,7 @@ fn objects_planted_by_nobody_are_refused_and_never_stop_the_daemon() {
     }
     // 4. An empty file where a declared topic's semaphore of subscriber slot 31 went before layout 2 (wake-ups are
     //    futex words in the readers object now: such a file must neither be used nor matter).
-    let s31 = sem_path(&names::sem_name(&names::sem_prefix(&p.0, "orders"), false, 31));
+    let s31 = PathBuf::from(format!("/dev/shm/sem.{}.orders.s31", p.0));
     std::fs::File::create(&s31).unwrap();
     give_to_nobody(&s31, 0o666);
 

@@ -233,8 +233,6 @@ impl State {
                 geometry: geometry_to_wire(&e.geometry()),
                 role,
                 lock_offset: names::lock_offset(publisher, slot),
-                // Unused since the wake-up words moved into the readers object (layout 2); kept for the wire format.
-                sem_prefix: String::new(),
                 resume_token,
             },
             [d, r],

@@ -92,19 +92,26 @@ mod tests {
     fn wake_reaches_a_waiter_in_another_thread() {
         let word = Arc::new(AtomicU32::new(0));
         let w = word.clone();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let sleeper = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(10);
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            // One long wait: only a wake can end it before the timeout (a spurious return is reported as such).
+            let r = wait(&w, 0, Duration::from_secs(10));
             // Relaxed: the test only checks the value itself, nothing published through it.
-            while w.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
-                wait(&w, 0, Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())));
-            }
-            w.load(Ordering::Relaxed)
+            (r, w.load(Ordering::Relaxed))
         });
-        std::thread::sleep(Duration::from_millis(20));
+        let tid = tid_rx.recv().unwrap();
+        // Wake only once the sleeper is inside FUTEX_WAIT, so the wake is what ends its wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !crate::testutil::blocked_in_syscall(tid, libc::SYS_futex) {
+            assert!(Instant::now() < deadline, "the sleeper never blocked in futex");
+            std::thread::yield_now();
+        }
         // Relaxed: see above.
         word.store(1, Ordering::Relaxed);
-        wake(&word, 1);
-        assert_eq!(sleeper.join().unwrap(), 1);
+        assert_eq!(wake(&word, 1), 1, "one waiter woken");
+        assert_eq!(sleeper.join().unwrap(), (FutexWait::Woken, 1));
     }
 
     #[test]

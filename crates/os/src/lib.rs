@@ -5,7 +5,6 @@
 //!   reserved memory, open, reopen read-only, list).
 //! - [`map`]: shared mappings of them, exposed as raw pointers.
 //! - [`futex`]: waiting and waking on 32-bit words in shared memory (process-shared futexes).
-//! - [`sem`]: POSIX named semaphores, with a monotonic-deadline wait.
 //! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
 //! - [`lock`]: liveness through open-file-description byte locks.
 //! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
@@ -53,7 +52,6 @@ pub mod map;
 pub mod membarrier;
 pub mod pipe;
 pub mod poll;
-pub mod sem;
 pub mod shm;
 pub mod shm_owned;
 pub mod sigpipe;
@@ -74,7 +72,6 @@ pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};
 pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
-pub use sem::{list_semaphores, NamedSemaphore};
 pub use shm::{list_shm, Access, ShmObject};
 pub use shm_owned::Expected;
 pub use sigpipe::SigpipeBlocked;

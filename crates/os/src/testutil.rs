@@ -21,29 +21,12 @@ pub(crate) fn temp_shm(test: &str, size: u64) -> (ShmGuard, crate::ShmObject) {
     (guard, crate::ShmObject::create_exclusive(&name, size, 0o600).unwrap())
 }
 
-/// A new semaphore with count `value` (mode 0o600) under a [`unique_name`] for `test`, with the guard that unlinks
-/// it.
-pub(crate) fn temp_sem(test: &str, value: u32) -> (SemGuard, crate::NamedSemaphore) {
-    let name = unique_name(test);
-    let guard = SemGuard(name.clone());
-    (guard, crate::NamedSemaphore::create_exclusive(&name, 0o600, value).unwrap())
-}
-
 /// Unlinks a shm name on drop (also when the test panics); ignores "not found".
 pub(crate) struct ShmGuard(pub(crate) String);
 
 impl Drop for ShmGuard {
     fn drop(&mut self) {
         let _ = crate::ShmObject::unlink(&self.0);
-    }
-}
-
-/// Unlinks a semaphore name on drop (also when the test panics); ignores "not found".
-pub(crate) struct SemGuard(pub(crate) String);
-
-impl Drop for SemGuard {
-    fn drop(&mut self) {
-        let _ = crate::NamedSemaphore::unlink(&self.0);
     }
 }
 

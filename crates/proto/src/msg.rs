@@ -182,9 +182,6 @@ pub struct LeaseReply {
     pub role: Role,
     /// Byte of the readers object the client must keep locked (OFD lock) while it holds the lease.
     pub lock_offset: u64,
-    /// Unused since layout version 2 (the wake-up words live in the readers object; daemons send an empty
-    /// string, clients ignore it). Kept so the wire format stays the same.
-    pub sem_prefix: String,
     /// The secret to send back in [`Resume`] when re-registering this lease after a daemon restart.
     pub resume_token: ResumeToken,
 }

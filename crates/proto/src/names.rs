@@ -1,9 +1,8 @@
-//! Names: topic-name rules, shared-memory object and semaphore names, and control-socket discovery.
+//! Names: topic-name rules, shared-memory object names, and control-socket discovery.
 //!
-//! Objects are `/<prefix>.<topic>.data` and `/<prefix>.<topic>.readers`, a topic's only files. Until layout 2,
-//! topics also had semaphores `/<prefix>.<topic>.s<slot>` (subscriber slots) and `/<prefix>.<topic>.p<slot>`
-//! (publisher slots), visible in /dev/shm as `sem.<prefix>.<topic>.s<slot>`; their names are kept to recognize
-//! them. Several buses can run side by side under different prefixes.
+//! Objects are `/<prefix>.<topic>.data` and `/<prefix>.<topic>.readers`, a topic's only files (until layout 2
+//! topics also had named semaphores, `sem.<prefix>.<topic>.{s,p}<slot>` in /dev/shm). Several buses can run side
+//! by side under different prefixes.
 
 use std::path::{Path, PathBuf};
 
@@ -84,17 +83,6 @@ pub fn readers_object(prefix: &str, topic: &str) -> String {
     format!("/{prefix}.{topic}.readers")
 }
 
-/// Prefix of a topic's semaphore names, as carried in a lease until layout 2 (topics have no semaphores since;
-/// kept to recognize old names).
-pub fn sem_prefix(prefix: &str, topic: &str) -> String {
-    format!("/{prefix}.{topic}")
-}
-
-/// Name (layout 1) of the semaphore of subscriber slot `slot` (`publisher == false`) or publisher slot `slot`.
-pub fn sem_name(sem_prefix: &str, publisher: bool, slot: u32) -> String {
-    format!("{sem_prefix}.{}{slot}", if publisher { 'p' } else { 's' })
-}
-
 /// Which object of a topic a name designates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -114,20 +102,6 @@ pub fn parse_object(prefix: &str, name: &str) -> Option<(String, ObjectKind)> {
     };
     validate_topic(topic).ok()?;
     Some((topic.to_string(), kind))
-}
-
-/// Parses a semaphore name under `prefix` into (topic, publisher?, slot).
-pub fn parse_sem(prefix: &str, name: &str) -> Option<(String, bool, u32)> {
-    let rest = name.strip_prefix('/')?.strip_prefix(prefix)?.strip_prefix('.')?;
-    let (topic, last) = rest.rsplit_once('.')?;
-    let publisher = match last.as_bytes().first()? {
-        b'p' => true,
-        b's' => false,
-        _ => return None,
-    };
-    let slot = last[1..].parse().ok()?;
-    validate_topic(topic).ok()?;
-    Some((topic.to_string(), publisher, slot))
 }
 
 /// The places a control socket may be, the ones nobody else can plant first: `$XDG_RUNTIME_DIR/shmbus/control.sock`
@@ -299,8 +273,6 @@ mod tests {
         let r = readers_object("bus1", "x");
         assert_eq!(parse_object("bus1", &r), Some(("x".into(), ObjectKind::Readers)));
         assert_eq!(parse_object("bus2", &r), None);
-        let s = sem_name(&sem_prefix("bus1", "a.b"), true, 7);
-        assert_eq!(parse_sem("bus1", &s), Some(("a.b".into(), true, 7)));
     }
 
     #[test]

@@ -17,8 +17,8 @@ pub const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 static LIGHT_IS_COMPILER_FENCE: AtomicBool = AtomicBool::new(false);
 
-/// Declares that this process is registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so [`light`] may be a compiler
-/// fence.
+/// Declares that this process is registered for `MEMBARRIER_CMD_GLOBAL_EXPEDITED`, so the light barrier may be a
+/// compiler fence.
 ///
 /// # Safety
 /// Only call after a successful registration, and only if every process that may call [`Waiter::heavy`] against
@@ -75,7 +75,7 @@ pub trait Waiter: Send + Sync {
     /// Waits for one post until `deadline`; `true` if posted. Spurious `true` is allowed.
     fn wait_until(&self, target: Target, deadline: Instant) -> bool;
     /// The sleeper's half of the asymmetric barrier: a full barrier in every thread of every process that uses
-    /// the cheap [`light`] barrier.
+    /// the cheap light barrier.
     fn heavy(&self) {
         fence(Ordering::SeqCst);
     }
