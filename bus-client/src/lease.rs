@@ -151,10 +151,13 @@ pub(crate) fn open(control: &Arc<Control>, spec: LeaseSpec) -> Result<Attached, 
     let access = if publisher { Access::ReadWrite } else { Access::ReadOnly };
     let topic = map_topic(data.as_fd(), lease.readers.as_fd(), access, Some((&geo, generation)))?;
     drop(data);
-    if !shmbus_os::try_lock_byte(lease.readers.as_fd(), lock_offset)? {
-        return Err(OpenError::Protocol(format!("the lease lock (byte {lock_offset}) is held by someone else")));
+    // The byte lock is a hint for other clients (a lossless subscriber attaching waits out a publisher whose
+    // byte is locked); the daemon's lease table decides who holds the slot. Any subscriber of the topic can take
+    // any byte (issue 16 item 5), so a taken byte costs the hint, never the lease.
+    lease.locked = shmbus_os::try_lock_byte(lease.readers.as_fd(), lock_offset)?;
+    if !lease.locked {
+        tracing::debug!(topic = %spec.topic, lease = lease_id, lock_offset, "lease byte locked by another process");
     }
-    lease.locked = true;
     let waiter = Arc::new(FutexWaiter::new(&topic));
     tracing::debug!(topic = %spec.topic, lease = lease_id, ?role, "lease granted");
     Ok(Attached { lease, topic, waiter, role })

@@ -31,10 +31,12 @@
 pub mod cli;
 pub mod config;
 pub mod conns;
+pub mod lease_file;
 pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod prefix_lock;
+pub mod private_file;
 pub mod registry;
 pub mod resume_key;
 pub mod server;
@@ -156,6 +158,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let mut state = State::new(opts.config.clone());
     state.resume_key = resume_key::ResumeKey::load_or_create(&opts.config.shm_prefix);
     let (adopted, refused) = state.adopt_existing();
+    let restored = state.restore_leases();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
     let listener = bind(&socket, state.config.socket_mode)?;
     let gate = conns::Gate::new(&state.config.limits);
@@ -174,7 +177,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
             None => (None, String::new()),
         };
     let summary = server::lock(&state).summary();
-    tracing::info!(socket = %socket.display(), adopted, refused, "shmbusd ready: {summary}");
+    tracing::info!(socket = %socket.display(), adopted, refused, restored, "shmbusd ready: {summary}");
     systemd.ready(&format!("ready: {summary}{metrics_note}"));
 
     let next_conn = AtomicU64::new(1);
@@ -230,6 +233,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     if opts.cleanup_on_exit {
         server::lock(&state).cleanup();
         resume_key::remove(&opts.config.shm_prefix);
+        lease_file::remove(&opts.config.shm_prefix);
     }
     tracing::info!("shmbusd stopped");
     Ok(())

@@ -19,7 +19,6 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use shmbus_proto::msg::ResumeToken;
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const KEY_BYTES: usize = 32;
@@ -62,23 +61,10 @@ fn random_key() -> std::io::Result<[u8; KEY_BYTES]> {
 
 /// Reads the key at `path` if it is a plain 0600 file of this user with one link and the right size.
 fn read_key(path: &Path) -> std::io::Result<Option<[u8; KEY_BYTES]>> {
-    let mut f = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let m = f.metadata()?;
-    let me = nix::unistd::geteuid().as_raw();
-    if !m.file_type().is_file() || m.uid() != me || m.mode() & 0o7777 != 0o600 || m.nlink() != 1 {
-        return Err(std::io::Error::other(format!(
-            "not a 0600 file of uid {me} with one link (uid {}, mode {:o}, {} links)",
-            m.uid(),
-            m.mode() & 0o7777,
-            m.nlink()
-        )));
-    }
-    if m.len() != KEY_BYTES as u64 {
-        return Err(std::io::Error::other(format!("{} bytes, not {KEY_BYTES}", m.len())));
+    let Some(mut f) = crate::private_file::open_own(path, false)? else { return Ok(None) };
+    let len = f.metadata()?.len();
+    if len != KEY_BYTES as u64 {
+        return Err(std::io::Error::other(format!("{len} bytes, not {KEY_BYTES}")));
     }
     let mut k = [0u8; KEY_BYTES];
     f.read_exact(&mut k)?;
@@ -87,13 +73,7 @@ fn read_key(path: &Path) -> std::io::Result<Option<[u8; KEY_BYTES]>> {
 
 fn create_key(path: &Path) -> std::io::Result<[u8; KEY_BYTES]> {
     let k = random_key()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    f.write_all(&k)?;
+    crate::private_file::create_own(path)?.write_all(&k)?;
     Ok(k)
 }
 

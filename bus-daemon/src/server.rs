@@ -203,7 +203,7 @@ fn conversation(
     state: &Mutex<State>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let who = Asker { conn, cred, groups };
+    let who = Asker { conn, cred, groups, holder: shmbus_os::ProcessId::of(cred.pid) };
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
@@ -275,7 +275,7 @@ fn conversation(
             }
             Request::Close { lease } => {
                 let mut st = lock(state);
-                let owned = st.leases.get(&lease).is_some_and(|l| l.conn == conn);
+                let owned = st.leases.get(&lease).is_some_and(|l| l.conn == Some(conn));
                 if owned {
                     (st.close_lease(lease).map(|_| Response::Done).unwrap_or_else(error), None)
                 } else {

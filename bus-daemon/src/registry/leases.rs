@@ -4,7 +4,7 @@
 use super::{data_access, refuse, Blocked, Granted, Lease, Refusal, State, TopicEntry};
 use crate::policy::Action;
 use crate::resume_key::TokenFor;
-use shmbus_os::PeerCred;
+use shmbus_os::{PeerCred, ProcessId};
 use shmbus_proto::msg::*;
 use shmbus_proto::names;
 use shmbus_shm::geometry_to_wire;
@@ -18,6 +18,8 @@ pub struct Asker<'a> {
     pub cred: &'a PeerCred,
     /// The peer's supplementary groups.
     pub groups: &'a [u32],
+    /// The peer's process, identified while it is connected.
+    pub holder: ProcessId,
 }
 
 /// The kind of lease asked for.
@@ -142,12 +144,12 @@ impl State {
             topic: topic.to_string(),
             generation,
             role,
-            conn: who.conn,
-            pid: who.cred.pid,
+            conn: Some(who.conn),
+            holder: who.holder,
             uid: who.cred.uid,
             typed,
         };
-        self.leases.insert(id, lease);
+        self.record_lease(id, lease);
         tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,
             lease = id, resumed = req.resume.is_some(), "lease granted");
         Ok(granted)
@@ -187,12 +189,13 @@ impl State {
         }
     }
 
+    /// Whether no lease holds the slot. The lease table decides, not the slot's byte lock: any subscriber of the
+    /// topic can take that lock (issue 16 item 5), so it is only a hint for clients.
     fn slot_free(&self, e: &TopicEntry, publisher: bool, slot: u32) -> bool {
-        let taken = self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
-        !taken && !e.slot_locked(publisher, slot)
+        !self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot))
     }
 
-    /// The first slot neither leased nor locked, with whatever a dead previous holder left reclaimed.
+    /// The first slot no lease holds, with whatever a dead previous holder left reclaimed.
     fn take_free_slot(&self, topic: &str, publisher: bool) -> Result<u32, Refusal> {
         let e = &self.topics[topic];
         let geo = e.geometry();
@@ -240,8 +243,8 @@ impl State {
     }
 
     /// Checks a re-registration: same generation, slot in range, the resume token of this slot and the asker's
-    /// uid (see [`crate::resume_key`]), its lease lock held, and not leased to another process. A lease of the
-    /// same process on a connection that has not been noticed closed yet moves over.
+    /// uid (see [`crate::resume_key`]), and a lease of the slot held by the asking process (from before a
+    /// restart, from a connection that closed, or from one not noticed closed yet), which moves over.
     fn resumable(&mut self, topic: &str, publisher: bool, r: Resume, cred: &PeerCred) -> Result<u32, Refusal> {
         let pid = cred.pid;
         let e = &self.topics[topic];
@@ -258,23 +261,21 @@ impl State {
             let message = format!("uid {} has no resume token for that slot (not its lease)", cred.uid);
             return refuse(ErrorKind::PermissionDenied, message);
         }
-        if !e.slot_locked(publisher, r.slot) {
-            return refuse(ErrorKind::InvalidRequest, "that slot is not held (its lease lock is free)");
-        }
-        let holder = self.leases.iter().find(|(_, l)| l.holds(topic, publisher, r.slot)).map(|(id, l)| (*id, l.pid));
+        let holder =
+            self.leases.iter().find(|(_, l)| l.holds(topic, publisher, r.slot)).map(|(id, l)| (*id, l.holder.pid));
         match holder {
             Some((id, p)) if p == pid => {
                 self.leases.remove(&id);
+                Ok(r.slot)
             }
-            Some(_) => return refuse(ErrorKind::InvalidRequest, "that slot is leased to another client"),
-            None => {}
+            Some(_) => refuse(ErrorKind::InvalidRequest, "that slot is leased to another client"),
+            None => refuse(ErrorKind::Closed, "the lease was reclaimed (its holder was gone)"),
         }
-        Ok(r.slot)
     }
 
     /// `Close`, or the end of a connection: reclaims what the lease held through the ring's recovery hooks.
     pub fn close_lease(&mut self, id: u64) -> Result<(), Refusal> {
-        let Some(l) = self.leases.remove(&id) else {
+        let Some(l) = self.forget_lease(id) else {
             return refuse(ErrorKind::InvalidRequest, format!("no lease {id}"));
         };
         if l.typed {
@@ -286,18 +287,14 @@ impl State {
         }
         match l.role {
             Role::Publisher { slot } => {
-                if !e.slot_locked(true, slot) {
-                    let n = e.segment.topic.cancel_claims_of(slot as usize, &*e.waiter).unwrap_or(0);
-                    if n > 0 {
-                        tracing::warn!(topic = %l.topic, slot, cancelled = n, "cancelled claims of a departed publisher");
-                    }
+                let n = e.segment.topic.cancel_claims_of(slot as usize, &*e.waiter).unwrap_or(0);
+                if n > 0 {
+                    tracing::warn!(topic = %l.topic, slot, cancelled = n, "cancelled claims of a departed publisher");
                 }
             }
             Role::Subscriber { slot, group } => {
-                if !e.slot_locked(false, slot) {
-                    if let Ok(Some(what)) = e.segment.topic.release_subscriber(slot as usize, &*e.waiter) {
-                        tracing::warn!(topic = %l.topic, slot, ?what, "a departed group member held a message");
-                    }
+                if let Ok(Some(what)) = e.segment.topic.release_subscriber(slot as usize, &*e.waiter) {
+                    tracing::warn!(topic = %l.topic, slot, ?what, "a departed group member held a message");
                 }
                 if let Some(g) = group {
                     self.close_group_if_empty(&l.topic, g);
@@ -307,11 +304,17 @@ impl State {
         Ok(())
     }
 
-    /// A connection ended: every lease it held is reclaimed at once.
+    /// A connection ended: every lease it held is reclaimed at once if its holder is gone, else kept without a
+    /// connection until the holder resumes it on another or dies (see [`State::reclaim_orphans`]).
     pub fn connection_closed(&mut self, conn: u64) {
-        let ids: Vec<u64> = self.leases.iter().filter(|(_, l)| l.conn == conn).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = self.leases.iter().filter(|(_, l)| l.conn == Some(conn)).map(|(id, _)| *id).collect();
         for id in ids {
-            let _ = self.close_lease(id);
+            let alive = self.leases[&id].holder.alive();
+            if alive {
+                self.leases.get_mut(&id).expect("listed above").conn = None;
+            } else {
+                let _ = self.close_lease(id);
+            }
         }
     }
 }

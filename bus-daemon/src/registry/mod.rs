@@ -6,6 +6,7 @@
 //! * `topics`: creating, adopting, reloading and deleting topics;
 //! * `leases`: the one grant path for both lease kinds, re-registration after a restart, closing;
 //! * `groups`: consumer-group names and their ring slots;
+//! * `restore`: the leases from before a restart, read back from the lease file;
 //! * `upkeep`: periodic duties (reclaiming what dead clients held, slow consumers, truncated objects, cleanup);
 //! * `report`: listings and counters in wire form;
 //! * [`work`]: slow work outside the lock, and the [`drive`] loop that runs a request through it.
@@ -13,6 +14,7 @@
 mod groups;
 mod leases;
 mod report;
+mod restore;
 mod topics;
 mod upkeep;
 pub mod work;
@@ -22,8 +24,9 @@ pub use topics::create_declared;
 pub use work::{drive, Blocked};
 
 use crate::config::{Config, TopicSettings};
+use crate::lease_file::{LeaseFile, Record};
 use crate::resume_key::ResumeKey;
-use shmbus_os::Access;
+use shmbus_os::{Access, ProcessId};
 use shmbus_proto::msg::*;
 use shmbus_ring::Geometry;
 use shmbus_shm::{FutexWaiter, Segment, SegmentError};
@@ -84,11 +87,6 @@ impl TopicEntry {
     fn geometry(&self) -> Geometry {
         self.segment.topic.geometry()
     }
-
-    /// Whether some process holds the lease lock of the slot (a failed probe counts as held).
-    fn slot_locked(&self, publisher: bool, slot: u32) -> bool {
-        self.segment.holder_alive(publisher, slot)
-    }
 }
 
 /// A granted lease.
@@ -100,14 +98,30 @@ pub struct Lease {
     pub generation: u64,
     /// Role and slot.
     pub role: Role,
-    /// Connection that holds it.
-    pub conn: u64,
-    /// Holder's pid (SO_PEERCRED).
-    pub pid: i32,
+    /// Connection that holds it; `None` once that connection closed while the holder lives on (it may resume
+    /// on a new one), and for leases restored from the lease file after a restart.
+    pub conn: Option<u64>,
+    /// The holder: SO_PEERCRED pid and its start time. The authority on whether the lease is still held (the
+    /// byte lock on the readers object is only a hint; see [`crate::lease_file`]).
+    pub holder: ProcessId,
     /// Holder's uid (SO_PEERCRED), counted against `max_leases_per_uid`.
     pub uid: u32,
     /// Opened by a typed handle.
     pub typed: bool,
+}
+
+impl Lease {
+    /// The lease as the lease file keeps it.
+    fn record(&self) -> Record {
+        Record {
+            topic: self.topic.clone(),
+            generation: self.generation,
+            role: self.role,
+            holder: self.holder,
+            uid: self.uid,
+            typed: self.typed,
+        }
+    }
 }
 
 impl Lease {
@@ -135,6 +149,8 @@ pub struct State {
     creating: HashMap<String, work::Creating>,
     /// Derives and checks resume tokens (an in-memory key until [`crate::run`] loads the prefix's key file).
     pub resume_key: ResumeKey,
+    /// The lease table on disk (in memory only until [`State::restore_leases`] loads the prefix's file).
+    lease_file: LeaseFile,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -160,6 +176,28 @@ impl State {
             next_generation: shmbus_os::realtime_ns(),
             creating: HashMap::new(),
             resume_key: ResumeKey::ephemeral(),
+            lease_file: LeaseFile::memory(),
+        }
+    }
+
+    /// Records a granted lease, in the table and in the lease file.
+    fn record_lease(&mut self, id: u64, lease: Lease) {
+        self.lease_file.put(&lease.record());
+        self.leases.insert(id, lease);
+    }
+
+    /// Forgets a lease, in the table and in the lease file.
+    fn forget_lease(&mut self, id: u64) -> Option<Lease> {
+        let l = self.leases.remove(&id)?;
+        self.lease_file.clear(&l.topic, l.role);
+        Some(l)
+    }
+
+    /// Forgets every lease of `topic` (the topic is gone).
+    fn forget_leases_of(&mut self, topic: &str) {
+        let ids: Vec<u64> = self.leases.iter().filter(|(_, l)| l.topic == topic).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.forget_lease(id);
         }
     }
 

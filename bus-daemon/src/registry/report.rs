@@ -48,7 +48,7 @@ impl State {
 }
 
 fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32) -> Option<i32> {
-    leases.values().find(|l| l.holds(topic, publisher, slot)).map(|l| l.pid)
+    leases.values().find(|l| l.holds(topic, publisher, slot)).map(|l| l.holder.pid)
 }
 
 /// One topic's counters in wire form.

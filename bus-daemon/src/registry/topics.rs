@@ -38,7 +38,7 @@ impl State {
                     }
                     let entry = self.entry_for(seg, settings, declared);
                     self.next_generation = self.next_generation.max(entry.segment.topic.generation() + 1);
-                    self.reclaim_unheld(&entry);
+                    // What no lease holds is reclaimed once the leases from before are restored.
                     tracing::info!(topic = %t, "adopted existing topic");
                     self.topics.insert(t, entry);
                     ok += 1;
@@ -220,7 +220,7 @@ impl State {
         }
         let e = self.topics.remove(name).expect("just found");
         e.segment.close_and_unlink(&*e.waiter);
-        self.leases.retain(|_, l| l.topic != name);
+        self.forget_leases_of(name);
         tracing::info!(topic = %name, uid, pid = who.cred.pid, "deleted topic");
         Ok(())
     }

@@ -5,14 +5,15 @@ use super::{State, TopicEntry};
 use std::time::Instant;
 
 impl State {
-    /// Reclaims slots that the ring shows in use but whose holder is gone (no lease lock held, no lease).
+    /// Reclaims slots that the ring shows in use but no lease holds (their byte locks do not count: any
+    /// subscriber can take those).
     pub(super) fn reclaim_unheld(&self, e: &TopicEntry) {
         let geo = e.geometry();
         let t = &e.segment.topic;
         let leased =
             |publisher: bool, slot: u32| self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
         for p in 0..geo.max_publishers {
-            if !leased(true, p) && !e.slot_locked(true, p) {
+            if !leased(true, p) {
                 if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
                     if n > 0 {
                         tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
@@ -21,15 +22,22 @@ impl State {
             }
         }
         for s in 0..geo.max_subscribers {
-            if t.subscriber_active(s as usize) && !leased(false, s) && !e.slot_locked(false, s) {
+            if t.subscriber_active(s as usize) && !leased(false, s) {
                 let _ = t.release_subscriber(s as usize, &*e.waiter);
                 tracing::warn!(topic = %e.segment.topic_name, slot = s, "released the slot of a dead subscriber");
             }
         }
     }
 
-    /// Leases held by clients from before a restart that have since died (their lock is free): reclaim.
-    pub fn reclaim_orphans(&self) {
+    /// Reclaims the leases whose holder died (whether or not its connection is still open: a forked child may
+    /// keep it), then every slot no lease holds.
+    pub fn reclaim_orphans(&mut self) {
+        let dead: Vec<u64> = self.leases.iter().filter(|(_, l)| !l.holder.alive()).map(|(id, _)| *id).collect();
+        for id in dead {
+            let l = &self.leases[&id];
+            tracing::info!(topic = %l.topic, role = ?l.role, pid = l.holder.pid, uid = l.uid, lease = id, "reclaiming the lease of a dead holder");
+            let _ = self.close_lease(id);
+        }
         for e in self.topics.values() {
             self.reclaim_unheld(e);
         }
@@ -66,7 +74,7 @@ impl State {
             if let Some(e) = self.topics.remove(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
                 shmbus_shm::unlink_all(&e.segment.prefix, &name);
-                self.leases.retain(|_, l| l.topic != name);
+                self.forget_leases_of(&name);
             }
         }
     }
@@ -77,6 +85,9 @@ impl State {
             e.segment.close_and_unlink(&*e.waiter);
             tracing::info!(topic = %name, "removed topic");
         }
-        self.leases.clear();
+        let ids: Vec<u64> = self.leases.keys().copied().collect();
+        for id in ids {
+            self.forget_lease(id);
+        }
     }
 }

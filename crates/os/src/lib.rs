@@ -8,6 +8,7 @@
 //! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
 //! - [`lock`]: liveness through open-file-description byte locks.
 //! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
+//! - [`process`]: whether a process is still the one it was (pid and start time).
 //! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
 //! - [`stat`]: who owns a descriptor or path and who may write it.
 //! - [`mod@pipe`], [`sigpipe`] (writing without `SIGPIPE`), [`cred`], [`membarrier`], [`clock`]: the small rest.
@@ -52,6 +53,7 @@ pub mod map;
 pub mod membarrier;
 pub mod pipe;
 pub mod poll;
+pub mod process;
 pub mod shm;
 pub mod shm_owned;
 pub mod sigpipe;
@@ -72,6 +74,7 @@ pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};
 pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
+pub use process::ProcessId;
 pub use shm::{list_shm, Access, ShmObject};
 pub use shm_owned::Expected;
 pub use sigpipe::SigpipeBlocked;

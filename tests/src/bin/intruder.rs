@@ -6,6 +6,13 @@
 //! takes a plain lossy lease and re-registers its slot, with its own valid token, as a member of a group the
 //! daemon does not know yet, so the daemon reads the forged index back. Prints what the daemon answered and
 //! exits, leaving the leases for the daemon to release.
+//!
+//! `intruder lock-all <socket> <topic>` (issue 16 item 5) takes a lossy lease, closes its connection and keeps
+//! trying to lock every lease byte of the topic's publisher and subscriber slots through the readers descriptor,
+//! printing `holding N` each time it holds more; it runs until killed (or 120 s).
+//!
+//! `intruder hold-loan <socket> <topic>` is the victim, run as root: a publisher that takes a loan (a claimed,
+//! unpublished entry), prints `claimed` and waits to be killed (or 120 s).
 
 use shmbus_proto::frame::{self, FrameReader};
 use shmbus_proto::msg::{Request, Response, Resume, SubMode, PROTOCOL_VERSION};
@@ -25,8 +32,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("group-resume") => group_resume(&args[2], &args[3], &args[4]),
+        Some("lock-all") => lock_all(&args[2], &args[3]),
+        Some("hold-loan") => hold_loan(&args[2], &args[3]),
         _ => {
-            eprintln!("usage: intruder group-resume <socket> <prefix> <topic>");
+            eprintln!("usage: intruder group-resume <socket> <prefix> <topic> | lock-all <socket> <topic> | hold-loan <socket> <topic>");
             std::process::exit(2);
         }
     }
@@ -134,4 +143,47 @@ fn group_resume(socket: &str, _prefix: &str, topic: &str) {
         None => println!("resume: the daemon closed the connection"),
     }
     drop((member, first, readers));
+}
+
+fn lock_all(socket: &str, topic: &str) {
+    let (s, mut reader) = connect(socket);
+    let lossy = Request::OpenSubscriber {
+        topic: topic.into(),
+        mode: SubMode::Lossy,
+        from_oldest: false,
+        payload_type: None,
+        resume: None,
+    };
+    let Some((Response::Lease(lease), fds)) = ask_fds(&s, &mut reader, &lossy) else {
+        panic!("a lossy lease was refused");
+    };
+    drop((s, reader));
+    let readers = fds.into_iter().nth(1).expect("the readers descriptor");
+    let geo = shmbus_shm::geometry_from_wire(&lease.geometry).expect("geometry");
+    let offsets: Vec<u64> = (0..geo.max_publishers)
+        .map(|p| shmbus_proto::names::lock_offset(true, p))
+        .chain((0..geo.max_subscribers).map(|s| shmbus_proto::names::lock_offset(false, s)))
+        .collect();
+    let mut held = vec![false; offsets.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut said = usize::MAX;
+    while std::time::Instant::now() < deadline {
+        for (h, &off) in held.iter_mut().zip(&offsets) {
+            *h = *h || shmbus_os::try_lock_byte(readers.as_fd(), off).unwrap_or(false);
+        }
+        let n = held.iter().filter(|h| **h).count();
+        if n != said {
+            println!("holding {n} of {}", offsets.len());
+            said = n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn hold_loan(socket: &str, topic: &str) {
+    let bus = bus_client::Bus::connect_to(socket).expect("connect");
+    let mut p = bus.publisher(topic).expect("a publisher lease");
+    let _loan = p.loan(8).expect("a loan");
+    println!("claimed");
+    std::thread::sleep(Duration::from_secs(120));
 }
