@@ -7,12 +7,13 @@
 //! went down, every grant writes a record here and every release clears it: `/dev/shm/.<prefix>.leases`, mode
 //! 0600, the daemon's (see [`crate::private_file`]), next to the objects it describes and with their lifetime.
 //!
-//! The file is an array of 128-byte records, each written with one `pwrite` that never crosses a page, so a
+//! The file is an array of 256-byte records, each written with one `pwrite` that never crosses a page, so a
 //! daemon killed mid-write leaves the old or the new record. A record is only a claim of the daemon's past self:
 //! at start it is used only if the topic exists with the record's generation, the slot is in range and the
 //! process is still alive; everything else is cleared. A file that is not the daemon's own is replaced; if that
 //! fails the table lives in memory only and leases from before a restart are reclaimed at the restart.
 
+use crate::policy::Action;
 use crate::private_file;
 use shmbus_os::ProcessId;
 use shmbus_proto::msg::Role;
@@ -21,8 +22,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const RECORD: usize = 128;
-const MAGIC: &[u8; 4] = b"SBL1";
+const RECORD: usize = 256;
+/// Most supplementary groups a record keeps (a holder with more is checked against the first ones only, which
+/// can only make a policy reload revoke it, never admit it).
+const MAX_GROUPS: usize = 32;
+const MAGIC: &[u8; 4] = b"SBL2";
 const MAX_TOPIC: usize = 64;
 /// Most records read back at start (a bigger file is not the daemon's: it never holds this many leases).
 const MAX_RECORDS: u64 = 1 << 20;
@@ -42,8 +46,32 @@ pub struct Record {
     pub holder: ProcessId,
     /// The holder's uid.
     pub uid: u32,
+    /// The holder's primary gid.
+    pub gid: u32,
+    /// The holder's supplementary groups (at most [`MAX_GROUPS`] are kept).
+    pub groups: Vec<u32>,
+    /// What the policy admitted the lease for.
+    pub action: Action,
     /// Opened by a typed handle.
     pub typed: bool,
+}
+
+fn action_byte(a: Action) -> u8 {
+    match a {
+        Action::Publish => 0,
+        Action::Subscribe => 1,
+        Action::SubscribeGating => 2,
+        Action::Admin => 3,
+    }
+}
+
+fn byte_action(b: u8) -> Option<Action> {
+    Some(match b {
+        0 => Action::Publish,
+        1 => Action::Subscribe,
+        2 => Action::SubscribeGating,
+        _ => return None,
+    })
 }
 
 /// What identifies a record's place: one lease per slot of a topic.
@@ -80,11 +108,21 @@ fn encode(r: &Record) -> [u8; RECORD] {
     b[37] = u8::from(r.typed);
     b[38] = name.len().min(MAX_TOPIC) as u8;
     b[39..39 + name.len().min(MAX_TOPIC)].copy_from_slice(&name[..name.len().min(MAX_TOPIC)]);
+    b[103] = action_byte(r.action);
+    b[104..108].copy_from_slice(&r.gid.to_le_bytes());
+    let groups = &r.groups[..r.groups.len().min(MAX_GROUPS)];
+    b[108] = groups.len() as u8;
+    for (i, g) in groups.iter().enumerate() {
+        b[112 + 4 * i..116 + 4 * i].copy_from_slice(&g.to_le_bytes());
+    }
     b
 }
 
 fn decode(b: &[u8]) -> Option<Record> {
     if b.len() != RECORD || &b[..4] != MAGIC || b[36] > 1 || b[37] > 1 || b[38] as usize > MAX_TOPIC {
+        return None;
+    }
+    if b[108] as usize > MAX_GROUPS {
         return None;
     }
     let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
@@ -98,7 +136,19 @@ fn decode(b: &[u8]) -> Option<Record> {
     };
     let start = u64_at(28);
     let holder = ProcessId { pid: u32_at(20) as i32, start: (start != NONE64).then_some(start) };
-    Some(Record { topic, generation: u64_at(4), role, holder, uid: u32_at(24), typed: b[37] == 1 })
+    let groups = (0..b[108] as usize).map(|i| u32_at(112 + 4 * i)).collect();
+    let action = byte_action(b[103])?;
+    Some(Record {
+        topic,
+        generation: u64_at(4),
+        role,
+        holder,
+        uid: u32_at(24),
+        gid: u32_at(104),
+        groups,
+        action,
+        typed: b[37] == 1,
+    })
 }
 
 /// The lease table's file (or nothing, when it cannot be used), and where each slot's record lives in it.
@@ -231,6 +281,9 @@ mod tests {
             role,
             holder: ProcessId { pid, start: Some(777) },
             uid: 65534,
+            gid: 65534,
+            groups: vec![10, 20],
+            action: if matches!(role, Role::Publisher { .. }) { Action::Publish } else { Action::SubscribeGating },
             typed: true,
         }
     }
@@ -247,6 +300,9 @@ mod tests {
         }
         let r = Record { holder: ProcessId { pid: 9, start: None }, ..rec("t", Role::Publisher { slot: 0 }, 9) };
         assert_eq!(decode(&encode(&r)), Some(r));
+        let many =
+            Record { groups: (0..40).collect(), action: Action::Subscribe, ..rec("t", Role::Publisher { slot: 0 }, 9) };
+        assert_eq!(decode(&encode(&many)).unwrap().groups, (0..32).collect::<Vec<u32>>(), "the first 32 groups");
         assert_eq!(decode(&[0u8; RECORD]), None, "a cleared record");
         let mut bad = encode(&rec("t", Role::Publisher { slot: 0 }, 1));
         bad[38] = 200;

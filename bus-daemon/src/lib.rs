@@ -246,9 +246,15 @@ fn reload(opts: &RunOptions, state: &Mutex<State>) {
     };
     match Config::load(path) {
         Ok(cfg) => {
-            let mut notes = server::lock(state).reload(cfg);
+            let (mut notes, recreate) = server::lock(state).reload(cfg);
             if let Err(r) = registry::create_declared(state) {
                 notes.push(format!("creating declared topics: {}", r.message));
+            }
+            for r in &recreate {
+                match registry::drive(state, |st| st.recreate(r)) {
+                    Ok(()) => tracing::info!(topic = %r.name, "recreated after revoking leases"),
+                    Err(e) => notes.push(format!("recreating topic {:?}: {}", r.name, e.message)),
+                }
             }
             for n in &notes {
                 tracing::warn!("reload: {n}");

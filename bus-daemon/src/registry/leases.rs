@@ -147,6 +147,9 @@ impl State {
             conn: Some(who.conn),
             holder: who.holder,
             uid: who.cred.uid,
+            gid: who.cred.gid,
+            groups: who.groups.to_vec(),
+            action: req.kind.action().0,
             typed,
         };
         self.record_lease(id, lease);

@@ -20,13 +20,14 @@ mod upkeep;
 pub mod work;
 
 pub use leases::{Asker, LeaseKind, LeaseRequest};
-pub use topics::create_declared;
+pub use topics::{create_declared, Recreate};
 pub use work::{drive, Blocked};
 
 use crate::config::{Config, TopicSettings};
 use crate::lease_file::{LeaseFile, Record};
+use crate::policy::Action;
 use crate::resume_key::ResumeKey;
-use shmbus_os::{Access, ProcessId};
+use shmbus_os::{Access, PeerCred, ProcessId};
 use shmbus_proto::msg::*;
 use shmbus_ring::Geometry;
 use shmbus_shm::{FutexWaiter, Segment, SegmentError};
@@ -106,6 +107,12 @@ pub struct Lease {
     pub holder: ProcessId,
     /// Holder's uid (SO_PEERCRED), counted against `max_leases_per_uid`.
     pub uid: u32,
+    /// Holder's primary gid (SO_PEERCRED).
+    pub gid: u32,
+    /// Holder's supplementary groups.
+    pub groups: Vec<u32>,
+    /// What the policy admitted the lease for; checked again when a reload changes the policy.
+    pub action: Action,
     /// Opened by a typed handle.
     pub typed: bool,
 }
@@ -119,8 +126,17 @@ impl Lease {
             role: self.role,
             holder: self.holder,
             uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.clone(),
+            action: self.action,
             typed: self.typed,
         }
+    }
+
+    /// Whether `policy` still admits the holder to what the lease was granted for.
+    fn admitted_by(&self, policy: &crate::policy::Policy) -> bool {
+        let cred = PeerCred { pid: self.holder.pid, uid: self.uid, gid: self.gid };
+        policy.allows(self.action, &cred, &self.groups)
     }
 }
 

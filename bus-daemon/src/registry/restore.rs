@@ -26,6 +26,9 @@ impl State {
                 conn: None,
                 holder: r.holder,
                 uid: r.uid,
+                gid: r.gid,
+                groups: r.groups,
+                action: r.action,
                 typed: r.typed,
             };
             self.leases.insert(id, lease);

@@ -119,10 +119,15 @@ impl State {
         Err(Blocked::Work(self.reserve_topic(name, settings, true, None, None)?))
     }
 
-    /// Applies a new configuration (SIGHUP): new topics appear, policies and bounds change; the geometry of an
-    /// existing topic never changes under its clients (reported instead). Declared topics that do not exist yet
-    /// are created afterwards by [`create_declared`], outside the lock.
-    pub fn reload(&mut self, config: Config) -> Vec<String> {
+    /// Applies a new configuration (SIGHUP): new topics appear, and every existing topic takes its new policy and
+    /// bounds (declared ones their declared settings, the others `[defaults]`); the geometry of an existing topic
+    /// never changes under its clients (reported instead). A lease the new policy no longer admits is revoked
+    /// (issue 16 item 7): its holder keeps descriptors the daemon cannot take back, so the topic is closed (every
+    /// handle gets `Closed`), unlinked and recreated as a new generation, which only admitted clients can open.
+    /// Declared topics that do not exist (any more) are created afterwards by [`create_declared`], the others
+    /// that were revoked by [`State::recreate`]; both outside the lock. Returns notes to log and the undeclared
+    /// topics to recreate.
+    pub fn reload(&mut self, config: Config) -> (Vec<String>, Vec<Recreate>) {
         let mut notes = Vec::new();
         if config.shm_prefix != self.config.shm_prefix {
             notes.push("shm_prefix cannot change on reload; keeping the old one".to_string());
@@ -137,7 +142,44 @@ impl State {
                 }
             }
         }
-        notes
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        let recreate = names.into_iter().filter_map(|n| self.apply_settings(&n)).collect();
+        (notes, recreate)
+    }
+
+    /// Gives existing topic `name` the settings of the configuration in force (keeping its geometry), and revokes
+    /// the leases its policy no longer admits by closing the topic. Returns what to recreate for an undeclared
+    /// topic that was closed (a declared one is recreated by [`create_declared`]).
+    fn apply_settings(&mut self, name: &str) -> Option<Recreate> {
+        let declared = self.config.topics.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
+        let defaults = self.config.defaults.clone();
+        let e = self.topics.get_mut(name)?;
+        e.declared = declared.is_some();
+        e.settings = TopicSettings { geometry: e.geometry(), ..declared.unwrap_or(defaults) };
+        e.segment.topic.set_group_redelivery_all(e.settings.redeliver);
+        let policy = &e.settings.policy;
+        let revoked: Vec<u32> =
+            self.leases.values().filter(|l| l.topic == name && !l.admitted_by(policy)).map(|l| l.uid).collect();
+        if revoked.is_empty() {
+            return None;
+        }
+        let e = self.topics.remove(name).expect("found above");
+        e.segment.close_and_unlink(&*e.waiter);
+        self.forget_leases_of(name);
+        tracing::warn!(topic = %name, revoked = revoked.len(), uids = ?revoked, generation = e.segment.topic.generation(),
+            "the new policy does not admit some leases: topic closed, to be recreated as a new generation");
+        (!e.declared).then(|| Recreate { name: name.to_string(), settings: e.settings, creator: e.creator })
+    }
+
+    /// Recreates an undeclared topic that a reload closed (see [`State::reload`]), unless it exists again.
+    pub fn recreate(&mut self, r: &Recreate) -> Result<(), Blocked> {
+        if self.topics.contains_key(&r.name) {
+            return Ok(());
+        }
+        if let Some(c) = self.creating.get(&r.name) {
+            return Err(Blocked::Wait(c.ready.clone()));
+        }
+        Err(Blocked::Work(self.reserve_topic(&r.name, r.settings.clone(), false, r.creator, None)?))
     }
 
     /// Finds a topic, creating it on first use when allowed: on-demand creation is open to users the topic's
@@ -233,6 +275,17 @@ pub fn create_declared(state: &Mutex<State>) -> Result<(), Refusal> {
         drive(state, |st| st.ensure_declared(&name))?;
     }
     Ok(())
+}
+
+/// An undeclared topic a reload closed to revoke leases, to be created again with the same settings.
+#[derive(Clone, Debug)]
+pub struct Recreate {
+    /// Topic name.
+    pub name: String,
+    /// Its settings (geometry kept).
+    pub settings: TopicSettings,
+    /// Uid charged for it, if it was created on demand.
+    pub creator: Option<u32>,
 }
 
 fn refusal(kind: ErrorKind, message: impl Into<String>) -> Blocked {
