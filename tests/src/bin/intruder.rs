@@ -11,6 +11,11 @@
 //! trying to lock every lease byte of the topic's publisher and subscriber slots through the readers descriptor,
 //! printing `holding N` each time it holds more; it runs until killed (or 120 s).
 //!
+//! `intruder probe <socket> <prefix> <topic>` (the threat model of ARCHITECTURE.md §9.6) tries the topic's
+//! objects directly (`open data: …`, `open readers: …`), then a lossy lease (`lease: granted` or `lease: refused
+//! KIND`), and with a lease tries to write the data object through its descriptor (`write data: …`) and to
+//! reopen that descriptor read-write through /proc (`reopen data: …`). Each line ends `denied` or `ALLOWED`.
+//!
 //! `intruder hold-loan <socket> <topic>` is the victim, run as root: a publisher that takes a loan (a claimed,
 //! unpublished entry), prints `claimed` and waits to be killed (or 120 s).
 
@@ -34,6 +39,7 @@ fn main() {
         Some("group-resume") => group_resume(&args[2], &args[3], &args[4]),
         Some("lock-all") => lock_all(&args[2], &args[3]),
         Some("hold-loan") => hold_loan(&args[2], &args[3]),
+        Some("probe") => probe(&args[2], &args[3], &args[4]),
         _ => {
             eprintln!("usage: intruder group-resume <socket> <prefix> <topic> | lock-all <socket> <topic> | hold-loan <socket> <topic>");
             std::process::exit(2);
@@ -186,4 +192,44 @@ fn hold_loan(socket: &str, topic: &str) {
     let _loan = p.loan(8).expect("a loan");
     println!("claimed");
     std::thread::sleep(Duration::from_secs(120));
+}
+
+fn verdict<T, E>(r: &Result<T, E>) -> &'static str {
+    if r.is_ok() {
+        "ALLOWED"
+    } else {
+        "denied"
+    }
+}
+
+fn probe(socket: &str, prefix: &str, topic: &str) {
+    for (what, name) in [
+        ("data", shmbus_proto::names::data_object(prefix, topic)),
+        ("readers", shmbus_proto::names::readers_object(prefix, topic)),
+    ] {
+        let path = format!("/dev/shm/{}", name.trim_start_matches('/'));
+        println!("open {what}: {}", verdict(&std::fs::File::open(&path)));
+    }
+    let (s, mut reader) = connect(socket);
+    let lossy = Request::OpenSubscriber {
+        topic: topic.into(),
+        mode: SubMode::Lossy,
+        from_oldest: false,
+        payload_type: None,
+        resume: None,
+    };
+    match ask_fds(&s, &mut reader, &lossy) {
+        Some((Response::Lease(_), fds)) => {
+            println!("lease: granted");
+            let data = std::fs::File::from(fds.into_iter().next().expect("the data descriptor"));
+            println!("write data: {}", verdict(&data.write_all_at(b"forged", 0)));
+            let again = std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", {
+                use std::os::fd::AsRawFd;
+                data.as_raw_fd()
+            }));
+            println!("reopen data: {}", verdict(&again));
+        }
+        Some((Response::Error { kind, .. }, _)) => println!("lease: refused {kind:?}"),
+        other => println!("lease: unexpected {:?}", other.map(|(r, _)| r)),
+    }
 }
