@@ -61,7 +61,7 @@ pub mod stat;
 mod testutil;
 
 pub use clock::{monotonic_ns, realtime_ns};
-pub use cred::{peer_cred, process_groups, PeerCred};
+pub use cred::{peer_cred, peer_groups, PeerCred};
 pub use error::{OsError, Result};
 pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
 pub use fdpass::{recv_with_fds, send_with_fds, unread_by_peer, MAX_FDS};
