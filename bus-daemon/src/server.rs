@@ -273,9 +273,9 @@ fn conversation(
             Request::DeleteTopic { name } => {
                 (drive(state, |st| st.delete_topic(who, &name)).map(|_| Response::Done).unwrap_or_else(error), None)
             }
-            Request::ListTopics => (Response::Topics(lock(state).list()), None),
+            Request::ListTopics => (Response::Topics(lock(state).list(who)), None),
             Request::Stats { topic } => {
-                (lock(state).stats(topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None)
+                (lock(state).stats(who, topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None)
             }
             Request::OpenPublisher { topic, payload_type, resume } => {
                 let req =
