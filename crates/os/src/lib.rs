@@ -10,6 +10,7 @@
 //! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
 //! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
 //! - [`stat`]: who owns a descriptor or path and who may write it.
+//! - [`secure`]: whether the environment may be trusted (set-user-ID and set-group-ID programs).
 //! - [`mod@pipe`], [`sigpipe`] (writing without `SIGPIPE`), [`cred`], [`membarrier`], [`clock`]: the small rest.
 //!
 //! Every failure is an [`OsError`] saying which operation failed on which object.
@@ -52,6 +53,7 @@ pub mod map;
 pub mod membarrier;
 pub mod pipe;
 pub mod poll;
+pub mod secure;
 pub mod shm;
 pub mod shm_owned;
 pub mod sigpipe;
@@ -72,6 +74,7 @@ pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};
 pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
+pub use secure::secure_execution;
 pub use shm::{list_shm, Access, ShmObject};
 pub use shm_owned::Expected;
 pub use sigpipe::SigpipeBlocked;
