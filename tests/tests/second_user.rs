@@ -165,6 +165,51 @@ fn control_characters_reach_neither_the_log_nor_the_terminal() {
     assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a forged log line: {log}");
 }
 
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.filter_map(Result::ok).all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
+}
+
+#[test]
+fn groups_a_peer_joins_after_connecting_do_not_admit_it() {
+    if !root_or_skip("groups_a_peer_joins_after_connecting_do_not_admit_it") {
+        return;
+    }
+    let d = TestDaemon::start(Some(
+        "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"uid:0\"]\n\n\
+         [[topic]]\nname = \"staff\"\nsubscribe = [\"gid:4242\"]\n",
+    ));
+    open_dir_to_all(&d);
+    let pid = d.pid().unwrap();
+    // Stopped, the daemon accepts the connections and reads their credentials only after the peer changed its
+    // groups: what it reads then from /proc/<pid>/status (where it used to) already lists group 4242.
+    // SAFETY: kill has no memory-safety preconditions; the pid is the daemon, our own unreaped child.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    eventually("the daemon did not stop", &d, || stopped(pid));
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=+setgid", "--ambient-caps=+setgid"]);
+    c.arg("--").arg(binary("raw-client")).arg(&d.socket).args(["late", "late-group", "staff", "4242"]);
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut late = Kid::watch("raw-client late-group", c.spawn().expect("spawn setpriv raw-client"));
+    let connected = late.line("connected");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert_eq!(connected, "connected", "{}", late.diagnostics());
+    let before = late.line("before");
+    let after = late.line("after");
+    assert!(
+        before.starts_with("before refused PermissionDenied"),
+        "a group joined after connecting admitted the peer: {before}\n{}",
+        d.log()
+    );
+    assert_eq!(after, "after granted", "a group held at connect admits the peer\n{}", d.log());
+    late.expect_success();
+}
+
 /// Runs the CLI as `nobody` to completion: (exit code, stdout, stderr).
 fn as_nobody(d: &TestDaemon, args: &[&str]) -> (Option<i32>, String, String) {
     let out = d.cli().args(args).uid(NOBODY).gid(NOBODY).stdin(Stdio::null()).output().unwrap();
