@@ -1,7 +1,6 @@
 //! Whom a client trusts, and which socket directories are safe: the daemon's uid (from `SO_PEERCRED`) must be
 //! root, the client's own, or the configured daemon user; a socket directory must be owned by one of those and
 //! writable by nobody else, so no other user can plant a socket (or a directory) where a client looks.
-
 //!
 //! The environment variables that redirect that trust ([`REDIRECTING_ENV`]: the socket, the daemon user, the
 //! inherited pipes) are ignored in a set-user-ID or set-group-ID process ([`env_var`]): there the environment
