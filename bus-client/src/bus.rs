@@ -70,7 +70,8 @@ impl BusBuilder {
         /// `$XDG_RUNTIME_DIR/shmbus/control.sock`, `/run/shmbus/control.sock`, `<tmp>/shmbus-<uid>/control.sock`
         /// whose directory is owned by root, this user or the daemon user and writable by nobody else). Whatever
         /// the path, the daemon listening there must run as root, this user or the daemon user
-        /// (`SHMBUS_DAEMON_USER`, default `shmbus`).
+        /// (`SHMBUS_DAEMON_USER`, default `shmbus`). A set-user-ID or set-group-ID program ignores
+        /// `SHMBUS_SOCKET`, `SHMBUS_DAEMON_USER` and `SHMBUS_PIPES` (logged once, at warn level).
         socket(path: impl Into<PathBuf>) => socket = Some(path.into());
         /// How this client introduces itself to the daemon (default: program name and library version).
         client_name(name: impl Into<String>) => client = Some(name.into());
@@ -115,6 +116,7 @@ impl BusBuilder {
         if let Some(f) = self.fallback {
             sel.fallback = f;
         }
+        crate::verify::warn_ignored_env();
         let found = names::client_socket(self.socket.as_deref(), &shmbus_proto::trust::trusted_uids());
         for c in found.candidates.iter().filter(|c| c.exists && c.problem.is_some()) {
             let why = c.problem.as_deref().unwrap_or_default();

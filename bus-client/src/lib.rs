@@ -103,7 +103,8 @@ mod verify;
 pub mod discovery {
     pub use shmbus_proto::names::{client_candidates, client_socket, Candidate, ClientSocket, SOCKET_ENV};
     pub use shmbus_proto::trust::{
-        daemon_user, dir_problem, own_uid, trusted_uids, DAEMON_USER_ENV, DEFAULT_DAEMON_USER,
+        daemon_user, dir_problem, ignored_env, own_uid, trusted_uids, DAEMON_USER_ENV, DEFAULT_DAEMON_USER,
+        REDIRECTING_ENV,
     };
 }
 

@@ -1,12 +1,29 @@
 //! Whom the client talks to: the socket's directory (when the socket was found by discovery), the daemon's
 //! credentials from the kernel (`SO_PEERCRED`, which a fake daemon cannot forge, unlike its `Hello`), and the
-//! owner and mode of every memory object it hands over. See ARCHITECTURE.md §9.6.
+//! owner and mode of every memory object it hands over; and the environment a set-user-ID or set-group-ID process
+//! must not trust. See ARCHITECTURE.md §9.6.
 
 use crate::error::ConnError;
 use shmbus_proto::trust;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+
+/// Logs once per process, at warn level, the trust-redirecting variables ([`trust::REDIRECTING_ENV`]) that are
+/// set but ignored because this process runs in secure execution (set-user-ID or set-group-ID).
+pub(crate) fn warn_ignored_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ignored = trust::ignored_env();
+        if !ignored.is_empty() {
+            tracing::warn!(
+                variables = %ignored.join(", "),
+                "ignoring environment variables that redirect whom shmbus trusts: this is a set-user-ID or \
+                 set-group-ID process (AT_SECURE), its environment comes from a less privileged caller"
+            );
+        }
+    });
+}
 
 /// Refuses a discovered socket whose directory another user owns or may write (checked again before every
 /// connection: a directory can change between discovery and a reconnection).

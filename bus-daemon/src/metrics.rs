@@ -59,7 +59,7 @@ fn scrape(mut s: TcpStream, state: &Mutex<State>) {
     let _ = s.read(&mut buf);
     let body = {
         let st = state.lock().unwrap_or_else(|p| p.into_inner());
-        crate::stats::prometheus(&st.stats(None).unwrap_or_default())
+        crate::stats::prometheus(&st.all_stats())
     };
     let _ = write!(
         s,

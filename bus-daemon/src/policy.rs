@@ -1,6 +1,7 @@
 //! Access policy: who may publish, subscribe, gate publishers and administer a topic (create, delete), checked
 //! against the peer's credentials (SO_PEERCRED on the accepted connection). Root and the daemon's own user are
-//! always admitted.
+//! always admitted. A topic is visible (in `ListTopics` and `Stats`) to whomever one of its publish, subscribe
+//! or admin lists admits.
 
 use shmbus_os::PeerCred;
 
@@ -104,6 +105,12 @@ impl Policy {
         }
     }
 
+    /// Whether the peer may see the topic in listings and counters (`ListTopics`, `Stats`): its publish,
+    /// subscribe or admin list admits the peer. Root and the daemon's own user see every topic.
+    pub fn shows(&self, cred: &PeerCred, groups: &[u32]) -> bool {
+        [Action::Publish, Action::Subscribe, Action::Admin].into_iter().any(|a| self.allows(a, cred, groups))
+    }
+
     /// Whether everyone may both publish and subscribe.
     pub fn is_open(&self) -> bool {
         self.publish.contains(&Principal::Anyone) && self.subscribe.contains(&Principal::Anyone)
@@ -138,5 +145,21 @@ mod tests {
         assert!(p.allows(Action::Admin, &c, &[7]));
         assert!(Policy::default().allows(Action::Admin, &PeerCred { pid: 1, uid: 0, gid: 0 }, &[]), "root");
         assert!(!Policy::default().allows(Action::Admin, &nobody, &[]), "default admin: root and the daemon only");
+    }
+
+    #[test]
+    fn shown_to_whom_any_list_admits() {
+        let p = Policy {
+            publish: vec![Principal::Uid(1000)],
+            subscribe: vec![Principal::Gid(50)],
+            gate: vec![Principal::Anyone],
+            admin: vec![Principal::Uid(7)],
+        };
+        let who = |uid| PeerCred { pid: 1, uid, gid: uid };
+        assert!(p.shows(&who(1000), &[]), "a publisher");
+        assert!(p.shows(&who(2000), &[50]), "a subscriber by group");
+        assert!(p.shows(&who(7), &[]), "an admin");
+        assert!(!p.shows(&who(2000), &[]), "gate alone admits nothing");
+        assert!(p.shows(&who(0), &[]), "root");
     }
 }

@@ -61,6 +61,12 @@ pub fn accept(
             return None;
         }
     };
+    // Recorded by the kernel at connect() like the credentials, so a peer that changes its groups, exits (its pid
+    // reused) or hands the connection over cannot steer the policy checks. Failing, the peer gets no group.
+    let groups = shmbus_os::peer_groups(stream.as_fd()).unwrap_or_else(|e| {
+        tracing::warn!(conn, pid = cred.pid, uid = cred.uid, error = %e, "cannot read the peer's groups; admitting it without supplementary groups");
+        Vec::new()
+    });
     let permit = match gate.admit(cred.uid) {
         Ok(p) => p,
         Err(message) => {
@@ -78,8 +84,16 @@ pub fn accept(
         }
     };
     let (st, stop) = (state.clone(), stop.clone());
-    let h = std::thread::spawn(move || serve(conn, stream, st, cred, permit, timeout, stop));
+    let who = Peer { cred, groups };
+    let h = std::thread::spawn(move || serve(conn, stream, st, who, permit, timeout, stop));
     Some((keep, h))
+}
+
+/// Who connected, as the kernel recorded it at connect(): credentials (`SO_PEERCRED`) and supplementary groups
+/// (`SO_PEERGROUPS`).
+struct Peer {
+    cred: PeerCred,
+    groups: Vec<u32>,
 }
 
 /// Serves one connection until it closes; then reclaims every lease it held.
@@ -87,12 +101,12 @@ fn serve(
     conn: u64,
     stream: UnixStream,
     state: Arc<Mutex<State>>,
-    cred: PeerCred,
+    peer: Peer,
     permit: Permit,
     timeout: Duration,
     stop: Arc<AtomicBool>,
 ) {
-    let groups = shmbus_os::process_groups(cred.pid).unwrap_or_default();
+    let Peer { cred, groups } = peer;
     tracing::debug!(conn, pid = cred.pid, uid = cred.uid, "client connected");
     // A client that does not read its replies must not hold this thread for ever (SO_SNDTIMEO).
     let _ = stream.set_write_timeout(Some(timeout));
@@ -259,9 +273,9 @@ fn conversation(
             Request::DeleteTopic { name } => {
                 (drive(state, |st| st.delete_topic(who, &name)).map(|_| Response::Done).unwrap_or_else(error), None)
             }
-            Request::ListTopics => (Response::Topics(lock(state).list()), None),
+            Request::ListTopics => (Response::Topics(lock(state).list(who)), None),
             Request::Stats { topic } => {
-                (lock(state).stats(topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None)
+                (lock(state).stats(who, topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None)
             }
             Request::OpenPublisher { topic, payload_type, resume } => {
                 let req =

@@ -1,6 +1,7 @@
 //! A second user against a root daemon (issue 16): stealing a lease after a restart (item 6), squatting a topic's
-//! payload type (item 10), injecting control characters into logs and terminals (item 11). The attacker is the
-//! `raw-client` helper run as `nobody`, speaking the protocol directly.
+//! payload type (item 10), injecting control characters into logs and terminals (item 11), reading the listings
+//! and counters of topics it has no business with. The attacker is the `raw-client` helper run as `nobody`,
+//! speaking the protocol directly, or the CLI run as `nobody`.
 
 use shmbus_tests::daemon::{binary, TestDaemon};
 use shmbus_tests::hostile::{root_or_skip, NOBODY};
@@ -162,4 +163,96 @@ fn control_characters_reach_neither_the_log_nor_the_terminal() {
     let log = strip_sgr(&d.log());
     assert!(!log.contains('\x1b') && !log.contains('\x07'), "raw ESC or BEL in the log: {log:?}");
     assert!(!log.lines().any(|l| l.starts_with("FORGED")), "a forged log line: {log}");
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+    tasks.filter_map(Result::ok).all(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+    })
+}
+
+#[test]
+fn groups_a_peer_joins_after_connecting_do_not_admit_it() {
+    if !root_or_skip("groups_a_peer_joins_after_connecting_do_not_admit_it") {
+        return;
+    }
+    let d = TestDaemon::start(Some(
+        "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"uid:0\"]\n\n\
+         [[topic]]\nname = \"staff\"\nsubscribe = [\"gid:4242\"]\n",
+    ));
+    open_dir_to_all(&d);
+    let pid = d.pid().unwrap();
+    // Stopped, the daemon accepts the connections and reads their credentials only after the peer changed its
+    // groups: what it reads then from /proc/<pid>/status (where it used to) already lists group 4242.
+    // SAFETY: kill has no memory-safety preconditions; the pid is the daemon, our own unreaped child.
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    eventually("the daemon did not stop", &d, || stopped(pid));
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=+setgid", "--ambient-caps=+setgid"]);
+    c.arg("--").arg(binary("raw-client")).arg(&d.socket).args(["late", "late-group", "staff", "4242"]);
+    c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut late = Kid::watch("raw-client late-group", c.spawn().expect("spawn setpriv raw-client"));
+    let connected = late.line("connected");
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    assert_eq!(connected, "connected", "{}", late.diagnostics());
+    let before = late.line("before");
+    let after = late.line("after");
+    assert!(
+        before.starts_with("before refused PermissionDenied"),
+        "a group joined after connecting admitted the peer: {before}\n{}",
+        d.log()
+    );
+    assert_eq!(after, "after granted", "a group held at connect admits the peer\n{}", d.log());
+    late.expect_success();
+}
+
+/// Runs the CLI as `nobody` to completion: (exit code, stdout, stderr).
+fn as_nobody(d: &TestDaemon, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = d.cli().args(args).uid(NOBODY).gid(NOBODY).stdin(Stdio::null()).output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code(), text(out.stdout), text(out.stderr))
+}
+
+/// The `name` fields of a JSON array (what `topics --json` and `stats --json` print).
+fn names(json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn nobody_sees_only_the_topics_its_policy_admits_in_listings_and_stats() {
+    if !root_or_skip("nobody_sees_only_the_topics_its_policy_admits_in_listings_and_stats") {
+        return;
+    }
+    let d = TestDaemon::start(Some(
+        "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"uid:0\"]\n\n\
+         [[topic]]\nname = \"secret\"\n\n[[topic]]\nname = \"orders\"\nsubscribe = [\"*\"]\n",
+    ));
+    open_dir_to_all(&d);
+    // A holder on the secret topic, so its stats would carry a pid.
+    let bus = d.bus();
+    let _holder = bus.publisher("secret").unwrap_or_else(|e| panic!("root's publisher refused: {e}\n{}", d.log()));
+    assert_eq!(names(&ok(&d, &["topics", "--json"])), ["orders", "secret"], "root sees every topic");
+    assert_eq!(names(&ok(&d, &["stats", "--json"])), ["orders", "secret"]);
+
+    let (code, out, err) = as_nobody(&d, &["topics", "--json"]);
+    assert_eq!(code, Some(0), "{err}\n{}", d.log());
+    assert_eq!(names(&out), ["orders"], "nobody's topic list");
+    let (code, out, err) = as_nobody(&d, &["stats", "--json"]);
+    assert_eq!(code, Some(0), "{err}\n{}", d.log());
+    assert_eq!(names(&out), ["orders"], "nobody's stats");
+    let (code, out, err) = as_nobody(&d, &["stats", "orders", "--json"]);
+    assert_eq!((code, names(&out)), (Some(0), vec!["orders".to_string()]), "{err}");
+
+    // `stats secret` answers as for a topic that does not exist: same exit code, same words but for the name.
+    let secret = as_nobody(&d, &["stats", "secret"]);
+    let missing = as_nobody(&d, &["stats", "missing"]);
+    assert_ne!(secret.0, Some(0), "nobody read the secret topic's stats: {}", secret.1);
+    assert!(!secret.1.contains("secret") && !secret.1.contains("generation"), "{}", secret.1);
+    assert_eq!(secret.0, missing.0, "exit codes: {} / {}", secret.2, missing.2);
+    assert_eq!(secret.2, missing.2.replace("missing", "secret"), "the answer tells that the topic exists");
 }

@@ -1,7 +1,8 @@
 //! Clients talk only to the real daemon (issue 15): with a second account (`nobody`), a socket planted in a
 //! world-writable temp directory is never used, a fake daemon is refused on its kernel credentials, and a daemon
 //! refuses a socket directory it does not own or that others may write. (Memory objects of the wrong owner or
-//! mode are refused in `bus-client/tests/fake_daemon.rs`, whose test double speaks the protocol.)
+//! mode are refused in `bus-client/tests/fake_daemon.rs`, whose test double speaks the protocol.) A set-user-ID
+//! client ignores the environment variables that would point it at another socket, daemon user or pipes.
 //!
 //! Tests that need `nobody` are skipped, with a printed message, when not run as root.
 
@@ -235,4 +236,82 @@ fn the_daemon_creates_its_socket_directory_0700_where_clients_find_it() {
     let report = text(&out);
     assert!(out.status.success() && report.contains("ok, used"), "{report}");
     assert!(report.contains(&format!("daemon at {}", sock.display())), "{report}");
+}
+
+/// Whether the filesystem holding `dir` honours set-user-ID bits (`findmnt` shows no `nosuid`).
+fn suid_allowed(dir: &Path) -> bool {
+    let out = Command::new("findmnt").args(["-n", "-o", "OPTIONS", "-T"]).arg(dir).output().expect("run findmnt");
+    assert!(out.status.success(), "findmnt: {}", text(&out));
+    !String::from_utf8_lossy(&out.stdout).split(',').any(|o| o.trim() == "nosuid")
+}
+
+/// Runs `exe` as root with the trust-redirecting variables set (the pipes entry naming the read end of `pipe`,
+/// inherited) and returns its `key value` lines.
+fn probe(exe: &Path, args: &[&str], pipe: &shmbus_os::Pipe) -> std::collections::HashMap<String, String> {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.read.as_raw_fd();
+    let (_, inode) = shmbus_os::fd::fifo_inode(fd).unwrap();
+    let mut c = Command::new(exe);
+    c.args(args)
+        .env("SHMBUS_SOCKET", "/tmp/somewhere/control.sock")
+        .env("SHMBUS_DAEMON_USER", "4242")
+        .env("SHMBUS_PIPES", format!("jobs={fd}:r:{inode}"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    shmbus_os::fd::inherit_in_child(&mut c, vec![fd]);
+    let out = c.output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    said.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn a_setuid_client_ignores_the_environment_that_redirects_trust() {
+    if !root_or_skip("a_setuid_client_ignores_the_environment_that_redirects_trust") {
+        return;
+    }
+    let tmp = Scratch::new("setuid");
+    if !suid_allowed(&tmp.0) {
+        println!("SKIPPED a_setuid_client_ignores_the_environment_that_redirects_trust: {} is nosuid", tmp.0.display());
+        return;
+    }
+    // Root-owned copies without the bit, and copies owned by nobody with it: run by root, the latter have
+    // euid nobody, ruid root, so the kernel sets AT_SECURE.
+    let copy = |name: &str, setuid: bool| {
+        let to = tmp.0.join(format!("{name}{}", if setuid { "-setuid" } else { "" }));
+        std::fs::copy(binary(name), &to).unwrap();
+        if setuid {
+            std::os::unix::fs::chown(&to, Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(if setuid { 0o4755 } else { 0o755 })).unwrap();
+        to
+    };
+    let pipe = shmbus_os::pipe().unwrap();
+
+    let plain = probe(&copy("env-probe", false), &[], &pipe);
+    let get = |m: &std::collections::HashMap<String, String>, k: &str| m.get(k).cloned().unwrap_or_default();
+    assert_eq!(get(&plain, "secure"), "false", "{plain:?}");
+    assert_eq!(get(&plain, "socket"), "/tmp/somewhere/control.sock", "honoured without the bit: {plain:?}");
+    assert_eq!(get(&plain, "given"), "true");
+    assert_eq!(get(&plain, "daemon_user"), "4242");
+    assert_eq!(get(&plain, "pipes"), "1", "the inherited pipe is claimed without the bit: {plain:?}");
+
+    let setuid = probe(&copy("env-probe", true), &[], &pipe);
+    assert_eq!(get(&setuid, "secure"), "true", "a set-user-ID copy runs in secure execution: {setuid:?}");
+    assert_ne!(get(&setuid, "socket"), "/tmp/somewhere/control.sock", "SHMBUS_SOCKET honoured: {setuid:?}");
+    assert_eq!(get(&setuid, "given"), "false", "{setuid:?}");
+    assert_ne!(get(&setuid, "daemon_user"), "4242", "SHMBUS_DAEMON_USER honoured: {setuid:?}");
+    assert_eq!(get(&setuid, "pipes"), "0", "SHMBUS_PIPES honoured: {setuid:?}");
+    assert_eq!(get(&setuid, "ignored"), "SHMBUS_SOCKET,SHMBUS_DAEMON_USER,SHMBUS_PIPES");
+
+    // The CLI reads the socket through the library too: its doctor says whether the socket was given.
+    let said = |exe: &Path| {
+        let mut c = Command::new(exe);
+        c.arg("doctor").env("SHMBUS_SOCKET", "/tmp/somewhere/control.sock").env_remove("RUST_LOG");
+        text(&c.stdin(Stdio::null()).output().unwrap())
+    };
+    let plain = said(&copy("it-shmbus", false));
+    assert!(plain.contains("socket given") && plain.contains("/tmp/somewhere/control.sock"), "{plain}");
+    let setuid = said(&copy("it-shmbus", true));
+    assert!(!setuid.contains("socket given") && setuid.contains("candidates, in order:"), "{setuid}");
+    assert!(setuid.contains("ignored in this set-user-ID or set-group-ID process: SHMBUS_SOCKET"), "{setuid}");
 }

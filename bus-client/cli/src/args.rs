@@ -13,8 +13,10 @@ use std::time::Duration;
 #[command(after_help = "Exit codes: 0 ok, 1 runtime error, 2 usage, 3 daemon unavailable, 4 refused \
                         (not found, permission, no free slot), 5 timeout.")]
 pub struct Cli {
-    /// Control socket of the daemon (default: the standard locations).
-    #[arg(long, global = true, env = "SHMBUS_SOCKET", value_name = "PATH")]
+    /// Control socket of the daemon (default: $SHMBUS_SOCKET, else the standard locations). The variable is read
+    /// by the client library, not here, so that a set-user-ID or set-group-ID `shmbus` ignores it like every
+    /// client does.
+    #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
     /// More diagnostics on stderr (-v debug, -vv trace); overrides RUST_LOG.
     #[arg(short, long, global = true, action = ArgAction::Count)]

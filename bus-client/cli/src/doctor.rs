@@ -19,8 +19,12 @@ pub fn run(socket: Option<PathBuf>) -> anyhow::Result<()> {
         "trusted daemon and directory owners: root, you (uid {}), daemon user: {daemon_user}",
         discovery::own_uid()
     );
-    let given = socket.is_some() || std::env::var_os(discovery::SOCKET_ENV).is_some_and(|v| !v.is_empty());
+    let ignored = discovery::ignored_env();
+    if !ignored.is_empty() {
+        println!("ignored in this set-user-ID or set-group-ID process: {}", ignored.join(", "));
+    }
     let found = discovery::client_socket(socket.as_deref(), &trusted);
+    let given = !found.discovered;
     let candidates =
         if given { vec![Candidate::inspect(&found.path, &trusted)] } else { discovery::client_candidates(&trusted) };
     println!("{}", if given { "socket given (--socket or SHMBUS_SOCKET):" } else { "candidates, in order:" });

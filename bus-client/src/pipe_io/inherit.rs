@@ -11,7 +11,8 @@
 //! The inode makes the variable safe to inherit further: a grandchild started with a plain `Command` sees the
 //! same variable, but the descriptors are close-on-exec again once this process has claimed them, so that number
 //! is closed or names another file in the grandchild; an entry is used only if its descriptor is a pipe with that
-//! inode, open in that direction. Anything else is ignored (with a debug log), never taken over.
+//! inode, open in that direction. Anything else is ignored (with a debug log), never taken over. A set-user-ID or
+//! set-group-ID process ignores the variable altogether (its caller chose the environment).
 
 use crate::error::OpenError;
 use shmbus_os::AccessMode;
@@ -19,8 +20,9 @@ use std::fmt::Write as _;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
 
-/// The environment variable that lists inherited pipes.
-pub const PIPES_ENV: &str = "SHMBUS_PIPES";
+/// The environment variable that lists inherited pipes (ignored in a set-user-ID or set-group-ID process: see
+/// [`shmbus_proto::trust::env_var`]).
+pub use shmbus_proto::trust::PIPES_ENV;
 
 /// Which way an inherited pipe goes, seen from the process that inherits it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -182,7 +184,8 @@ static REGISTRY: OnceLock<Mutex<Vec<Slot>>> = OnceLock::new();
 
 fn registry() -> &'static Mutex<Vec<Slot>> {
     REGISTRY.get_or_init(|| {
-        let Some(value) = std::env::var_os(PIPES_ENV) else { return Mutex::new(Vec::new()) };
+        crate::verify::warn_ignored_env();
+        let Some(value) = shmbus_proto::trust::env_var(PIPES_ENV) else { return Mutex::new(Vec::new()) };
         let entries = match value.to_str().ok_or_else(|| format!("{PIPES_ENV} is not UTF-8")).and_then(parse) {
             Ok(e) => e,
             Err(why) => {

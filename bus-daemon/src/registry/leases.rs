@@ -9,7 +9,8 @@ use shmbus_proto::msg::*;
 use shmbus_proto::names;
 use shmbus_shm::geometry_to_wire;
 
-/// Who asks for a lease: the connection and its peer's credentials (SO_PEERCRED plus supplementary groups).
+/// Who asks for a lease: the connection and its peer's credentials (SO_PEERCRED, and the supplementary groups
+/// from SO_PEERGROUPS), both as the kernel recorded them when the peer connected.
 #[derive(Clone, Copy, Debug)]
 pub struct Asker<'a> {
     /// Connection id.

@@ -1,16 +1,20 @@
-//! Listings and counters in wire form (`ListTopics`, `Stats`), read from the leases and from shared memory.
+//! Listings and counters in wire form (`ListTopics`, `Stats`), read from the leases and from shared memory. A
+//! peer sees only the topics whose policy admits it for something ([`crate::policy::Policy::shows`]): the others
+//! (their names, generations, holders' pids) are left out, and `Stats` of one answers as for a topic that does
+//! not exist.
 
-use super::{refuse, Lease, Refusal, State, TopicEntry};
+use super::{refuse, Asker, Lease, Refusal, State, TopicEntry};
 use shmbus_proto::msg::*;
 use shmbus_ring::{GroupStats, PublisherStats, SubscriberStats};
 use shmbus_shm::geometry_to_wire;
 use std::collections::HashMap;
 
 impl State {
-    /// `ListTopics`.
-    pub fn list(&self) -> Vec<TopicInfo> {
+    /// `ListTopics`: the topics `who` may see.
+    pub fn list(&self, who: Asker<'_>) -> Vec<TopicInfo> {
         self.topics
             .iter()
+            .filter(|(_, e)| shown(e, who))
             .map(|(name, e)| {
                 let count = |publisher: bool| {
                     self.leases
@@ -31,20 +35,31 @@ impl State {
             .collect()
     }
 
-    /// `Stats`.
-    pub fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStatsWire>, Refusal> {
+    /// `Stats`: the counters of `topic`, or of every topic, that `who` may see. A topic `who` may not see is
+    /// refused exactly like one that does not exist.
+    pub fn stats(&self, who: Asker<'_>, topic: Option<&str>) -> Result<Vec<TopicStatsWire>, Refusal> {
         if let Some(t) = topic {
-            if !self.topics.contains_key(t) {
+            if !self.topics.get(t).is_some_and(|e| shown(e, who)) {
                 return refuse(ErrorKind::NoSuchTopic, format!("no topic {t:?}"));
             }
         }
         Ok(self
             .topics
             .iter()
-            .filter(|(n, _)| topic.is_none_or(|t| t == n.as_str()))
+            .filter(|(n, e)| topic.is_none_or(|t| t == n.as_str()) && shown(e, who))
             .map(|(n, e)| stats_wire(n, e, &self.leases))
             .collect())
     }
+
+    /// The counters of every topic, for the daemon's own metrics listener.
+    pub fn all_stats(&self) -> Vec<TopicStatsWire> {
+        self.topics.iter().map(|(n, e)| stats_wire(n, e, &self.leases)).collect()
+    }
+}
+
+/// Whether `who` may see topic `e` in listings and counters.
+fn shown(e: &TopicEntry, who: Asker<'_>) -> bool {
+    e.settings.policy.shows(who.cred, who.groups)
 }
 
 fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32) -> Option<i32> {

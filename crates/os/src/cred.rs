@@ -1,7 +1,7 @@
 //! Credentials of a Unix-socket peer.
 
 use std::io::ErrorKind;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use nix::sys::socket::{getsockopt, sockopt};
 
@@ -26,22 +26,49 @@ pub fn peer_cred(sock: BorrowedFd<'_>) -> Result<PeerCred> {
     Ok(PeerCred { pid: c.pid(), uid: c.uid(), gid: c.gid() })
 }
 
-/// Supplementary group ids of process `pid`, from the `Groups:` line of
-/// `/proc/<pid>/status` (`SO_PEERCRED` carries only the primary gid).
+/// The peer's supplementary group ids (`SO_PEERGROUPS`), recorded by the kernel when the peer connected (or
+/// called `socketpair`), like [`peer_cred`]: neither the peer changing its groups afterwards, nor it exiting and
+/// its pid being reused, nor the connection being handed to another process changes them. `SO_PEERCRED` carries
+/// only the primary gid.
 ///
-/// Racy by nature: the process may exit and its pid be reused. Check that the
-/// peer is still connected after reading this.
-pub fn process_groups(pid: i32) -> Result<Vec<u32>> {
-    let path = format!("/proc/{pid}/status");
-    let status = std::fs::read_to_string(&path).map_err(|e| OsError::new("read", &path, e))?;
-    parse_groups(&status).map_err(|why| OsError::invalid("parse", path, ErrorKind::InvalidData, why))
-}
-
-/// Parses the `Groups:` line of a `/proc/<pid>/status` text.
-fn parse_groups(status: &str) -> std::result::Result<Vec<u32>, String> {
-    let line =
-        status.lines().find_map(|l| l.strip_prefix("Groups:")).ok_or_else(|| "no \"Groups:\" line".to_owned())?;
-    line.split_whitespace().map(|g| g.parse::<u32>().map_err(|e| format!("bad group id {g:?}: {e}"))).collect()
+/// ```
+/// use std::os::fd::AsFd;
+/// let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+/// let mut groups = shmbus_os::peer_groups(a.as_fd()).unwrap();
+/// let mut mine: Vec<u32> = nix::unistd::getgroups().unwrap().iter().map(|g| g.as_raw()).collect();
+/// groups.sort_unstable();
+/// mine.sort_unstable();
+/// assert_eq!(groups, mine);
+/// ```
+pub fn peer_groups(sock: BorrowedFd<'_>) -> Result<Vec<u32>> {
+    const GID: usize = std::mem::size_of::<libc::gid_t>();
+    let mut cap = 32usize;
+    // The peer's groups are fixed, so the size the kernel asks for on ERANGE fits the second call; the bound
+    // only keeps a misbehaving kernel from looping us.
+    for _ in 0..4 {
+        let mut buf: Vec<libc::gid_t> = vec![0; cap];
+        let mut len = (cap * GID) as libc::socklen_t;
+        // SAFETY: `buf` is valid for writes of `len` bytes and outlives the call; the kernel writes at most `len`
+        // bytes there and stores in `len` the bytes written (or, with ERANGE, the bytes needed).
+        let r = unsafe {
+            libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERGROUPS, buf.as_mut_ptr().cast(), &mut len)
+        };
+        if r == 0 {
+            buf.truncate((len as usize / GID).min(cap));
+            return Ok(buf);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ERANGE) {
+            return Err(OsError::new("getsockopt(SO_PEERGROUPS)", fd_object("socket", sock), err));
+        }
+        cap = (len as usize / GID).max(cap * 2);
+    }
+    Err(OsError::invalid(
+        "getsockopt(SO_PEERGROUPS)",
+        fd_object("socket", sock),
+        ErrorKind::InvalidData,
+        "the group list kept growing",
+    ))
 }
 
 #[cfg(test)]
@@ -68,22 +95,23 @@ mod tests {
     }
 
     #[test]
-    fn own_groups_match_getgroups() {
-        let mut mine = process_groups(std::process::id() as i32).unwrap();
+    fn socketpair_peer_groups_are_ours() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut got = peer_groups(a.as_fd()).unwrap();
         let mut expected: Vec<u32> = nix::unistd::getgroups().unwrap().into_iter().map(|g| g.as_raw()).collect();
-        mine.sort_unstable();
+        got.sort_unstable();
         expected.sort_unstable();
-        expected.dedup();
-        mine.dedup();
-        assert_eq!(mine, expected);
-        assert!(process_groups(-5).is_err());
+        assert_eq!(got, expected);
+        assert_eq!(peer_groups(b.as_fd()).unwrap().len(), expected.len());
     }
 
     #[test]
-    fn parse_groups_lines() {
-        assert_eq!(parse_groups("Name:\tx\nGroups:\t4 24 27 \nNgid:\t0\n"), Ok(vec![4, 24, 27]));
-        assert_eq!(parse_groups("Groups:\n"), Ok(vec![]));
-        assert!(parse_groups("Name:\tx\n").is_err());
-        assert!(parse_groups("Groups:\tx\n").is_err());
+    fn peer_groups_on_pipe_or_unconnected_socket_fails() {
+        let p = crate::pipe::pipe().unwrap();
+        assert_eq!(peer_groups(p.read.as_fd()).unwrap_err().raw_os_error(), Some(libc::ENOTSOCK));
+        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+        let lone = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
+        let e = peer_groups(lone.as_fd()).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODATA), "{e}");
     }
 }

@@ -11,6 +11,7 @@
 //! - [`process`]: whether a process is still the one it was (pid and start time).
 //! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
 //! - [`stat`]: who owns a descriptor or path and who may write it.
+//! - [`secure`]: whether the environment may be trusted (set-user-ID and set-group-ID programs).
 //! - [`mod@pipe`], [`sigpipe`] (writing without `SIGPIPE`), [`cred`], [`membarrier`], [`clock`]: the small rest.
 //!
 //! Every failure is an [`OsError`] saying which operation failed on which object.
@@ -54,6 +55,7 @@ pub mod membarrier;
 pub mod pipe;
 pub mod poll;
 pub mod process;
+pub mod secure;
 pub mod shm;
 pub mod shm_owned;
 pub mod sigpipe;
@@ -63,7 +65,7 @@ pub mod stat;
 mod testutil;
 
 pub use clock::{monotonic_ns, realtime_ns};
-pub use cred::{peer_cred, process_groups, PeerCred};
+pub use cred::{peer_cred, peer_groups, PeerCred};
 pub use error::{OsError, Result};
 pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
 pub use fdpass::{recv_with_fds, send_with_fds, unread_by_peer, MAX_FDS};
@@ -75,6 +77,7 @@ pub use membarrier::{global_expedited, register_global_expedited};
 pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};
 pub use poll::{poll, PollFd, PollFlags, POLLRDHUP};
 pub use process::ProcessId;
+pub use secure::secure_execution;
 pub use shm::{list_shm, Access, ShmObject};
 pub use shm_owned::Expected;
 pub use sigpipe::SigpipeBlocked;

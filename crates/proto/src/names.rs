@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// Default shared-memory prefix.
 pub const DEFAULT_PREFIX: &str = "shmbus";
-/// Environment variable naming the control socket.
+/// Environment variable naming the control socket (ignored in a set-user-ID or set-group-ID process, see
+/// [`crate::trust::env_var`]).
 pub const SOCKET_ENV: &str = "SHMBUS_SOCKET";
 /// Longest topic name.
 pub const MAX_TOPIC_LEN: usize = 64;
@@ -150,7 +151,7 @@ fn given_socket(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
         return Some(p.to_path_buf());
     }
-    std::env::var_os(SOCKET_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+    crate::trust::env_var(SOCKET_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// A discovery candidate as a client sees it.
@@ -197,7 +198,8 @@ pub struct ClientSocket {
     pub candidates: Vec<Candidate>,
 }
 
-/// Where a client connects: `explicit`, else `$SHMBUS_SOCKET`, else the first usable candidate. Candidates in
+/// Where a client connects: `explicit`, else `$SHMBUS_SOCKET` (not in secure execution), else the first usable
+/// candidate. Candidates in
 /// unsafe directories are skipped; when none is usable, the first one that exists is returned anyway (connecting
 /// refuses it, naming the problem), else the first candidate, so the error names a sensible path.
 ///

@@ -1,7 +1,12 @@
 //! Whom a client trusts, and which socket directories are safe: the daemon's uid (from `SO_PEERCRED`) must be
 //! root, the client's own, or the configured daemon user; a socket directory must be owned by one of those and
 //! writable by nobody else, so no other user can plant a socket (or a directory) where a client looks.
+//!
+//! The environment variables that redirect that trust ([`REDIRECTING_ENV`]: the socket, the daemon user, the
+//! inherited pipes) are ignored in a set-user-ID or set-group-ID process ([`env_var`]): there the environment
+//! comes from a caller with less privilege than the process.
 
+use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -11,8 +16,46 @@ pub const DAEMON_USER_ENV: &str = "SHMBUS_DAEMON_USER";
 /// The daemon user trusted when [`DAEMON_USER_ENV`] is not set, if such a user exists (the systemd unit's).
 pub const DEFAULT_DAEMON_USER: &str = "shmbus";
 
-/// The uid of the configured daemon user: [`DAEMON_USER_ENV`] (a name or a number), else the
-/// [`DEFAULT_DAEMON_USER`] if it exists; `None` when neither names a user.
+/// Environment variable listing the pipes a process inherited from its parent (see `bus_client::pipe`).
+pub const PIPES_ENV: &str = "SHMBUS_PIPES";
+
+/// The environment variables that decide what a client connects to and whom it trusts: the control socket
+/// ([`crate::names::SOCKET_ENV`]), the daemon user ([`DAEMON_USER_ENV`]) and the inherited pipes ([`PIPES_ENV`]).
+/// [`env_var`] ignores them in secure execution.
+pub const REDIRECTING_ENV: [&str; 3] = [crate::names::SOCKET_ENV, DAEMON_USER_ENV, PIPES_ENV];
+
+/// The value of environment variable `name`, or `None` when it is unset, or when this process runs in secure
+/// execution ([`shmbus_os::secure_execution`]: a set-user-ID or set-group-ID program, or one that gained
+/// capabilities at exec), whose environment was chosen by a less privileged caller. Every variable of
+/// [`REDIRECTING_ENV`] is read through this.
+///
+/// ```
+/// std::env::set_var("SHMBUS_DOC_EXAMPLE", "x");
+/// assert_eq!(shmbus_proto::trust::env_var("SHMBUS_DOC_EXAMPLE"), Some("x".into()), "not a set-user-ID program");
+/// ```
+pub fn env_var(name: &str) -> Option<OsString> {
+    if shmbus_os::secure_execution() {
+        return None;
+    }
+    std::env::var_os(name)
+}
+
+/// The variables of [`REDIRECTING_ENV`] that are set but ignored because this process runs in secure execution
+/// (empty otherwise), for a log line.
+///
+/// ```
+/// assert!(shmbus_proto::trust::ignored_env().is_empty(), "not a set-user-ID program");
+/// ```
+pub fn ignored_env() -> Vec<&'static str> {
+    if !shmbus_os::secure_execution() {
+        return Vec::new();
+    }
+    REDIRECTING_ENV.into_iter().filter(|v| std::env::var_os(v).is_some()).collect()
+}
+
+/// The uid of the configured daemon user: [`DAEMON_USER_ENV`] (a name or a number; ignored in a set-user-ID or
+/// set-group-ID process, see [`env_var`]), else the [`DEFAULT_DAEMON_USER`] if it exists; `None` when neither
+/// names a user.
 ///
 /// ```
 /// // A numeric value needs no user database.
@@ -20,8 +63,8 @@ pub const DEFAULT_DAEMON_USER: &str = "shmbus";
 /// assert_eq!(shmbus_proto::trust::daemon_user(), Some(4242));
 /// ```
 pub fn daemon_user() -> Option<u32> {
-    match std::env::var(DAEMON_USER_ENV) {
-        Ok(v) if !v.is_empty() => v.parse::<u32>().ok().or_else(|| uid_of(&v)),
+    match env_var(DAEMON_USER_ENV).and_then(|v| v.into_string().ok()) {
+        Some(v) if !v.is_empty() => v.parse::<u32>().ok().or_else(|| uid_of(&v)),
         _ => uid_of(DEFAULT_DAEMON_USER),
     }
 }

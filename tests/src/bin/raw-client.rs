@@ -11,6 +11,10 @@
 //!   `OpenSubscriber` (on the comma-separated `TOPICS` in turn) and a `Close` of the lease id it guesses (ids
 //!   count up from 1), and never reads a reply; prints `flooded` once every request was written or the daemon
 //!   stopped taking them.
+//! * `late-group TOPIC GID`: connects once, then joins supplementary group `GID` (setgroups: run it with
+//!   CAP_SETGID, e.g. as an ambient capability), connects again, prints `connected`, then greets on both and
+//!   prints `before ANSWER` and `after ANSWER` for a lossy `OpenSubscriber` on each (the tests stop the daemon
+//!   meanwhile, so it reads the credentials after the change).
 //!
 //! Prints `granted` or `refused KIND: MESSAGE` (or `hello refused ...`), then holds the connection (and so the
 //! lease) until its standard input closes.
@@ -35,7 +39,11 @@ fn reply(s: &mut UnixStream, r: &mut FrameReader) -> Response {
 
 /// Connects and greets as `client`; `None` (after printing why) when the daemon refuses the hello.
 fn greet(socket: &str, client: &str) -> Option<(UnixStream, FrameReader)> {
-    let mut s = UnixStream::connect(socket).expect("connect");
+    hello(UnixStream::connect(socket).expect("connect"), client)
+}
+
+/// Greets as `client` on the connected `s`; `None` (after printing why) when the daemon refuses the hello.
+fn hello(mut s: UnixStream, client: &str) -> Option<(UnixStream, FrameReader)> {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut r = FrameReader::new();
     let hello =
@@ -93,9 +101,46 @@ fn flood(socket: &str, client: &str, topics: &str, conns: usize, n: u64) {
     drop(streams);
 }
 
+/// A lossy `OpenSubscriber` on `topic`: `granted` or `refused KIND: MESSAGE`.
+fn subscribe(s: &mut UnixStream, r: &mut FrameReader, topic: &str) -> String {
+    let open = Request::OpenSubscriber {
+        topic: topic.into(),
+        mode: SubMode::Lossy,
+        from_oldest: false,
+        payload_type: None,
+        resume: None,
+    };
+    s.write_all(&frame::encode(&open).unwrap()).unwrap();
+    match reply(s, r) {
+        Response::Lease(_) => "granted".into(),
+        Response::Error { kind, message } => format!("refused {kind:?}: {message}"),
+        other => panic!("unexpected reply to open: {other:?}"),
+    }
+}
+
+/// The `late-group` mode: one connection made before joining group `gid`, one after.
+fn late_group(socket: &str, client: &str, topic: &str, gid: u32) {
+    let before = UnixStream::connect(socket).expect("connect before");
+    let groups = [gid as libc::gid_t];
+    // SAFETY: `groups` is a valid array of one gid for the duration of the call; this process is single-threaded.
+    let r = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
+    assert_eq!(r, 0, "setgroups: {}", std::io::Error::last_os_error());
+    let after = UnixStream::connect(socket).expect("connect after");
+    println!("connected");
+    std::io::stdout().flush().unwrap();
+    for (name, s) in [("before", before), ("after", after)] {
+        let Some((mut s, mut r)) = hello(s, client) else { return };
+        println!("{name} {}", subscribe(&mut s, &mut r, topic));
+    }
+    std::io::stdout().flush().unwrap();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (socket, client, kind, topic) = (&args[1], &args[2], &args[3], &args[4]);
+    if kind == "late-group" {
+        return late_group(socket, client, topic, args[5].parse().expect("gid"));
+    }
     if kind == "flood" {
         return flood(socket, client, topic, args[5].parse().expect("conns"), args[6].parse().expect("n"));
     }
