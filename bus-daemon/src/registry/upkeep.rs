@@ -65,15 +65,16 @@ impl State {
         }
     }
 
-    /// Drops topics whose objects were truncated under us (only unlinking their names: touching their memory could
-    /// fault). Every other topic keeps working.
+    /// Drops topics whose objects were truncated under us: marks them closed (what is left of the shared pages
+    /// tells attached clients; the daemon's own accesses to missing pages read zeros, see
+    /// [`shmbus_os::sigbus`]), unlinks them and forgets their leases. Every other topic keeps working.
     pub fn drop_truncated(&mut self) {
         let broken: Vec<String> =
             self.topics.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| n.clone()).collect();
         for name in broken {
             if let Some(e) = self.topics.remove(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
-                shmbus_shm::unlink_all(&e.segment.prefix, &name);
+                e.segment.close_and_unlink(&*e.waiter);
                 self.forget_leases_of(&name);
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! - [`shm`]: POSIX shared memory objects (create exclusively with exact mode and
 //!   reserved memory, open, reopen read-only, list).
-//! - [`map`]: shared mappings of them, exposed as raw pointers.
+//! - [`map`]: shared mappings of them, exposed as raw pointers, guarded against truncation ([`sigbus`]).
 //! - [`futex`]: waiting and waking on 32-bit words in shared memory (process-shared futexes).
 //! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
 //! - [`lock`]: liveness through open-file-description byte locks.
@@ -58,6 +58,7 @@ pub mod process;
 pub mod secure;
 pub mod shm;
 pub mod shm_owned;
+pub mod sigbus;
 pub mod sigpipe;
 pub mod stat;
 

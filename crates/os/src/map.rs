@@ -13,8 +13,12 @@ use memmap2::{MmapOptions, MmapRaw};
 use crate::error::{fd_object, OsError, Result};
 use crate::shm::Access;
 
-/// A shared (`MAP_SHARED`) mapping of a whole object. Unmapped on drop.
+/// A shared (`MAP_SHARED`) mapping of a whole object, guarded against truncation ([`crate::sigbus`]). Unmapped
+/// on drop.
 pub struct Mapping {
+    /// Registered with the `SIGBUS` guard (see [`crate::sigbus`]); declared first, so it is unregistered
+    /// before `raw` unmaps the range.
+    guard: Option<crate::sigbus::Guard>,
     raw: MmapRaw,
     access: Access,
 }
@@ -65,7 +69,8 @@ impl Mapping {
             Access::ReadOnly => opts.map_raw_read_only(raw_fd),
         }
         .map_err(|e| OsError::new("mmap", object(), e))?;
-        Ok(Mapping { raw, access })
+        let guard = crate::sigbus::Guard::register(raw.as_ptr(), raw.len(), access == Access::ReadWrite);
+        Ok(Mapping { guard, raw, access })
     }
 
     /// Start of the mapping, for reading.
@@ -94,6 +99,18 @@ impl Mapping {
     /// How the memory is mapped.
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// Whether the object was truncated under the mapping: an access faulted and the rest of the mapping now
+    /// reads private zeros (see [`crate::sigbus`]).
+    pub fn truncated(&self) -> bool {
+        self.guard.as_ref().is_some_and(|g| g.truncated())
+    }
+
+    /// The flag behind [`Mapping::truncated`] (`None` if the guard could not be installed), valid while the
+    /// mapping lives: hand it only to what keeps the mapping alive.
+    pub fn truncation_flag(&self) -> Option<&'static std::sync::atomic::AtomicBool> {
+        self.guard.as_ref().map(|g| g.flag())
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Region {
     words: Arc<LoomWords>,
     len: usize,
     writable: bool,
+    /// Set by whoever maps the memory once it is gone under the mapping (an object truncated by another
+    /// process: the pages now read zeros); the topic then reads as closed. See [`Region::watch_loss`].
+    lost: Option<&'static std::sync::atomic::AtomicBool>,
     _backing: Arc<dyn Backing>,
 }
 
@@ -93,7 +96,7 @@ impl Region {
     #[cfg(not(loom))]
     pub unsafe fn from_raw(ptr: *mut u8, len: usize, writable: bool, backing: Arc<dyn Backing>) -> Region {
         assert!((ptr as usize).is_multiple_of(8), "region not 8-byte aligned");
-        Region { ptr, len, writable, _backing: backing }
+        Region { ptr, len, writable, lost: None, _backing: backing }
     }
 
     /// A zero-filled heap region of `len` bytes (rounded up to whole words).
@@ -114,7 +117,7 @@ impl Region {
                 atoms: (0..words).map(|_| AtomicU64::new(0)).collect(),
                 cells: (0..words).map(|_| loom::cell::UnsafeCell::new(())).collect(),
             };
-            Region { words: Arc::new(w), len, writable: true, _backing: Arc::new(()) }
+            Region { words: Arc::new(w), len, writable: true, lost: None, _backing: Arc::new(()) }
         }
     }
 
@@ -138,6 +141,21 @@ impl Region {
     /// Whether this process may write the region.
     pub fn is_writable(&self) -> bool {
         self.writable
+    }
+
+    /// Makes a topic over this region read as closed once `flag` is set: the shared-memory layer sets it when the
+    /// object was truncated under the mapping and its pages were replaced by zeros (`shmbus_os::sigbus`), so
+    /// every handle's next operation (and every wait, at its next re-check) ends with `Closed`.
+    pub fn watch_loss(mut self, flag: &'static std::sync::atomic::AtomicBool) -> Region {
+        self.lost = Some(flag);
+        self
+    }
+
+    /// Whether the memory behind the region was lost (see [`Region::watch_loss`]).
+    #[inline]
+    pub(crate) fn lost(&self) -> bool {
+        // Acquire: pairs with the guard's Release store after it replaced the pages.
+        self.lost.is_some_and(|f| f.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Checks that the `n` bytes at `off` are whole words inside the region: `off` 8-aligned, `n` a multiple of

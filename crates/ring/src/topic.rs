@@ -95,11 +95,13 @@ impl Topic {
         self.inner.header.origin
     }
 
-    /// Whether the topic was closed.
+    /// Whether the topic was closed, or its memory lost under the mapping (see [`Region::watch_loss`]).
     pub fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release in `close` (tag CLOSE), so a handle that sees the flag sees everything
         // written before closing.
-        self.inner.data.word(D_CLOSED).load(Ordering::Acquire) != 0
+        self.inner.data.lost()
+            || self.inner.readers.lost()
+            || self.inner.data.word(D_CLOSED).load(Ordering::Acquire) != 0
     }
 
     /// The next sequence to be claimed (a hint on multi-producer topics; exact once claims settle).

@@ -31,12 +31,18 @@ pub(crate) fn map_regions(
     // SAFETY: shared mappings of the whole objects, page-aligned and `len` bytes long, readable, writable exactly
     // when mapped read-write (the data object per `data_access`, the readers object always), and kept alive by the
     // `Arc` backings stored in the regions.
-    Ok(unsafe {
+    let (d, r) = unsafe {
         (
             Region::from_raw(dm.as_mut_ptr(), dm.len(), writable, dm.clone()),
             Region::from_raw(rm.as_mut_ptr(), rm.len(), true, rm.clone()),
         )
-    })
+    };
+    // A truncated object makes the topic read as closed (its mapping now reads zeros; see shmbus_os::sigbus).
+    let watch = |r: Region, m: &Mapping| match m.truncation_flag() {
+        Some(flag) => r.watch_loss(flag),
+        None => r,
+    };
+    Ok((watch(d, &dm), watch(r, &rm)))
 }
 
 /// Maps a topic's two objects from the descriptors of a lease and validates them (magic, version, geometry,

@@ -164,8 +164,9 @@ impl Segment {
         crate::holder_alive(self.readers.fd(), publisher, slot)
     }
 
-    /// Whether both objects still have the size the mapping expects. An authorized publisher can truncate the data
-    /// object (POSIX shm cannot be sealed); touching the missing pages would fault the daemon.
+    /// Whether both objects still have the size the mapping expects. An authorized client can truncate an object
+    /// (POSIX shm cannot be sealed); touching the missing pages reads zeros instead of faulting the daemon (the
+    /// mappings are guarded, see [`shmbus_os::sigbus`]), and the topic is dropped once this says so.
     pub fn intact(&self) -> bool {
         let g = self.topic.geometry();
         self.data.size().ok() == Some(g.data_len() as u64) && self.readers.size().ok() == Some(g.readers_len() as u64)

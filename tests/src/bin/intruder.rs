@@ -16,6 +16,9 @@
 //! KIND`), and with a lease tries to write the data object through its descriptor (`write data: …`) and to
 //! reopen that descriptor read-write through /proc (`reopen data: …`). Each line ends `denied` or `ALLOWED`.
 //!
+//! `intruder truncate <socket> <topic>` (issue 9 hole 6) takes a publisher lease over the raw protocol and
+//! truncates both objects of the topic to zero through the lease's descriptors (`truncated` when done).
+//!
 //! `intruder hold-loan <socket> <topic>` is the victim, run as root: a publisher that takes a loan (a claimed,
 //! unpublished entry), prints `claimed` and waits to be killed (or 120 s).
 
@@ -40,6 +43,7 @@ fn main() {
         Some("lock-all") => lock_all(&args[2], &args[3]),
         Some("hold-loan") => hold_loan(&args[2], &args[3]),
         Some("probe") => probe(&args[2], &args[3], &args[4]),
+        Some("truncate") => truncate(&args[2], &args[3]),
         _ => {
             eprintln!("usage: intruder group-resume <socket> <prefix> <topic> | lock-all <socket> <topic> | hold-loan <socket> <topic>");
             std::process::exit(2);
@@ -232,4 +236,16 @@ fn probe(socket: &str, prefix: &str, topic: &str) {
         Some((Response::Error { kind, .. }, _)) => println!("lease: refused {kind:?}"),
         other => println!("lease: unexpected {:?}", other.map(|(r, _)| r)),
     }
+}
+
+fn truncate(socket: &str, topic: &str) {
+    let (s, mut reader) = connect(socket);
+    let open = Request::OpenPublisher { topic: topic.into(), payload_type: None, resume: None };
+    let Some((Response::Lease(_), fds)) = ask_fds(&s, &mut reader, &open) else {
+        panic!("a publisher lease was refused");
+    };
+    for fd in fds {
+        std::fs::File::from(fd).set_len(0).expect("truncate an object through the lease's descriptor");
+    }
+    println!("truncated");
 }
