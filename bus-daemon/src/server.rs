@@ -5,8 +5,9 @@
 //! the previous reply, and a client that leaves a reply unread for the request timeout is closed (issue 16 item
 //! 3: descriptors in unread replies count against the daemon's RLIMIT_NOFILE). Its place under the connection
 //! limits is kept until it reads or closes, so one uid can hold at most `max_connections_per_uid` replies'
-//! descriptors in flight. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every refusal is logged
-//! with the uid that asked.
+//! descriptors in flight. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every
+//! refusal is logged with the uid that asked, and every dropped connection with its reason (peer text in either,
+//! and in replies, escaped and cut short).
 
 use crate::conns::{Gate, Permit};
 use crate::registry::{drive, Asker, Granted, LeaseKind, LeaseRequest, Refusal, State};

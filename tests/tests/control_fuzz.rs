@@ -35,7 +35,7 @@ const PLAY: &str = "fz-a,fz-b,fz-c";
 /// The hang guard of every wait that should end at once (never asserted on as a speed).
 const HANG: Duration = Duration::from_secs(20);
 
-const CONFIG: &str = "[daemon]\nrequest_timeout_ms = 1000\nmax_topic_bytes = 8388608\nshm_budget = 67108864\n\
+const CONFIG: &str = "[daemon]\nrequest_timeout_ms = 3000\nmax_topic_bytes = 8388608\nshm_budget = 67108864\n\
     max_auto_topics_per_uid = 2\nmax_leases_per_uid = 48\n\n\
     [defaults]\ncapacity = 64\nmax_message = 1024\npayload_budget = 65536\nmax_publishers = 4\nmax_subscribers = 8\nmax_groups = 2\n\n\
     [[topic]]\nname = \"fuzz-real-stream\"\ncapacity = 256\nmax_message = 4096\npayload_budget = 262144\npublish = [\"uid:0\"]\n\

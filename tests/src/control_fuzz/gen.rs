@@ -86,7 +86,7 @@ impl Aim {
             17 => "é☃".repeat(1 + r.below(8)),
             // Huge names, rarely near a whole frame (each costs a megabyte on the wire), some of characters that
             // grow when escaped for a message.
-            18 if r.chance(500) => "n".repeat(MAX_FRAME - 256 - r.below(1024)),
+            18 if r.chance(500) => "n".repeat(MAX_FRAME - 2048 - r.below(1024)),
             18 if r.chance(100) => "\x01".repeat(MAX_FRAME / 5 + r.below(MAX_FRAME / 2)),
             _ => "n".repeat(100 + r.below(64 * 1024)),
         }
