@@ -161,7 +161,7 @@ impl Conn {
                 Ok(())
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
-                Err(format!("hang: the daemon took no bytes for {} ms", self.s_hang_ms()))
+                Err(format!("hang: the daemon took no bytes for {} ms", self.hang_ms()))
             }
             Err(e) => Err(format!("write: {e}")),
         }
@@ -183,7 +183,7 @@ impl Conn {
         self.send(&bytes[sent..])
     }
 
-    fn s_hang_ms(&self) -> u128 {
+    fn hang_ms(&self) -> u128 {
         self.s.read_timeout().ok().flatten().unwrap_or_default().as_millis()
     }
 
@@ -210,7 +210,7 @@ impl Conn {
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => return Ok(Got::Closed),
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) => {
-                    return Err(format!("hang: no reply and no close within {} ms", self.s_hang_ms()))
+                    return Err(format!("hang: no reply and no close within {} ms", self.hang_ms()))
                 }
                 Err(e) => return Err(format!("read: {e}")),
             }
@@ -251,9 +251,9 @@ impl Worker<'_> {
     fn episode(&mut self) -> Result<(), String> {
         let mut c = Conn::open(self.plan)?;
         self.aim.leases.clear();
-        Tally::add(&self.tally.connections, 1);
+        let n = self.tally.connections.fetch_add(1, Ordering::Relaxed);
         let r = if self.rng.chance(5) { self.opening(&mut c) } else { self.session(&mut c) };
-        r.map_err(|e| format!("{e} [fd {}]", c.s.as_raw_fd()))
+        r.map_err(|e| format!("its connection {n}: {e}"))
     }
 
     /// The daemon must close the connection now, having sent `expect` replies at most (all errors).
