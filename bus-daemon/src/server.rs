@@ -5,8 +5,9 @@
 //! the previous reply, and a client that leaves a reply unread for the request timeout is closed (issue 16 item
 //! 3: descriptors in unread replies count against the daemon's RLIMIT_NOFILE). Its place under the connection
 //! limits is kept until it reads or closes, so one uid can hold at most `max_connections_per_uid` replies'
-//! descriptors in flight. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every refusal is logged
-//! with the uid that asked.
+//! descriptors in flight. The state lock is taken for bookkeeping only (see [`crate::registry::work`]); every
+//! refusal is logged with the uid that asked, and every dropped connection with its reason (peer text in either,
+//! and in replies, escaped and cut short).
 
 use crate::conns::{Gate, Permit};
 use crate::registry::{drive, Asker, Granted, LeaseKind, LeaseRequest, Refusal, State};
@@ -38,8 +39,21 @@ fn granted(r: Result<Granted, Refusal>) -> (Response, Option<[OwnedFd; 2]>) {
     }
 }
 
+/// Most characters of peer text (escaped) a reply's message carries; more is cut (see [`shown`]).
+const MAX_REPLY_TEXT: usize = 1024;
+/// Most characters of peer text (escaped) a log line carries.
+const MAX_LOG_TEXT: usize = 256;
+
+/// Peer text, escaped and cut to `max` characters. Refusal messages quote the names a peer sent: a name of a
+/// megabyte of control characters escapes to six, which made a reply too large for a frame (the daemon dropped a
+/// well-formed connection instead of refusing the request) and megabytes of log per request (found by the
+/// control fuzz, `tests/tests/control_fuzz.rs`).
+fn shown(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    shmbus_proto::text::excerpt(text, max)
+}
+
 fn error(r: Refusal) -> Response {
-    Response::Error { kind: r.kind, message: r.message }
+    Response::Error { kind: r.kind, message: shown(&r.message, MAX_REPLY_TEXT).into_owned() }
 }
 
 /// Admits an accepted connection within the connection limits and starts its thread; a connection over a limit
@@ -113,8 +127,19 @@ fn serve(
     {
         // Releases the connection's leases however the conversation ends, a panic included (issue 16 item 4).
         let _release = Release { conn, state: &state };
-        if let Err(e) = conversation(conn, &stream, &cred, &groups, &state, timeout) {
-            tracing::debug!(conn, pid = cred.pid, reason = %e, "connection closed");
+        let Err(end) = conversation(conn, &stream, &cred, &groups, &state, timeout);
+        match end {
+            Ended::PeerClosed => tracing::debug!(conn, pid = cred.pid, "connection closed by the peer"),
+            // One line per dropped connection, at the default level: a hostile or broken client is visible.
+            Ended::Dropped(reason) => {
+                tracing::info!(
+                    conn,
+                    pid = cred.pid,
+                    uid = cred.uid,
+                    "dropping connection: {}",
+                    shown(&reason, MAX_LOG_TEXT)
+                )
+            }
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -134,6 +159,20 @@ fn serve(
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(permit);
+}
+
+/// How a conversation ended.
+enum Ended {
+    /// The peer closed the connection.
+    PeerClosed,
+    /// The daemon drops it: a malformed, oversized or unexpected frame, a timeout, a failed read or write.
+    Dropped(String),
+}
+
+impl From<String> for Ended {
+    fn from(reason: String) -> Ended {
+        Ended::Dropped(reason)
+    }
 }
 
 /// Waits until the peer has read every reply sent so far: one outstanding reply per connection. A peer that
@@ -175,7 +214,7 @@ fn next_request(
     greeted: bool,
     since: Instant,
     timeout: Duration,
-) -> Result<Request, String> {
+) -> Result<Request, Ended> {
     let mut started = (!greeted).then_some(since);
     loop {
         if let Some(r) = reader.next_frame().map_err(|e| format!("malformed request: {e}"))? {
@@ -189,7 +228,7 @@ fn next_request(
             Some(t) => {
                 let left = timeout.saturating_sub(t.elapsed());
                 if left.is_zero() {
-                    return Err(format!("request not completed within {} ms", timeout.as_millis()));
+                    return Err(format!("request not completed within {} ms", timeout.as_millis()).into());
                 }
                 Some(left.max(Duration::from_millis(1)))
             }
@@ -203,7 +242,10 @@ fn next_request(
         })?;
         drop(fds); // clients never send descriptors
         if n == 0 {
-            return Err("peer closed".into());
+            return match reader.buffered() {
+                0 => Err(Ended::PeerClosed),
+                n => Err(format!("peer closed in the middle of a frame ({n} bytes buffered)").into()),
+            };
         }
         reader.push(&buf[..n]);
     }
@@ -216,7 +258,7 @@ fn conversation(
     groups: &[u32],
     state: &Mutex<State>,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<std::convert::Infallible, Ended> {
     let who = Asker { conn, cred, groups, holder: shmbus_os::ProcessId::of(cred.pid) };
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -237,10 +279,10 @@ fn conversation(
                             &Response::Error { kind: ErrorKind::VersionMismatch, message: msg.clone() },
                             &[],
                         );
-                        return Err(msg);
+                        return Err(msg.into());
                     }
                     // The client name is free text from the peer: escaped, so it cannot forge a log line or steer a terminal.
-                    tracing::debug!(conn, client = %shmbus_proto::text::printable(&client), "handshake");
+                    tracing::debug!(conn, client = %shown(&client, MAX_LOG_TEXT), "handshake");
                     greeted = true;
                     let daemon = format!("shmbusd {}", env!("CARGO_PKG_VERSION"));
                     send(
@@ -256,7 +298,7 @@ fn conversation(
                         &Response::Error { kind: ErrorKind::VersionMismatch, message: "expected Hello first".into() },
                         &[],
                     );
-                    return Err("no handshake".into());
+                    return Err(Ended::Dropped("no handshake: the first request was not Hello".into()));
                 }
             }
         }
@@ -311,7 +353,7 @@ fn conversation(
                 request = what,
                 ?kind,
                 "request refused: {}",
-                shmbus_proto::text::printable(message)
+                shown(message, MAX_LOG_TEXT)
             );
         }
         match &fds {
@@ -321,16 +363,20 @@ fn conversation(
     }
 }
 
-/// The request's name and object for the log.
+/// The request's name and object for the log (names cut, see [`shown`]).
 fn request_name(req: &Request) -> String {
+    let q = |name: &str| match name.char_indices().nth(80) {
+        None => format!("{name:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &name[..cut], name.len()),
+    };
     match req {
         Request::Hello { .. } => "hello".into(),
-        Request::CreateTopic { name, .. } => format!("create {name:?}"),
-        Request::DeleteTopic { name } => format!("delete {name:?}"),
+        Request::CreateTopic { name, .. } => format!("create {}", q(name)),
+        Request::DeleteTopic { name } => format!("delete {}", q(name)),
         Request::ListTopics => "list".into(),
         Request::Stats { .. } => "stats".into(),
-        Request::OpenPublisher { topic, .. } => format!("publish on {topic:?}"),
-        Request::OpenSubscriber { topic, .. } => format!("subscribe to {topic:?}"),
+        Request::OpenPublisher { topic, .. } => format!("publish on {}", q(topic)),
+        Request::OpenSubscriber { topic, .. } => format!("subscribe to {}", q(topic)),
         Request::Close { lease } => format!("close lease {lease}"),
     }
 }

@@ -1,6 +1,7 @@
 //! Multi-process integration, stress and crash tests of shmbus on real shared memory.
 //!
 //! * [`shm_fixture`]: a topic under a unique shm prefix, created as the daemon would and removed on drop.
+//! * [`control_fuzz`]: the hostile side of the control-plane fuzz (`tests/control_fuzz.rs`, helper `control-fuzzer`).
 //! * [`hostile`]: a second account (`nobody`) for the trust tests: scratch directories and a fake daemon.
 //! * [`peers`]: spawning and supervising helper processes, with a deadline and SIGKILL on drop.
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
@@ -12,6 +13,7 @@
 //! `churn.rs` (subscribers attaching and detaching mid-stream) and `crash.rs` (clients SIGKILLed mid-claim, while
 //! gating, and while holding a group message).
 
+pub mod control_fuzz;
 pub mod daemon;
 pub mod hostile;
 pub mod kid;

@@ -42,6 +42,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtoError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| ProtoError::Encode(e.to_string()))
 }
 
+/// Bytes a decode of `value` claims against the limit: bincode counts every integer at its full width however
+/// few bytes its variable-length encoding took (a `u64` of 5 claims 8), which is the length of the value's
+/// fixed-width encoding. A body within `MAX_FRAME` bytes may claim up to eight times as much, so a frame is
+/// within the limit only when this is too (found by the decode fuzz: a request with a name of almost
+/// `MAX_FRAME` bytes encoded, and its decode was refused as over the limit).
+pub fn claimed_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, ProtoError> {
+    let fixed = bincode::config::standard().with_fixed_int_encoding();
+    bincode::serde::encode_into_std_write(value, &mut std::io::sink(), fixed)
+        .map_err(|e| ProtoError::Encode(e.to_string()))
+}
+
 /// Decodes a whole `T` from `bytes`; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
     let (v, used) =
@@ -59,6 +70,7 @@ mod tests {
     #[test]
     fn roundtrip_and_trailing_bytes() {
         let v = (1u32, String::from("x"), vec![1u8, 2]);
+        assert_eq!(claimed_len(&v).unwrap(), 4 + 8 + 1 + 8 + 2);
         let mut b = encode(&v).unwrap();
         assert_eq!(decode::<(u32, String, Vec<u8>)>(&b).unwrap(), v);
         b.push(0);

@@ -23,3 +23,32 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
+
+/// `s` shown as [`printable`] shows it, cut to at most `max` characters of that form; when cut, an ellipsis and
+/// the length of `s` in bytes follow. For peer text on its way into a log line or a reply: a hostile name of a
+/// megabyte (six when escaped) must cost neither a megabyte of log nor a reply too large for a frame.
+///
+/// ```
+/// use shmbus_proto::text::excerpt;
+/// assert_eq!(excerpt("short", 8), "short");
+/// assert_eq!(excerpt("abcdefghij", 4), "abcd… (10 bytes)");
+/// assert_eq!(excerpt("\u{1}\u{1}\u{1}", 12), "\\u{1}\\u{1}… (3 bytes)");
+/// ```
+pub fn excerpt(s: &str, max: usize) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in s.chars() {
+        let width = if c.is_control() { c.escape_debug().count() } else { 1 };
+        if shown + width > max {
+            out.push_str(&format!("… ({} bytes)", s.len()));
+            return Cow::Owned(out);
+        }
+        shown += width;
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    printable(s)
+}
