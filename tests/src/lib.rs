@@ -3,6 +3,8 @@
 //! * [`shm_fixture`]: a topic under a unique shm prefix, created as the daemon would and removed on drop.
 //! * [`hostile`]: a second account (`nobody`) for the trust tests: scratch directories and a fake daemon.
 //! * [`peers`]: spawning and supervising helper processes, with a deadline and SIGKILL on drop.
+//! * [`bus_run`]: a fault-test run: a real daemon, `bus-peer` processes, and the checks of what they report.
+//! * [`bus_peer`]: the client helper process of the fault tests (`bus-peer`), a real client of a real daemon.
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
 //! * [`msg`]: the self-checking message format of the ring tests.
 //! * [`kid`]: one pipe-test helper process (`pipe-child`) under test.
@@ -12,6 +14,8 @@
 //! `churn.rs` (subscribers attaching and detaching mid-stream) and `crash.rs` (clients SIGKILLed mid-claim, while
 //! gating, and while holding a group message).
 
+pub mod bus_peer;
+pub mod bus_run;
 pub mod daemon;
 pub mod hostile;
 pub mod kid;
