@@ -198,6 +198,31 @@ impl BusRun {
         assert_eq!(r, 0, "kill({}, {sig}): {}", self.peers.pid(id), std::io::Error::last_os_error());
     }
 
+    /// Asserts that a lossless subscriber got exactly the messages `sent` (producer id, count), each once, with
+    /// `skipped` skip markers and nothing lagged.
+    pub fn assert_lossless(&self, done: &Done, sent: &[(u32, u64)], skipped: u64) {
+        let total: u64 = sent.iter().map(|s| s.1).sum();
+        let mut counts: Vec<(u32, u64)> = sent.iter().copied().filter(|s| s.1 > 0).collect();
+        counts.sort_unstable();
+        if done.received != total || done.skipped != skipped || done.lagged != 0 || done.counts != counts {
+            self.fail(&format!(
+                "lossless subscriber: want {total} messages {counts:?} and {skipped} skipped: {}",
+                done.line
+            ));
+        }
+        if done.sum != expected_sum(self.seed, sent) {
+            self.fail(&format!("lossless subscriber: fingerprint differs (loss or duplicate): {}", done.line));
+        }
+    }
+
+    /// Asserts that a lossy subscriber accounted for all `total` positions exactly: received or reported in a
+    /// `Lagged(n)`, no position passed unexplained.
+    pub fn assert_lossy(&self, done: &Done, total: u64) {
+        if done.received + done.lagged != total || done.skipped != 0 {
+            self.fail(&format!("lossy subscriber: {total} positions, not exactly accounted for: {}", done.line));
+        }
+    }
+
     /// Panics with `why`, the peers' diagnostics and the daemon's log.
     pub fn fail(&self, why: &str) -> ! {
         self.peers.fail(&format!("{why}\n--- daemon log (tail):\n{}", tail(&self.d.log(), 4000)))

@@ -69,7 +69,8 @@ impl Tally {
                 self.empty += 1;
                 None
             }
-            None if !ordered => {
+            // A mid-stream joiner cannot tell where an empty message stands in its producer's sequence.
+            None if !ordered || (joined && known.is_none()) => {
                 self.empty += 1;
                 None
             }
