@@ -176,7 +176,12 @@ impl BusRun {
 
     /// Asserts that `probe` stays the same for 300 ms and that the peers `ids` keep running meanwhile (a stall that
     /// is real, not a slow peer). Returns the stalled value.
-    pub fn hold<T: PartialEq + std::fmt::Debug>(&mut self, what: &str, ids: &[PeerId], probe: impl Fn(&Self) -> T) -> T {
+    pub fn hold<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        what: &str,
+        ids: &[PeerId],
+        probe: impl Fn(&Self) -> T,
+    ) -> T {
         let stalled = probe(self);
         std::thread::sleep(Duration::from_millis(300));
         let now = probe(self);

@@ -121,7 +121,18 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let p = publish::Publish { count: *count, rate: *rate, claim_after: *claim_after, stall };
             publish::run(&bus, &cli.topic, cli.seed, &p)
         }
-        Role::Subscribe { mode, group, total, stop_file, stall_after, hold_after, exit_after, out, from_oldest, joined } => {
+        Role::Subscribe {
+            mode,
+            group,
+            total,
+            stop_file,
+            stall_after,
+            hold_after,
+            exit_after,
+            out,
+            from_oldest,
+            joined,
+        } => {
             let s = subscribe::Subscribe {
                 mode: *mode,
                 group: group.clone(),

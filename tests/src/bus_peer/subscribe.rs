@@ -45,14 +45,25 @@ impl Tally {
     /// Checks one message of producer `p` and records it; returns its pseq (`None`: an empty message).
     /// With `joined` (attached mid-stream), a producer's first message sets where its sequence starts. Without
     /// `ordered` (a group member: a redelivered message may come after later ones), sequences are not compared.
-    fn check(&mut self, seed: u64, lossless: bool, joined: bool, ordered: bool, p: u32, payload: &[u8]) -> Result<Option<u64>, String> {
+    fn check(
+        &mut self,
+        seed: u64,
+        lossless: bool,
+        joined: bool,
+        ordered: bool,
+        p: u32,
+        payload: &[u8],
+    ) -> Result<Option<u64>, String> {
         let known = self.next.get(&p).copied();
         let lossless = lossless && (known.is_some() || !joined);
         let floor = known.unwrap_or(0);
         let pseq = match msg::decode(seed, payload)? {
             Some(id) if id.producer != p => return Err(format!("message from publisher {p} carries {id:?}")),
             Some(id) if lossless && id.pseq != floor => {
-                return Err(format!("producer {p}: pseq {} where {floor} was due (loss, duplicate or reorder)", id.pseq));
+                return Err(format!(
+                    "producer {p}: pseq {} where {floor} was due (loss, duplicate or reorder)",
+                    id.pseq
+                ));
             }
             Some(id) if ordered && id.pseq < floor => {
                 return Err(format!("producer {p}: pseq {} after {} (duplicate or reorder)", id.pseq, floor - 1));
@@ -160,7 +171,9 @@ pub(crate) fn run(bus: &Bus, topic: &str, seed: u64, o: &Subscribe) -> Result<()
             due = seq + 1;
         }
         let p = m.publisher();
-        let pseq = t.check(seed, lossless, o.joined, ordered, p, m.payload()).map_err(|e| format!("{mode} {slot}: ring seq {seq}: {e}"))?;
+        let pseq = t
+            .check(seed, lossless, o.joined, ordered, p, m.payload())
+            .map_err(|e| format!("{mode} {slot}: ring seq {seq}: {e}"))?;
         if o.hold_after == Some(t.received) {
             // What it completed so far is on disk before it parks (it dies without a chance to write it).
             if let Some(f) = &o.out {
