@@ -196,6 +196,18 @@ impl BusRun {
         stalled
     }
 
+    /// Which of the daemon's paths reclaimed what dead clients held, from its log: at the end of their connection
+    /// (`Close` or hang-up), or in its scan for slots whose holder is gone. For the printed figures only:
+    /// which path wins is the daemon's business.
+    pub fn reclaimed_by(&self) -> &'static str {
+        let log = self.d.log();
+        if log.contains("of a dead publisher") || log.contains("of a dead subscriber") {
+            "the orphan scan"
+        } else {
+            "the end of its connection"
+        }
+    }
+
     /// Sends `sig` to peer `id`.
     pub fn signal(&self, id: PeerId, sig: i32) {
         // SAFETY: kill has no memory-safety preconditions; the pid is a child of ours that has not been reaped.

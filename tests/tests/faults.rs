@@ -61,7 +61,10 @@ fn a_lossless_subscriber_killed_mid_stream() {
     let released =
         r.wait_for("the dead subscriber's slot is released", PROMPT, || r.position(sslot).is_none()) + resumed;
     r.peers.kill(staller);
-    println!("a: publishers resumed {resumed:?} after the SIGKILL (slot released after {released:?})");
+    println!(
+        "a: publishers resumed {resumed:?} after the SIGKILL (slot released after {released:?}, by {})",
+        r.reclaimed_by()
+    );
 
     let sent: Vec<(u32, u64)> = pubs.iter().map(|&(id, p)| (p, r.published(id))).collect();
     for id in live {
@@ -100,7 +103,10 @@ fn b_publisher_killed_holding_a_claim() {
         slots.iter().all(|&s| r.position(s).is_some_and(|p| p > claimed))
     });
     r.peers.kill(dying);
-    println!("b: subscribers passed the cancelled slot {passed:?} after the SIGKILL");
+    println!(
+        "b: subscribers passed the cancelled slot {passed:?} after the SIGKILL (cancelled by {})",
+        r.reclaimed_by()
+    );
 
     let mut sent: Vec<(u32, u64)> = pubs.iter().map(|&(id, p)| (p, r.published(id))).collect();
     sent.push((dying_id, BEFORE));
@@ -345,6 +351,7 @@ fn group_member_killed_holding(redeliver: bool) -> Duration {
     r.signal(holder, libc::SIGKILL);
     let resumed = r.wait_for("the publisher moves again", PROMPT, || r.stats().tail > stalled);
     r.peers.kill(holder);
+    let by = r.reclaimed_by();
     assert_eq!(r.published(publ), COUNT);
     r.wait_for("the group handed out everything", TIMEOUT, || {
         let st = r.stats();
@@ -371,7 +378,7 @@ fn group_member_killed_holding(redeliver: bool) -> Duration {
     counts[publ_id as usize] = COUNT;
     let seqs = check_exactly_once(SEED, &counts, &records).unwrap_or_else(|e| r.fail(&e));
     assert_eq!(seqs, (0..COUNT).collect::<Vec<_>>());
-    println!("f: redeliver={redeliver}: {g:?}; other member: {}", done.line);
+    println!("f: redeliver={redeliver}: {g:?}, released by {by}; other member: {}", done.line);
     resumed
 }
 
