@@ -164,7 +164,7 @@ impl BusRun {
                 self.fail(&format!("not within {bound:?}: {what}"));
             }
             polls += 1;
-            if polls % 64 == 0 {
+            if polls.is_multiple_of(64) {
                 if let Some(f) = self.peers.failed_peer() {
                     self.fail(&format!("while waiting until {what}: {f}"));
                 }

@@ -186,7 +186,7 @@ mod tests {
         let (mut a, mut b) = (0u64, 0u64);
         for q in 0..1000u64 {
             let f = fingerprint(2, (size_of(9, 2, q) != 0).then_some(q));
-            if mix(q) % 3 == 0 {
+            if mix(q).is_multiple_of(3) {
                 a = a.wrapping_add(f);
             } else {
                 b = b.wrapping_add(f);
