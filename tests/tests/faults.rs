@@ -23,6 +23,9 @@ const CAP: u64 = 64;
 const TIMEOUT: Duration = Duration::from_secs(240);
 /// The bound on "within a second" on a loaded machine (the measured time is printed).
 const PROMPT: Duration = Duration::from_secs(10);
+/// Messages a second of a publisher whose stream must still be flowing when the test's next step comes, however
+/// slowly this process is scheduled.
+const PACE: u64 = 10_000;
 
 fn run(extra: &str) -> BusRun {
     BusRun::start(&config(CAP as u32, extra), SEED, TIMEOUT)
@@ -220,7 +223,7 @@ fn d_subscribers_stopped_longer_than_the_ring_takes_to_fill() {
     let (steady, _, _) = r.subscriber("lossless-steady", &strs(&all));
     let total = (2 * EACH).to_string();
     let (lossy, lslot, _) = r.subscriber("lossy", &["--mode", "lossy", "--total", &total]);
-    let pubs: Vec<(PeerId, u32)> = (0..2).map(|i| r.publisher(&format!("pub-{i}"), EACH, 0, &[])).collect();
+    let pubs: Vec<(PeerId, u32)> = (0..2).map(|i| r.publisher(&format!("pub-{i}"), EACH, PACE, &[])).collect();
     r.wait_for("the stream is under way", TIMEOUT, || r.stats().tail > 2_000);
 
     // Lossless: gates.
@@ -412,7 +415,7 @@ fn f_a_group_opened_late_on_a_busy_topic() {
     let (steady, _, _) = r.subscriber("steady", &strs(&lossless_args(2 * EACH)));
     let early: Vec<PeerId> =
         (0..2).map(|i| r.subscriber(&format!("early-{i}"), &strs(&member("early", &format!("early-{i}")))).0).collect();
-    let pubs: Vec<(PeerId, u32)> = (0..2).map(|i| r.publisher(&format!("pub-{i}"), EACH, 0, &[])).collect();
+    let pubs: Vec<(PeerId, u32)> = (0..2).map(|i| r.publisher(&format!("pub-{i}"), EACH, PACE, &[])).collect();
     r.wait_for("the topic is busy", TIMEOUT, || r.stats().tail > EACH / 2);
     let late: Vec<(PeerId, u32, u64)> =
         (0..2).map(|i| r.subscriber(&format!("late-{i}"), &strs(&member("late", &format!("late-{i}"))))).collect();
