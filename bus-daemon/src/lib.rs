@@ -183,6 +183,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let next_conn = AtomicU64::new(1);
     let mut conns: Vec<(std::os::unix::net::UnixStream, std::thread::JoinHandle<()>)> = Vec::new();
     let mut last_orphan_scan = Instant::now();
+    let mut rescan_until = Instant::now();
     while !controls.shutdown.load(Ordering::Relaxed) {
         let mut pfd = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
         let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(50u16));
@@ -199,7 +200,15 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
                 }
             }
         }
+        let open = conns.len();
         conns.retain(|(_, h)| !h.is_finished());
+        if conns.len() < open {
+            // A connection ended and its leases were reclaimed as it closed, except any whose lease lock still
+            // looked held: a SIGKILLed client's socket can close a moment before its lock's descriptor does.
+            // Scan again on the next ticks rather than leave those to the periodic scan, so that a dead client
+            // stops gating within a tick or two ("at once", ARCHITECTURE §3), not up to half a second later.
+            rescan_until = Instant::now() + Duration::from_millis(250);
+        }
         if controls.reload.swap(false, Ordering::Relaxed) {
             systemd.reloading(false);
             reload(&opts, &state);
@@ -209,8 +218,11 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
             let mut st = server::lock(&state);
             st.drop_truncated();
             st.enforce_slow_consumers(Instant::now());
-            if last_orphan_scan.elapsed() >= Duration::from_millis(500) {
+            let periodic = last_orphan_scan.elapsed() >= Duration::from_millis(500);
+            if periodic || Instant::now() < rescan_until {
                 st.reclaim_orphans();
+            }
+            if periodic {
                 last_orphan_scan = Instant::now();
                 systemd.status(&format!("{}{metrics_note}", st.summary()));
             }

@@ -4,6 +4,8 @@
 //! * [`control_fuzz`]: the hostile side of the control-plane fuzz (`tests/control_fuzz.rs`, helper `control-fuzzer`).
 //! * [`hostile`]: a second account (`nobody`) for the trust tests: scratch directories and a fake daemon.
 //! * [`peers`]: spawning and supervising helper processes, with a deadline and SIGKILL on drop.
+//! * [`bus_run`]: a fault-test run: a real daemon, `bus-peer` processes, and the checks of what they report.
+//! * [`bus_peer`]: the client helper process of the fault tests (`bus-peer`), a real client of a real daemon.
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
 //! * [`msg`]: the self-checking message format of the ring tests.
 //! * [`kid`]: one pipe-test helper process (`pipe-child`) under test.
@@ -11,8 +13,14 @@
 //!
 //! The ring tests live in `tests/`: `stress.rs` (a million messages, many producers and consumers of every kind),
 //! `churn.rs` (subscribers attaching and detaching mid-stream) and `crash.rs` (clients SIGKILLed mid-claim, while
-//! gating, and while holding a group message).
+//! gating, and while holding a group message), with the test process playing the daemon. The fault suite runs the
+//! same faults against a real daemon with `bus_client` processes: `faults.rs` (SIGKILL and SIGSTOP of every kind of
+//! client, the daemon killed and restarted ten times mid-stream, clients killed while it is down, a minute of
+//! churn checked for leaks) and `soak.rs` (2 million messages, or 50 million under `SHMBUS_LONG=1`, with flat
+//! resident sets).
 
+pub mod bus_peer;
+pub mod bus_run;
 pub mod control_fuzz;
 pub mod daemon;
 pub mod hostile;

@@ -123,6 +123,22 @@ pub fn decode(seed: u64, payload: &[u8]) -> Result<Option<Ident>, String> {
     Ok(Some(ident))
 }
 
+/// One message's share of a stream fingerprint: a consumer adds it (wrapping) for every message it completes, so
+/// that the fingerprints of several consumers that shared a stream (a consumer group) add up to
+/// [`expected_fingerprint`] exactly when every message was delivered once, whatever the split. `pseq` is `None`
+/// for an empty message (it does not carry its per-producer sequence).
+pub fn fingerprint(producer: u32, pseq: Option<u64>) -> u64 {
+    mix(ident_word(producer, pseq.unwrap_or(MAX_PSEQ)) ^ 0xf1f1_f1f1_f1f1_f1f1)
+}
+
+/// The fingerprint of messages `0..count` of `producer` under `seed`.
+pub fn expected_fingerprint(seed: u64, producer: u32, count: u64) -> u64 {
+    (0..count).fold(0u64, |acc, q| {
+        let pseq = (size_of(seed, producer, q) != 0).then_some(q);
+        acc.wrapping_add(fingerprint(producer, pseq))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +178,23 @@ mod tests {
         }
         assert!(decode(1, &buf[..buf.len() - 1]).is_err());
         assert!(decode(2, &buf).is_err() || size_of(2, 0, pseq) == buf.len());
+    }
+
+    #[test]
+    fn fingerprints_add_up_whatever_the_split() {
+        let whole = expected_fingerprint(9, 2, 1000);
+        let (mut a, mut b) = (0u64, 0u64);
+        for q in 0..1000u64 {
+            let f = fingerprint(2, (size_of(9, 2, q) != 0).then_some(q));
+            if mix(q).is_multiple_of(3) {
+                a = a.wrapping_add(f);
+            } else {
+                b = b.wrapping_add(f);
+            }
+        }
+        assert_eq!(a.wrapping_add(b), whole);
+        let q = (0..).find(|&q| size_of(9, 2, q) != 0).unwrap();
+        let dup = whole.wrapping_add(fingerprint(2, Some(q)));
+        assert_ne!(dup.wrapping_sub(fingerprint(2, Some(q + 1))), whole, "a duplicate and a loss do not cancel");
     }
 }

@@ -207,6 +207,26 @@ impl Peers {
         }
     }
 
+    /// The name and status of a peer that failed (exited non-zero, or died of a signal other than the SIGKILL a
+    /// test sends), without reaping it: for waits that should stop at once when a peer has failed.
+    pub fn failed_peer(&self) -> Option<String> {
+        for p in self.peers.iter().filter(|p| p.status.is_none()) {
+            // SAFETY: an all-zero siginfo_t is a valid value; waitid fills it in.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+            // SAFETY: `info` is a valid, writable siginfo_t; WNOWAIT leaves the child unreaped.
+            let r = unsafe { libc::waitid(libc::P_PID, p.child.id(), &mut info, flags) };
+            // SAFETY: waitid filled `info` in for a child that changed state (si_pid != 0).
+            let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+            let fine =
+                (code == libc::CLD_EXITED && status == 0) || (code == libc::CLD_KILLED && status == libc::SIGKILL);
+            if r == 0 && pid != 0 && !fine {
+                return Some(format!("{} (pid {pid}) ended: code {code}, status {status}", p.name));
+            }
+        }
+        None
+    }
+
     /// Whether the peer is still running (not exited, not reaped).
     pub fn running(&mut self, id: PeerId) -> bool {
         let p = &mut self.peers[id];
