@@ -325,3 +325,43 @@ fn a_thousand_idle_connections_do_not_starve_a_real_client() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(strip_ansi(&d.log()).contains("max_connections_per_uid = 64"));
 }
+
+/// A group whose opening request is refused after the group opened (here: its uid's lease quota filled while the
+/// opening was parked) does not stay open without members: the upkeep closes it (found by the control fuzz).
+#[test]
+fn a_group_whose_opener_was_refused_afterwards_is_closed() {
+    if !shmbus_tests::hostile::root_or_skip("a_group_whose_opener_was_refused_afterwards_is_closed") {
+        return;
+    }
+    let park = std::env::temp_dir().join(format!("shmbus-park-g-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&park);
+    std::fs::create_dir_all(&park).unwrap();
+    let cfg = "[daemon]\nmax_leases_per_uid = 1\n\n[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"*\"]\n";
+    let d = TestDaemon::start_with_env(Some(cfg), &[("SHMBUSD_TEST_PARK_DIR", park.to_str().unwrap())]);
+    open_dir_to_all(&d);
+    let bus = d.bus();
+    let _p = bus.publisher("t").unwrap();
+    std::fs::write(park.join("park-group"), b"").unwrap();
+    let raw = |args: &[&str]| {
+        let mut c = Command::new(binary("raw-client"));
+        c.arg(&d.socket).arg("g").args(args).uid(NOBODY).gid(NOBODY);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        shmbus_tests::kid::Kid::watch("raw-client", c.spawn().unwrap())
+    };
+    let mut opener = raw(&["group", "t", "workers"]);
+    wait_parked(&d, &park, "group");
+    // Meanwhile the same uid takes its one lease.
+    let mut other = raw(&["typed", "t", "Anything"]);
+    assert_eq!(other.line(""), "granted");
+    std::fs::write(park.join("release-group"), b"").unwrap();
+    let said = opener.line("");
+    assert!(said.starts_with("refused ResourceExhausted"), "{said}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !bus.stats(Some("t")).unwrap()[0].groups.is_empty() {
+        assert!(Instant::now() < deadline, "a group without members stayed open; log:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(d.log().contains("closed consumer group"), "{}", d.log());
+    drop((opener, other));
+    let _ = std::fs::remove_dir_all(&park);
+}

@@ -61,6 +61,7 @@ impl State {
         }
         let Some(e) = self.topics.get_mut(topic) else { return };
         let _ = e.segment.topic.close_group(g as usize, &*e.waiter);
+        e.group_opened.remove(&(g as usize));
         if let Some(name) = e.groups.get_mut(g as usize).and_then(Option::take) {
             tracing::info!(topic = %topic, group = %name, "closed consumer group (no members left)");
         }

@@ -82,6 +82,8 @@ pub struct TopicEntry {
     pub creator: Option<u32>,
     /// Group slots being opened outside the lock: name and what waiters wait on.
     pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
+    /// When each open group was opened (a group no lease joined within a grace time is closed by the upkeep).
+    pub group_opened: HashMap<usize, Instant>,
 }
 
 impl TopicEntry {

@@ -71,6 +71,7 @@ impl State {
             holding_since: HashMap::new(),
             creator: None,
             opening: HashMap::new(),
+            group_opened: HashMap::new(),
         }
     }
 

@@ -2,7 +2,11 @@
 //! objects were truncated, and removing everything on `--cleanup-on-exit`.
 
 use super::{State, TopicEntry};
-use std::time::Instant;
+use shmbus_proto::msg::Role;
+use std::time::{Duration, Instant};
+
+/// How long an open group may have no member before the upkeep closes it.
+const GROUP_GRACE: Duration = Duration::from_secs(2);
 
 impl State {
     /// Reclaims slots that the ring shows in use but no lease holds (their byte locks do not count: any
@@ -40,6 +44,27 @@ impl State {
         }
         for e in self.topics.values() {
             self.reclaim_unheld(e);
+        }
+        self.close_memberless_groups();
+    }
+
+    /// Closes groups that no lease joined within [`GROUP_GRACE`] of opening: the request that opened one can
+    /// still be refused after the group opened (its uid's lease quota filled meanwhile, its connection ended).
+    fn close_memberless_groups(&mut self) {
+        let mut idle = Vec::new();
+        for (name, e) in &self.topics {
+            for (g, _) in e.groups.iter().enumerate().filter(|(_, n)| n.is_some()) {
+                let old = e.group_opened.get(&g).is_none_or(|t| t.elapsed() >= GROUP_GRACE);
+                let member = self.leases.values().any(|l| {
+                    l.topic == *name && matches!(l.role, Role::Subscriber { group: Some(x), .. } if x as usize == g)
+                });
+                if old && !member && !e.opening.contains_key(&g) {
+                    idle.push((name.clone(), g as u32));
+                }
+            }
+        }
+        for (topic, g) in idle {
+            self.close_group_if_empty(&topic, g);
         }
     }
 

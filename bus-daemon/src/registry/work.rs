@@ -227,6 +227,7 @@ impl State {
                 r?;
                 tracing::info!(topic = %p.topic, group = %p.name, index = p.index, "opened consumer group");
                 e.groups[p.index] = Some(p.name);
+                e.group_opened.insert(p.index, Instant::now());
                 Ok(())
             }
         }
