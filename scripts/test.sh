@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# What the tests create in /dev/shm from here on must be gone at the end (objects, and the daemon's dot files:
+# prefix lock, resume key, lease table).
+stamp=$(mktemp)
+trap 'rm -f "$stamp"' EXIT
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -27,7 +32,7 @@ LOOM_MAX_PREEMPTIONS=2 RUSTFLAGS="--cfg loom" \
     cargo test -p shmbus-ring --test loom --release --locked --target-dir target/loom
 
 step "no shared-memory objects left behind"
-leftover=$(ls /dev/shm | grep -E '^(sem\.)?(sbt[0-9]+x|sit[0-9]+x|shmbus-ostest)' || true)
+leftover=$(find /dev/shm -maxdepth 1 -newer "$stamp" -printf '%f\n' | grep -E '^\.?(sem\.)?(sbt[0-9]+x|sit[0-9]+x|shmbus-ostest)' || true)
 if [ -n "$leftover" ]; then
     echo "tests left objects in /dev/shm:"; echo "$leftover"; exit 1
 fi

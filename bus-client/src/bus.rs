@@ -261,7 +261,10 @@ impl Bus {
     /// assert_eq!(orders.recv()?.qty, 3);
     /// # Ok(()) }
     /// ```
-    pub fn typed_publisher<T: Serialize>(&self, topic: &str) -> Result<TypedPublisher<T>, OpenError> {
+    pub fn typed_publisher<T: Serialize + DeserializeOwned>(
+        &self,
+        topic: &str,
+    ) -> Result<TypedPublisher<T>, OpenError> {
         self.publisher_builder(topic).open_typed()
     }
 

@@ -68,6 +68,7 @@
 // First, so that the modules below can use its macro.
 #[macro_use]
 mod setters;
+mod shape;
 
 mod attached;
 mod bus;

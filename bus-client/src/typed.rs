@@ -1,5 +1,6 @@
 //! Typed handles: values encoded with the bus codec (bincode through serde), and the payload type each typed
-//! handle registers so that mismatched types on one topic are refused at open.
+//! handle registers so that mismatched types on one topic are refused at open: a name (the type's own without
+//! module paths, or one chosen with `open_typed_as`) and a fingerprint of its serde shape.
 //!
 //! ```
 //! use bus_client::typed::{decode, encode, type_info};
@@ -12,8 +13,8 @@
 //! assert_eq!(decode::<Order>(&bytes)?, Order { id: 7, qty: -2 });
 //!
 //! let t = type_info::<Order>();
-//! assert!(t.name.ends_with("Order"));
-//! assert_eq!(t, type_info::<Order>(), "stable within a build");
+//! assert_eq!(t.name, "Order", "no crate or module path: the same struct in another program agrees");
+//! assert_ne!(t.hash, 0, "a fingerprint of the serde shape (field names, order and types)");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -37,10 +38,45 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// The payload type a typed handle of `T` registers: its [`std::any::type_name`] and the FNV-1a hash of it.
-pub fn type_info<T: ?Sized>() -> TypeInfo {
-    let name = std::any::type_name::<T>();
-    TypeInfo { name: name.to_string(), hash: fnv1a(name.as_bytes()) }
+/// The name of `T` without module paths, as [`type_info`] registers it by default: `my_app::orders::Order` is
+/// `Order`, `alloc::vec::Vec<my_app::Leg>` is `Vec<Leg>`. Two programs that each define the same struct agree on
+/// it, whatever their crate and module names.
+pub fn short_type_name<T: ?Sized>() -> String {
+    let full = std::any::type_name::<T>();
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            segment.clear(); // a module path: keep only what follows it
+        } else if c.is_alphanumeric() || c == '_' {
+            segment.push(c);
+        } else {
+            out.push_str(&segment);
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&segment);
+    out
+}
+
+/// The payload type a typed handle of `T` registers: [`short_type_name`] and the structural fingerprint of
+/// `T`'s serde shape (see [`type_info_as`]).
+pub fn type_info<T: DeserializeOwned>() -> TypeInfo {
+    type_info_as::<T>(&short_type_name::<T>())
+}
+
+/// The payload type of `T` under a name the caller chooses (`open_typed_as`), with the fingerprint of `T`'s
+/// serde shape: FNV-1a of the field names, their order and types, sequence, map and option contents, and every
+/// enum variant (traced by driving `T::deserialize`; see the crate's `shape` module). Renaming, reordering,
+/// retyping or adding a field changes it; the crate and module paths do not. A type whose shape cannot be
+/// traced (a `Deserialize` that needs a self-describing format, `#[serde(flatten)]`, validation that refuses
+/// made-up values, a recursive struct) gets fingerprint 0 and is checked by name only.
+pub fn type_info_as<T: DeserializeOwned>(name: &str) -> TypeInfo {
+    let hash = crate::shape::shape_of::<T>().map_or(0, |s| fnv1a(s.as_bytes()).max(1));
+    TypeInfo { name: name.to_string(), hash }
 }
 
 /// Encodes `value` with the bus codec.
@@ -54,16 +90,28 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, RecvError> {
 }
 
 impl PublisherBuilder {
-    /// Opens a publisher of `T` values, registering `T` as the topic's payload type.
-    pub fn open_typed<T: Serialize>(self) -> Result<TypedPublisher<T>, OpenError> {
-        Ok(TypedPublisher::new(self.payload_type(type_info::<T>()).open()?))
+    /// Opens a publisher of `T` values, registering [`type_info`] of `T` as the topic's payload type. `T` also
+    /// needs `Deserialize`: its shape is traced through it (see [`type_info_as`]).
+    pub fn open_typed<T: Serialize + DeserializeOwned>(self) -> Result<TypedPublisher<T>, OpenError> {
+        self.open_typed_as::<T>(&short_type_name::<T>())
+    }
+
+    /// Like [`PublisherBuilder::open_typed`], registering the type under `name` instead of the type's own name
+    /// (e.g. when two programs name the same shape differently). The shape is still checked.
+    pub fn open_typed_as<T: Serialize + DeserializeOwned>(self, name: &str) -> Result<TypedPublisher<T>, OpenError> {
+        Ok(TypedPublisher::new(self.payload_type(type_info_as::<T>(name)).open()?))
     }
 }
 
 impl SubscriberBuilder {
-    /// Opens a subscriber of `T` values, registering `T` as the topic's payload type.
+    /// Opens a subscriber of `T` values, checked against the topic's payload type (see [`type_info`]).
     pub fn open_typed<T: DeserializeOwned>(self) -> Result<TypedSubscriber<T>, OpenError> {
-        Ok(TypedSubscriber::new(self.payload_type(type_info::<T>()).open()?))
+        self.open_typed_as::<T>(&short_type_name::<T>())
+    }
+
+    /// Like [`SubscriberBuilder::open_typed`], under `name` instead of the type's own name.
+    pub fn open_typed_as<T: DeserializeOwned>(self, name: &str) -> Result<TypedSubscriber<T>, OpenError> {
+        Ok(TypedSubscriber::new(self.payload_type(type_info_as::<T>(name)).open()?))
     }
 }
 
@@ -186,7 +234,45 @@ mod tests {
         let (a, b) = (type_info::<u32>(), type_info::<(u32, String)>());
         assert_ne!(a.name, b.name);
         assert_ne!(a.hash, b.hash);
-        assert_eq!(a.hash, fnv1a(b"u32"));
+        assert_eq!(a.hash, fnv1a(b"u32"), "the shape of u32 is `u32`");
+    }
+
+    mod one {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        pub struct Order {
+            pub id: u64,
+            pub qty: i32,
+        }
+    }
+    mod two {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        pub struct Order {
+            pub id: u64,
+            pub qty: i32,
+        }
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        pub struct Changed {
+            pub id: u64,
+            pub qty: i64,
+        }
+    }
+
+    #[test]
+    fn the_same_struct_in_two_places_is_one_type_and_a_changed_one_is_not() {
+        assert_eq!(short_type_name::<one::Order>(), "Order");
+        assert_eq!(short_type_name::<Vec<two::Order>>(), "Vec<Order>");
+        assert_eq!(
+            short_type_name::<(u32, std::collections::HashMap<String, one::Order>)>(),
+            "(u32, HashMap<String, Order>)"
+        );
+        assert_eq!(type_info::<one::Order>(), type_info::<two::Order>());
+        let changed = type_info_as::<two::Changed>("Order");
+        assert_eq!(changed.name, "Order");
+        assert_ne!(changed.hash, type_info::<one::Order>().hash, "qty: i32 -> i64 changes the shape");
+        assert_eq!(type_info::<std::num::NonZeroU32>().hash, 0, "untraceable: checked by name only");
     }
 
     #[test]

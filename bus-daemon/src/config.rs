@@ -98,6 +98,7 @@ struct RawTopic {
     redeliver: Option<bool>,
     gate: Option<Vec<String>>,
     admin: Option<Vec<String>>,
+    payload_type: Option<String>,
 }
 
 /// Settings of one topic (declared or defaulted).
@@ -111,6 +112,8 @@ pub struct TopicSettings {
     pub slow_consumer: Option<Duration>,
     /// Redeliver a dead group member's message (else count it abandoned).
     pub redeliver: bool,
+    /// The payload type name every typed handle must register (`None`: the first typed publisher sets it).
+    pub payload_type: Option<String>,
 }
 
 /// The daemon's configuration.
@@ -340,7 +343,14 @@ fn settings(t: &RawTopic, d: &RawTopic) -> Result<TopicSettings, String> {
         },
     };
     let slow = t.slow_consumer_ms.or(d.slow_consumer_ms).filter(|&ms| ms > 0).map(Duration::from_millis);
-    Ok(TopicSettings { geometry, policy, slow_consumer: slow, redeliver: t.redeliver.or(d.redeliver).unwrap_or(true) })
+    let payload_type = t.payload_type.clone();
+    if let Some(n) = &payload_type {
+        if !shmbus_proto::names::type_name_ok(n) {
+            return Err(format!("payload_type {n:?}: {}", shmbus_proto::names::TYPE_NAME_RULE));
+        }
+    }
+    let redeliver = t.redeliver.or(d.redeliver).unwrap_or(true);
+    Ok(TopicSettings { geometry, policy, slow_consumer: slow, redeliver, payload_type })
 }
 
 #[cfg(test)]

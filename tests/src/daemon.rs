@@ -212,11 +212,13 @@ impl Drop for TestDaemon {
     }
 }
 
-/// Unlinks every object (and any stray semaphore) under `prefix`, and its resume key and lease files.
+/// Unlinks every object (and any stray semaphore) under `prefix`, and its resume key, lease and lock files.
 pub fn sweep(prefix: &str) {
     for name in crate::shm_fixture::leftovers(prefix) {
         let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
     }
     let _ = std::fs::remove_file(bus_daemon::resume_key::key_path(prefix));
     let _ = std::fs::remove_file(bus_daemon::lease_file::path(prefix));
+    // A daemon killed with SIGKILL cannot unlink its prefix lock file.
+    let _ = std::fs::remove_file(bus_daemon::prefix_lock::lock_path(prefix));
 }

@@ -50,6 +50,10 @@ fn human(t: &TopicStatsWire) -> String {
         t.wakeups,
         t.demotions
     );
+    if let Some(ty) = &t.payload_type {
+        let shape = if ty.hash == 0 { "shape not fixed".to_string() } else { format!("shape {:016x}", ty.hash) };
+        let _ = writeln!(s, "  payload type {} ({shape})", bus_client::printable(&ty.name));
+    }
     let header = ["PUBLISHER", "PID", "PUBLISHED", "BYTES", "FULL", "ABORTED"];
     table(&mut s, &t.publishers, "  no publishers\n", &header, |p| {
         vec![

@@ -167,16 +167,29 @@ impl State {
         if !names::type_name_ok(&t.name) {
             return refuse(ErrorKind::InvalidRequest, names::TYPE_NAME_RULE);
         }
+        let role = if publisher { "publisher" } else { "subscriber" };
+        if let Some(declared) = e.settings.payload_type.as_deref().filter(|d| *d != t.name) {
+            let message = format!("topic is declared for payload type {declared} but the {role} is typed {}", t.name);
+            return refuse(ErrorKind::TypeMismatch, message);
+        }
+        let shape =
+            |t: &TypeInfo| if t.hash == 0 { "untraced shape".to_string() } else { format!("shape {:016x}", t.hash) };
         match &e.type_info {
-            Some(have) if have != t => refuse(
-                ErrorKind::TypeMismatch,
-                format!(
-                    "topic carries {} but the {} is typed {}",
+            Some(have) if have != t => {
+                let why = if have.name == t.name {
+                    "same name, another shape: fields, order or types differ"
+                } else {
+                    "another name"
+                };
+                let message = format!(
+                    "topic carries {} ({}) but the {role} is typed {} ({}): {why}",
                     have.name,
-                    if publisher { "publisher" } else { "subscriber" },
-                    t.name
-                ),
-            ),
+                    shape(have),
+                    t.name,
+                    shape(t)
+                );
+                refuse(ErrorKind::TypeMismatch, message)
+            }
             _ => Ok(()),
         }
     }

@@ -107,5 +107,9 @@ fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> Topic
         publishers: st.publishers.iter().map(publisher).collect(),
         subscribers: st.subscribers.iter().map(subscriber).collect(),
         groups: st.groups.iter().map(group).collect(),
+        payload_type: e
+            .type_info
+            .clone()
+            .or_else(|| e.settings.payload_type.as_ref().map(|name| TypeInfo { name: name.clone(), hash: 0 })),
     }
 }

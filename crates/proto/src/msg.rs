@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol. Bump on any change of these types.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,9 +46,10 @@ pub struct TopicSpec {
 /// A typed handle's payload type: refused at open when another type is already registered on the topic.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypeInfo {
-    /// Type name (`std::any::type_name`).
+    /// The name handles agree on: the Rust type name without module paths, or one chosen with `open_typed_as`.
     pub name: String,
-    /// Schema/layout hash.
+    /// Fingerprint of the serde shape (field names, order and types, enum variants); 0 when the shape could
+    /// not be traced, and only the name is compared.
     pub hash: u64,
 }
 
@@ -283,6 +284,8 @@ pub struct TopicStatsWire {
     pub subscribers: Vec<SubscriberStatsWire>,
     /// Groups.
     pub groups: Vec<GroupStatsWire>,
+    /// The payload type typed handles registered (or the configuration declared), if any.
+    pub payload_type: Option<TypeInfo>,
 }
 
 /// Why a request failed; variants a client can act on.
