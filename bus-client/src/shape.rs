@@ -86,6 +86,21 @@ impl Tracer<'_> {
         Ok(())
     }
 
+    /// Writes `open`, visits `len` elements (named by `names` for a struct), writes `close`.
+    fn items<'de, V: Visitor<'de>>(
+        &mut self,
+        open: &str,
+        len: usize,
+        names: Option<&'static [&'static str]>,
+        close: char,
+        v: V,
+    ) -> R<V::Value> {
+        self.out.push_str(open);
+        let r = v.visit_seq(Items::new(self, len, names));
+        self.out.push(close);
+        r
+    }
+
     /// Traces one nested value into its own text.
     fn nested<'de, S: DeserializeSeed<'de>>(&mut self, seed: S) -> R<(S::Value, String)> {
         self.enter()?;
@@ -167,24 +182,15 @@ impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
-        self.out.push_str("seq<");
-        let r = v.visit_seq(Items::new(self, 1, None));
-        self.out.push('>');
-        r
+        self.items("seq<", 1, None, '>', v)
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, v: V) -> R<V::Value> {
-        self.out.push_str("tuple(");
-        let r = v.visit_seq(Items::new(self, len, None));
-        self.out.push(')');
-        r
+        self.items("tuple(", len, None, ')', v)
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(self, name: &'static str, len: usize, v: V) -> R<V::Value> {
-        let _ = write!(self.out, "tuple {name}(");
-        let r = v.visit_seq(Items::new(self, len, None));
-        self.out.push(')');
-        r
+        self.items(&format!("tuple {name}("), len, None, ')', v)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> R<V::Value> {
@@ -200,10 +206,7 @@ impl<'de> de::Deserializer<'de> for &mut Tracer<'_> {
         fields: &'static [&'static str],
         v: V,
     ) -> R<V::Value> {
-        let _ = write!(self.out, "struct {name}{{");
-        let r = v.visit_seq(Items::new(self, fields.len(), Some(fields)));
-        self.out.push('}');
-        r
+        self.items(&format!("struct {name}{{"), fields.len(), Some(fields), '}', v)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
@@ -345,10 +348,7 @@ impl<'de> de::VariantAccess<'de> for Variant<'_, '_> {
     }
 
     fn struct_variant<V: Visitor<'de>>(self, fields: &'static [&'static str], v: V) -> R<V::Value> {
-        self.t.out.push('{');
-        let r = v.visit_seq(Items::new(&mut *self.t, fields.len(), Some(fields)));
-        self.t.out.push('}');
-        r
+        self.t.items("{", fields.len(), Some(fields), '}', v)
     }
 }
 

@@ -198,6 +198,16 @@ impl TestDaemon {
         crate::shm_fixture::leftovers(&self.prefix)
     }
 
+    /// Polls `f` until it is true, bounded at 30 s (a hang guard, not a speed assertion); fails with `what` and
+    /// the daemon's log.
+    pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "{what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The scratch directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -177,6 +177,22 @@ impl Peers {
         st
     }
 
+    /// SIGKILLs the peer unless it already finished on its own (a race the caller cannot close: it may exit
+    /// between a `running` check and the signal). Returns `true` if the signal killed it; a peer that exited
+    /// first must have succeeded, with its `done` line.
+    pub fn kill_unless_done(&mut self, id: PeerId) -> bool {
+        let _ = self.peers[id].child.kill();
+        let st = self.reap(id);
+        if st.signal() == Some(libc::SIGKILL) {
+            return true;
+        }
+        if !st.success() {
+            self.fail(&format!("{} failed before it could be killed: {st:?}", self.peers[id].name));
+        }
+        self.wait_line(id, "done");
+        false
+    }
+
     fn reap(&mut self, id: PeerId) -> ExitStatus {
         let st = self.peers[id].child.wait().unwrap_or_else(|e| panic!("waitpid: {e}"));
         self.peers[id].status = Some(st);

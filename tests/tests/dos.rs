@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The hang guard: a bound on waits that should end at once, never asserted on as a speed.
 const HANG: Duration = Duration::from_secs(10);
@@ -19,15 +19,6 @@ fn as_nobody(name: &str, args: &[&str]) -> Kid {
     c.args(args).uid(NOBODY).gid(NOBODY);
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     Kid::watch(name, c.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}")))
-}
-
-/// Polls `f` until it is true, bounded (a hang guard, not a speed assertion).
-fn eventually(what: &str, d: &TestDaemon, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}; log:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn open_fds(pid: u32) -> usize {
@@ -63,14 +54,14 @@ fn unread_replies_do_not_exhaust_the_daemons_descriptors() {
     p.send(b"still here").unwrap();
     assert_eq!(s.recv_timeout(HANG).expect("root's message").payload(), b"still here");
     assert!(during <= before + 16, "the daemon's descriptors went from {before} to {during}");
-    eventually("the attacker's connections were not closed", &d, || d.log().contains("a reply was left unread"));
+    d.eventually("the attacker's connections were not closed", || d.log().contains("a reply was left unread"));
     drop((p, s, bus, flood));
 }
 
 /// The metrics port from the daemon's log line `serving Prometheus metrics addr=127.0.0.1:P`.
 fn metrics_port(d: &TestDaemon) -> u16 {
     let mut port = None;
-    eventually("the daemon never said where it serves metrics", d, || {
+    d.eventually("the daemon never said where it serves metrics", || {
         port = d.log().lines().find(|l| l.contains("serving Prometheus metrics")).and_then(|l| {
             let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
             l[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
@@ -97,7 +88,7 @@ fn a_taken_metrics_port_does_not_stop_the_daemon() {
     let config = format!("[daemon]\nmetrics = \"127.0.0.1:{port}\"\n");
     let d = TestDaemon::start_with_env(Some(&config), &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())]);
     let _ = std::fs::remove_dir_all(&notify_dir);
-    eventually("the daemon did not say metrics are off", &d, || d.log().contains("running without metrics"));
+    d.eventually("the daemon did not say metrics are off", || d.log().contains("running without metrics"));
     notify.set_read_timeout(Some(HANG)).unwrap();
     let mut buf = [0u8; 4096];
     let ready = loop {

@@ -8,20 +8,11 @@ use shmbus_tests::hostile::{root_or_skip, NOBODY};
 use shmbus_tests::kid::Kid;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const OPEN: &str = "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"*\"]\n";
 const ROOT_ONLY: &str = "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"*\"]\n\n[[topic]]\nname = \"payroll\"\n\
                          subscribe = [\"uid:0\"]\n";
-
-/// Polls `f` until it is true, bounded (a hang guard, not a speed assertion).
-fn eventually(what: &str, d: &TestDaemon, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}; log:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn generation(d: &TestDaemon, topic: &str) -> Option<u64> {
     d.bus().stats(Some(topic)).ok().and_then(|s| s.first().map(|t| t.generation))
@@ -32,7 +23,7 @@ fn reload(d: &TestDaemon, config: &str) {
     let before = d.log().matches("configuration reloaded").count();
     d.write_config(config);
     d.reload();
-    eventually("the daemon did not reload", d, || d.log().matches("configuration reloaded").count() > before);
+    d.eventually("the daemon did not reload", || d.log().matches("configuration reloaded").count() > before);
 }
 
 #[test]
@@ -48,7 +39,7 @@ fn tightening_a_policy_closes_the_leases_it_no_longer_admits() {
     c.args(["sub", "payroll"]).uid(NOBODY).gid(NOBODY);
     c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut spy = Kid::watch("nobody's sub", c.spawn().unwrap());
-    eventually("nobody's subscriber did not attach", &d, || {
+    d.eventually("nobody's subscriber did not attach", || {
         bus.stats(Some("payroll")).is_ok_and(|s| s[0].subscribers.iter().any(|x| x.pid.is_some()))
     });
     root_pub.send(b"before").unwrap();
@@ -63,7 +54,7 @@ fn tightening_a_policy_closes_the_leases_it_no_longer_admits() {
 
     // Declared root-only: nobody's lease is revoked, the topic comes back as a new generation.
     reload(&d, ROOT_ONLY);
-    eventually("the topic was not recreated", &d, || generation(&d, "payroll").is_some_and(|g| g != first));
+    d.eventually("the topic was not recreated", || generation(&d, "payroll").is_some_and(|g| g != first));
     let st = spy.wait();
     assert!(!spy.seen.iter().any(|l| l == "after"), "{}", spy.diagnostics());
     assert!(st.code().is_some(), "nobody's subscriber ended on its own ({st}); {}", spy.diagnostics());

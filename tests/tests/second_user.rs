@@ -8,7 +8,6 @@ use shmbus_tests::hostile::{root_or_skip, NOBODY};
 use shmbus_tests::kid::Kid;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Lets `nobody` reach the daemon's socket in its scratch directory.
 fn open_dir_to_all(d: &TestDaemon) {
@@ -40,15 +39,6 @@ fn ok(d: &TestDaemon, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Polls `f` until it is true, bounded (a hang guard, not a speed assertion).
-fn eventually(what: &str, d: &TestDaemon, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}; log:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Sends `sig` to a child.
 fn signal(k: &Kid, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
@@ -68,7 +58,7 @@ fn after_a_restart_nobody_cannot_take_roots_subscriber_slot() {
     c.args(["sub", topic]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut sub = Kid::watch("root's sub", c.spawn().unwrap());
     let bus = d.bus();
-    eventually("root's subscriber did not attach", &d, || {
+    d.eventually("root's subscriber did not attach", || {
         bus.stats(Some(topic)).is_ok_and(|s| s[0].subscribers.iter().any(|x| x.pid.is_some()))
     });
     ok(&d, &["pub", topic, "before"]);
@@ -87,7 +77,7 @@ fn after_a_restart_nobody_cannot_take_roots_subscriber_slot() {
     signal(&sub, libc::SIGCONT);
     assert!(said.starts_with("refused PermissionDenied"), "nobody resumed root's slot: {said}\n{}", d.log());
     let bus = d.bus();
-    eventually("root's subscriber did not re-register", &d, || {
+    d.eventually("root's subscriber did not re-register", || {
         bus.stats(Some(topic)).is_ok_and(|s| s[0].subscribers.iter().any(|x| x.pid.is_some()))
     });
     ok(&d, &["pub", topic, "after"]);
@@ -112,7 +102,7 @@ fn a_typed_subscriber_of_nobody_does_not_fix_the_topic_type() {
     assert!(answer(&mut late).starts_with("refused TypeMismatch"), "{}", late.diagnostics());
     // The last typed lease gone, the type is cleared.
     drop((p, squatter, late));
-    eventually("the type was not cleared when the last typed lease closed", &d, || {
+    d.eventually("the type was not cleared when the last typed lease closed", || {
         bus.typed_publisher::<u32>(topic).is_ok()
     });
 }
@@ -189,7 +179,7 @@ fn groups_a_peer_joins_after_connecting_do_not_admit_it() {
     // groups: what it reads then from /proc/<pid>/status (where it used to) already lists group 4242.
     // SAFETY: kill has no memory-safety preconditions; the pid is the daemon, our own unreaped child.
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    eventually("the daemon did not stop", &d, || stopped(pid));
+    d.eventually("the daemon did not stop", || stopped(pid));
     let mut c = Command::new("setpriv");
     c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=+setgid", "--ambient-caps=+setgid"]);
     c.arg("--").arg(binary("raw-client")).arg(&d.socket).args(["late", "late-group", "staff", "4242"]);

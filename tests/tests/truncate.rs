@@ -8,19 +8,10 @@ use shmbus_tests::hostile::{root_or_skip, NOBODY};
 use shmbus_tests::kid::Kid;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONFIG: &str = "[defaults]\npublish = [\"uid:0\"]\nsubscribe = [\"*\"]\n\n[[topic]]\nname = \"victim\"\n\
                       publish = [\"*\"]\n\n[[topic]]\nname = \"other\"\n";
-
-/// Polls `f` until it is true, bounded (a hang guard, not a speed assertion).
-fn eventually(what: &str, d: &TestDaemon, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "{what}; log:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_client_that_truncates_a_topic_crashes_nobody() {
@@ -37,7 +28,7 @@ fn a_client_that_truncates_a_topic_crashes_nobody() {
     let mut c = d.cli();
     c.args(["sub", "victim", "--timeout", "200ms"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut cli_sub = Kid::watch("cli sub", c.spawn().unwrap());
-    eventually("the CLI subscriber did not attach", &d, || {
+    d.eventually("the CLI subscriber did not attach", || {
         bus.stats(Some("victim")).is_ok_and(|s| s[0].subscribers.iter().filter(|x| x.pid.is_some()).count() == 2)
     });
     pub_v.send(b"before").unwrap();
@@ -61,7 +52,7 @@ fn a_client_that_truncates_a_topic_crashes_nobody() {
         "the subscriber is closed"
     );
     // The daemon survives, drops the topic and still serves; the topic next to it works.
-    eventually("the daemon did not drop the truncated topic", &d, || {
+    d.eventually("the daemon did not drop the truncated topic", || {
         d.log().contains("topic objects were truncated; removing the topic")
     });
     assert!(d.alive(), "the daemon is alive; log:\n{}", d.log());

@@ -132,14 +132,7 @@ fn group_resume(socket: &str, _prefix: &str, topic: &str) {
     readers.write_all_at(&flags.to_ne_bytes(), off).unwrap();
 
     let (s, mut reader) = connect(socket);
-    let lossy = Request::OpenSubscriber {
-        topic: topic.into(),
-        mode: SubMode::Lossy,
-        from_oldest: false,
-        payload_type: None,
-        resume: None,
-    };
-    println!("lossy: {:?}", ask(&s, &mut reader, &lossy).map(|r| matches!(r, Response::Lease(_))));
+    println!("lossy: {:?}", ask(&s, &mut reader, &lossy(topic)).map(|r| matches!(r, Response::Lease(_))));
     // Re-register our own slot, with our own valid token, as a member of a group the daemon does not know.
     let resume = Request::OpenSubscriber {
         topic: topic.into(),
@@ -155,16 +148,20 @@ fn group_resume(socket: &str, _prefix: &str, topic: &str) {
     drop((member, first, readers));
 }
 
-fn lock_all(socket: &str, topic: &str) {
-    let (s, mut reader) = connect(socket);
-    let lossy = Request::OpenSubscriber {
+/// A plain lossy `OpenSubscriber` of `topic`.
+fn lossy(topic: &str) -> Request {
+    Request::OpenSubscriber {
         topic: topic.into(),
         mode: SubMode::Lossy,
         from_oldest: false,
         payload_type: None,
         resume: None,
-    };
-    let Some((Response::Lease(lease), fds)) = ask_fds(&s, &mut reader, &lossy) else {
+    }
+}
+
+fn lock_all(socket: &str, topic: &str) {
+    let (s, mut reader) = connect(socket);
+    let Some((Response::Lease(lease), fds)) = ask_fds(&s, &mut reader, &lossy(topic)) else {
         panic!("a lossy lease was refused");
     };
     drop((s, reader));
@@ -215,14 +212,7 @@ fn probe(socket: &str, prefix: &str, topic: &str) {
         println!("open {what}: {}", verdict(&std::fs::File::open(&path)));
     }
     let (s, mut reader) = connect(socket);
-    let lossy = Request::OpenSubscriber {
-        topic: topic.into(),
-        mode: SubMode::Lossy,
-        from_oldest: false,
-        payload_type: None,
-        resume: None,
-    };
-    match ask_fds(&s, &mut reader, &lossy) {
+    match ask_fds(&s, &mut reader, &lossy(topic)) {
         Some((Response::Lease(_), fds)) => {
             println!("lease: granted");
             let data = std::fs::File::from(fds.into_iter().next().expect("the data descriptor"));
