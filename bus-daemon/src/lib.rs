@@ -28,6 +28,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+pub mod charges;
 pub mod cli;
 pub mod config;
 pub mod conns;
@@ -158,6 +159,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let mut state = State::new(opts.config.clone());
     state.resume_key = resume_key::ResumeKey::load_or_create(&opts.config.shm_prefix);
     let (adopted, refused) = state.adopt_existing();
+    state.restore_charges();
     let restored = state.restore_leases();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
     let listener = bind(&socket, state.config.socket_mode)?;
@@ -246,6 +248,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
         server::lock(&state).cleanup();
         resume_key::remove(&opts.config.shm_prefix);
         lease_file::remove(&opts.config.shm_prefix);
+        charges::remove(&opts.config.shm_prefix);
     }
     tracing::info!("shmbusd stopped");
     Ok(())

@@ -365,3 +365,29 @@ fn a_group_whose_opener_was_refused_afterwards_is_closed() {
     drop((opener, other));
     let _ = std::fs::remove_dir_all(&park);
 }
+
+/// The on-demand quota survives a daemon restart: the topics a uid created before it come back adopted and still
+/// count against `max_auto_topics_per_uid`.
+#[test]
+fn the_on_demand_quota_counts_topics_from_before_a_restart() {
+    let mut d = TestDaemon::start(Some("[daemon]\nmax_auto_topics_per_uid = 1\n"));
+    d.keep_topics_on_stop();
+    open_dir_to_all(&d);
+    let out = as_nobody(&d, &["pub", "n1", "x"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let over = |d: &TestDaemon| {
+        let out = as_nobody(d, &["pub", "n2", "x"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains("max_auto_topics_per_uid = 1"), "{err}\n{}", d.log());
+    };
+    over(&d);
+    // The charge is written by the upkeep (every 500 ms); then a restart adopts n1 and still charges it.
+    d.eventually("the charge was not written", || {
+        std::fs::read_to_string(bus_daemon::charges::path(&d.prefix)).is_ok_and(|t| t.contains("65534 n1"))
+    });
+    // Killed (a stop would clean up: the fixture runs it with --cleanup-on-exit), then started again.
+    d.stop_with(libc::SIGKILL);
+    d.spawn();
+    assert!(d.log().contains("adopted existing topic"), "{}", d.log());
+    over(&d);
+}

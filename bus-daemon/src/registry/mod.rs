@@ -169,6 +169,8 @@ pub struct State {
     pub resume_key: ResumeKey,
     /// The lease table on disk (in memory only until [`State::restore_leases`] loads the prefix's file).
     lease_file: LeaseFile,
+    /// The on-demand charges as last written to their file (`None`: not written yet).
+    charges_saved: Option<BTreeMap<String, u32>>,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -195,6 +197,7 @@ impl State {
             creating: HashMap::new(),
             resume_key: ResumeKey::ephemeral(),
             lease_file: LeaseFile::memory(),
+            charges_saved: None,
         }
     }
 

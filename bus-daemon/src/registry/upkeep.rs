@@ -46,6 +46,31 @@ impl State {
             self.reclaim_unheld(e);
         }
         self.close_memberless_groups();
+        self.persist_charges();
+    }
+
+    /// Writes the on-demand charges (see [`crate::charges`]) when they changed since the last write.
+    fn persist_charges(&mut self) {
+        let now: std::collections::BTreeMap<String, u32> =
+            self.topics.iter().filter_map(|(n, e)| Some((n.clone(), e.creator?))).collect();
+        if self.charges_saved.as_ref() == Some(&now) {
+            return;
+        }
+        match crate::charges::save(&self.config.shm_prefix, &now) {
+            Ok(()) => self.charges_saved = Some(now),
+            Err(e) => tracing::warn!(error = %e, "cannot write the on-demand charges file"),
+        }
+    }
+
+    /// Charges adopted topics to the uids that created them on demand before the restart (after
+    /// [`State::adopt_existing`]).
+    pub fn restore_charges(&mut self) {
+        let charges = crate::charges::load(&self.config.shm_prefix);
+        for (topic, uid) in &charges {
+            if let Some(e) = self.topics.get_mut(topic).filter(|e| !e.declared) {
+                e.creator = Some(*uid);
+            }
+        }
     }
 
     /// Closes groups that no lease joined within [`GROUP_GRACE`] of opening: the request that opened one can
