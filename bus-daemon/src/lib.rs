@@ -28,7 +28,6 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
-pub mod charges;
 pub mod cli;
 pub mod config;
 pub mod conns;
@@ -39,6 +38,7 @@ pub mod policy;
 pub mod prefix_lock;
 pub mod private_file;
 pub mod registry;
+pub mod remembered;
 pub mod resume_key;
 pub mod server;
 mod socket;
@@ -159,7 +159,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let mut state = State::new(opts.config.clone());
     state.resume_key = resume_key::ResumeKey::load_or_create(&opts.config.shm_prefix);
     let (adopted, refused) = state.adopt_existing();
-    state.restore_charges();
+    state.restore_remembered();
     let restored = state.restore_leases();
     state.create_declared().map_err(|r| DaemonError::Topics(r.message))?;
     let listener = bind(&socket, state.config.socket_mode)?;
@@ -248,7 +248,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
         server::lock(&state).cleanup();
         resume_key::remove(&opts.config.shm_prefix);
         lease_file::remove(&opts.config.shm_prefix);
-        charges::remove(&opts.config.shm_prefix);
+        remembered::remove(&opts.config.shm_prefix);
     }
     tracing::info!("shmbusd stopped");
     Ok(())

@@ -229,7 +229,7 @@ pub fn sweep(prefix: &str) {
     }
     let _ = std::fs::remove_file(bus_daemon::resume_key::key_path(prefix));
     let _ = std::fs::remove_file(bus_daemon::lease_file::path(prefix));
-    let _ = std::fs::remove_file(bus_daemon::charges::path(prefix));
+    let _ = std::fs::remove_file(bus_daemon::remembered::path(prefix));
     // A daemon killed with SIGKILL cannot unlink its prefix lock file.
     let _ = std::fs::remove_file(bus_daemon::prefix_lock::lock_path(prefix));
 }

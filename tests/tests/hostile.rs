@@ -383,7 +383,7 @@ fn the_on_demand_quota_counts_topics_from_before_a_restart() {
     over(&d);
     // The charge is written by the upkeep (every 500 ms); then a restart adopts n1 and still charges it.
     d.eventually("the charge was not written", || {
-        std::fs::read_to_string(bus_daemon::charges::path(&d.prefix)).is_ok_and(|t| t.contains("65534 n1"))
+        std::fs::read_to_string(bus_daemon::remembered::path(&d.prefix)).is_ok_and(|t| t.contains("n1\t65534"))
     });
     // Killed (a stop would clean up: the fixture runs it with --cleanup-on-exit), then started again.
     d.stop_with(libc::SIGKILL);

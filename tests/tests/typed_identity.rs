@@ -54,3 +54,27 @@ fn a_declared_payload_type_refuses_other_names() {
     let stats = String::from_utf8_lossy(&d.cli().args(["stats", "fills"]).output().unwrap().stdout).into_owned();
     assert!(stats.contains("payload type Fill"), "{stats}");
 }
+
+/// The registered type survives a daemon restart while a typed lease that registered it is restored: with the
+/// publisher stopped across the restart (it cannot re-register yet), another shape is still refused.
+#[test]
+fn the_registered_type_survives_a_daemon_restart() {
+    let mut d = TestDaemon::start(None);
+    d.keep_topics_on_stop();
+    let socket = d.socket.to_str().unwrap().to_string();
+    let mut publisher = Kid::watch("typed-pub", helper("typed-pub", &[&socket, "orders", "0"]).spawn().unwrap());
+    assert_eq!(publisher.line(""), "ready");
+    d.eventually("the type was not written down", || {
+        std::fs::read_to_string(bus_daemon::remembered::path(&d.prefix)).is_ok_and(|t| t.contains("Order"))
+    });
+    let pid = publisher.child.id() as i32;
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    d.stop_with(libc::SIGKILL);
+    d.spawn();
+    let out = helper("typed-sub", &[&socket, "orders", "changed", "1"]).output().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.starts_with("refused: ") && said.contains("same name, another shape"), "{said}\n{}", d.log());
+}

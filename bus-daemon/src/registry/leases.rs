@@ -195,7 +195,7 @@ impl State {
     }
 
     /// Forgets the topic's payload type once no typed lease of it is left.
-    fn clear_type_if_untyped(&mut self, topic: &str) {
+    pub(super) fn clear_type_if_untyped(&mut self, topic: &str) {
         if self.leases.values().any(|l| l.topic == topic && l.typed) {
             return;
         }

@@ -169,8 +169,8 @@ pub struct State {
     pub resume_key: ResumeKey,
     /// The lease table on disk (in memory only until [`State::restore_leases`] loads the prefix's file).
     lease_file: LeaseFile,
-    /// The on-demand charges as last written to their file (`None`: not written yet).
-    charges_saved: Option<BTreeMap<String, u32>>,
+    /// What is remembered of each topic, as last written to its file (`None`: not written yet).
+    remembered_saved: Option<BTreeMap<String, crate::remembered::Remembered>>,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -197,7 +197,7 @@ impl State {
             creating: HashMap::new(),
             resume_key: ResumeKey::ephemeral(),
             lease_file: LeaseFile::memory(),
-            charges_saved: None,
+            remembered_saved: None,
         }
     }
 

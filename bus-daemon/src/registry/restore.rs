@@ -36,6 +36,11 @@ impl State {
         }
         file.forget_the_rest();
         self.lease_file = file;
+        // A remembered payload type stays only while a typed lease that registered it is back.
+        let names: Vec<String> = self.topics.keys().cloned().collect();
+        for name in names {
+            self.clear_type_if_untyped(&name);
+        }
         self.reclaim_orphans();
         restored
     }

@@ -2,7 +2,9 @@
 //! objects were truncated, and removing everything on `--cleanup-on-exit`.
 
 use super::{State, TopicEntry};
+use crate::remembered::Remembered;
 use shmbus_proto::msg::Role;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// How long an open group may have no member before the upkeep closes it.
@@ -46,29 +48,35 @@ impl State {
             self.reclaim_unheld(e);
         }
         self.close_memberless_groups();
-        self.persist_charges();
+        self.persist_remembered();
     }
 
-    /// Writes the on-demand charges (see [`crate::charges`]) when they changed since the last write.
-    fn persist_charges(&mut self) {
-        let now: std::collections::BTreeMap<String, u32> =
-            self.topics.iter().filter_map(|(n, e)| Some((n.clone(), e.creator?))).collect();
-        if self.charges_saved.as_ref() == Some(&now) {
+    /// Writes what is remembered of each topic (see [`crate::remembered`]) when it changed since the last write.
+    fn persist_remembered(&mut self) {
+        let now: BTreeMap<String, Remembered> = self
+            .topics
+            .iter()
+            .map(|(n, e)| (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone() }))
+            .filter(|(_, r)| *r != Remembered::default())
+            .collect();
+        if self.remembered_saved.as_ref() == Some(&now) {
             return;
         }
-        match crate::charges::save(&self.config.shm_prefix, &now) {
-            Ok(()) => self.charges_saved = Some(now),
-            Err(e) => tracing::warn!(error = %e, "cannot write the on-demand charges file"),
+        match crate::remembered::save(&self.config.shm_prefix, &now) {
+            Ok(()) => self.remembered_saved = Some(now),
+            Err(e) => tracing::warn!(error = %e, "cannot write the remembered-topics file"),
         }
     }
 
-    /// Charges adopted topics to the uids that created them on demand before the restart (after
-    /// [`State::adopt_existing`]).
-    pub fn restore_charges(&mut self) {
-        let charges = crate::charges::load(&self.config.shm_prefix);
-        for (topic, uid) in &charges {
-            if let Some(e) = self.topics.get_mut(topic).filter(|e| !e.declared) {
-                e.creator = Some(*uid);
+    /// Gives adopted topics back what was remembered of them (after [`State::adopt_existing`]): the uid an
+    /// on-demand topic is charged to, and its payload type (forgotten again if no typed lease is restored).
+    pub fn restore_remembered(&mut self) {
+        for (topic, r) in crate::remembered::load(&self.config.shm_prefix) {
+            if let Some(e) = self.topics.get_mut(&topic) {
+                if !e.declared {
+                    e.creator = r.creator;
+                }
+                e.type_info = r.payload_type;
             }
         }
     }

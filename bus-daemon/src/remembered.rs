@@ -1,0 +1,116 @@
+//! What the daemon remembers about its topics across its own restarts, beyond what the objects themselves say:
+//! the uid an on-demand topic is charged to (so `max_auto_topics_per_uid` still counts topics created before a
+//! restart, which come back adopted) and the payload type its typed handles registered (so a typed lease resumed
+//! after the restart is still checked against it).
+//!
+//! `/dev/shm/.<prefix>.topics`: one line per topic, `<topic>\t<uid or ->\t<hash or ->\t<type name>`, a private
+//! file of the daemon (see [`crate::private_file`]), rewritten by the upkeep when something changed (what changed
+//! less than one upkeep period before a crash can be lost: a uid then gets one topic more, a type is set again by
+//! the next typed publisher). Lines that do not parse, and topics that were not adopted, are ignored.
+
+use crate::private_file;
+use shmbus_proto::msg::TypeInfo;
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+
+/// What is remembered of one topic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Remembered {
+    /// Uid charged for creating it on demand.
+    pub creator: Option<u32>,
+    /// Payload type registered by its typed handles.
+    pub payload_type: Option<TypeInfo>,
+}
+
+/// The file of `prefix`.
+pub fn path(prefix: &str) -> PathBuf {
+    std::path::Path::new("/dev/shm").join(format!(".{prefix}.topics"))
+}
+
+fn parse(line: &str) -> Option<(String, Remembered)> {
+    let mut f = line.splitn(4, '\t');
+    let topic = f.next()?;
+    shmbus_proto::names::validate_topic(topic).ok()?;
+    let creator = match f.next()? {
+        "-" => None,
+        s => Some(s.parse::<u32>().ok()?),
+    };
+    let hash = match f.next()? {
+        "-" => None,
+        s => Some(s.parse::<u64>().ok()?),
+    };
+    let name = f.next()?;
+    let payload_type = match hash {
+        Some(hash) if shmbus_proto::names::type_name_ok(name) => Some(TypeInfo { name: name.to_string(), hash }),
+        Some(_) => return None,
+        None => None,
+    };
+    Some((topic.to_string(), Remembered { creator, payload_type }))
+}
+
+/// What is recorded for `prefix` (empty if there is no usable file).
+pub fn load(prefix: &str) -> BTreeMap<String, Remembered> {
+    let mut text = String::new();
+    match private_file::open_own(&path(prefix), false) {
+        Ok(Some(mut f)) => {
+            if Read::by_ref(&mut f).take(16 << 20).read_to_string(&mut text).is_err() {
+                return BTreeMap::new();
+            }
+        }
+        Ok(None) => return BTreeMap::new(),
+        Err(e) => {
+            tracing::warn!(path = %path(prefix).display(), error = %e, "ignoring the remembered-topics file");
+            return BTreeMap::new();
+        }
+    }
+    text.lines().filter_map(parse).collect()
+}
+
+/// Writes `topics` as the file of `prefix` (replacing a file of ours; refusing one that is not).
+pub fn save(prefix: &str, topics: &BTreeMap<String, Remembered>) -> std::io::Result<()> {
+    let p = path(prefix);
+    let mut f = match private_file::open_own(&p, true)? {
+        Some(f) => f,
+        None => private_file::create_own(&p)?,
+    };
+    let mut text = String::new();
+    for (topic, r) in topics {
+        let uid = r.creator.map_or("-".to_string(), |u| u.to_string());
+        let (hash, name) = r.payload_type.as_ref().map_or(("-".to_string(), ""), |t| (t.hash.to_string(), &t.name));
+        text.push_str(&format!("{topic}\t{uid}\t{hash}\t{name}\n"));
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    f.write_all(text.as_bytes())
+}
+
+/// Removes the file of `prefix` (`--cleanup-on-exit`).
+pub fn remove(prefix: &str) {
+    let _ = std::fs::remove_file(path(prefix));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_remembered_round_trips_and_garbage_is_ignored() {
+        let prefix = format!("sbt{}xremembered", std::process::id());
+        remove(&prefix);
+        assert!(load(&prefix).is_empty());
+        let mut m = BTreeMap::new();
+        m.insert("a".to_string(), Remembered { creator: Some(65534), payload_type: None });
+        let t = TypeInfo { name: "Vec<Order, 3>".into(), hash: 42 };
+        m.insert("b.c".to_string(), Remembered { creator: None, payload_type: Some(t) });
+        save(&prefix, &m).unwrap();
+        assert_eq!(load(&prefix), m);
+        std::fs::write(path(&prefix), "a\t65534\t-\t\nnot a line\n../etc\t1\t-\t\nok\tx\t-\t\nt\t-\t7\tbad\x1b\n")
+            .unwrap();
+        assert_eq!(load(&prefix).len(), 1, "only the first line is valid");
+        m.remove("b.c");
+        save(&prefix, &m).unwrap();
+        assert_eq!(load(&prefix), m, "a shorter file replaces a longer one");
+        remove(&prefix);
+    }
+}
