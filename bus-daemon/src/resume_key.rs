@@ -1,7 +1,7 @@
 //! Resume tokens: the proof that a lease re-registered after a daemon restart is the asker's own.
 //!
-//! A restarted daemon has no lease table, so it cannot remember which client held which slot. Instead every token
-//! is derived, not stored: `HMAC-SHA256(key, "shmbus resume v1" ‖ topic ‖ generation ‖ role ‖ slot ‖ uid)`, cut to
+//! A restarted daemon restores which process held which slot from its lease file ([`crate::lease_file`]); the
+//! token proves that the asker is that holder, and it is derived, not stored: `HMAC-SHA256(key, "shmbus resume v1" ‖ topic ‖ generation ‖ role ‖ slot ‖ uid)`, cut to
 //! 128 bits. The daemon hands the token out with the lease; the client keeps it in its memory only (never in shared
 //! memory, where every holder of the readers descriptor could read it) and sends it back in `Resume`. The daemon
 //! recomputes the MAC and compares in constant time, so it verifies a token without a table, and a token is good
