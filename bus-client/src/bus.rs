@@ -237,7 +237,7 @@ impl Bus {
     /// let mut worker = bus.subscriber_builder("jobs").group("workers").from_oldest().open()?;
     /// for item in worker.iter() {
     ///     match item {
-    ///         Ok(m) => println!("job #{}: {} bytes", m.seq, m.payload.len()),
+    ///         Ok(m) => println!("job #{}: {} bytes", m.seq(), m.len()),
     ///         Err(e) => eprintln!("{e}"), // lagged or demoted: reported, then the iteration goes on
     ///     }
     /// }

@@ -19,7 +19,7 @@
 //! ```
 
 use crate::error::{OpenError, RecvError, SendError};
-use crate::message::Message;
+use crate::message::{Message, OwnedMessage};
 use crate::publisher::{Publisher, PublisherBuilder};
 use crate::subscriber::{Subscriber, SubscriberBuilder};
 use serde::{de::DeserializeOwned, Serialize};
@@ -147,6 +147,21 @@ impl Subscriber {
 
 impl Message<'_> {
     /// Decodes the payload with the bus codec.
+    pub fn value<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+        decode(self.payload())
+    }
+}
+
+impl OwnedMessage {
+    /// Decodes the payload with the bus codec, as [`Message::value`].
+    ///
+    /// ```
+    /// let (mut p, mut s) = bus_client::pipe::channel("owned-value")?;
+    /// p.send_value(&(7u32, "x"))?;
+    /// let m = s.recv()?.to_owned_message();
+    /// assert_eq!(m.value::<(u32, String)>()?, (7, "x".to_string()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn value<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
         decode(self.payload())
     }
