@@ -57,7 +57,19 @@ impl Message<'_> {
         self.len() == 0
     }
 
-    /// Copies the message out, releasing it.
+    /// Copies the payload and metadata into an [`OwnedMessage`]. This does not release the message: it stays
+    /// borrowed (and, for a lossless subscriber, keeps holding publishers back) until `self` is dropped. Drop it
+    /// right after copying to let publishers reuse its space.
+    ///
+    /// ```
+    /// let (mut p, mut s) = bus_client::pipe::channel("copy")?;
+    /// p.send(b"kept")?;
+    /// let m = s.recv()?;
+    /// let owned = m.to_owned_message();
+    /// drop(m); // releases the message; `owned` is independent of the subscriber
+    /// assert_eq!((owned.payload(), owned.seq()), (&b"kept"[..], 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_owned_message(&self) -> OwnedMessage {
         OwnedMessage {
             seq: self.seq(),
