@@ -77,6 +77,7 @@ mod control;
 mod endpoint;
 mod error;
 mod fork;
+mod iter;
 mod keeper;
 mod lease;
 mod loan;
@@ -113,6 +114,7 @@ pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
 pub use fork::generation as fork_generation;
+pub use iter::{Iter, TryIter, TypedIter};
 pub use loan::Loan;
 pub use message::{Message, OwnedMessage};
 pub use publisher::{Publisher, PublisherBuilder};
@@ -122,7 +124,7 @@ pub use shmbus_proto::msg::{
 };
 pub use shmbus_proto::text::printable;
 pub use shmbus_ring::IdleStrategy;
-pub use subscriber::{Iter, Subscriber, SubscriberBuilder};
+pub use subscriber::{Subscriber, SubscriberBuilder};
 pub use transport::{Transport, TRANSPORT_ENV};
 pub use typed::{TypedPublisher, TypedSubscriber};
 
