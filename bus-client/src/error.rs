@@ -282,6 +282,60 @@ pub enum RecvError {
     Forked,
 }
 
+impl RecvError {
+    /// How many messages were missed, if this reports a lap ([`RecvError::Lagged`]); the subscriber goes on.
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert_eq!(RecvError::Lagged(3).lagged(), Some(3));
+    /// assert_eq!(RecvError::Closed.lagged(), None);
+    /// ```
+    pub fn lagged(&self) -> Option<u64> {
+        match self {
+            RecvError::Lagged(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether this reports lost messages ([`RecvError::Lagged`]): something to note, not the end of the
+    /// subscriber.
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Lagged(1).is_lag());
+    /// assert!(!RecvError::Demoted.is_lag());
+    /// ```
+    pub fn is_lag(&self) -> bool {
+        matches!(self, RecvError::Lagged(_))
+    }
+
+    /// Whether the subscriber can go on receiving after this error: it reports something about the stream (a
+    /// lap: `Lagged`; a change of mode: `Demoted`; one payload that does not decode: `Decode`) or about this call
+    /// (`Empty`, `Timeout`), and the next receive may well succeed. `false` for `Closed` and `Forked`, which are
+    /// final, and for `Corrupted`, where the safe reaction is to stop (the iterators do).
+    ///
+    /// In a loop: `Err(e) if e.is_transient() => { log(e); continue }`, anything else ends it (see
+    /// [`Subscriber::iter`](crate::Subscriber::iter)).
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Lagged(3).is_transient());
+    /// assert!(RecvError::Demoted.is_transient());
+    /// assert!(!RecvError::Closed.is_transient());
+    /// assert!(!RecvError::Forked.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RecvError::Empty
+            | RecvError::Timeout
+            | RecvError::Lagged(_)
+            | RecvError::Demoted
+            | RecvError::Decode(_) => true,
+            RecvError::Closed | RecvError::Corrupted(_) | RecvError::Forked => false,
+        }
+    }
+}
+
 impl From<shmbus_ring::SendError> for SendError {
     fn from(e: shmbus_ring::SendError) -> Self {
         use shmbus_ring::SendError as R;
@@ -398,6 +452,23 @@ mod tests {
             OpenError::from(shmbus_ring::AttachError::VersionMismatch { found: 2, expected: 1 }),
             OpenError::VersionMismatch(_)
         ));
+    }
+
+    #[test]
+    fn lag_and_demotion_are_transient_and_the_ends_are_not() {
+        let transient = [
+            RecvError::Empty,
+            RecvError::Timeout,
+            RecvError::Lagged(2),
+            RecvError::Demoted,
+            RecvError::Decode("x".into()),
+        ];
+        assert!(transient.iter().all(RecvError::is_transient));
+        let end = [RecvError::Closed, RecvError::Corrupted("x"), RecvError::Forked];
+        assert!(end.iter().all(|e| !e.is_transient()));
+        assert!(RecvError::Lagged(2).is_lag());
+        assert_eq!(RecvError::Lagged(2).lagged(), Some(2));
+        assert!(transient.iter().chain(&end).filter(|e| e.is_lag()).count() == 1, "only Lagged is a lag");
     }
 
     #[test]

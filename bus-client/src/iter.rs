@@ -8,9 +8,9 @@ use crate::typed::{decode, TypedSubscriber};
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
-/// The item for one receive: `None` ends the iteration (after `Closed`, with no item); errors the subscriber
-/// goes on after (lag, demotion, one undecodable payload) are yielded and the iteration goes on; any other error
-/// is yielded, then the iteration ends.
+/// The item for one receive: `None` ends the iteration (after `Closed`, with no item); a
+/// [transient](RecvError::is_transient) error (lag, demotion, one undecodable payload) is yielded and the
+/// iteration goes on; any other error is yielded, then the iteration ends.
 fn item<T>(done: &mut bool, r: Result<T, RecvError>) -> Option<Result<T, RecvError>> {
     match r {
         Ok(v) => Some(Ok(v)),
@@ -18,7 +18,7 @@ fn item<T>(done: &mut bool, r: Result<T, RecvError>) -> Option<Result<T, RecvErr
             *done = true;
             None
         }
-        Err(e @ (RecvError::Lagged(_) | RecvError::Demoted | RecvError::Decode(_))) => Some(Err(e)),
+        Err(e) if e.is_transient() => Some(Err(e)),
         Err(e) => {
             *done = true;
             Some(Err(e))

@@ -10,7 +10,8 @@
 //!   overwrite what it has not read. [`Publisher::try_send`] then returns [`SendError::Full`]; [`Publisher::send`]
 //!   waits (per its [`IdleStrategy`]); [`Publisher::send_timeout`] waits at most a bound.
 //! * **Lossy, never silently.** A [lossy](SubscriberBuilder::lossy) subscriber never slows publishers; when it is
-//!   lapped it gets [`RecvError::Lagged`] with the exact number of messages missed, then goes on.
+//!   lapped it gets [`RecvError::Lagged`] with the exact number of messages missed, then goes on (in a loop,
+//!   [`RecvError::is_transient`] tells such reports from the end; see [`Subscriber::iter`]).
 //! * **Consumer groups.** Subscribers naming the same [group](SubscriberBuilder::group) share the messages: each
 //!   goes to one member.
 //! * **No daemon on the data path.** Once a handle is open, messages flow through shared memory without system

@@ -186,10 +186,10 @@ impl Subscriber {
     ///
     /// `Lagged` and `Demoted` come through as `Err` items and the iteration goes on; it ends after `Closed` (no
     /// item), or after yielding a `Corrupted` or `Forked` error. So `let m = m?;` in the loop body stops at the
-    /// first lap of a lossy subscriber; to report lag and go on, match it:
+    /// first lap of a lossy subscriber; to report lag and go on, let [`RecvError::is_transient`] decide (or
+    /// [`RecvError::lagged`] count what was missed):
     ///
     /// ```
-    /// use bus_client::RecvError;
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let (mut p, mut sub) = bus_client::pipe::channel("loop")?;
     /// p.send(b"a")?;
@@ -197,7 +197,7 @@ impl Subscriber {
     /// for m in sub.iter() {
     ///     let m = match m {
     ///         Ok(m) => m,
-    ///         Err(e @ (RecvError::Lagged(_) | RecvError::Demoted)) => {
+    ///         Err(e) if e.is_transient() => {
     ///             eprintln!("{e}"); // "lagged behind by 3 messages": messages were missed, reading goes on
     ///             continue;
     ///         }
@@ -218,7 +218,7 @@ impl Subscriber {
     /// loop {
     ///     match sub.recv() {
     ///         Ok(m) => println!("{} bytes, read in place", m.len()), // released when `m` drops
-    ///         Err(e @ (RecvError::Lagged(_) | RecvError::Demoted)) => eprintln!("{e}"),
+    ///         Err(e) if e.is_transient() => eprintln!("{e}"),
     ///         Err(RecvError::Closed) => break,
     ///         Err(e) => return Err(e.into()),
     ///     }
