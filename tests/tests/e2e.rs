@@ -379,6 +379,11 @@ fn cli_admin_commands() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
+    // The message says why (the OS reason, once) and what to do.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("daemon unavailable at /nonexistent/x.sock: "), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("start it, or set SHMBUS_SOCKET"), "{err}");
 }
 
 #[test]
