@@ -73,6 +73,7 @@ mod shape;
 
 mod attached;
 mod bus;
+mod closer;
 mod conn;
 mod control;
 mod endpoint;

@@ -60,7 +60,8 @@ impl PublisherBuilder {
 /// for the slot limit and an example).
 ///
 /// Messages go straight into shared memory; the daemon is not involved after opening. Dropping the publisher
-/// detaches it and gives its lease back. On the [pipe transport](crate::pipe), messages go into one pipe, or
+/// detaches it and gives its lease back without waiting for the daemon (a background thread sends the
+/// `Close`, and any later request of this process comes after it). On the [pipe transport](crate::pipe), messages go into one pipe, or
 /// into each of several (fan-out); dropping the publisher closes them.
 ///
 /// [`Bus::publisher`]: crate::Bus::publisher

@@ -103,8 +103,9 @@ impl SubscriberBuilder {
 ///
 /// Lossless by default: publishers never overwrite a message it has not read (they wait, or get `Full`). Lossy
 /// subscribers never slow publishers and learn of every gap through [`RecvError::Lagged`]. Dropping the
-/// subscriber stops it gating publishers at once and gives its lease back. On the [pipe transport](crate::pipe)
-/// it reads one pipe, or several in turn (fan-in), and is always lossless.
+/// subscriber stops it gating publishers at once and gives its lease back, without waiting for the daemon (as
+/// for a [`Publisher`](crate::Publisher)). On the [pipe transport](crate::pipe) it reads one pipe, or several
+/// in turn (fan-in), and is always lossless.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
