@@ -1,7 +1,8 @@
 //! The control plane shared by a [`Bus`](crate::Bus) and every handle opened from it: one serialized connection
 //! to the daemon, the registry of live leases, and reconnection with re-registration of those leases.
 //!
-//! Lock order: `state` before `leases`; neither is held while sleeping (the keeper backs off unlocked).
+//! Lock order: `state` before `leases`, and both before the closer's queue (taken last, for a push or a take);
+//! none is held while sleeping (the keeper backs off unlocked).
 
 use crate::closer::{self, Closer, Closes, Pending};
 use crate::conn::{describe, Conn, Reply};
