@@ -14,9 +14,9 @@ use std::io::{Read, Write};
 use std::time::Instant;
 
 fn raw(total: u64, size: usize) -> f64 {
-    let p = shmbus_os::pipe().expect("pipe");
-    let mut w = std::fs::File::from(p.write);
-    let mut r = std::fs::File::from(p.read);
+    let (read, write) = bus_client::pipe::os_pipe().expect("pipe");
+    let mut w = std::fs::File::from(write);
+    let mut r = std::fs::File::from(read);
     let start = Instant::now();
     let writer = std::thread::spawn(move || {
         let msg = vec![7u8; size];

@@ -214,6 +214,43 @@ impl Bus {
     }
 
     /// Opens a publisher with default options.
+    ///
+    /// **Slots.** On shared memory every open publisher holds one of the topic's publisher slots
+    /// (`max_publishers` in the daemon's configuration, 8 by default, or
+    /// [`TopicSpec::max_publishers`](crate::TopicSpec::max_publishers) when creating a topic). When all are
+    /// held, opening another fails with [`OpenError::NoFreeSlot`]; dropping a publisher frees its slot, and so
+    /// does the death of the process holding it (the daemon reclaims it). `shmbus stats` shows who holds them.
+    /// The pipe transport has no slot limit.
+    ///
+    /// **Threads.** A [`Publisher`] is `Send` but neither `Sync` nor `Clone`: one thread drives it at a time,
+    /// because its slot is a single-producer lane. To publish from several threads, open one publisher per
+    /// thread (each takes a slot; all share the topic's one total order), or move one publisher between threads
+    /// (behind a `Mutex` if they take turns). [`Bus`] itself is `Clone`, `Send` and `Sync`, so each thread can
+    /// open its own:
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = bus_client::Bus::connect()?;
+    /// let workers: Vec<_> = (0..4)
+    ///     .map(|i| {
+    ///         let bus = bus.clone();
+    ///         std::thread::spawn(move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///             let mut p = bus.publisher("events")?; // one slot per thread
+    ///             p.send(format!("hello from {i}").as_bytes())?;
+    ///             Ok(())
+    ///         })
+    ///     })
+    ///     .collect();
+    /// for w in workers {
+    ///     w.join().expect("worker panicked").map_err(|e| e.to_string())?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// fn clone<T: Clone>() {}
+    /// clone::<bus_client::Publisher>(); // one publisher, one slot: open another instead
+    /// ```
     pub fn publisher(&self, topic: &str) -> Result<Publisher, OpenError> {
         self.publisher_builder(topic).open()
     }
@@ -237,7 +274,7 @@ impl Bus {
     /// let mut worker = bus.subscriber_builder("jobs").group("workers").from_oldest().open()?;
     /// for item in worker.iter() {
     ///     match item {
-    ///         Ok(m) => println!("job #{}: {} bytes", m.seq, m.payload.len()),
+    ///         Ok(m) => println!("job #{}: {} bytes", m.seq(), m.len()),
     ///         Err(e) => eprintln!("{e}"), // lagged or demoted: reported, then the iteration goes on
     ///     }
     /// }

@@ -1,8 +1,10 @@
 //! The control plane shared by a [`Bus`](crate::Bus) and every handle opened from it: one serialized connection
 //! to the daemon, the registry of live leases, and reconnection with re-registration of those leases.
 //!
-//! Lock order: `state` before `leases`; neither is held while sleeping (the keeper backs off unlocked).
+//! Lock order: `state` before `leases`, and both before the closer's queue (taken last, for a push or a take);
+//! none is held while sleeping (the keeper backs off unlocked).
 
+use crate::closer::{self, Closer, Closes, Pending};
 use crate::conn::{describe, Conn, Reply};
 use crate::error::ConnError;
 use crate::fork;
@@ -14,10 +16,12 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::{Duration, Instant};
 
-/// Bound on the `Close` a dropping handle sends.
+/// Bound on the `Close` exchange that gives a dropped handle's lease back to the daemon. Dropping a handle does
+/// not wait for it: the `Close` is sent by a background thread (or before the next request on the connection).
+/// When it times out, the connection is dropped and the daemon learns of the release from its end.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How to reach the daemon and how patiently.
@@ -107,6 +111,9 @@ pub(crate) struct Control {
     /// Mirror of `state.epoch`, readable without the lock (the keeper's "has the connection changed?").
     epoch: AtomicU64,
     keeper_started: AtomicBool,
+    /// Leases of dropped handles still to close, and whether the thread that closes them runs.
+    closer: Arc<Closer>,
+    closer_started: AtomicBool,
     /// The control a forked child uses instead of this one (only ever locked in a child).
     child: Mutex<Option<(u64, Arc<Control>)>>,
 }
@@ -133,6 +140,8 @@ impl Control {
             next_local: AtomicU64::new(1),
             epoch: AtomicU64::new(0),
             keeper_started: AtomicBool::new(false),
+            closer: Arc::new(Closer::default()),
+            closer_started: AtomicBool::new(false),
             child: Mutex::new(None),
         })
     }
@@ -195,6 +204,7 @@ impl Control {
                     closed: closed.clone(),
                 };
                 lock(&self.leases).insert(local, record);
+                self.start_closer();
                 Ok(Granted { reply, fds, local, closed })
             }
             Reply { response: Response::Error { kind, message }, .. } => Err(ConnError::Refused { kind, message }),
@@ -204,13 +214,21 @@ impl Control {
         })
     }
 
-    /// Forgets lease `local` and tells the daemon (best effort, bounded by [`CLOSE_TIMEOUT`], or by the request
-    /// timeout if that is shorter: when the connection stays busy, or the exchange times out, the daemon learns of
-    /// it from the released lock or the connection's end instead).
-    pub(crate) fn release(&self, local: u64) {
+    /// Forgets lease `local` and queues its `Close` for the closer thread, without waiting for the daemon (see
+    /// `closer.rs`). Without a closer thread (it could not be started), closes here,
+    /// best effort, bounded by [`CLOSE_TIMEOUT`] (or the request timeout if that is shorter): when the
+    /// connection stays busy, or the exchange times out, the daemon learns of it from the released lock or the
+    /// connection's end instead.
+    pub(crate) fn release(self: &Arc<Self>, local: u64) {
         let Some(rec) = lock(&self.leases).remove(&local) else { return };
-        let close_timeout = CLOSE_TIMEOUT.min(self.config.timeout);
-        let deadline = Instant::now() + close_timeout;
+        // Relaxed: set once, before any lease this control registers can be released (in `open_lease`).
+        if self.closer_started.load(Ordering::Relaxed) {
+            let keep: Arc<dyn Closes> = self.clone();
+            self.closer.push(Pending { lease: rec.daemon_lease, epoch: rec.epoch, _keep_alive: Some(keep) });
+            return;
+        }
+        self.closer.push(Pending { lease: rec.daemon_lease, epoch: rec.epoch, _keep_alive: None });
+        let deadline = Instant::now() + CLOSE_TIMEOUT.min(self.config.timeout);
         let mut st = loop {
             match self.state.try_lock() {
                 Ok(g) => break g,
@@ -219,18 +237,44 @@ impl Control {
                     std::thread::sleep(Duration::from_millis(1))
                 }
                 Err(TryLockError::WouldBlock) => {
-                    tracing::debug!(lease = rec.daemon_lease, "control connection busy; not sending close");
+                    tracing::debug!(
+                        lease = rec.daemon_lease,
+                        "control connection busy; close left for the next request"
+                    );
                     return;
                 }
             }
         };
-        if rec.epoch != st.epoch {
+        self.send_closes(&mut st);
+    }
+
+    /// Sends the queued `Close`s that belong to the current connection (those of an earlier one were released
+    /// when it ended), each bounded by [`CLOSE_TIMEOUT`]; a failed exchange drops the connection.
+    fn send_closes(&self, st: &mut State) {
+        let close_timeout = CLOSE_TIMEOUT.min(self.config.timeout);
+        for p in self.closer.take() {
+            if p.epoch != st.epoch {
+                continue;
+            }
+            let Some(conn) = st.conn.as_mut() else { continue };
+            if let Err(e) = close_on(conn, p.lease, close_timeout) {
+                tracing::debug!(lease = p.lease, error = ?e, "closing a lease failed; dropping the connection");
+                self.drop_conn(st);
+            }
+        }
+    }
+
+    /// Starts the closer thread once; if it cannot start, dropping handles closes their leases itself.
+    fn start_closer(self: &Arc<Self>) {
+        // Relaxed: only one caller wins the swap; `release` reads the flag only to choose who closes.
+        if self.closer_started.swap(true, Ordering::Relaxed) {
             return;
         }
-        let Some(conn) = st.conn.as_mut() else { return };
-        if let Err(e) = close_on(conn, rec.daemon_lease, close_timeout) {
-            tracing::debug!(lease = rec.daemon_lease, error = ?e, "closing a lease failed; dropping the connection");
-            self.drop_conn(&mut st);
+        let this: Arc<dyn Closes> = self.clone();
+        let weak: Weak<dyn Closes> = Arc::downgrade(&this);
+        if let Err(e) = closer::spawn(weak, self.closer.clone()) {
+            tracing::warn!(error = %e, "cannot start the closer thread; dropping a handle will wait for the daemon");
+            self.closer_started.store(false, Ordering::Relaxed);
         }
     }
 
@@ -238,6 +282,8 @@ impl Control {
     /// daemon restarted while we were idle) is replaced once; any connection-level error drops the connection.
     fn with_conn<T>(self: &Arc<Self>, f: impl Fn(&mut Conn, u64) -> Result<T, ConnError>) -> Result<T, ConnError> {
         let mut st = lock(&self.state);
+        // Closes queued by dropped handles go first: a request after a drop must find the lease given back.
+        self.send_closes(&mut st);
         let fresh = self.ensure(&mut st)?;
         let epoch = st.epoch;
         let r = f(st.conn.as_mut().expect("connected"), epoch);
@@ -342,6 +388,13 @@ impl Control {
             let watched: Arc<dyn Watched> = self.clone();
             keeper::spawn(Arc::downgrade(&watched));
         }
+    }
+}
+
+impl Closes for Control {
+    fn flush_closes(&self) {
+        let mut st = lock(&self.state);
+        self.send_closes(&mut st);
     }
 }
 

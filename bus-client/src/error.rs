@@ -9,6 +9,15 @@ use shmbus_proto::ErrorKind;
 use std::io;
 use std::path::PathBuf;
 
+/// What to do about a daemon that cannot be reached, for the message of `DaemonUnavailable`.
+fn unavailable_hint(e: &io::Error) -> String {
+    let env = shmbus_proto::names::SOCKET_ENV;
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => format!("this user may not use that socket; set {env} to one it may use"),
+        _ => format!("is shmbusd running? start it, or set {env} to its socket"),
+    }
+}
+
 /// Declares the error of one control-path operation: the variants every such error has (the daemon is not
 /// there, speaks another version, or sends nonsense), then its own, and the conversion from [`ConnError`] with the
 /// operation's own sorting of refusals, timeouts and I/O failures.
@@ -28,8 +37,11 @@ macro_rules! control_error {
     ) => {
         $(#[$meta])*
         pub enum $name {
-            /// Nothing listens at the control socket (the daemon is not running, or the path is wrong).
-            #[error("daemon unavailable at {}", path.display())]
+            /// Nothing listens at the control socket (the daemon is not running, or the path is wrong). The
+            /// message carries the OS reason and what to do, as in "daemon unavailable at /run/shmbus/shmbusd.sock:
+            /// No such file or directory (os error 2) (is shmbusd running? start it, or set SHMBUS_SOCKET to its
+            /// socket)"; the reason is also the error's `source`.
+            #[error("daemon unavailable at {}: {source} ({})", path.display(), unavailable_hint(source))]
             DaemonUnavailable {
                 /// The socket path tried.
                 path: PathBuf,
@@ -282,6 +294,60 @@ pub enum RecvError {
     Forked,
 }
 
+impl RecvError {
+    /// How many messages were missed, if this reports a lap ([`RecvError::Lagged`]); the subscriber goes on.
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert_eq!(RecvError::Lagged(3).lagged(), Some(3));
+    /// assert_eq!(RecvError::Closed.lagged(), None);
+    /// ```
+    pub fn lagged(&self) -> Option<u64> {
+        match self {
+            RecvError::Lagged(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether this reports lost messages ([`RecvError::Lagged`]): something to note, not the end of the
+    /// subscriber.
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Lagged(1).is_lag());
+    /// assert!(!RecvError::Demoted.is_lag());
+    /// ```
+    pub fn is_lag(&self) -> bool {
+        matches!(self, RecvError::Lagged(_))
+    }
+
+    /// Whether the subscriber can go on receiving after this error: it reports something about the stream (a
+    /// lap: `Lagged`; a change of mode: `Demoted`; one payload that does not decode: `Decode`) or about this call
+    /// (`Empty`, `Timeout`), and the next receive may well succeed. `false` for `Closed` and `Forked`, which are
+    /// final, and for `Corrupted`, where the safe reaction is to stop (the iterators do).
+    ///
+    /// In a loop: `Err(e) if e.is_transient() => { log(e); continue }`, anything else ends it (see
+    /// [`Subscriber::iter`](crate::Subscriber::iter)).
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Lagged(3).is_transient());
+    /// assert!(RecvError::Demoted.is_transient());
+    /// assert!(!RecvError::Closed.is_transient());
+    /// assert!(!RecvError::Forked.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RecvError::Empty
+            | RecvError::Timeout
+            | RecvError::Lagged(_)
+            | RecvError::Demoted
+            | RecvError::Decode(_) => true,
+            RecvError::Closed | RecvError::Corrupted(_) | RecvError::Forked => false,
+        }
+    }
+}
+
 impl From<shmbus_ring::SendError> for SendError {
     fn from(e: shmbus_ring::SendError) -> Self {
         use shmbus_ring::SendError as R;
@@ -401,13 +467,39 @@ mod tests {
     }
 
     #[test]
+    fn lag_and_demotion_are_transient_and_the_ends_are_not() {
+        let transient = [
+            RecvError::Empty,
+            RecvError::Timeout,
+            RecvError::Lagged(2),
+            RecvError::Demoted,
+            RecvError::Decode("x".into()),
+        ];
+        assert!(transient.iter().all(RecvError::is_transient));
+        let end = [RecvError::Closed, RecvError::Corrupted("x"), RecvError::Forked];
+        assert!(end.iter().all(|e| !e.is_transient()));
+        assert!(RecvError::Lagged(2).is_lag());
+        assert_eq!(RecvError::Lagged(2).lagged(), Some(2));
+        assert!(transient.iter().chain(&end).filter(|e| e.is_lag()).count() == 1, "only Lagged is a lag");
+    }
+
+    #[test]
     fn display_is_short_and_lowercase() {
         assert_eq!(SendError::Full.to_string(), "topic is full");
         assert_eq!(RecvError::Lagged(7).to_string(), "lagged behind by 7 messages");
         assert_eq!(SendError::TooLarge { len: 10, max: 4 }.to_string(), "message of 10 bytes exceeds the maximum of 4");
-        let e = OpenError::DaemonUnavailable { path: "/run/x.sock".into(), source: io::ErrorKind::NotFound.into() };
-        assert_eq!(e.to_string(), "daemon unavailable at /run/x.sock");
-        assert!(std::error::Error::source(&e).is_some(), "the reason is the source, not repeated in the message");
+        let e = OpenError::DaemonUnavailable { path: "/run/x.sock".into(), source: io::Error::from_raw_os_error(2) };
+        let want = "daemon unavailable at /run/x.sock: No such file or directory (os error 2) (is shmbusd running? \
+                    start it, or set SHMBUS_SOCKET to its socket)";
+        assert_eq!(e.to_string(), want, "the OS reason and a hint");
+        assert!(std::error::Error::source(&e).is_some(), "the reason is also the source, for programs that walk it");
+        let e = ConnectError::from(ConnError::Unavailable {
+            path: "/run/y.sock".into(),
+            source: io::Error::from_raw_os_error(13),
+        });
+        let want = "daemon unavailable at /run/y.sock: Permission denied (os error 13) (this user may not use that \
+                    socket; set SHMBUS_SOCKET to one it may use)";
+        assert_eq!(e.to_string(), want);
         let e = ConnectError::UntrustedDaemon { path: "/s.sock".into(), uid: 65534 };
         let want = "untrusted daemon at /s.sock: uid 65534 is not root, this user or the daemon user (to allow it, \
                     set SHMBUS_DAEMON_USER=65534)";

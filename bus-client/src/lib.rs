@@ -10,7 +10,8 @@
 //!   overwrite what it has not read. [`Publisher::try_send`] then returns [`SendError::Full`]; [`Publisher::send`]
 //!   waits (per its [`IdleStrategy`]); [`Publisher::send_timeout`] waits at most a bound.
 //! * **Lossy, never silently.** A [lossy](SubscriberBuilder::lossy) subscriber never slows publishers; when it is
-//!   lapped it gets [`RecvError::Lagged`] with the exact number of messages missed, then goes on.
+//!   lapped it gets [`RecvError::Lagged`] with the exact number of messages missed, then goes on (in a loop,
+//!   [`RecvError::is_transient`] tells such reports from the end; see [`Subscriber::iter`]).
 //! * **Consumer groups.** Subscribers naming the same [group](SubscriberBuilder::group) share the messages: each
 //!   goes to one member.
 //! * **No daemon on the data path.** Once a handle is open, messages flow through shared memory without system
@@ -72,11 +73,13 @@ mod shape;
 
 mod attached;
 mod bus;
+mod closer;
 mod conn;
 mod control;
 mod endpoint;
 mod error;
 mod fork;
+mod iter;
 mod keeper;
 mod lease;
 mod loan;
@@ -113,6 +116,7 @@ pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
 pub use fork::generation as fork_generation;
+pub use iter::{Iter, TryIter, TypedIter};
 pub use loan::Loan;
 pub use message::{Message, OwnedMessage};
 pub use publisher::{Publisher, PublisherBuilder};
@@ -122,7 +126,7 @@ pub use shmbus_proto::msg::{
 };
 pub use shmbus_proto::text::printable;
 pub use shmbus_ring::IdleStrategy;
-pub use subscriber::{Iter, Subscriber, SubscriberBuilder};
+pub use subscriber::{Subscriber, SubscriberBuilder};
 pub use transport::{Transport, TRANSPORT_ENV};
 pub use typed::{TypedPublisher, TypedSubscriber};
 

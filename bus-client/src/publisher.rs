@@ -55,11 +55,16 @@ impl PublisherBuilder {
     }
 }
 
-/// A publisher on one topic. `Send` but not `Sync`: one thread at a time drives it.
+/// A publisher on one topic. `Send` but neither `Sync` nor `Clone`: one thread at a time drives it, and it holds
+/// one of the topic's publisher slots; for several publishing threads, open one each (see [`Bus::publisher`]
+/// for the slot limit and an example).
 ///
 /// Messages go straight into shared memory; the daemon is not involved after opening. Dropping the publisher
-/// detaches it and gives its lease back. On the [pipe transport](crate::pipe), messages go into one pipe, or
+/// detaches it and gives its lease back without waiting for the daemon (a background thread sends the
+/// `Close`, and any later request of this process comes after it). On the [pipe transport](crate::pipe), messages go into one pipe, or
 /// into each of several (fan-out); dropping the publisher closes them.
+///
+/// [`Bus::publisher`]: crate::Bus::publisher
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

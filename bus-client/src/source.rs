@@ -9,14 +9,11 @@ use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeReader;
 use crate::transport::OnTransport;
 use shmbus_ring::Mode;
-use std::time::Duration;
 
 /// The transport side of a subscriber: what [`Subscriber`](crate::Subscriber)'s operations do on it.
 pub(crate) trait Source: Endpoint + Send {
     /// The next message, waiting as `wait` allows.
     fn recv(&mut self, wait: Wait) -> Result<Message<'_>, RecvError>;
-    /// The next message, waiting at most `timeout`.
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError>;
     /// The subscriber slot.
     fn slot(&self) -> u32;
     /// The next sequence number looked at (on pipes: messages received).
@@ -47,11 +44,6 @@ impl Source for ShmSource {
         Ok(Message(OnTransport::Shm(m)))
     }
 
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        self.check::<RecvError>()?;
-        Ok(Message(OnTransport::Shm(self.ring.recv_timeout(timeout)?)))
-    }
-
     fn slot(&self) -> u32 {
         self.ring.slot() as u32
     }
@@ -68,10 +60,6 @@ impl Source for ShmSource {
 impl Source for PipeReader {
     fn recv(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
         Ok(Message(OnTransport::Pipe(PipeReader::recv(self, wait)?)))
-    }
-
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        Ok(Message(OnTransport::Pipe(PipeReader::recv(self, Wait::timeout(timeout))?)))
     }
 
     fn slot(&self) -> u32 {

@@ -1,10 +1,11 @@
-//! Subscribing: [`Subscriber`], its builder and the blocking [`Iter`], over shared memory or a pipe (through a
-//! [`Source`]).
+//! Subscribing: [`Subscriber`] and its builder, over shared memory or a pipe (through a [`Source`]). Its
+//! iterators are in `iter.rs`.
 
 use crate::control::{Control, LeaseKind, LeaseSpec};
 use crate::error::{OpenError, RecvError};
+use crate::iter::{Iter, TryIter};
 use crate::lease;
-use crate::message::{Message, OwnedMessage};
+use crate::message::Message;
 use crate::pipe_io::inherit::Direction;
 use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeReader;
@@ -14,7 +15,7 @@ use shmbus_proto::msg::{Role, SubMode, TypeInfo};
 use shmbus_ring::{IdleStrategy, Mode, SubscriberOptions};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Options for opening a [`Subscriber`]; from [`Bus::subscriber_builder`](crate::Bus::subscriber_builder).
 #[derive(Debug)]
@@ -102,8 +103,9 @@ impl SubscriberBuilder {
 ///
 /// Lossless by default: publishers never overwrite a message it has not read (they wait, or get `Full`). Lossy
 /// subscribers never slow publishers and learn of every gap through [`RecvError::Lagged`]. Dropping the
-/// subscriber stops it gating publishers at once and gives its lease back. On the [pipe transport](crate::pipe)
-/// it reads one pipe, or several in turn (fan-in), and is always lossless.
+/// subscriber stops it gating publishers at once and gives its lease back, without waiting for the daemon (as
+/// for a [`Publisher`](crate::Publisher)). On the [pipe transport](crate::pipe) it reads one pipe, or several
+/// in turn (fan-in), and is always lossless.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -155,15 +157,94 @@ impl Subscriber {
         self.recv_with(Wait::Now)
     }
 
-    /// Waits at most `timeout` for the next message ([`RecvError::Timeout`]).
+    /// Waits at most `timeout` for the next message ([`RecvError::Timeout`]). A timeout too long to represent
+    /// waits for ever.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
-        self.0.recv_timeout(timeout)
+        self.recv_with(Wait::timeout(timeout))
     }
 
-    /// A blocking iterator of owned messages. `Lagged` and `Demoted` come through as `Err` items and the
-    /// iteration goes on; it ends after `Closed` (no item), or after yielding a `Corrupted` or `Forked` error.
+    /// Waits until `deadline` for the next message ([`RecvError::Timeout`]); a deadline already past still takes
+    /// a message that is available now. One deadline for several calls, where a `recv_timeout` per call would
+    /// add up:
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (mut p, mut s) = bus_client::pipe::channel("deadline")?;
+    /// p.send(b"one")?;
+    /// let deadline = Instant::now() + Duration::from_millis(20);
+    /// assert_eq!(s.recv_deadline(deadline)?.payload(), b"one");
+    /// assert_eq!(s.recv_deadline(deadline).unwrap_err(), bus_client::RecvError::Timeout);
+    /// assert!(Instant::now() >= deadline);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<Message<'_>, RecvError> {
+        self.recv_with(Wait::Until(deadline))
+    }
+
+    /// A blocking iterator of owned messages (each is copied out; for a zero-copy loop use
+    /// `while let` on [`recv`](Subscriber::recv)). `&mut Subscriber` is also [`IntoIterator`], so
+    /// `for m in &mut sub` is the same loop.
+    ///
+    /// `Lagged` and `Demoted` come through as `Err` items and the iteration goes on; it ends after `Closed` (no
+    /// item), or after yielding a `Corrupted` or `Forked` error. So `let m = m?;` in the loop body stops at the
+    /// first lap of a lossy subscriber; to report lag and go on, let [`RecvError::is_transient`] decide (or
+    /// [`RecvError::lagged`] count what was missed):
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (mut p, mut sub) = bus_client::pipe::channel("loop")?;
+    /// p.send(b"a")?;
+    /// drop(p); // the subscriber gets `Closed` after the last message, which ends the loop
+    /// for m in sub.iter() {
+    ///     let m = match m {
+    ///         Ok(m) => m,
+    ///         Err(e) if e.is_transient() => {
+    ///             eprintln!("{e}"); // "lagged behind by 3 messages": messages were missed, reading goes on
+    ///             continue;
+    ///         }
+    ///         Err(e) => return Err(e.into()), // the subscriber cannot go on
+    ///     };
+    ///     println!("#{}: {:?}", m.seq(), m.payload());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Zero copy, the same rules:
+    ///
+    /// ```
+    /// # use bus_client::RecvError;
+    /// # let (mut p, mut sub) = bus_client::pipe::channel("zero-copy")?;
+    /// # p.send(b"a")?;
+    /// # drop(p);
+    /// loop {
+    ///     match sub.recv() {
+    ///         Ok(m) => println!("{} bytes, read in place", m.len()), // released when `m` drops
+    ///         Err(e) if e.is_transient() => eprintln!("{e}"),
+    ///         Err(RecvError::Closed) => break,
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn iter(&mut self) -> Iter<'_> {
-        Iter { sub: self, done: false }
+        Iter::new(self)
+    }
+
+    /// An iterator over the messages available now: it ends when none is left ([`RecvError::Empty`], no item)
+    /// instead of waiting. Errors come through as for [`iter`](Subscriber::iter). Handy to drain a batch:
+    ///
+    /// ```
+    /// let (mut p, mut s) = bus_client::pipe::channel("drain")?;
+    /// p.send(b"a")?;
+    /// p.send(b"b")?;
+    /// let batch: Vec<_> = s.try_iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(batch.len(), 2);
+    /// assert_eq!(batch[1].payload(), b"b");
+    /// assert_eq!(s.try_iter().count(), 0, "nothing left: the iterator ends at once");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_iter(&mut self) -> TryIter<'_> {
+        TryIter::new(self)
     }
 
     /// The topic name.
@@ -207,34 +288,5 @@ impl Subscriber {
     /// them (each is also logged); `None` on shared memory, where the ring counts skipped claims instead.
     pub fn pipe_abandoned(&self) -> Option<u64> {
         self.0.pipe_abandoned()
-    }
-}
-
-/// Blocking iterator from [`Subscriber::iter`].
-#[derive(Debug)]
-pub struct Iter<'a> {
-    sub: &'a mut Subscriber,
-    done: bool,
-}
-
-impl Iterator for Iter<'_> {
-    type Item = Result<OwnedMessage, RecvError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.sub.recv() {
-            Ok(m) => Some(Ok(m.to_owned_message())),
-            Err(RecvError::Closed) => {
-                self.done = true;
-                None
-            }
-            Err(e @ (RecvError::Lagged(_) | RecvError::Demoted)) => Some(Err(e)),
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
     }
 }

@@ -19,14 +19,15 @@
 //! ```
 
 use crate::error::{OpenError, RecvError, SendError};
-use crate::message::Message;
+use crate::iter::TypedIter;
+use crate::message::{Message, OwnedMessage};
 use crate::publisher::{Publisher, PublisherBuilder};
 use crate::subscriber::{Subscriber, SubscriberBuilder};
 use serde::{de::DeserializeOwned, Serialize};
 use shmbus_proto::codec;
 use shmbus_proto::msg::TypeInfo;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// 64-bit FNV-1a.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
@@ -152,6 +153,21 @@ impl Message<'_> {
     }
 }
 
+impl OwnedMessage {
+    /// Decodes the payload with the bus codec, as [`Message::value`].
+    ///
+    /// ```
+    /// let (mut p, mut s) = bus_client::pipe::channel("owned-value")?;
+    /// p.send_value(&(7u32, "x"))?;
+    /// let m = s.recv()?.to_owned_message();
+    /// assert_eq!(m.value::<(u32, String)>()?, (7, "x".to_string()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn value<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+        decode(self.payload())
+    }
+}
+
 /// A publisher of `T` values (from [`Bus::typed_publisher`](crate::Bus::typed_publisher)).
 #[derive(Debug)]
 pub struct TypedPublisher<T> {
@@ -210,6 +226,29 @@ impl<T: DeserializeOwned> TypedSubscriber<T> {
     /// Waits at most `timeout` for the next value.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
         self.inner.recv_value_timeout(timeout)
+    }
+
+    /// Waits until `deadline` for the next value (see [`Subscriber::recv_deadline`]).
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvError> {
+        decode(self.inner.recv_deadline(deadline)?.payload())
+    }
+
+    /// A blocking iterator of values, decoded in place (no copy of the message first). A payload that does not
+    /// decode comes through as [`RecvError::Decode`] and the iteration goes on; otherwise it behaves as
+    /// [`Subscriber::iter`]. `for v in &mut typed_sub` is the same loop.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = bus_client::Bus::connect()?;
+    /// let mut prices = bus.typed_subscriber::<(String, f64)>("prices")?;
+    /// for v in prices.iter() {
+    ///     let (symbol, price) = v?;
+    ///     println!("{symbol}: {price}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn iter(&mut self) -> TypedIter<'_, T> {
+        TypedIter::new(&mut self.inner)
     }
 
     /// The untyped subscriber underneath (for metadata such as [`Subscriber::position`]).

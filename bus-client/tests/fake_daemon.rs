@@ -109,9 +109,18 @@ impl Fake {
 
     /// Waits (bounded) until the log holds a request matching `f`.
     fn wait_for(&self, what: &str, f: impl Fn(&(usize, Request)) -> bool) {
+        self.wait_until(what, |log| log.iter().any(&f));
+    }
+
+    /// Waits (bounded) until the log satisfies `f`, and returns it.
+    fn wait_until(&self, what: &str, f: impl Fn(&[(usize, Request)]) -> bool) -> Vec<(usize, Request)> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.requests().iter().any(&f) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; log: {:?}", self.requests());
+        loop {
+            let log = self.requests();
+            if f(&log) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log: {log:?}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -125,6 +134,13 @@ impl Fake {
             t.join().unwrap();
         }
     }
+}
+
+/// The leases closed on connection `conn`, in order.
+fn closes_on(log: &[(usize, Request)], conn: usize) -> Vec<u64> {
+    log.iter()
+        .filter_map(|(c, r)| if let (true, Request::Close { lease }) = (*c == conn, r) { Some(*lease) } else { None })
+        .collect()
 }
 
 fn serve(conn: usize, s: &UnixStream, segment: &Segment, log: &Mutex<Vec<(usize, Request)>>, handler: &mut Handler) {
@@ -259,7 +275,9 @@ fn maps_locks_publishes_subscribes_and_closes() {
     drop(sub);
     assert!(!fake.lock_held(false, 0));
     drop(bus);
-    let log = fake.requests();
+    // Dropping does not wait for the daemon: the Closes follow from the background, the bus's connection kept
+    // open until they are sent.
+    let log = fake.wait_until("both closes", |log| closes_on(log, 0).len() == 2);
     fake.join();
 
     let reqs: Vec<&Request> = log.iter().map(|(_, r)| r).collect();
@@ -309,7 +327,8 @@ fn reconnects_and_resumes_leases_after_the_daemon_restarts() {
     drop(p);
     drop(sub);
     drop(bus);
-    let log = fake.requests();
+    // The Closes come from the background (dropping does not wait for the daemon).
+    let log = fake.wait_until("both closes on the second connection", |log| closes_on(log, 1).len() == 2);
     fake.hang_up();
     fake.join();
     let second: Vec<&Request> = log.iter().filter(|(c, _)| *c == 1).map(|(_, r)| r).collect();

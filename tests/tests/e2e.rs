@@ -379,6 +379,11 @@ fn cli_admin_commands() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
+    // The message says why (the OS reason, once) and what to do.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("daemon unavailable at /nonexistent/x.sock: "), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains("start it, or set SHMBUS_SOCKET"), "{err}");
 }
 
 #[test]
@@ -468,4 +473,31 @@ fn prometheus_metrics_on_loopback() {
     std::io::Read::read_to_string(&mut s, &mut body).unwrap();
     assert!(body.starts_with("HTTP/1.0 200"), "{body}");
     assert!(body.contains("shmbus_published_total{topic=\"metered\",slot=\"0\"} 1"), "{body}");
+}
+
+#[test]
+fn publisher_slots_are_limited_freed_on_drop_and_taken_one_per_thread() {
+    let d = TestDaemon::start(Some("[[topic]]\nname = \"slots\"\nmax_publishers = 2\n"));
+    let bus = d.bus();
+    let mut s = bus.subscriber("slots").unwrap();
+    // One publisher per thread, as the Bus::publisher docs say: each takes a slot.
+    let threads: Vec<_> = (0..2u8)
+        .map(|i| {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                let mut p = bus.publisher("slots").unwrap();
+                p.send(&[i]).unwrap();
+                p
+            })
+        })
+        .collect();
+    let held: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(matches!(bus.publisher("slots"), Err(OpenError::NoFreeSlot(_))), "both slots are held");
+    let mut got: Vec<u8> = (0..2).map(|_| s.recv_timeout(Duration::from_secs(10)).unwrap().payload()[0]).collect();
+    got.sort();
+    assert_eq!(got, [0, 1], "one total order across the threads' publishers");
+    drop(held);
+    let mut p = bus.publisher("slots").expect("dropping a publisher frees its slot");
+    p.send(b"again").unwrap();
+    assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap().payload(), b"again");
 }

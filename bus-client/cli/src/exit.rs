@@ -1,4 +1,4 @@
-//! Exit codes, chosen from the error that ended the command.
+//! Exit codes, chosen from the error that ended the command, and the message printed for it.
 
 use bus_client::{ConnectError, ControlError, OpenError, RecvError, SendError};
 
@@ -33,6 +33,23 @@ pub fn code_of(err: &anyhow::Error) -> u8 {
         }
     }
     RUNTIME
+}
+
+/// The error's chain as one line, `outer: cause: cause`, leaving out a cause whose text the line already holds
+/// (the library puts the OS reason of `DaemonUnavailable` in its message and also returns it as its source).
+pub fn message_of(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
@@ -83,6 +100,19 @@ mod tests {
 
     fn code(e: impl std::error::Error + Send + Sync + 'static) -> u8 {
         code_of(&Err::<(), _>(e).context("while testing").unwrap_err())
+    }
+
+    #[test]
+    fn the_message_names_each_cause_once() {
+        let unavailable =
+            OpenError::DaemonUnavailable { path: "/x.sock".into(), source: std::io::Error::from_raw_os_error(111) };
+        let e = Err::<(), _>(unavailable).context("cannot connect to the shmbus daemon").unwrap_err();
+        let m = message_of(&e);
+        assert!(m.starts_with("cannot connect to the shmbus daemon: daemon unavailable at /x.sock: "), "{m}");
+        assert!(m.contains("SHMBUS_SOCKET"), "{m}");
+        assert_eq!(m.matches("Connection refused").count(), 1, "{m}");
+        let e = Err::<(), _>(std::io::Error::other("disk on fire")).context("writing").unwrap_err();
+        assert_eq!(message_of(&e), "writing: disk on fire");
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shmbus: error: {e:#}");
+            eprintln!("shmbus: error: {}", exit::message_of(&e));
             ExitCode::from(exit::code_of(&e))
         }
     }

@@ -51,7 +51,7 @@ impl Bus {
 /// jobs.send(b"job 1")?;
 /// drop(jobs); // the child sees `Closed` after the last job
 /// for r in results.iter() {
-///     println!("{:?}", r?.payload);
+///     println!("{:?}", r?.payload());
 /// }
 /// child.wait()?;
 /// # Ok(()) }
@@ -274,7 +274,7 @@ impl PipeCommand {
 /// drop(shared);
 /// for m in results.iter() {
 ///     let m = m?;
-///     println!("worker {} says {:?}", m.publisher, m.payload);
+///     println!("worker {} says {:?}", m.publisher(), m.payload());
 /// }
 /// # Ok(()) }
 /// ```

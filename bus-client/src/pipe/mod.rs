@@ -29,7 +29,7 @@
 //!
 //! # Framing
 //!
-//! Each message is sent as frames of at most `PIPE_BUF` (4096) bytes: a 32-byte header (length, writer id,
+//! Each message is sent as frames of at most [`PIPE_BUF`] (4096) bytes: a 32-byte header (length, writer id,
 //! sequence, timestamp, first/last flags; see `frame.rs`) and the payload. Writer ids are handed out by the
 //! pipe's reader when the pipe is made (1, 2, 3, ...; never two alike for one reader, whatever the writers'
 //! process ids or PID namespaces), or random at 2^31 and above for a writer on a pipe of unknown origin. A message of up to
@@ -90,9 +90,9 @@
 //! // A pipe inside one process (threads, or before handing ends to children yourself).
 //! let (mut tx, mut rx) = pipe::channel("demo")?;
 //! tx.send(b"small")?;
-//! tx.send(&vec![7u8; 3 * shmbus_os::PIPE_BUF])?; // fragmented and reassembled
+//! tx.send(&vec![7u8; 3 * pipe::PIPE_BUF])?; // fragmented and reassembled
 //! assert_eq!(rx.recv()?.payload(), b"small");
-//! assert_eq!(rx.recv()?.len(), 3 * shmbus_os::PIPE_BUF);
+//! assert_eq!(rx.recv()?.len(), 3 * pipe::PIPE_BUF);
 //! drop(tx);
 //! assert_eq!(rx.recv().unwrap_err(), bus_client::RecvError::Closed);
 //! # Ok(()) }
@@ -115,6 +115,31 @@ use crate::pipe_io::frame;
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
 use std::os::fd::OwnedFd;
+
+/// The largest write the kernel keeps atomic on a pipe (`PIPE_BUF`, 4096 bytes on Linux): messages longer than
+/// [`MAX_FRAME_PAYLOAD`] are sent as fragments of this size.
+///
+/// ```
+/// assert_eq!(bus_client::pipe::PIPE_BUF, 4096);
+/// assert!(bus_client::pipe::MAX_FRAME_PAYLOAD < bus_client::pipe::PIPE_BUF);
+/// ```
+pub const PIPE_BUF: usize = shmbus_os::PIPE_BUF;
+
+/// A new pipe, `(read end, write end)`, both ends close-on-exec, for [`publisher_from_fd`] and
+/// [`subscriber_from_fd`] (or to hand one end to a child yourself).
+///
+/// ```
+/// let (read, write) = bus_client::pipe::os_pipe()?;
+/// let mut rx = bus_client::pipe::subscriber_from_fd("mine", read)?;
+/// let mut tx = bus_client::pipe::publisher_from_fd("mine", write)?;
+/// tx.send(b"through my own pipe")?;
+/// assert_eq!(rx.recv()?.payload(), b"through my own pipe");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn os_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let p = shmbus_os::pipe().map_err(crate::error::os_to_io)?;
+    Ok((p.read, p.write))
+}
 
 /// A pipe inside this process: a publisher and the subscriber reading what it sends.
 ///
@@ -141,9 +166,9 @@ pub fn channel(topic: &str) -> Result<(Publisher, Subscriber), OpenError> {
 /// made non-blocking).
 ///
 /// ```
-/// let p = shmbus_os::pipe()?;
-/// let mut tx = bus_client::pipe::publisher_from_fd("raw", p.write)?;
-/// let mut rx = bus_client::pipe::subscriber_from_fd("raw", p.read)?;
+/// let (read, write) = bus_client::pipe::os_pipe()?;
+/// let mut tx = bus_client::pipe::publisher_from_fd("raw", write)?;
+/// let mut rx = bus_client::pipe::subscriber_from_fd("raw", read)?;
 /// tx.send(b"x")?;
 /// assert_eq!(rx.recv()?.payload(), b"x");
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -186,9 +186,9 @@ impl Publisher {
         self.send_deadline(msg, None)
     }
 
-    /// Publishes `msg`, waiting for room until `timeout` passes.
+    /// Publishes `msg`, waiting for room until `timeout` passes (a timeout past any `Instant`: for ever).
     pub fn send_timeout(&mut self, msg: &[u8], timeout: std::time::Duration) -> Result<u64, SendError> {
-        self.send_deadline(msg, Some(Instant::now() + timeout))
+        self.send_deadline(msg, Instant::now().checked_add(timeout))
     }
 
     /// Publishes `msg`, waiting for room until `deadline` (`None`: forever).

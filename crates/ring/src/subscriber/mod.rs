@@ -212,9 +212,9 @@ impl Subscriber {
         self.recv_deadline(None)
     }
 
-    /// Waits for the next message until `timeout` passes.
+    /// Waits for the next message until `timeout` passes (a timeout past any `Instant`: for ever).
     pub fn recv_timeout(&mut self, timeout: std::time::Duration) -> Result<Message<'_>, RecvError> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(Instant::now().checked_add(timeout))
     }
 
     /// Waits for the next message until `deadline` (`None`: forever).
