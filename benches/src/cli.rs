@@ -21,7 +21,7 @@ pub struct Cli {
 /// Options of a benchmark run.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// A tenth of the messages of a full run (for a quick look; the numbers are noisier).
+    /// A quarter of the messages of a full run (for a quick look; the numbers are noisier).
     #[arg(long, env = "SHMBUS_BENCH_QUICK")]
     pub quick: bool,
     /// Message sizes in bytes, comma separated.
@@ -33,10 +33,10 @@ pub struct RunArgs {
     /// Scenarios to run, comma separated (default: both).
     #[arg(long, env = "SHMBUS_BENCH_SCENARIOS", value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Mode>,
-    /// Round trips recorded per latency scenario (default 100000; --quick 10000), after a tenth as many unrecorded.
+    /// Round trips recorded per latency scenario (default 100000; --quick 25000), after a tenth as many unrecorded.
     #[arg(long, env = "SHMBUS_BENCH_ROUNDS")]
     pub rounds: Option<u64>,
-    /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; --quick: a tenth).
+    /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; --quick: a quarter).
     #[arg(long, env = "SHMBUS_BENCH_MESSAGES")]
     pub messages: Option<u64>,
     /// Do not pin the harness to CPU 0 and its peer to CPU 1.

@@ -18,7 +18,7 @@ static SCENARIO: AtomicU64 = AtomicU64::new(0);
 
 /// How many messages each scenario moves, from the options.
 fn counts(args: &RunArgs, mode: Mode, size: usize) -> Counts {
-    let div = if args.quick { 10 } else { 1 };
+    let div = if args.quick { 4 } else { 1 };
     match mode {
         Mode::Latency => {
             let count = args.rounds.unwrap_or(100_000 / div);

@@ -1,7 +1,7 @@
 //! The floor: a minimal framed single-producer single-consumer ring over shared memory, one per direction.
 //!
 //! Each ring is a header of two indices on their own cache lines (`head`: messages published, written by the
-//! producer; `tail`: messages consumed, written by the consumer) followed by `SLOTS` fixed-size slots of a 4-byte
+//! producer; `tail`: messages consumed, written by the consumer) followed by `SLOTS` fixed-size slots of an 8-byte
 //! length and the payload. Both sides busy-poll with cached copies of the other's index. No metadata, no gating
 //! of several readers, no wake-ups: what shared memory costs at the least for framed messages.
 //!
@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Slots per ring (a power of two).
 const SLOTS: u64 = 256;
-/// Bytes of the length prefix of a slot.
-const LEN: usize = 4;
+/// Bytes of the length prefix of a slot (8, so that the payload is 8-byte aligned for the copy).
+const LEN: usize = 8;
 
 /// The two indices at the start of a ring.
 #[repr(C)]
@@ -89,7 +89,7 @@ impl SpscRing {
         // SAFETY: slot `mine` is free (head - tail < SLOTS) and owned by this producer until the head store
         // below; it holds `LEN + msg.len()` bytes (checked above); the source is a local slice.
         unsafe {
-            slot.cast::<u32>().write_unaligned(msg.len() as u32);
+            slot.cast::<u64>().write_unaligned(msg.len() as u64);
             std::ptr::copy_nonoverlapping(msg.as_ptr(), slot.add(LEN), msg.len());
         }
         self.mine += 1;
@@ -108,7 +108,7 @@ impl SpscRing {
         // SAFETY: slot `mine` was published (tail < head) and the producer does not touch it until the tail
         // store below; the length is bounded by the slot and by `buf` before the copy.
         let len = unsafe {
-            let len = (slot.cast::<u32>().read_unaligned() as usize).min(self.stride - LEN).min(buf.len());
+            let len = (slot.cast::<u64>().read_unaligned() as usize).min(self.stride - LEN).min(buf.len());
             std::ptr::copy_nonoverlapping(slot.add(LEN), buf.as_mut_ptr(), len);
             len
         };
