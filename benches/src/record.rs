@@ -9,7 +9,7 @@ use std::path::Path;
 /// The outcome of one scenario (one transport, one mode, one size).
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
-    /// Transport name (`shm-ring`, `pipe`, `uds`, `mq`, `shmbus-busy`, `shmbus-blocking`).
+    /// Transport name (`shm-ring`, `pipe`, `uds`, `mq`, `shmbus-busy`, `shmbus-blocking`, `iceoryx2`).
     pub transport: Kind,
     /// Whether the transport is a baseline (ratios are taken against the best baseline).
     pub baseline: bool,

@@ -5,10 +5,14 @@ use crate::measure::Mode;
 use crate::record::{Machine, Record};
 use std::fmt::Write as _;
 
-/// The ratio `v / best`, or "-" when either is missing.
+/// The ratio `v / best` to three significant digits (two decimals at least), or "-" when either is missing.
 fn ratio(v: Option<f64>, best: Option<f64>) -> String {
     match (v, best) {
-        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+        (Some(v), Some(b)) if b > 0.0 && v > 0.0 => {
+            let r = v / b;
+            let decimals = (2 - r.log10().floor() as i32).clamp(2, 6) as usize;
+            format!("{r:.decimals$}x")
+        }
         _ => "-".into(),
     }
 }
@@ -102,5 +106,17 @@ fn throughput(out: &mut String, size: usize, rows: &[&Record]) {
             r.mb_per_sec.unwrap_or(0.0),
             ratio(rate(r), b)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio;
+
+    #[test]
+    fn ratios_keep_three_significant_digits() {
+        assert_eq!(ratio(Some(3.0), Some(2.0)), "1.50x");
+        assert_eq!(ratio(Some(2607.0), Some(3160063.0)), "0.000825x");
+        assert_eq!(ratio(Some(1.0), None), "-");
     }
 }

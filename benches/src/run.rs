@@ -33,9 +33,9 @@ fn counts(args: &RunArgs, mode: Mode, size: usize) -> Counts {
 
 /// Runs everything the options ask for; prints progress to stderr.
 pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
-    let kinds: Vec<Kind> = if args.transports.is_empty() { Kind::ALL.to_vec() } else { args.transports.clone() };
+    let kinds: Vec<Kind> = if args.transports.is_empty() { Kind::all() } else { args.transports.clone() };
     let modes = if args.scenarios.is_empty() { vec![Mode::Latency, Mode::Throughput] } else { args.scenarios.clone() };
-    let needs_bus = kinds.iter().any(|k| !k.is_baseline());
+    let needs_bus = kinds.iter().any(|k| k.needs_daemon());
     // Started before pinning, so the daemon keeps every CPU.
     let bus = if needs_bus { Some(PrivateBus::start(&args.sizes)?) } else { None };
     let cpus = crate::pin::available();

@@ -33,7 +33,8 @@ fn every_transport_produces_numbers() {
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
     let _ = std::fs::remove_file(&json);
     let records = doc["records"].as_array().expect("records");
-    assert_eq!(records.len(), 12, "6 transports x 2 scenarios");
+    let transports = if cfg!(feature = "iceoryx2") { 7 } else { 6 };
+    assert_eq!(records.len(), 2 * transports, "every transport, both scenarios");
     for r in records {
         assert!(r["error"].is_null(), "{r}");
         let has = if r["scenario"] == "latency" { r["p50_ns"].is_u64() } else { r["msgs_per_sec"].is_f64() };

@@ -4,6 +4,8 @@
 //! ([`prepare`]) creates the resources before the peer starts and connects after; the peer side ([`open_peer`])
 //! opens what the harness created, by the name it is given on its command line.
 
+#[cfg(feature = "iceoryx2")]
+mod iceoryx2;
 mod mq;
 mod pipe;
 mod ring;
@@ -34,11 +36,19 @@ pub enum Kind {
     ShmbusBusy,
     /// shmbus through the library and a private daemon, sleeping on the wake-up (`IdleStrategy::Blocking`).
     ShmbusBlocking,
+    /// iceoryx2 0.10 publish-subscribe, busy-polling (only in a build with `--features iceoryx2`).
+    Iceoryx2,
 }
 
 impl Kind {
-    /// Every transport, baselines first.
-    pub const ALL: [Kind; 6] = [Kind::ShmRing, Kind::Pipe, Kind::Uds, Kind::Mq, Kind::ShmbusBusy, Kind::ShmbusBlocking];
+    /// Every transport this build has, baselines first.
+    pub fn all() -> Vec<Kind> {
+        let mut v = vec![Kind::ShmRing, Kind::Pipe, Kind::Uds, Kind::Mq, Kind::ShmbusBusy, Kind::ShmbusBlocking];
+        if cfg!(feature = "iceoryx2") {
+            v.push(Kind::Iceoryx2);
+        }
+        v
+    }
 
     /// The name in tables, JSON and on the command line.
     pub fn name(self) -> &'static str {
@@ -49,12 +59,18 @@ impl Kind {
             Kind::Mq => "mq",
             Kind::ShmbusBusy => "shmbus-busy",
             Kind::ShmbusBlocking => "shmbus-blocking",
+            Kind::Iceoryx2 => "iceoryx2",
         }
     }
 
-    /// Whether this is a baseline (what ratios are taken against) rather than the system under test.
+    /// Whether this is a baseline (what ratios are taken against) rather than shmbus or a peer.
     pub fn is_baseline(self) -> bool {
-        !matches!(self, Kind::ShmbusBusy | Kind::ShmbusBlocking)
+        matches!(self, Kind::ShmRing | Kind::Pipe | Kind::Uds | Kind::Mq)
+    }
+
+    /// Whether this transport needs the private daemon.
+    pub fn needs_daemon(self) -> bool {
+        matches!(self, Kind::ShmbusBusy | Kind::ShmbusBlocking)
     }
 }
 
@@ -94,6 +110,10 @@ pub fn prepare(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> io::Result<B
             let bus = bus.ok_or_else(|| io::Error::other("no private daemon"))?;
             shmbus::prepare(p, bus, kind == Kind::ShmbusBlocking)
         }
+        #[cfg(feature = "iceoryx2")]
+        Kind::Iceoryx2 => iceoryx2::prepare(p),
+        #[cfg(not(feature = "iceoryx2"))]
+        Kind::Iceoryx2 => Err(without_iceoryx2()),
     }
 }
 
@@ -105,5 +125,15 @@ pub fn open_peer(kind: Kind, p: &Params) -> io::Result<Box<dyn Duplex>> {
         Kind::Uds => uds::open_peer(p),
         Kind::Mq => mq::open_peer(p),
         Kind::ShmbusBusy | Kind::ShmbusBlocking => shmbus::open_peer(p, kind == Kind::ShmbusBlocking),
+        #[cfg(feature = "iceoryx2")]
+        Kind::Iceoryx2 => iceoryx2::open_peer(p),
+        #[cfg(not(feature = "iceoryx2"))]
+        Kind::Iceoryx2 => Err(without_iceoryx2()),
     }
+}
+
+/// The error for the iceoryx2 transport in a build without it.
+#[cfg(not(feature = "iceoryx2"))]
+fn without_iceoryx2() -> io::Error {
+    io::Error::other("built without `--features iceoryx2`")
 }
