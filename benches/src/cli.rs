@@ -39,6 +39,10 @@ pub struct RunArgs {
     /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; --quick: a quarter).
     #[arg(long, env = "SHMBUS_BENCH_MESSAGES")]
     pub messages: Option<u64>,
+    /// Runs of each scenario, each with a fresh peer; the best is kept (lowest p50, highest throughput), since
+    /// other load on the machine only ever makes a run slower.
+    #[arg(long, env = "SHMBUS_BENCH_REPEAT", default_value_t = 1)]
+    pub repeat: u32,
     /// Do not pin the harness to CPU 0 and its peer to CPU 1.
     #[arg(long, env = "SHMBUS_BENCH_NO_PIN")]
     pub no_pin: bool,

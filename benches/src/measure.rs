@@ -7,7 +7,8 @@
 //!   checking each one's length and sequence number, and answers with one message. Throughput is `count` over the
 //!   time from the first send to that answer.
 //!
-//! Every message is written in full by the sender and read in full (copied out) by the receiver.
+//! Every message is written in full by the sender and read in full (copied out) by the receiver. Both scenarios
+//! start with one unmeasured round trip ([`sync`]), so the peer's start-up is never timed.
 
 use crate::transport::Duplex;
 use hdrhistogram::Histogram;
@@ -49,11 +50,20 @@ fn bad(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
+/// One round trip before anything is timed: the peer is running and its side of the link is open.
+fn sync(link: &mut dyn Duplex, size: usize) -> io::Result<()> {
+    let mut buf = vec![0; size];
+    link.send(&buf.clone())?;
+    link.recv(&mut buf)?;
+    Ok(())
+}
+
 /// Harness side of the latency scenario: the one-way latencies in nanoseconds.
 pub fn latency(link: &mut dyn Duplex, size: usize, c: Counts) -> io::Result<Histogram<u64>> {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(io::Error::other)?;
     let mut msg = vec![0x5a; size];
     let mut back = vec![0; size];
+    sync(link, size)?;
     for i in 0..c.warmup + c.count {
         stamp(&mut msg, i);
         let t = Instant::now();
@@ -74,6 +84,7 @@ pub fn latency(link: &mut dyn Duplex, size: usize, c: Counts) -> io::Result<Hist
 pub fn throughput(link: &mut dyn Duplex, size: usize, c: Counts) -> io::Result<Duration> {
     let mut msg = vec![0x5a; size];
     let mut back = vec![0; size];
+    sync(link, size)?;
     let t = Instant::now();
     for i in 0..c.count {
         stamp(&mut msg, i);
@@ -86,6 +97,8 @@ pub fn throughput(link: &mut dyn Duplex, size: usize, c: Counts) -> io::Result<D
 /// Peer side of either scenario.
 pub fn serve(link: &mut dyn Duplex, mode: Mode, size: usize, c: Counts) -> io::Result<()> {
     let mut buf = vec![0; size];
+    let n = link.recv(&mut buf)?;
+    link.send(&buf[..n])?;
     match mode {
         Mode::Latency => {
             for _ in 0..c.warmup + c.count {

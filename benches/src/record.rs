@@ -23,6 +23,8 @@ pub struct Record {
     pub subscribers: u32,
     /// Round trips recorded (latency) or messages sent (throughput).
     pub messages: u64,
+    /// Runs of the scenario; the record is the best of them.
+    pub runs: u32,
     /// One-way latency percentiles and maximum in nanoseconds (latency only).
     pub p50_ns: Option<u64>,
     /// 99th percentile.
@@ -50,6 +52,7 @@ impl Record {
             publishers: 1,
             subscribers: 1,
             messages,
+            runs: 1,
             p50_ns: None,
             p99_ns: None,
             p999_ns: None,
@@ -70,6 +73,8 @@ pub struct Machine {
     pub cpus: usize,
     /// Whether the harness ran on CPU 0 and its peer on CPU 1.
     pub pinned: bool,
+    /// Runs of each scenario (the best is kept).
+    pub repeat: u32,
 }
 
 /// Writes `{ "machine": .., "records": [..] }` to `path`.
@@ -86,7 +91,7 @@ pub fn write_json(path: &Path, machine: &Machine, records: &[Record]) -> io::Res
 /// Writes a header and one line per record to `path`.
 pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
     let mut f = io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(f, "transport,baseline,scenario,size,publishers,subscribers,messages,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_sec,mb_per_sec,error")?;
+    writeln!(f, "transport,baseline,scenario,size,publishers,subscribers,messages,runs,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_sec,mb_per_sec,error")?;
     let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
     let optf = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
     for r in records {
@@ -96,7 +101,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
         };
         writeln!(
             f,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.transport.name(),
             r.baseline,
             mode,
@@ -104,6 +109,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
             r.publishers,
             r.subscribers,
             r.messages,
+            r.runs,
             opt(r.p50_ns),
             opt(r.p99_ns),
             opt(r.p999_ns),

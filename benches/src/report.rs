@@ -37,8 +37,8 @@ pub fn table(machine: &Machine, records: &[Record]) -> String {
     let pin = if machine.pinned { "harness on CPU 0, peer on CPU 1" } else { "not pinned" };
     let _ = writeln!(
         out,
-        "shmbus-bench: two processes, {} CPUs, {pin}; ratios against the best baseline (*)",
-        machine.cpus
+        "shmbus-bench: two processes, {} CPUs, {pin}, best of {} run(s) each; ratios against the best baseline (*)",
+        machine.cpus, machine.repeat
     );
     let mut sizes: Vec<usize> = records.iter().map(|r| r.size).collect();
     sizes.dedup();
