@@ -1,0 +1,89 @@
+//! Command line of `shmbus-bench`.
+
+use crate::measure::Mode;
+use crate::transport::Kind;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Measures shmbus side by side with pipes, Unix sockets, POSIX message queues and a minimal shared-memory ring,
+/// in one run, between two processes, and prints each result as a ratio to the best baseline.
+#[derive(Debug, Parser)]
+#[command(name = "shmbus-bench", version, about)]
+pub struct Cli {
+    /// Internal: the peer process the harness starts (not for direct use).
+    #[command(subcommand)]
+    pub peer: Option<Internal>,
+    /// What to measure.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of a benchmark run.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// A quarter of the messages of a full run (for a quick look; the numbers are noisier).
+    #[arg(long, env = "SHMBUS_BENCH_QUICK")]
+    pub quick: bool,
+    /// Message sizes in bytes, comma separated.
+    #[arg(long, env = "SHMBUS_BENCH_SIZES", value_delimiter = ',', default_values_t = [64, 4096])]
+    pub sizes: Vec<usize>,
+    /// Transports to measure, comma separated (default: all).
+    #[arg(long, env = "SHMBUS_BENCH_TRANSPORTS", value_delimiter = ',', value_enum)]
+    pub transports: Vec<Kind>,
+    /// Scenarios to run, comma separated (default: both).
+    #[arg(long, env = "SHMBUS_BENCH_SCENARIOS", value_delimiter = ',', value_enum)]
+    pub scenarios: Vec<Mode>,
+    /// Round trips recorded per latency scenario (default 100000; --quick 25000), after a tenth as many unrecorded.
+    #[arg(long, env = "SHMBUS_BENCH_ROUNDS")]
+    pub rounds: Option<u64>,
+    /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; --quick: a quarter).
+    #[arg(long, env = "SHMBUS_BENCH_MESSAGES")]
+    pub messages: Option<u64>,
+    /// Runs of each scenario, each with a fresh peer; the best is kept (lowest p50, highest throughput), since
+    /// other load on the machine only ever makes a run slower.
+    #[arg(long, env = "SHMBUS_BENCH_REPEAT", default_value_t = 1)]
+    pub repeat: u32,
+    /// Do not pin the harness to CPU 0 and its peer to CPU 1.
+    #[arg(long, env = "SHMBUS_BENCH_NO_PIN")]
+    pub no_pin: bool,
+    /// Write one JSON record per scenario to this file.
+    #[arg(long, env = "SHMBUS_BENCH_JSON")]
+    pub json: Option<PathBuf>,
+    /// Write one CSV line per scenario to this file.
+    #[arg(long, env = "SHMBUS_BENCH_CSV")]
+    pub csv: Option<PathBuf>,
+}
+
+/// Subcommands the harness uses itself.
+#[derive(Clone, Debug, Subcommand)]
+pub enum Internal {
+    /// The other end of a link: opens what the harness prepared and serves one scenario.
+    #[command(hide = true)]
+    Peer(PeerArgs),
+}
+
+/// What the peer serves.
+#[derive(Clone, Debug, Args)]
+pub struct PeerArgs {
+    /// The transport.
+    #[arg(long, value_enum)]
+    pub transport: Kind,
+    /// The scenario.
+    #[arg(long, value_enum)]
+    pub mode: Mode,
+    /// Message size in bytes.
+    #[arg(long)]
+    pub size: usize,
+    /// Messages (throughput) or recorded round trips (latency).
+    #[arg(long)]
+    pub count: u64,
+    /// Unrecorded round trips first (latency).
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// The name the harness created the link's resources under.
+    #[arg(long)]
+    pub name: String,
+    /// The CPU to pin to.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}

@@ -1,0 +1,126 @@
+//! A private `shmbusd` for the shmbus transports: its own socket, shm prefix and topics, `--cleanup-on-exit`,
+//! stopped and swept on drop (as `tests/src/daemon.rs` does for the integration tests).
+
+use crate::transport::shmbus_topics;
+use std::fmt::Write as _;
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Messages in flight on each benchmark topic.
+const CAPACITY: usize = 256;
+
+/// A daemon started by the harness.
+pub struct PrivateBus {
+    /// Its control socket.
+    pub socket: PathBuf,
+    prefix: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+/// The daemon binary built next to the harness (`target/<profile>/bench-shmbusd`).
+fn binary() -> io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.parent().map(|d| d.join("bench-shmbusd")).ok_or_else(|| io::Error::other("no exe dir"))?;
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(io::Error::other(format!("{} is not built (run through `cargo run -p shmbus-bench`)", p.display())))
+    }
+}
+
+/// The daemon's configuration: two single-publisher topics per message size.
+fn config(sizes: &[usize]) -> String {
+    let mut s = String::from("[daemon]\nauto_create = false\n");
+    for &size in sizes {
+        let (down, up) = shmbus_topics(size);
+        for name in [down, up] {
+            let budget = (CAPACITY * size.max(64)).max(1 << 16);
+            let _ = write!(
+                s,
+                "\n[[topic]]\nname = \"{name}\"\ncapacity = {CAPACITY}\nmax_message = {size}\n\
+                 payload_budget = {budget}\nmax_publishers = 1\nmax_subscribers = 2\n"
+            );
+        }
+    }
+    s
+}
+
+impl PrivateBus {
+    /// Starts a daemon with topics for `sizes` under a prefix unique to this process, and waits for its socket.
+    pub fn start(sizes: &[usize]) -> io::Result<PrivateBus> {
+        let prefix = format!("shbench{}", std::process::id());
+        let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        let conf = dir.join("shmbus.toml");
+        std::fs::write(&conf, config(sizes))?;
+        let socket = dir.join("control.sock");
+        let log = std::fs::File::create(dir.join("shmbusd.log"))?;
+        let child = Command::new(binary()?)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--shm-prefix")
+            .arg(&prefix)
+            .arg("--config")
+            .arg(&conf)
+            .arg("--cleanup-on-exit")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let mut bus = PrivateBus { socket, prefix, dir, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&bus.socket).is_err() {
+            if bus.child.try_wait()?.is_some() || Instant::now() > deadline {
+                let log = std::fs::read_to_string(bus.dir.join("shmbusd.log")).unwrap_or_default();
+                return Err(io::Error::other(format!("shmbusd did not come up; log:\n{log}")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(bus)
+    }
+
+    /// The daemon's process id (for the watchdog).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sweep(&self.prefix);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Unlinks whatever a stopped daemon left under `prefix` (topics, resume key, lease table, prefix lock).
+fn sweep(prefix: &str) {
+    let mine = format!("{prefix}.");
+    if let Ok(rd) = std::fs::read_dir("/dev/shm") {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&mine) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_file(bus_daemon::resume_key::key_path(prefix));
+    let _ = std::fs::remove_file(bus_daemon::lease_file::path(prefix));
+    let _ = std::fs::remove_file(bus_daemon::prefix_lock::lock_path(prefix));
+}

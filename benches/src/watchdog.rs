@@ -1,0 +1,33 @@
+//! A bound on each scenario: a transport that hangs (a peer that died while the harness busy-polls) must not
+//! hang the run. On expiry the watchdog kills the given processes and exits with code 3.
+
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// Armed until dropped.
+pub struct Watchdog(Option<Sender<()>>);
+
+impl Watchdog {
+    /// Sends SIGTERM to `pids` (the peer, the daemon) and exits the harness unless dropped within `limit`.
+    pub fn arm(what: String, pids: Vec<u32>, limit: Duration) -> Watchdog {
+        let (tx, rx) = channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!("shmbus-bench: {what} did not finish within {limit:?}; stopping");
+                for p in pids {
+                    // SAFETY: kill has no memory-safety preconditions; the pids are this process's children.
+                    unsafe { libc::kill(p as i32, libc::SIGTERM) };
+                }
+                std::thread::sleep(Duration::from_millis(500));
+                std::process::exit(3);
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
+}
