@@ -135,6 +135,22 @@ impl Lease {
         }
     }
 
+    /// The lease a record describes (the inverse of [`Lease::record`]), on connection `conn`.
+    fn from_record(r: Record, conn: Option<u64>) -> Lease {
+        Lease {
+            topic: r.topic,
+            generation: r.generation,
+            role: r.role,
+            conn,
+            holder: r.holder,
+            uid: r.uid,
+            gid: r.gid,
+            groups: r.groups,
+            action: r.action,
+            typed: r.typed,
+        }
+    }
+
     /// Whether `policy` still admits the holder to what the lease was granted for.
     fn admitted_by(&self, policy: &crate::policy::Policy) -> bool {
         let cred = PeerCred { pid: self.holder.pid, uid: self.uid, gid: self.gid };

@@ -19,18 +19,7 @@ impl State {
             file.keep(place, &r);
             let id = self.next_lease;
             self.next_lease += 1;
-            let lease = Lease {
-                topic: r.topic,
-                generation: r.generation,
-                role: r.role,
-                conn: None,
-                holder: r.holder,
-                uid: r.uid,
-                gid: r.gid,
-                groups: r.groups,
-                action: r.action,
-                typed: r.typed,
-            };
+            let lease = Lease::from_record(r, None);
             self.leases.insert(id, lease);
             restored += 1;
         }
