@@ -151,7 +151,7 @@ impl PipeWriter {
         self.outputs_before_send = self.outs.len();
         self.gate(wait, msg.len(), false)?;
         let seq = self.seq;
-        let timestamp = shmbus_os::realtime_ns();
+        let timestamp = shmbus_os::fast_realtime_ns();
         let mut delivered = 0;
         let mut i = 0;
         while i < self.outs.len() {

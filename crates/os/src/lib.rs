@@ -45,6 +45,7 @@
 pub mod clock;
 pub mod cred;
 pub mod error;
+pub mod fast_clock;
 pub mod fd;
 pub mod fdpass;
 pub mod fork;
@@ -68,6 +69,7 @@ mod testutil;
 pub use clock::{monotonic_ns, realtime_ns};
 pub use cred::{peer_cred, peer_groups, PeerCred};
 pub use error::{OsError, Result};
+pub use fast_clock::fast_realtime_ns;
 pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
 pub use fdpass::{recv_with_fds, send_with_fds, unread_by_peer, MAX_FDS};
 pub use fork::{count_forks, fork_generation};

@@ -27,7 +27,7 @@ pub const DATA_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSD1");
 #[doc(hidden)]
 pub const READERS_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSR1");
 /// Layout version written by this build. Bump on any change of offsets or encodings.
-pub const LAYOUT_VERSION: u64 = 2;
+pub const LAYOUT_VERSION: u64 = 3;
 /// Bytes of an index entry before its inline payload (stamp, meta, position, timestamp).
 pub(crate) const ENTRY_HEADER: usize = 32;
 /// Largest supported index capacity.
@@ -237,16 +237,19 @@ pub(crate) const R_DEMOTIONS: usize = 4 * LINE + 8;
 pub(crate) const R_IN_USE: usize = 5 * LINE;
 const READERS_SUB_SLOTS: usize = 6 * LINE;
 
-/// Subscriber slot words.
+/// Subscriber slot words. The first 64 bytes hold what publishers read in their gate scans (the cursor, written
+/// every few messages, and the flags); the second 64 bytes what the subscriber writes on every message (its
+/// hold word and statistics). On one 64-byte line, a publisher spinning on a full ring pulled that line away from
+/// the subscriber four times per message (layout 3; issue 10).
 pub(crate) const S_CURSOR: usize = 0;
 pub(crate) const S_FLAGS: usize = 8;
-pub(crate) const S_RECEIVED: usize = 16;
-pub(crate) const S_LAGGED: usize = 24;
-pub(crate) const S_SKIPPED: usize = 32;
-pub(crate) const S_BYTES: usize = 40;
+pub(crate) const S_RECEIVED: usize = 64;
+pub(crate) const S_LAGGED: usize = 72;
+pub(crate) const S_SKIPPED: usize = 80;
+pub(crate) const S_BYTES: usize = 88;
 /// Whether the subscriber holds a message read in place (1) or not (0); written only by the subscriber, read by
 /// the owner's `demote` (tag HOLD).
-pub(crate) const S_HOLD: usize = 48;
+pub(crate) const S_HOLD: usize = 96;
 /// Subscriber flags: the slow-consumer bound demoted this subscriber (set by the daemon).
 pub(crate) const FLAG_DEMOTE: u64 = 1;
 /// Subscriber flags: the demotion took effect, so the gate scan ignores the cursor from now on. Set (tag ACK) by

@@ -36,7 +36,8 @@ pub struct SubscriberStats {
     pub gating: bool,
     /// Consumer group index, if a member.
     pub group: Option<usize>,
-    /// Messages received.
+    /// Messages received. A lossless subscriber stores it with its cursor, so it lags the subscriber by at most
+    /// the cursor batch (`capacity / 16`, at most 32) while messages are waiting, and is exact once it caught up.
     pub received: u64,
     /// Messages passed over after being lapped.
     pub lagged: u64,

@@ -20,6 +20,9 @@ impl Publisher {
 
     /// Scans the gate into `self.gate`; a scan that could not settle (the epoch kept changing) gates everything
     /// and is counted (see `Topic::scan_gate`).
+    /// Out of line, and its result goes to `self` word by word (see `Publisher::send_deadline` on results read
+    /// back through memory).
+    #[inline(never)]
     pub(super) fn scan_gate(&mut self, reference: u64) {
         let (gate, settled) = self.topic.scan_gate(reference);
         self.gate = gate;

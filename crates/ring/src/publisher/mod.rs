@@ -60,6 +60,9 @@ pub struct Publisher {
     gate: Option<u64>,
     gate_valid: bool,
     sp_tail: u64,
+    /// Single producer: from this sequence on, every entry's previous occupant is one of our own claims, all
+    /// committed or aborted (one full lap after attach), so the claim need not load the entry's stamp first.
+    own_lap_from: u64,
     head: u64,
     reclaimed: u64,
     fifo: VecDeque<(u64, u64)>,
@@ -136,6 +139,7 @@ impl Publisher {
             gate: None,
             gate_valid: false,
             sp_tail: tail,
+            own_lap_from: tail.wrapping_add(geo.capacity as u64),
             head,
             reclaimed,
             fifo,
@@ -193,7 +197,14 @@ impl Publisher {
 
     /// Publishes `msg`, waiting for room until `deadline` (`None`: forever).
     pub fn send_deadline(&mut self, msg: &[u8], deadline: Option<Instant>) -> Result<u64, SendError> {
-        let r = self.reserve_waiting(msg.len(), deadline)?;
+        // The first attempt inline, the waiting loop out of line: a reservation returned through memory by an
+        // out-of-line call was read back with one 16-byte load of two 8-byte stores, a failed store-to-load
+        // forward that waited for every older store, including the ones still missing their cache line (most
+        // of a 64-byte send's time cross-process; issue 10).
+        let r = match self.reserve(msg.len()) {
+            Err(SendError::Full) => self.reserve_waiting(msg.len(), deadline)?,
+            other => other?,
+        };
         self.topic.inner.data.store_bytes(r.at, msg);
         Ok(self.commit_reservation(r, State::Published, true))
     }
@@ -233,6 +244,7 @@ impl Publisher {
         Ok(Loan { publisher: self, r, done: false })
     }
 
+    #[inline(never)]
     fn reserve_waiting(&mut self, len: usize, deadline: Option<Instant>) -> Result<Reservation, SendError> {
         let mut backoff = Backoff::new(self.opts.idle);
         loop {
@@ -260,7 +272,8 @@ impl Publisher {
     }
 
     /// Claim phase: gate check, payload reservation, index claim. On success the entry is ours and marked
-    /// claimed; payload may be written at `at`.
+    /// claimed; payload may be written at `at`. Always inlined, for the reason given in `send_deadline`.
+    #[inline(always)]
     fn reserve(&mut self, len: usize) -> Result<Reservation, SendError> {
         let geo = self.topic.geometry();
         if len > geo.max_message as usize {
@@ -294,6 +307,7 @@ impl Publisher {
         result
     }
 
+    #[inline(always)]
     fn claim(&mut self, len: usize) -> Result<Reservation, SendError> {
         let geo = self.topic.geometry();
         let off = *self.topic.off();
@@ -315,6 +329,7 @@ impl Publisher {
     }
 
     /// The gate for claiming `seq`: every gating cursor must have moved past `seq - capacity`.
+    #[inline(always)]
     fn check_gate(&mut self, seq: u64) -> Result<(), SendError> {
         if !self.gate_valid || self.gate.is_some_and(|g| seq_diff(seq, g) >= self.cap as i64) {
             self.scan_gate(seq);
@@ -325,12 +340,23 @@ impl Publisher {
         Ok(())
     }
 
+    #[inline(always)]
     fn claim_single(&mut self) -> Result<u64, SendError> {
         let off = *self.topic.off();
         loop {
             let seq = self.sp_tail;
             self.check_gate(seq)?;
             let stamp = self.topic.data_word(off.entry(seq) + E_STAMP);
+            if seq_diff(seq, self.own_lap_from) >= 0 {
+                // The entry's previous occupant was our own claim, committed or aborted before this one (a loan
+                // holds `&mut self`; a forgotten one left `sp_tail` at its own entry, which we take again): no
+                // other writer of this single-producer topic exists, so its state is known without loading the
+                // stamp. That load missed in cache on nearly every send, the entry's line having gone to the
+                // reader since our last lap; the minimal ring never reads what it is about to overwrite
+                // (issue 10). Relaxed: as below.
+                stamp.store(Stamp::pack(lap_of(seq, off.shift), State::Claimed, self.slot as u32), Ordering::Relaxed);
+                return Ok(seq);
+            }
             // Acquire: pairs with the Release publish (or cancellation) of the entry's previous occupant.
             let w = stamp.load(Ordering::Acquire);
             let s = Stamp::unpack(w);
@@ -397,6 +423,7 @@ impl Publisher {
     }
 
     /// Write phase end: fields, then the Release store of the stamp (tag STAMP), counters, wake-ups.
+    #[inline(always)]
     fn commit_reservation(&mut self, r: Reservation, state: State, wake: bool) -> u64 {
         let off = *self.topic.off();
         let e = off.entry(r.seq);

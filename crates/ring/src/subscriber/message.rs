@@ -74,12 +74,14 @@ pub(super) struct Found {
 }
 
 impl Subscriber {
+    #[inline(always)]
     pub(super) fn message(&mut self, f: Found) -> Message<'_> {
         Message { seq: f.seq, publisher: f.publisher, timestamp: f.timestamp, ptr: f.ptr, len: f.len, sub: self }
     }
 
     /// Validates entry `seq`'s fields and finds its payload. Returns the message and, for region payloads,
     /// (publisher, logical position).
+    #[inline(always)]
     pub(super) fn locate(&self, seq: u64) -> Result<(Found, Option<(usize, u64)>), RecvError> {
         let off = *self.topic.off();
         let geo = off.geo;

@@ -10,12 +10,46 @@ use crate::layout::*;
 use crate::stamp::{cursor, lap_diff, lap_of, seq_diff, Stamp, State};
 use crate::sync::{fence, Ordering};
 
+/// A subscriber whose tail hint says "nothing new" still looks at the entry at its cursor every this many polls
+/// (and always before it sleeps): the hint is only a hint, and a single producer that died between publishing an
+/// entry and storing the tail must not hide that entry.
+pub(super) const TAIL_RECHECK: u32 = 64;
+
 impl Subscriber {
-    /// Lossless and lossy reading at `self.cursor`.
+    /// Whether the entry at `c` is worth looking at: the tail is past it (it was claimed, and on a single-producer
+    /// topic published), or this is one of the periodic checks of the entry itself.
+    ///
+    /// A caught-up reader polls the tail's line rather than the entry the publisher is about to write: polling the
+    /// entry pulled its cache line back to the reader between the publisher's claim, payload and publish stores,
+    /// several transfers per message where the minimal ring needs one (issue 10, 64-byte throughput).
+    #[inline]
+    fn tail_says_more(&mut self, c: u64) -> bool {
+        if seq_diff(self.seen_tail, c) > 0 {
+            return true;
+        }
+        // Acquire: pairs with the Release tail store after the stamp's (single producer) or the claimer's AcqRel
+        // advance; what it orders is re-checked through the entry's own stamp anyway (the tail is a hint).
+        self.seen_tail = self.topic.tail();
+        let d = seq_diff(self.seen_tail, c);
+        // Past us, or further behind than a tail can be (a corrupted word, in untrusted memory): look at the entry,
+        // whose stamp decides (a lapped reader resynchronizes from there).
+        if d > 0 || d < -(self.topic.geometry().capacity as i64) {
+            self.quiet_polls = 0;
+            return true;
+        }
+        self.quiet_polls = self.quiet_polls.wrapping_add(1);
+        self.quiet_polls.is_multiple_of(TAIL_RECHECK)
+    }
+
+    /// Lossless and lossy reading at `self.cursor` (inlined: see `Subscriber::recv_deadline`).
+    #[inline(always)]
     pub(super) fn poll_ordered(&mut self, lossy: bool) -> Result<Poll, RecvError> {
         let off = *self.topic.off();
         loop {
             let c = self.cursor;
+            if !self.tail_says_more(c) {
+                return self.caught_up();
+            }
             let stamp_word = self.topic.data_word(off.entry(c) + E_STAMP);
             // Acquire (tag STAMP): pairs with the publisher's Release of the stamp.
             let w1 = stamp_word.load(Ordering::Acquire);
@@ -147,28 +181,22 @@ impl Subscriber {
 
     pub(super) fn advance(&mut self, to: u64, gating: bool) {
         self.cursor = to;
-        if gating && self.unpublished + 1 < self.cursor_batch && self.next_is_ready(to) {
+        if gating && self.unpublished + 1 < self.cursor_batch && seq_diff(self.seen_tail, to) > 0 {
             // A lossless cursor is published every `cursor_batch` messages and whenever we catch up (the next
             // entry is not published yet): publishers see our progress a little later while more messages are
             // waiting for us (they only over-gate), and the cursor's cache line stops bouncing between us and a
             // publisher that polls it on a full ring. A subscriber that consumed everything never holds anyone.
+            // "More is waiting" is the tail hint: no load of the next entry, which the publisher may be writing.
             self.unpublished += 1;
             return;
         }
         self.publish_cursor(gating);
     }
 
-    /// Whether the entry for `seq` already holds its message (or skip marker): more is waiting for us.
-    fn next_is_ready(&self, seq: u64) -> bool {
-        let off = self.topic.off();
-        // Relaxed: a hint only; reading the entry later goes through the Acquire load in `poll_ordered`.
-        let s = Stamp::unpack(self.topic.data_word(off.entry(seq) + E_STAMP).load(Ordering::Relaxed));
-        lap_diff(s.lap, lap_of(seq, off.shift)) == 0 && s.state != State::Claimed
-    }
-
     /// Stores the cursor word now (and wakes publishers waiting for space when it gates).
     fn publish_cursor(&mut self, gating: bool) {
         self.unpublished = 0;
+        self.store_received();
         let flags = if gating { cursor::ACTIVE | cursor::GATING } else { cursor::ACTIVE };
         // Release (tag CURSOR): our reads of the entries before the cursor happen before a publisher overwrites
         // them.
