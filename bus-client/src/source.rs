@@ -20,10 +20,6 @@ pub(crate) trait Source: Endpoint + Send {
     fn position(&self) -> u64;
     /// Whether publishers are held back for this subscriber.
     fn is_lossless(&self) -> bool;
-    /// The pipe side, if this is one.
-    fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
-        None
-    }
     /// On pipes, how many messages were dropped unfinished.
     fn pipe_abandoned(&self) -> Option<u64> {
         None
@@ -33,8 +29,10 @@ pub(crate) trait Source: Endpoint + Send {
 /// A subscriber on shared memory.
 pub(crate) type ShmSource = Attached<shmbus_ring::Subscriber>;
 
-impl Source for ShmSource {
-    fn recv(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
+impl ShmSource {
+    /// [`Source::recv`], inlined into [`Subscriber`](crate::Subscriber)'s receives (see its `Inner`).
+    #[inline]
+    pub(crate) fn recv_inline(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
         self.check::<RecvError>()?;
         let m = match wait {
             Wait::Now => self.ring.try_recv()?,
@@ -42,6 +40,12 @@ impl Source for ShmSource {
             Wait::Forever => self.ring.recv()?,
         };
         Ok(Message(OnTransport::Shm(m)))
+    }
+}
+
+impl Source for ShmSource {
+    fn recv(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
+        self.recv_inline(wait)
     }
 
     fn slot(&self) -> u32 {
@@ -72,10 +76,6 @@ impl Source for PipeReader {
 
     fn is_lossless(&self) -> bool {
         true
-    }
-
-    fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
-        Some(self)
     }
 
     fn pipe_abandoned(&self) -> Option<u64> {

@@ -95,7 +95,7 @@ impl SubscriberBuilder {
         let readers = a.lease.readers_fd();
         let is_dead = |p: usize| lease::publisher_is_dead(readers, p);
         let ring = shmbus_ring::Subscriber::attach(&a.topic, slot as usize, opts, a.waiter, &is_dead)?;
-        Ok(Subscriber(Box::new(ShmSource::new(ring, a.lease))))
+        Ok(Subscriber(Inner::Shm(Box::new(ShmSource::new(ring, a.lease)))))
     }
 }
 
@@ -115,27 +115,51 @@ impl SubscriberBuilder {
 /// println!("#{} from publisher {}: {:?}", m.seq(), m.publisher(), m.payload());
 /// # Ok(()) }
 /// ```
-pub struct Subscriber(Box<dyn Source>);
+pub struct Subscriber(Inner);
+
+/// The transport, as an enum rather than a `dyn Source`: the shared-memory receive is inlined down to the ring.
+/// Through a trait object the message came back through memory at each level and was copied with 16-byte loads
+/// of 8-byte stores, failed store-to-load forwards that cost a sizeable part of a 64-byte receive (issue 10).
+enum Inner {
+    Shm(Box<ShmSource>),
+    Pipe(Box<PipeReader>),
+}
+
+impl Inner {
+    fn source(&self) -> &dyn Source {
+        match self {
+            Inner::Shm(s) => &**s,
+            Inner::Pipe(p) => &**p,
+        }
+    }
+}
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::endpoint::debug_handle(f, "Subscriber", &*self.0)
+        crate::endpoint::debug_handle(f, "Subscriber", self.0.source())
     }
 }
 
 impl Subscriber {
     /// A subscriber reading the pipes `ins` in turn (fan-in when there are several).
     pub(crate) fn from_pipe(topic: &str, ins: Vec<OwnedFd>) -> Result<Subscriber, OpenError> {
-        Ok(Subscriber(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?)))
+        Ok(Subscriber(Inner::Pipe(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?))))
     }
 
     /// The pipe side, if this subscriber runs on pipes.
     pub(crate) fn pipe_reader(&mut self) -> Option<&mut PipeReader> {
-        self.0.pipe_reader()
+        match &mut self.0 {
+            Inner::Shm(_) => None,
+            Inner::Pipe(p) => Some(p),
+        }
     }
 
+    #[inline]
     fn recv_with(&mut self, wait: Wait) -> Result<Message<'_>, RecvError> {
-        self.0.recv(wait)
+        match &mut self.0 {
+            Inner::Shm(s) => s.recv_inline(wait),
+            Inner::Pipe(p) => Source::recv(&mut **p, wait),
+        }
     }
 
     /// Waits (per the idle strategy) for the next message. The message borrows the subscriber; dropping it
@@ -148,11 +172,13 @@ impl Subscriber {
     /// assert_eq!((m.payload(), m.seq(), m.publisher()), (&b"hi"[..], 0, p.id()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[inline]
     pub fn recv(&mut self) -> Result<Message<'_>, RecvError> {
         self.recv_with(Wait::Forever)
     }
 
     /// The next message if one is available now, else [`RecvError::Empty`].
+    #[inline]
     pub fn try_recv(&mut self) -> Result<Message<'_>, RecvError> {
         self.recv_with(Wait::Now)
     }
@@ -249,44 +275,44 @@ impl Subscriber {
 
     /// The topic name.
     pub fn topic(&self) -> &str {
-        self.0.topic()
+        self.0.source().topic()
     }
 
     /// The subscriber slot (0 on a pipe).
     pub fn slot(&self) -> u32 {
-        self.0.slot()
+        self.0.source().slot()
     }
 
     /// The next sequence number this subscriber looks at (on a pipe: how many messages it received).
     pub fn position(&self) -> u64 {
-        self.0.position()
+        self.0.source().position()
     }
 
     /// Whether this subscriber currently holds publishers back (lossless, and not demoted). Groups gate through
     /// their members' held messages. Always `true` on a pipe.
     pub fn is_lossless(&self) -> bool {
-        self.0.is_lossless()
+        self.0.source().is_lossless()
     }
 
     /// Whether the handle is closed: the topic was deleted or recreated (on pipes: every writer closed its end
     /// and everything was read).
     pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.0.source().is_closed()
     }
 
     /// The transport this subscriber runs on.
     pub fn transport(&self) -> Transport {
-        self.0.transport()
+        self.0.source().transport()
     }
 
     /// On a pipe, how many pipes this subscriber still reads (fan-in); `None` on shared memory.
     pub fn pipe_inputs(&self) -> Option<usize> {
-        self.0.pipes()
+        self.0.source().pipes()
     }
 
     /// On a pipe, how many messages were dropped unfinished because their writer died in the middle of writing
     /// them (each is also logged); `None` on shared memory, where the ring counts skipped claims instead.
     pub fn pipe_abandoned(&self) -> Option<u64> {
-        self.0.pipe_abandoned()
+        self.0.source().pipe_abandoned()
     }
 }

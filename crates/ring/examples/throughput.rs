@@ -7,8 +7,9 @@
 //! Producer threads and one lossless subscriber thread on a heap-backed topic (spin-then-yield waiting, real
 //! per-message timestamps, the membarrier-backed cheap barrier when the kernel has it). The baseline is a
 //! fixed-slot single-producer ring with cached indices and no framing, metadata or gating (the "minimal unframed
-//! ring"); the ratio is what to compare across machines. `NO_CLOCK=1` skips the per-message timestamp (a vDSO
-//! `clock_gettime`, about a third of the 64-byte cost on this VM) to show what the ring itself costs.
+//! ring"); the ratio is what to compare across machines. Timestamps come from bus-client's clock
+//! (`shmbus_os::fast_realtime_ns`); `CLOCK=vdso` uses a vDSO `clock_gettime` per message instead (the old
+//! default, half the 64-byte throughput on this VM) and `CLOCK=none` none, to show what the ring itself costs.
 
 use crossbeam_utils::CachePadded;
 use shmbus_ring::wait::{set_light_barrier_cheap, Target, Waiter};
@@ -47,7 +48,11 @@ fn shmbus(total: u64, size: usize, producers: u32) -> f64 {
             std::thread::spawn(move || {
                 let opts = PublisherOptions {
                     idle,
-                    clock: if std::env::var_os("NO_CLOCK").is_some() { || 0 } else { realtime_ns },
+                    clock: match std::env::var("CLOCK").as_deref() {
+                        Ok("none") => || 0,
+                        Ok("vdso") => realtime_ns,
+                        _ => shmbus_os::fast_realtime_ns,
+                    },
                 };
                 let mut publisher = Publisher::attach(&topic, p as usize, waiter, opts).expect("attach");
                 let msg = vec![p as u8; size];
