@@ -228,6 +228,8 @@ pub(crate) const P_GATE_UNSETTLED: usize = 48;
 pub(crate) const R_EPOCH: usize = LINE;
 /// Readers object: data-waiter masks, 4 words (subscriber slots 0..256), raised by sleeping subscribers.
 pub(crate) const R_DATA_WAITERS: usize = 2 * LINE;
+/// Words of a subscriber-slot mask (`R_DATA_WAITERS`, `R_IN_USE`).
+pub(crate) const MASK_WORDS: usize = (MAX_SUBSCRIBERS as usize).div_ceil(64);
 /// Readers object: space-waiter mask (publisher slots), raised by publishers sleeping on a full ring.
 pub(crate) const R_SPACE_WAITERS: usize = 3 * LINE;
 /// Readers object: counters (wake-ups posted, demotions).

@@ -286,10 +286,20 @@ impl Topic {
     /// gets `Full` when the entry it would claim still holds an older, unpublished claim of another publisher;
     /// committing that claim frees the entry, and nothing else would wake it before its timed sleep ends (issue 8,
     /// defect 4). One light barrier for both masks; a mask nobody raised costs one Relaxed load.
+    #[inline(always)]
     pub(crate) fn wake_after_commit(&self, waiter: &dyn Waiter) {
         self.light();
-        self.post_subscribers(waiter);
-        if !self.geometry().single_producer() {
+        // Inlined down to one checked load per mask word, the posting out of line: nobody sleeps while messages
+        // flow, and this ran on every send (issue 10).
+        let masks = self.inner.readers.words::<{ MASK_WORDS }>(R_DATA_WAITERS);
+        let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
+        for (w, mask) in masks.iter().enumerate().take(words) {
+            // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
+            if mask.load(Ordering::Relaxed) != 0 {
+                self.post_subscriber_word(waiter, w);
+            }
+        }
+        if self.off().geo.max_publishers > 1 {
             self.post_publishers(waiter);
         }
     }
@@ -315,15 +325,19 @@ impl Topic {
         let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
         for w in 0..words {
             // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
-            let mask = self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w));
-            if mask.load(Ordering::Relaxed) != 0 {
-                let bits = mask.swap(0, Ordering::AcqRel);
-                post_bits(waiter, bits, w * 64, self.off().geo.max_subscribers as usize, |b| {
-                    Target::Subscriber(w * 64 + b)
-                });
-                self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
+            if self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w)).load(Ordering::Relaxed) != 0 {
+                self.post_subscriber_word(waiter, w);
             }
         }
+    }
+
+    /// Posts every subscriber in data-waiter mask word `w` (found raised).
+    #[cold]
+    #[inline(never)]
+    fn post_subscriber_word(&self, waiter: &dyn Waiter, w: usize) {
+        let bits = self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w)).swap(0, Ordering::AcqRel);
+        post_bits(waiter, bits, w * 64, self.off().geo.max_subscribers as usize, |b| Target::Subscriber(w * 64 + b));
+        self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
     }
 
     /// Publishes a new gating cursor without racing publishers' gate checks, and returns the position it may

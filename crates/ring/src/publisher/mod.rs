@@ -175,7 +175,13 @@ impl Publisher {
     }
 
     fn slot_word(&self, o: usize) -> &AtomicU64 {
-        self.topic.data_word(self.topic.off().pub_slot(self.slot) + o)
+        &self.slot_line()[o / 8]
+    }
+
+    /// This publisher's slot line, checked once for several of its words.
+    #[inline(always)]
+    fn slot_line(&self) -> &[AtomicU64; LINE / 8] {
+        self.topic.inner.data.words(self.topic.off().pub_slot(self.slot))
     }
 
     /// Publishes `msg` if there is room now.
@@ -432,11 +438,12 @@ impl Publisher {
         let len = if state == State::Published { r.len as u64 } else { 0 };
         // Relaxed: published by the Release store of the stamp below.
         let placement = if r.end.is_some() { META_IN_REGION } else { 0 };
-        data.word(e + E_META).store(len | ((self.slot as u64) << 32) | placement, Ordering::Relaxed);
-        data.word(e + E_POS).store(r.pos, Ordering::Relaxed);
-        data.word(e + E_TIME).store(ts, Ordering::Relaxed);
+        let h = data.words::<{ ENTRY_HEADER / 8 }>(e);
+        h[E_META / 8].store(len | ((self.slot as u64) << 32) | placement, Ordering::Relaxed);
+        h[E_POS / 8].store(r.pos, Ordering::Relaxed);
+        h[E_TIME / 8].store(ts, Ordering::Relaxed);
         // Release (tag STAMP): pairs with readers' Acquire load of the stamp; payload and fields are visible.
-        data.word(e + E_STAMP).store(Stamp::pack(lap_of(r.seq, off.shift), state, self.slot as u32), Ordering::Release);
+        h[E_STAMP / 8].store(Stamp::pack(lap_of(r.seq, off.shift), state, self.slot as u32), Ordering::Release);
         if self.single {
             self.sp_tail = r.seq.wrapping_add(1);
             // Release: readers that resynchronize from the tail see the published entries before it.
@@ -460,8 +467,9 @@ impl Publisher {
             self.published = self.published.wrapping_add(1);
             self.bytes = self.bytes.wrapping_add(r.len as u64);
             // Relaxed: statistics, single writer.
-            self.slot_word(P_PUBLISHED).store(self.published, Ordering::Relaxed);
-            self.slot_word(P_BYTES).store(self.bytes, Ordering::Relaxed);
+            let line = self.slot_line();
+            line[P_PUBLISHED / 8].store(self.published, Ordering::Relaxed);
+            line[P_BYTES / 8].store(self.bytes, Ordering::Relaxed);
         } else {
             self.aborted = self.aborted.wrapping_add(1);
             self.slot_word(P_ABORTED).store(self.aborted, Ordering::Relaxed);

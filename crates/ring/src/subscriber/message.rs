@@ -88,9 +88,10 @@ impl Subscriber {
         let e = off.entry(seq);
         let data = &self.topic.inner.data;
         // Relaxed: ordered after the Acquire stamp load (lossless) or validated afterwards (lossy).
-        let meta = data.word(e + E_META).load(Ordering::Relaxed);
-        let pos = data.word(e + E_POS).load(Ordering::Relaxed);
-        let timestamp = data.word(e + E_TIME).load(Ordering::Relaxed);
+        let h = data.words::<{ ENTRY_HEADER / 8 }>(e);
+        let meta = h[E_META / 8].load(Ordering::Relaxed);
+        let pos = h[E_POS / 8].load(Ordering::Relaxed);
+        let timestamp = h[E_TIME / 8].load(Ordering::Relaxed);
         let len = (meta & 0xffff_ffff) as usize;
         let publisher = ((meta >> 32) & 0xffff) as u32;
         if len > geo.max_message as usize {

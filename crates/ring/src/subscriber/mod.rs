@@ -203,7 +203,13 @@ impl Subscriber {
     }
 
     fn slot_word(&self, o: usize) -> &AtomicU64 {
-        self.topic.readers_word(self.topic.off().sub_slot(self.slot) + o)
+        &self.slot_line()[o / 8]
+    }
+
+    /// This subscriber's slot line, checked once for several of its words.
+    #[inline(always)]
+    fn slot_line(&self) -> &[AtomicU64; LINE / 8] {
+        self.topic.inner.readers.words(self.topic.off().sub_slot(self.slot))
     }
 
     /// Takes the next message if one is available now.
@@ -322,11 +328,12 @@ impl Subscriber {
                 self.count_received(len, false);
                 // Release (tag HOLD): our reads of the message in place happen before `demote`, seeing the word
                 // lowered, lets publishers overwrite it.
-                self.slot_word(S_HOLD).store(0, Ordering::Release);
+                let line = self.slot_line();
+                line[S_HOLD / 8].store(0, Ordering::Release);
                 // Relaxed: a demotion that came while we held the message is normally seen here and takes effect
                 // now; one missed here is seen at the next poll, or by the owner's next `demote`, which finds the
                 // hold word lowered (see `Admin::demote`).
-                if self.slot_word(S_FLAGS).load(Ordering::Relaxed) & FLAG_DEMOTE != 0 {
+                if line[S_FLAGS / 8].load(Ordering::Relaxed) & FLAG_DEMOTE != 0 {
                     self.cursor = seq.wrapping_add(1);
                     self.acknowledge_demotion();
                     self.demotion_unreported = true;
@@ -370,10 +377,11 @@ impl Subscriber {
     #[inline(always)]
     pub(super) fn raise_hold(&self) -> bool {
         // Relaxed: ordered before the flags load below by the light barrier (tag HOLD).
-        self.slot_word(S_HOLD).store(1, Ordering::Relaxed);
+        let line = self.slot_line();
+        line[S_HOLD / 8].store(1, Ordering::Relaxed);
         self.topic.light();
         // Relaxed: ordered after the hold store by the light/heavy barrier pair (tag HOLD).
-        self.slot_word(S_FLAGS).load(Ordering::Relaxed) & FLAG_DEMOTE != 0
+        line[S_FLAGS / 8].load(Ordering::Relaxed) & FLAG_DEMOTE != 0
     }
 
     /// Takes a demotion the daemon requested: from now on we read lossy, our cursor stops gating, and we
@@ -408,8 +416,9 @@ impl Subscriber {
     /// Stores the received counters for statistics readers.
     pub(super) fn store_received(&self) {
         // Relaxed: statistics, single writer.
-        self.slot_word(S_RECEIVED).store(self.received, Ordering::Relaxed);
-        self.slot_word(S_BYTES).store(self.bytes, Ordering::Relaxed);
+        let line = self.slot_line();
+        line[S_RECEIVED / 8].store(self.received, Ordering::Relaxed);
+        line[S_BYTES / 8].store(self.bytes, Ordering::Relaxed);
     }
 
     /// Where this subscriber's private copy buffer lies (start address and length): payloads handed out as copies
