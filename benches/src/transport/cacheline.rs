@@ -2,8 +2,8 @@
 //!
 //! The word holds a round counter times two plus the side that wrote it last (1: the harness, 0: the peer).
 //! The harness writes `2r + 1`, the peer waits for that odd value and writes `2r + 2`; the harness waits for it.
-//! No payload crosses (latency only): the harness side hands the message it sent back as the echo once the
-//! peer's answer to that round arrived, so the figure is the same at every size. The word is in a file in
+//! No payload crosses (latency only): the harness side hands the sequence stamp of the message it sent back as
+//! the echo once the peer's answer to that round arrived (no copy of the payload is timed), so the figure is the same at every size. The word is in a file in
 //! `/dev/shm` (mode 0600, a name unique to the run), on its own cache line, reached through an atomic only.
 
 use super::{Duplex, Params, Setup};
@@ -27,7 +27,8 @@ struct Line {
     harness: bool,
     /// The harness: the answer it waits for (twice the round). The peer: the last odd value it answered.
     last: u64,
-    sent: Vec<u8>,
+    /// The harness: the first bytes (the sequence stamp) of the message it sent, and its length.
+    sent: ([u8; 8], usize),
     size: usize,
     /// The file to unlink on drop (the harness side only).
     owned: Option<PathBuf>,
@@ -54,8 +55,7 @@ impl Duplex for Line {
         if self.harness {
             // Round r is written as 2r - 1 (odd), answered as 2r.
             self.last += 2;
-            self.sent.clear();
-            self.sent.extend_from_slice(msg);
+            self.sent = stamp_of(msg);
             // Release: pairs with the peer's Acquire load (nothing else to publish, but keeps the order).
             self.word().store(self.last - 1, Ordering::Release);
         } else {
@@ -70,9 +70,7 @@ impl Duplex for Line {
             while self.word().load(Ordering::Acquire) != want {
                 std::hint::spin_loop();
             }
-            let n = self.sent.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.sent[..n]);
-            Ok(n)
+            Ok(echo(self.sent, buf))
         } else {
             loop {
                 let w = self.word().load(Ordering::Acquire);
@@ -84,6 +82,22 @@ impl Duplex for Line {
             }
         }
     }
+}
+
+/// The sequence stamp of `msg` (its first 8 bytes, as many as it has) and its length: all of a message the
+/// floors keep, so that no copy of the payload is timed.
+pub(super) fn stamp_of(msg: &[u8]) -> ([u8; 8], usize) {
+    let mut s = [0; 8];
+    let n = msg.len().min(8);
+    s[..n].copy_from_slice(&msg[..n]);
+    (s, msg.len())
+}
+
+/// Writes the kept stamp back into `buf` as the echo; returns the message's length (at most `buf`'s).
+pub(super) fn echo((stamp, len): ([u8; 8], usize), buf: &mut [u8]) -> usize {
+    let n = buf.len().min(8);
+    buf[..n].copy_from_slice(&stamp[..n]);
+    len.min(buf.len())
 }
 
 fn line(path: PathBuf, size: usize, create: bool) -> io::Result<Line> {
@@ -103,7 +117,7 @@ fn line(path: PathBuf, size: usize, create: bool) -> io::Result<Line> {
     // The word starts at 0: round 0 answered, nothing to answer yet.
     let last = 0;
     let owned = create.then_some(path);
-    Ok(Line { _map: map, word, harness: create, last, sent: Vec::new(), size, owned })
+    Ok(Line { _map: map, word, harness: create, last, sent: ([0; 8], 0), size, owned })
 }
 
 /// The harness side is ready once the file exists.

@@ -1,10 +1,11 @@
 //! The blocking floor: a pair of POSIX named semaphores (`sem_open`), one per direction, posted and waited on.
 //!
 //! No payload crosses (latency only): a round trip is a post and a wait on each side, the least a sleeping
-//! wake-up costs between two processes. The harness side hands the message it sent back as the echo once the
+//! wake-up costs between two processes. The harness side hands the sequence stamp of the message it sent back as the echo once the
 //! peer's post arrived, so the figure is the same at every size. The harness creates both semaphores (mode
 //! 0600, names unique to the run; they live in `/dev/shm/sem.*`) and unlinks them when it is done.
 
+use super::cacheline::{echo, stamp_of};
 use super::{Duplex, Params, Setup};
 use std::ffi::CString;
 use std::io;
@@ -70,8 +71,8 @@ impl Drop for Sem {
 struct SemLink {
     tx: Sem,
     rx: Sem,
-    /// The harness side: the message to hand back as the echo.
-    sent: Option<Vec<u8>>,
+    /// The harness side: the stamp and length of the message to hand back as the echo.
+    sent: Option<([u8; 8], usize)>,
     size: usize,
     /// Names to unlink on drop (the harness side only).
     owned: Vec<CString>,
@@ -89,20 +90,15 @@ impl Drop for SemLink {
 impl Duplex for SemLink {
     fn send(&mut self, msg: &[u8]) -> io::Result<()> {
         if let Some(sent) = &mut self.sent {
-            sent.clear();
-            sent.extend_from_slice(msg);
+            *sent = stamp_of(msg);
         }
         self.tx.post()
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.rx.wait()?;
-        match &self.sent {
-            Some(sent) => {
-                let n = sent.len().min(buf.len());
-                buf[..n].copy_from_slice(&sent[..n]);
-                Ok(n)
-            }
+        match self.sent {
+            Some(sent) => Ok(echo(sent, buf)),
             None => Ok(self.size.min(buf.len())),
         }
     }
@@ -125,7 +121,7 @@ pub(super) fn prepare(p: &Params) -> io::Result<Box<dyn Setup>> {
     let rx = Sem::open(&up, true);
     owned.push(up);
     match rx {
-        Ok(rx) => Ok(Box::new(SemSetup(SemLink { tx, rx, sent: Some(Vec::new()), size: p.size, owned }))),
+        Ok(rx) => Ok(Box::new(SemSetup(SemLink { tx, rx, sent: Some(([0; 8], 0)), size: p.size, owned }))),
         Err(e) => {
             // SAFETY: a NUL-terminated name; unlinks the first semaphore, which was created above.
             unsafe { libc::sem_unlink(owned[0].as_ptr()) };
