@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long, env = "SHMBUS_BENCH_ROUNDS")]
     pub rounds: Option<u64>,
     /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; multi-process: 256 MiB worth,
-    /// at most a million, shared by the publishers; --quick: a quarter).
+    /// at most 500000, shared by the publishers; --quick: a quarter).
     #[arg(long, env = "SHMBUS_BENCH_MESSAGES")]
     pub messages: Option<u64>,
     /// Runs of each scenario, each with a fresh peer; the best is kept (lowest p50, highest throughput), since

@@ -31,6 +31,11 @@ pub fn write(dir: &Path, records: &[Record]) -> io::Result<()> {
     Ok(())
 }
 
+/// An axis label without decimals.
+fn whole(v: &f64) -> String {
+    format!("{v:.0}")
+}
+
 /// A range for a log axis that holds `vals` (a decade when they are all equal or missing).
 fn span(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = vals.filter(|v| *v > 0.0).fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
@@ -76,7 +81,7 @@ fn latency(path: &Path, size: usize, rows: &[&Record]) -> Result<()> {
             String::new()
         }
     };
-    chart.configure_mesh().x_labels(17).x_label_formatter(&label).y_desc("ns").draw()?;
+    chart.configure_mesh().x_labels(17).x_label_formatter(&label).y_label_formatter(&whole).y_desc("ns").draw()?;
     for (i, kind) in transports(rows).into_iter().enumerate() {
         let Some(r) = rows.iter().find(|r| r.transport == kind) else { continue };
         let color = Palette99::pick(i).to_rgba();
@@ -102,7 +107,13 @@ fn throughput(path: &Path, rows: &[&Record]) -> Result<()> {
         .x_label_area_size(40)
         .y_label_area_size(80)
         .build_cartesian_2d((smin..smax).log_scale(), (lo..hi).log_scale())?;
-    chart.configure_mesh().x_desc("message size, bytes").y_desc("MB/s").draw()?;
+    chart
+        .configure_mesh()
+        .x_label_formatter(&whole)
+        .y_label_formatter(&whole)
+        .x_desc("message size, bytes")
+        .y_desc("MB/s")
+        .draw()?;
     for (i, kind) in transports(rows).into_iter().enumerate() {
         let mut pts: Vec<(f64, f64)> = rows
             .iter()

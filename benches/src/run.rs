@@ -54,7 +54,7 @@ fn counts(args: &RunArgs, mode: Mode, size: usize, publishers: u32) -> Counts {
             Counts { count: count.max(1), warmup: 0 }
         }
         _ => {
-            let total = args.messages.unwrap_or(((256u64 << 20) / size).min(1_000_000) / div);
+            let total = args.messages.unwrap_or(((256u64 << 20) / size).min(500_000) / div);
             Counts { count: (total / u64::from(publishers.max(1))).max(1), warmup: 0 }
         }
     }
