@@ -108,7 +108,7 @@ fn every_transport_and_scenario_produces_numbers() {
     assert_eq!(with("latency-busy"), 3 + iceoryx2, "{records:#?}");
     assert_eq!(with("latency-blocking"), 5, "{records:#?}");
     // Throughput: memcpy, shm-ring, pipe, uds, mq, both shmbus (+ iceoryx2).
-    assert_eq!(with("throughput"), 6 + iceoryx2 + 1);
+    assert_eq!(with("throughput"), 7 + iceoryx2);
     // Multi-process, both shmbus transports: fan-in 2→1 and 4→1, fan-out, group, lossy.
     assert_eq!(with("fan-in"), 4);
     assert_eq!(with("fan-out"), 2);

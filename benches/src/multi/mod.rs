@@ -249,3 +249,18 @@ fn expect(p: &mut Peer, what: &str) -> io::Result<()> {
 fn finish(peers: &mut [Peer]) -> io::Result<Vec<Done>> {
     peers.iter_mut().map(|p| p.line().and_then(|l| Done::parse(&l))).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Done;
+
+    #[test]
+    fn done_lines_round_trip_and_bad_ones_are_errors() {
+        let d = Done { received: 7, lapped: 3, demoted: true, end_ns: 42, peak_rss: 4096 };
+        let back = Done::parse(&d.line()).expect("parse");
+        assert_eq!((back.received, back.lapped, back.demoted, back.end_ns, back.peak_rss), (7, 3, true, 42, 4096));
+        for bad in ["", "ready", "done 1 2 3", "done a b c d e", "over 1 2 0 4 5"] {
+            assert!(Done::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -196,3 +196,17 @@ pub(super) fn prepare(p: &Params) -> io::Result<Box<dyn Setup>> {
 pub(super) fn open_peer(p: &Params) -> io::Result<Box<dyn Duplex>> {
     Ok(Box::new(link(path(p), p.size, false)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{ring_bytes, slots, SLOTS};
+
+    #[test]
+    fn large_messages_get_fewer_slots_not_a_huge_file() {
+        assert_eq!(slots(64), SLOTS);
+        assert_eq!(slots(1 << 20), 8);
+        assert_eq!(slots(1 << 30), 2);
+        assert!(ring_bytes(1 << 20) <= 17 << 20);
+        assert!(slots(65536).is_power_of_two());
+    }
+}
