@@ -21,22 +21,26 @@ pub struct Cli {
 /// Options of a benchmark run.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// A quarter of the messages of a full run (for a quick look; the numbers are noisier).
+    /// A quarter of the messages of a full run, and fewer sizes (for a quick look; the numbers are noisier).
     #[arg(long, env = "SHMBUS_BENCH_QUICK")]
     pub quick: bool,
-    /// Message sizes in bytes, comma separated.
-    #[arg(long, env = "SHMBUS_BENCH_SIZES", value_delimiter = ',', default_values_t = [64, 4096])]
+    /// Message sizes in bytes for every scenario, comma separated (default: latency 64,1024,65536,1048576;
+    /// throughput 8,64,1024,4096,65536; multi-process 64,4096; --quick: latency 64,65536,1048576, throughput
+    /// 64,4096,65536, multi-process 64).
+    #[arg(long, env = "SHMBUS_BENCH_SIZES", value_delimiter = ',')]
     pub sizes: Vec<usize>,
     /// Transports to measure, comma separated (default: all).
     #[arg(long, env = "SHMBUS_BENCH_TRANSPORTS", value_delimiter = ',', value_enum)]
     pub transports: Vec<Kind>,
-    /// Scenarios to run, comma separated (default: both).
+    /// Scenarios to run, comma separated (default: all).
     #[arg(long, env = "SHMBUS_BENCH_SCENARIOS", value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Mode>,
-    /// Round trips recorded per latency scenario (default 100000; --quick 25000), after a tenth as many unrecorded.
+    /// Round trips recorded per latency scenario (default 100000, fewer above 16 KiB: 4 GiB worth at least 1000;
+    /// --quick a quarter), after a tenth as many unrecorded.
     #[arg(long, env = "SHMBUS_BENCH_ROUNDS")]
     pub rounds: Option<u64>,
-    /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; --quick: a quarter).
+    /// Messages per throughput scenario (default: 512 MiB worth, at most 2 million; multi-process: 256 MiB worth,
+    /// at most 500000, shared by the publishers; --quick: a quarter).
     #[arg(long, env = "SHMBUS_BENCH_MESSAGES")]
     pub messages: Option<u64>,
     /// Runs of each scenario, each with a fresh peer; the best is kept (lowest p50, highest throughput), since
@@ -52,6 +56,10 @@ pub struct RunArgs {
     /// Write one CSV line per scenario to this file.
     #[arg(long, env = "SHMBUS_BENCH_CSV")]
     pub csv: Option<PathBuf>,
+    /// Write SVG plots to this directory (created if missing): latency percentiles per size, throughput
+    /// against message size.
+    #[arg(long, env = "SHMBUS_BENCH_PLOTS")]
+    pub plots: Option<PathBuf>,
 }
 
 /// Subcommands the harness uses itself.

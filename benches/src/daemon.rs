@@ -1,6 +1,8 @@
 //! A private `shmbusd` for the shmbus transports: its own socket, shm prefix and topics, `--cleanup-on-exit`,
 //! stopped and swept on drop (as `tests/src/daemon.rs` does for the integration tests).
 
+use crate::measure::Mode;
+use crate::multi::MAX_PEERS;
 use crate::transport::shmbus_topics;
 use std::fmt::Write as _;
 use std::io;
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 
 /// Messages in flight on each benchmark topic.
 const CAPACITY: usize = 256;
+/// Payload bytes in flight on a topic at most (unless a few messages of its size need more): 1 MiB messages
+/// get 32 MiB, not 256 MiB.
+const BUDGET_CAP: usize = 32 << 20;
 
 /// A daemon started by the harness.
 pub struct PrivateBus {
@@ -32,33 +37,45 @@ fn binary() -> io::Result<PathBuf> {
     }
 }
 
-/// The daemon's configuration: two single-publisher topics per message size.
-fn config(sizes: &[usize]) -> String {
+/// One `[[topic]]` table for messages of up to `size` bytes and `publishers` publishers.
+fn topic(s: &mut String, name: &str, size: usize, publishers: u32, subscribers: u32) {
+    let budget = (CAPACITY * size.max(64)).clamp(1 << 16, BUDGET_CAP).max(4 * size * publishers as usize);
+    let _ = write!(
+        s,
+        "\n[[topic]]\nname = \"{name}\"\ncapacity = {CAPACITY}\nmax_message = {size}\n\
+         payload_budget = {budget}\nmax_publishers = {publishers}\nmax_subscribers = {subscribers}\nmax_groups = 1\n"
+    );
+}
+
+/// The daemon's configuration: two single-publisher topics per size of `pairs` (latency and throughput), and one
+/// topic per multi-process scenario for each size of `multi` (up to [`MAX_PEERS`] publishers and subscribers).
+fn config(pairs: &[usize], multi: &[usize]) -> String {
     let mut s = String::from("[daemon]\nauto_create = false\n");
-    for &size in sizes {
+    for &size in pairs {
         let (down, up) = shmbus_topics(size);
         for name in [down, up] {
-            let budget = (CAPACITY * size.max(64)).max(1 << 16);
-            let _ = write!(
-                s,
-                "\n[[topic]]\nname = \"{name}\"\ncapacity = {CAPACITY}\nmax_message = {size}\n\
-                 payload_budget = {budget}\nmax_publishers = 1\nmax_subscribers = 2\n"
-            );
+            topic(&mut s, &name, size, 1, 2);
+        }
+    }
+    for &size in multi {
+        for mode in Mode::all().into_iter().filter(|m| m.is_multi()) {
+            topic(&mut s, &crate::multi::topic(mode, size), size, MAX_PEERS, MAX_PEERS);
         }
     }
     s
 }
 
 impl PrivateBus {
-    /// Starts a daemon with topics for `sizes` under a prefix unique to this process, and waits for its socket.
-    pub fn start(sizes: &[usize]) -> io::Result<PrivateBus> {
+    /// Starts a daemon with topics for `pairs` (two-process scenarios) and `multi` (multi-process scenarios)
+    /// under a prefix unique to this process, and waits for its socket.
+    pub fn start(pairs: &[usize], multi: &[usize]) -> io::Result<PrivateBus> {
         let prefix = format!("shbench{}", std::process::id());
         let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         let conf = dir.join("shmbus.toml");
-        std::fs::write(&conf, config(sizes))?;
+        std::fs::write(&conf, config(pairs, multi))?;
         let socket = dir.join("control.sock");
         let log = std::fs::File::create(dir.join("shmbusd.log"))?;
         let child = Command::new(binary()?)
@@ -84,6 +101,11 @@ impl PrivateBus {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(bus)
+    }
+
+    /// Bytes that topic `topic`'s objects (data and readers) occupy in `/dev/shm`.
+    pub fn topic_bytes(&self, topic: &str) -> io::Result<u64> {
+        crate::memory::shm_bytes(&format!("{}.{topic}", self.prefix))
     }
 
     /// The daemon's process id (for the watchdog).

@@ -3,20 +3,25 @@
 //!
 //! # What is measured
 //!
-//! For each message size (64 B and 4 KiB by default) and each transport, in a fresh pair of processes (the
-//! harness and a peer it starts from its own binary, pinned to CPU 0 and CPU 1 when there are two):
+//! For each message size and each transport, in fresh processes (the harness and peers it starts from its own
+//! binary; the harness pinned to CPU 0 and its peers to CPU 1 when there are two):
 //!
-//! * **latency**: ping-pong, one-way = RTT/2, percentiles from an hdrhistogram (p50, p99, p99.9, max);
-//! * **throughput**: one way, back to back, messages/s and MB/s.
+//! * **latency**: ping-pong, one-way = RTT/2, percentiles from an hdrhistogram (p50, p99, p99.9, max), at 64 B,
+//!   1 KiB, 64 KiB and 1 MiB by default;
+//! * **throughput**: one way, back to back, messages/s and MB/s, from 8 B to 64 KiB;
+//! * **multi-process** (shmbus only, [`multi`]): fan-in 2→1 and 4→1, fan-out 1→3, a consumer group of 2, and a
+//!   lossy subscriber.
 //!
-//! The transports ([`transport::Kind`]): a minimal framed SPSC ring over shared memory (the floor), pipes, a Unix
-//! stream socket and POSIX message queues (the baselines), and shmbus through `bus-client` with a private
-//! `shmbusd` (`bench-shmbusd`, built next to the harness), busy-polling and blocking. Every message is written
-//! in full and read in full on each side. The table gives each result as a ratio to the best baseline of the
-//! same run, because only ratios compare across runs on a shared machine.
+//! The transports ([`transport::Kind`]): the floors (a cache line bounced between two processes, a pair of
+//! named semaphores, memcpy in one process), a minimal framed SPSC ring over shared memory, pipes, a Unix stream
+//! socket and POSIX message queues (the baselines), and shmbus through `bus-client` with a private `shmbusd`
+//! (`bench-shmbusd`, built next to the harness), busy-polling and blocking. Every message is written in full
+//! and read in full on each side. The table gives each result as a ratio to the best baseline and to the floor
+//! of the same run, because only ratios compare across runs on a shared machine. Each record also has the
+//! scenario's shared-memory footprint and the processes' peak resident sets ([`memory`]).
 //!
 //! ```text
-//! cargo run --release -p shmbus-bench -- --quick --json bench.json
+//! cargo run --release -p shmbus-bench -- --quick --json bench.json --plots plots/
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -25,8 +30,12 @@
 pub mod cli;
 pub mod daemon;
 pub mod measure;
+pub mod memory;
+pub mod multi;
 pub mod peer;
 pub mod pin;
+pub mod plots;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod run;
@@ -59,7 +68,8 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         .json
         .as_ref()
         .map_or(Ok(()), |p| record::write_json(p, &machine, &records))
-        .and_then(|()| a.csv.as_ref().map_or(Ok(()), |p| record::write_csv(p, &records)));
+        .and_then(|()| a.csv.as_ref().map_or(Ok(()), |p| record::write_csv(p, &records)))
+        .and_then(|()| a.plots.as_ref().map_or(Ok(()), |d| plots::write(d, &records)));
     if let Err(e) = written {
         eprintln!("shmbus-bench: writing the results: {e}");
         return ExitCode::from(1);

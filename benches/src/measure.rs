@@ -15,14 +15,46 @@ use hdrhistogram::Histogram;
 use std::io;
 use std::time::{Duration, Instant};
 
-/// What one side does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+/// A scenario (what each side does); the multi-process ones are in [`crate::multi`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Ping-pong, one-way latency.
     Latency,
     /// One-way stream, messages per second.
     Throughput,
+    /// Several publisher processes (2, then 4) on one topic, one subscriber: aggregate messages per second.
+    FanIn,
+    /// One publisher, three lossless subscriber processes: messages per second at the slowest.
+    FanOut,
+    /// One publisher, a consumer group of two member processes: messages per second through the group.
+    Group,
+    /// One publisher, one lossy subscriber process: published per second, delivered and lapped counts.
+    Lossy,
+}
+
+impl Mode {
+    /// Every scenario, in the order of a run.
+    pub fn all() -> Vec<Mode> {
+        vec![Mode::Latency, Mode::Throughput, Mode::FanIn, Mode::FanOut, Mode::Group, Mode::Lossy]
+    }
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Latency => "latency",
+            Mode::Throughput => "throughput",
+            Mode::FanIn => "fan-in",
+            Mode::FanOut => "fan-out",
+            Mode::Group => "group",
+            Mode::Lossy => "lossy",
+        }
+    }
+
+    /// Whether this scenario runs between more than two processes (shmbus only).
+    pub fn is_multi(self) -> bool {
+        !matches!(self, Mode::Latency | Mode::Throughput)
+    }
 }
 
 /// How many messages a scenario moves.
@@ -35,7 +67,7 @@ pub struct Counts {
 }
 
 /// Writes the sequence number `i` into the first bytes of `buf` (as many as fit).
-fn stamp(buf: &mut [u8], i: u64) {
+pub fn stamp(buf: &mut [u8], i: u64) {
     let n = buf.len().min(8);
     buf[..n].copy_from_slice(&i.to_le_bytes()[..n]);
 }
@@ -106,7 +138,7 @@ pub fn serve(link: &mut dyn Duplex, mode: Mode, size: usize, c: Counts) -> io::R
                 link.send(&buf[..n])?;
             }
         }
-        Mode::Throughput => {
+        Mode::Throughput | Mode::FanIn | Mode::FanOut | Mode::Group | Mode::Lossy => {
             for i in 0..c.count {
                 let n = link.recv(&mut buf)?;
                 if n != size || !stamped(&buf, i) {

@@ -1,4 +1,8 @@
 //! One result per scenario, and its JSON and CSV forms.
+//!
+//! `scenario` is one of `latency-busy` and `latency-blocking` (ping-pong; by whether the transport's receiver
+//! busy-polls or sleeps), `throughput` (1→1, one way), `fan-in` (N→1), `fan-out` (1→3), `group` (1→a consumer
+//! group of 2) and `lossy` (1→1 lossy subscriber); `publishers` and `subscribers` count processes.
 
 use crate::measure::Mode;
 use crate::transport::Kind;
@@ -6,22 +10,28 @@ use serde::Serialize;
 use std::io::{self, Write};
 use std::path::Path;
 
-/// The outcome of one scenario (one transport, one mode, one size).
+/// The outcome of one scenario (one transport, one scenario, one size).
 #[derive(Clone, Debug, Serialize)]
 pub struct Record {
-    /// Transport name (`shm-ring`, `pipe`, `uds`, `mq`, `shmbus-busy`, `shmbus-blocking`, `iceoryx2`).
+    /// Transport name (`cache-line`, `sem`, `memcpy`, `shm-ring`, `pipe`, `uds`, `mq`, `shmbus-busy`,
+    /// `shmbus-blocking`, `iceoryx2`).
     pub transport: Kind,
-    /// Whether the transport is a baseline (ratios are taken against the best baseline).
+    /// Whether the transport is a payload-carrying baseline (the `×` ratios are taken against the best one).
     pub baseline: bool,
-    /// `latency` or `throughput`.
-    pub scenario: Mode,
+    /// Whether the transport is a floor (cache-line, sem, memcpy: no message crosses between processes).
+    pub floor: bool,
+    /// The scenario's name (see the module docs).
+    pub scenario: String,
+    /// The scenario as the command line names it.
+    #[serde(skip)]
+    pub mode: Mode,
     /// Message size in bytes.
     pub size: usize,
-    /// Sending processes (1).
+    /// Sending processes.
     pub publishers: u32,
-    /// Receiving processes (1).
+    /// Receiving processes.
     pub subscribers: u32,
-    /// Round trips recorded (latency) or messages sent (throughput).
+    /// Round trips recorded (latency) or messages sent by each publisher (the other scenarios).
     pub messages: u64,
     /// Runs of the scenario; the record is the best of them.
     pub runs: u32,
@@ -33,24 +43,50 @@ pub struct Record {
     pub p999_ns: Option<u64>,
     /// Largest sample.
     pub max_ns: Option<u64>,
-    /// Messages per second (throughput only).
+    /// Messages per second (not latency): aggregate for fan-in, at the slowest subscriber for fan-out, through
+    /// the group for group, published for lossy.
     pub msgs_per_sec: Option<f64>,
-    /// Payload megabytes (10^6 bytes) per second (throughput only).
+    /// Payload megabytes (10^6 bytes) per second, from `msgs_per_sec`.
     pub mb_per_sec: Option<f64>,
+    /// Messages the subscribers received (multi-process scenarios).
+    pub delivered: Option<u64>,
+    /// Messages the lossy subscriber was told it missed (lossy only).
+    pub lapped: Option<u64>,
+    /// Bytes the scenario's objects in /dev/shm occupy (`st_blocks * 512`; for shmbus its topics' data and
+    /// readers objects); none for transports without any (pipes, sockets, message queues, memcpy).
+    pub shm_bytes: Option<u64>,
+    /// The harness's peak resident set during the scenario (`VmHWM`, reset before it), in bytes.
+    pub harness_peak_rss: Option<u64>,
+    /// The peer's peak resident set (the largest of the peers), in bytes.
+    pub peer_peak_rss: Option<u64>,
+    /// Which CPUs the processes were pinned to.
+    pub pinning: String,
     /// Why the scenario has no numbers, if it failed.
     pub error: Option<String>,
 }
 
+/// The `scenario` name of `mode` for transport `kind`.
+pub fn scenario_name(kind: Kind, mode: Mode) -> String {
+    match mode {
+        Mode::Latency if kind.is_blocking() => "latency-blocking".into(),
+        Mode::Latency => "latency-busy".into(),
+        m => m.name().into(),
+    }
+}
+
 impl Record {
-    /// A record of `kind` for `mode` and `size` with no numbers yet.
-    pub fn new(kind: Kind, mode: Mode, size: usize, messages: u64) -> Record {
+    /// A record of `kind` for `mode` and `size` with no numbers yet, between `publishers` and `subscribers`
+    /// processes.
+    pub fn new(kind: Kind, mode: Mode, size: usize, messages: u64, publishers: u32, subscribers: u32) -> Record {
         Record {
             transport: kind,
             baseline: kind.is_baseline(),
-            scenario: mode,
+            floor: kind.is_floor(),
+            scenario: scenario_name(kind, mode),
+            mode,
             size,
-            publishers: 1,
-            subscribers: 1,
+            publishers,
+            subscribers,
             messages,
             runs: 1,
             p50_ns: None,
@@ -59,6 +95,12 @@ impl Record {
             max_ns: None,
             msgs_per_sec: None,
             mb_per_sec: None,
+            delivered: None,
+            lapped: None,
+            shm_bytes: None,
+            harness_peak_rss: None,
+            peer_peak_rss: None,
+            pinning: String::new(),
             error: None,
         }
     }
@@ -71,7 +113,7 @@ pub struct Machine {
     pub unix_time: u64,
     /// CPUs available to the harness.
     pub cpus: usize,
-    /// Whether the harness ran on CPU 0 and its peer on CPU 1.
+    /// Whether the harness ran on CPU 0 and its peers on CPU 1.
     pub pinned: bool,
     /// Runs of each scenario (the best is kept).
     pub repeat: u32,
@@ -88,36 +130,43 @@ pub fn write_json(path: &Path, machine: &Machine, records: &[Record]) -> io::Res
     std::fs::write(path, text + "\n")
 }
 
+/// The CSV header (the JSON fields in the same order).
+const HEADER: &str = "transport,baseline,floor,scenario,size,publishers,subscribers,messages,runs,p50_ns,p99_ns,\
+p999_ns,max_ns,msgs_per_sec,mb_per_sec,delivered,lapped,shm_bytes,harness_peak_rss,peer_peak_rss,pinning,error";
+
 /// Writes a header and one line per record to `path`.
 pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
     let mut f = io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(f, "transport,baseline,scenario,size,publishers,subscribers,messages,runs,p50_ns,p99_ns,p999_ns,max_ns,msgs_per_sec,mb_per_sec,error")?;
+    writeln!(f, "{HEADER}")?;
     let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
     let optf = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
+    let text = |s: &str| s.replace([',', '\n'], ";");
     for r in records {
-        let mode = match r.scenario {
-            Mode::Latency => "latency",
-            Mode::Throughput => "throughput",
-        };
-        writeln!(
-            f,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.transport.name(),
-            r.baseline,
-            mode,
-            r.size,
-            r.publishers,
-            r.subscribers,
-            r.messages,
-            r.runs,
+        let fields = [
+            r.transport.name().to_string(),
+            r.baseline.to_string(),
+            r.floor.to_string(),
+            r.scenario.clone(),
+            r.size.to_string(),
+            r.publishers.to_string(),
+            r.subscribers.to_string(),
+            r.messages.to_string(),
+            r.runs.to_string(),
             opt(r.p50_ns),
             opt(r.p99_ns),
             opt(r.p999_ns),
             opt(r.max_ns),
             optf(r.msgs_per_sec),
             optf(r.mb_per_sec),
-            r.error.as_deref().unwrap_or("").replace([',', '\n'], ";"),
-        )?;
+            opt(r.delivered),
+            opt(r.lapped),
+            opt(r.shm_bytes),
+            opt(r.harness_peak_rss),
+            opt(r.peer_peak_rss),
+            text(&r.pinning),
+            text(r.error.as_deref().unwrap_or("")),
+        ];
+        writeln!(f, "{}", fields.join(","))?;
     }
     f.flush()
 }

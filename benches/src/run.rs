@@ -1,8 +1,9 @@
-//! A benchmark run: every size, scenario and transport in turn, each between the harness and a fresh peer
-//! process, and the records of all of them.
+//! A benchmark run: every size, scenario and transport in turn, each between the harness and fresh peer
+//! processes, and the records of all of them.
 
 use crate::cli::RunArgs;
 use crate::measure::{self, Counts, Mode};
+use crate::progress::Progress;
 use crate::record::{Machine, Record};
 use crate::transport::{self, Kind, Params, PrivateBus};
 use crate::watchdog::Watchdog;
@@ -13,60 +14,145 @@ use std::time::{Duration, SystemTime};
 
 /// The longest a single scenario may take before the watchdog stops the run.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+/// Default latency sizes.
+const LATENCY_SIZES: [usize; 4] = [64, 1024, 65536, 1 << 20];
+/// Default throughput sizes.
+const THROUGHPUT_SIZES: [usize; 5] = [8, 64, 1024, 4096, 65536];
+/// Default multi-process sizes.
+const MULTI_SIZES: [usize; 2] = [64, 4096];
+/// Publisher processes of the fan-in scenarios.
+const FAN_IN: [u32; 2] = [2, 4];
 
 static SCENARIO: AtomicU64 = AtomicU64::new(0);
 
-/// How many messages each scenario moves, from the options.
-fn counts(args: &RunArgs, mode: Mode, size: usize) -> Counts {
+/// The message sizes of `mode` (from `--sizes`, else the defaults).
+pub fn sizes(args: &RunArgs, mode: Mode) -> Vec<usize> {
+    if !args.sizes.is_empty() {
+        return args.sizes.clone();
+    }
+    match (mode, args.quick) {
+        (Mode::Latency, false) => LATENCY_SIZES.to_vec(),
+        (Mode::Latency, true) => vec![64, 65536, 1 << 20],
+        (Mode::Throughput, false) => THROUGHPUT_SIZES.to_vec(),
+        (Mode::Throughput, true) => vec![64, 4096, 65536],
+        (_, false) => MULTI_SIZES.to_vec(),
+        (_, true) => vec![64],
+    }
+}
+
+/// How many messages each scenario moves (per publisher), from the options.
+fn counts(args: &RunArgs, mode: Mode, size: usize, publishers: u32) -> Counts {
     let div = if args.quick { 4 } else { 1 };
+    let size = size.max(1) as u64;
     match mode {
         Mode::Latency => {
-            let count = args.rounds.unwrap_or(100_000 / div);
+            let count = args.rounds.unwrap_or((100_000u64.min((4u64 << 30) / (2 * size)).max(1000)) / div).max(1);
             Counts { count, warmup: count / 10 }
         }
         Mode::Throughput => {
-            let count = args.messages.unwrap_or(((512u64 << 20) / size.max(1) as u64).min(2_000_000) / div);
+            let count = args.messages.unwrap_or(((512u64 << 20) / size).min(2_000_000) / div);
             Counts { count: count.max(1), warmup: 0 }
+        }
+        _ => {
+            let total = args.messages.unwrap_or(((256u64 << 20) / size).min(500_000) / div);
+            Counts { count: (total / u64::from(publishers.max(1))).max(1), warmup: 0 }
         }
     }
 }
 
-/// Runs everything the options ask for; prints progress to stderr.
-pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
+/// One scenario to run.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    kind: Kind,
+    mode: Mode,
+    size: usize,
+    /// Publishers of a fan-in (1 otherwise).
+    fan_in: u32,
+}
+
+impl Job {
+    fn describe(&self) -> String {
+        let (p, s) = crate::multi::shape(self.mode, self.fan_in);
+        let shape = if self.mode.is_multi() { format!(" {p}→{s}") } else { String::new() };
+        format!("{} {}{shape} {} B", self.kind.name(), self.mode.name(), self.size)
+    }
+}
+
+/// Every scenario the options ask for, in order: by scenario, then size, then transport.
+fn plan(args: &RunArgs) -> Vec<Job> {
     let kinds: Vec<Kind> = if args.transports.is_empty() { Kind::all() } else { args.transports.clone() };
-    let modes = if args.scenarios.is_empty() { vec![Mode::Latency, Mode::Throughput] } else { args.scenarios.clone() };
-    let needs_bus = kinds.iter().any(|k| k.needs_daemon());
-    // Started before pinning, so the daemon keeps every CPU.
-    let bus = if needs_bus { Some(PrivateBus::start(&args.sizes)?) } else { None };
-    let cpus = crate::pin::available();
-    let pinned = !args.no_pin && cpus >= 2 && crate::pin::pin(0);
-    let mut records = Vec::new();
-    for &size in &args.sizes {
-        for &mode in &modes {
-            for &kind in &kinds {
-                let c = counts(args, mode, size);
-                eprintln!("shmbus-bench: {} {mode:?} {size} B ({} messages)", kind.name(), c.count);
-                let mut best: Option<Record> = None;
-                for _ in 0..args.repeat.max(1) {
-                    let mut r = Record::new(kind, mode, size, c.count);
-                    if let Err(e) = scenario(kind, mode, size, c, bus.as_ref(), pinned, &mut r) {
-                        eprintln!("shmbus-bench: {} {mode:?} {size} B failed: {e}", kind.name());
-                        r.error = Some(e.to_string());
-                        best = Some(r);
-                        break;
-                    }
-                    if best.as_ref().is_none_or(|b| better(&r, b)) {
-                        best = Some(r);
-                    }
-                }
-                let mut r = best.expect("at least one run");
-                r.runs = args.repeat.max(1);
-                records.push(r);
+    let modes = if args.scenarios.is_empty() { Mode::all() } else { args.scenarios.clone() };
+    let mut jobs = Vec::new();
+    for &mode in &modes {
+        for size in sizes(args, mode) {
+            for &kind in kinds.iter().filter(|k| k.supports(mode, size)) {
+                let fan_ins: &[u32] = if mode == Mode::FanIn { &FAN_IN } else { &[1] };
+                jobs.extend(fan_ins.iter().map(|&fan_in| Job { kind, mode, size, fan_in }));
             }
         }
     }
+    jobs
+}
+
+/// Runs everything the options ask for; shows progress on stderr.
+pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
+    let jobs = plan(args);
+    let needs_bus = jobs.iter().any(|j| j.kind.needs_daemon());
+    let mut pairs: Vec<usize> = [Mode::Latency, Mode::Throughput].iter().flat_map(|&m| sizes(args, m)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    // Started before pinning, so the daemon keeps every CPU.
+    let bus = if needs_bus { Some(PrivateBus::start(&pairs, &sizes(args, Mode::FanIn))?) } else { None };
+    let cpus = crate::pin::available();
+    let pinned = !args.no_pin && cpus >= 2 && crate::pin::pin(0);
+    let repeat = args.repeat.max(1);
+    let progress = Progress::new(jobs.len() as u64 * u64::from(repeat));
+    let mut records = Vec::new();
+    for job in jobs {
+        let (publishers, subscribers) = crate::multi::shape(job.mode, job.fan_in);
+        let c = counts(args, job.mode, job.size, publishers);
+        let mut best: Option<Record> = None;
+        for i in 0..repeat {
+            progress.start(format!("{} ({} messages, run {}/{repeat})", job.describe(), c.count, i + 1));
+            let mut r = Record::new(job.kind, job.mode, job.size, c.count, publishers, subscribers);
+            r.pinning = pinning(&job, pinned);
+            crate::memory::reset_peak_rss();
+            let outcome = scenario(&job, c, bus.as_ref(), pinned, &mut r);
+            r.harness_peak_rss = crate::memory::peak_rss();
+            progress.step();
+            if let Err(e) = outcome {
+                progress.note(&format!("shmbus-bench: {} failed: {e}", job.describe()));
+                r.error = Some(e.to_string());
+                best = Some(r);
+                progress.inc_skipped(u64::from(repeat - 1 - i));
+                break;
+            }
+            if best.as_ref().is_none_or(|b| better(&r, b)) {
+                best = Some(r);
+            }
+        }
+        if let Some(mut r) = best {
+            r.runs = repeat;
+            records.push(r);
+        }
+    }
+    progress.finish();
     let unix_time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Ok((Machine { unix_time, cpus, pinned, repeat: args.repeat.max(1) }, records))
+    Ok((Machine { unix_time, cpus, pinned, repeat }, records))
+}
+
+/// The pinning of `job`'s processes, in words.
+fn pinning(job: &Job, pinned: bool) -> String {
+    let (p, s) = crate::multi::shape(job.mode, job.fan_in);
+    match (pinned, job.kind, job.mode.is_multi()) {
+        (false, _, _) => "none".into(),
+        (true, Kind::Memcpy, _) => "harness on CPU 0 (one process)".into(),
+        (true, _, false) => "harness on CPU 0, peer on CPU 1".into(),
+        (true, _, true) => match if job.mode == Mode::FanIn { p } else { s } {
+            1 => "harness on CPU 0, peer on CPU 1".into(),
+            n => format!("harness on CPU 0, {n} peers share CPU 1"),
+        },
+    }
 }
 
 /// Whether run `a` beats run `b` of the same scenario: a lower p50, or a higher throughput.
@@ -77,25 +163,52 @@ fn better(a: &Record, b: &Record) -> bool {
     }
 }
 
-/// One scenario: prepares the link, starts the peer, measures, and fills `r`.
-fn scenario(
-    kind: Kind,
-    mode: Mode,
-    size: usize,
-    c: Counts,
-    bus: Option<&PrivateBus>,
-    pinned: bool,
-    r: &mut Record,
-) -> io::Result<()> {
+/// Fills in the rates of a stream of `rate` messages per second of `size` bytes.
+fn rates(r: &mut Record, rate: f64, size: usize) {
+    r.msgs_per_sec = Some(rate);
+    r.mb_per_sec = Some(rate * size as f64 / 1e6);
+}
+
+/// One scenario: prepares the link, starts the peers, measures, and fills `r`.
+fn scenario(job: &Job, c: Counts, bus: Option<&PrivateBus>, pinned: bool, r: &mut Record) -> io::Result<()> {
+    if job.kind == Kind::Memcpy {
+        let t = transport::memcpy_bandwidth(job.size, c.count).as_secs_f64();
+        rates(r, c.count as f64 / t.max(1e-9), job.size);
+        return Ok(());
+    }
+    if job.mode.is_multi() {
+        let bus = bus.ok_or_else(|| io::Error::other("no private daemon"))?;
+        let plan = crate::multi::Plan {
+            kind: job.kind,
+            mode: job.mode,
+            fan_in: job.fan_in,
+            size: job.size,
+            count: c.count,
+            bus,
+            pinned,
+        };
+        let watchdog = Watchdog::arm(job.describe(), vec![bus.pid()], SCENARIO_LIMIT);
+        let o = crate::multi::run(&plan, &mut |pid| watchdog.watch(pid))?;
+        rates(r, o.msgs_per_sec, job.size);
+        r.delivered = Some(o.delivered);
+        r.lapped = (job.mode == Mode::Lossy).then_some(o.lapped);
+        r.peer_peak_rss = Some(o.peer_peak_rss);
+        r.shm_bytes = bus.topic_bytes(&crate::multi::topic(job.mode, job.size)).ok();
+        return Ok(());
+    }
+    pair(job, c, bus, pinned, r)
+}
+
+/// A two-process scenario (latency or throughput).
+fn pair(job: &Job, c: Counts, bus: Option<&PrivateBus>, pinned: bool, r: &mut Record) -> io::Result<()> {
+    let (kind, mode, size) = (job.kind, job.mode, job.size);
     let n = SCENARIO.fetch_add(1, Ordering::Relaxed);
     let p = Params { size, name: format!("shbench{}-{n}", std::process::id()) };
+    let rss_file = crate::peer::rss_file(&p.name);
     let mut setup = transport::prepare(kind, &p, bus)?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.arg("peer").arg("--transport").arg(kind.name()).arg("--size").arg(size.to_string());
-    cmd.arg("--mode").arg(match mode {
-        Mode::Latency => "latency",
-        Mode::Throughput => "throughput",
-    });
+    cmd.arg("--mode").arg(mode.name());
     cmd.arg("--count").arg(c.count.to_string()).arg("--warmup").arg(c.warmup.to_string()).arg("--name").arg(&p.name);
     if pinned {
         cmd.arg("--cpu").arg("1");
@@ -106,31 +219,48 @@ fn scenario(
     drop(cmd);
     let mut pids = vec![peer.id()];
     pids.extend(bus.map(PrivateBus::pid));
-    let _watchdog = Watchdog::arm(format!("{} {mode:?} {size} B", kind.name()), pids, SCENARIO_LIMIT);
-    let outcome = setup.connect(&mut peer).and_then(|mut link| match mode {
-        Mode::Latency => {
-            let h = measure::latency(&mut *link, size, c)?;
-            r.p50_ns = Some(h.value_at_quantile(0.5));
-            r.p99_ns = Some(h.value_at_quantile(0.99));
-            r.p999_ns = Some(h.value_at_quantile(0.999));
-            r.max_ns = Some(h.max());
-            Ok(())
+    let _watchdog = Watchdog::arm(job.describe(), pids, SCENARIO_LIMIT);
+    let outcome = setup.connect(&mut peer).and_then(|mut link| {
+        match mode {
+            Mode::Latency => {
+                let h = measure::latency(&mut *link, size, c)?;
+                r.p50_ns = Some(h.value_at_quantile(0.5));
+                r.p99_ns = Some(h.value_at_quantile(0.99));
+                r.p999_ns = Some(h.value_at_quantile(0.999));
+                r.max_ns = Some(h.max());
+            }
+            _ => {
+                let t = measure::throughput(&mut *link, size, c)?.as_secs_f64();
+                rates(r, c.count as f64 / t, size);
+            }
         }
-        Mode::Throughput => {
-            let t = measure::throughput(&mut *link, size, c)?.as_secs_f64();
-            let rate = c.count as f64 / t;
-            r.msgs_per_sec = Some(rate);
-            r.mb_per_sec = Some(rate * size as f64 / 1e6);
-            Ok(())
-        }
+        // While the link still exists.
+        r.shm_bytes = footprint(kind, &p, bus);
+        Ok(())
     });
     if outcome.is_err() {
         let _ = peer.kill();
     }
     let status = peer.wait()?;
+    r.peer_peak_rss = std::fs::read_to_string(&rss_file).ok().and_then(|s| s.trim().parse().ok());
+    let _ = std::fs::remove_file(&rss_file);
     outcome?;
     if !status.success() {
         return Err(io::Error::other(format!("the peer exited with {status}")));
     }
     Ok(())
+}
+
+/// Bytes the link's objects occupy in /dev/shm, for the transports that have any there.
+fn footprint(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> Option<u64> {
+    match kind {
+        Kind::ShmRing | Kind::CacheLine => crate::memory::shm_bytes(&p.name).ok(),
+        Kind::Sem => crate::memory::shm_bytes(&format!("sem.{}", p.name)).ok(),
+        Kind::ShmbusBusy | Kind::ShmbusBlocking => {
+            let bus = bus?;
+            let (down, up) = transport::shmbus_topics(p.size);
+            Some(bus.topic_bytes(&down).ok()? + bus.topic_bytes(&up).ok()?)
+        }
+        _ => None,
+    }
 }

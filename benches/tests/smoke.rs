@@ -1,18 +1,85 @@
-//! The harness end to end with tiny counts (under a second): every transport and scenario at 64 B produces a
-//! record with numbers, the table and JSON are written, and nothing is left in /dev/shm. No assertion on speed.
+//! The harness end to end with tiny counts (a few seconds): every transport, baseline and scenario at 64 B
+//! produces a record with numbers and the documented fields, the table, JSON, CSV and SVG plots are written,
+//! and nothing is left in /dev/shm, even when the test fails. No assertion on speed.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Removes what a harness run with process id `pid` may have left (its /dev/shm objects, its files), on drop.
+struct Cleanup {
+    pid: Option<u32>,
+    files: Vec<PathBuf>,
+}
+
+fn leftovers(pid: u32) -> Vec<PathBuf> {
+    let mine = format!("shbench{pid}");
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.split(['.', '-']).any(|part| part == mine)
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            for p in leftovers(pid) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        for f in &self.files {
+            let _ = std::fs::remove_file(f).or_else(|_| std::fs::remove_dir_all(f));
+        }
+    }
+}
+
+const FIELDS: [&str; 17] = [
+    "transport",
+    "scenario",
+    "size",
+    "publishers",
+    "subscribers",
+    "p50_ns",
+    "p99_ns",
+    "p999_ns",
+    "max_ns",
+    "msgs_per_sec",
+    "mb_per_sec",
+    "delivered",
+    "lapped",
+    "shm_bytes",
+    "harness_peak_rss",
+    "peer_peak_rss",
+    "pinning",
+];
+
+fn svg(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|s| s.contains("<svg"))
+}
+
 #[test]
-fn every_transport_produces_numbers() {
-    let json = std::env::temp_dir().join(format!("shmbus-bench-smoke-{}.json", std::process::id()));
+fn every_transport_and_scenario_produces_numbers() {
+    let base = std::env::temp_dir().join(format!("shmbus-bench-smoke-{}", std::process::id()));
+    let (json, csv, plots) = (base.with_extension("json"), base.with_extension("csv"), base.with_extension("plots"));
+    let mut cleanup = Cleanup { pid: None, files: vec![json.clone(), csv.clone(), plots.clone()] };
     let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus-bench"))
-        .args(["--sizes", "64", "--rounds", "1000", "--messages", "3000", "--no-pin", "--json"])
+        .args(["--sizes", "64", "--rounds", "200", "--messages", "2000", "--no-pin", "--json"])
         .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
+        .arg("--plots")
+        .arg(&plots)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start the harness");
+    cleanup.pid = Some(child.id());
     // Watchdog: a hung transport fails the test instead of hanging it.
     let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
@@ -21,6 +88,7 @@ fn every_transport_produces_numbers() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("the harness did not finish within 120 s");
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -28,23 +96,55 @@ fn every_transport_produces_numbers() {
     let mut table = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut table).expect("read table");
     assert!(status.success(), "harness failed: {status}\n{table}");
-    assert!(table.contains("shm-ring") && table.contains("shmbus-busy"), "table:\n{table}");
+    for t in ["cache-line", "sem", "memcpy", "shm-ring", "shmbus-busy", "fan-in", "fan-out", "group", "lossy"] {
+        assert!(table.contains(t), "no {t} in the table:\n{table}");
+    }
 
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
-    let _ = std::fs::remove_file(&json);
     let records = doc["records"].as_array().expect("records");
-    let transports = if cfg!(feature = "iceoryx2") { 7 } else { 6 };
-    assert_eq!(records.len(), 2 * transports, "every transport, both scenarios");
+    let with = |scenario: &str| records.iter().filter(|r| r["scenario"] == scenario).count();
+    let iceoryx2 = usize::from(cfg!(feature = "iceoryx2"));
+    // Latency: cache-line, shm-ring, shmbus-busy (+ iceoryx2) busy; sem, pipe, uds, mq, shmbus-blocking blocking.
+    assert_eq!(with("latency-busy"), 3 + iceoryx2, "{records:#?}");
+    assert_eq!(with("latency-blocking"), 5, "{records:#?}");
+    // Throughput: memcpy, shm-ring, pipe, uds, mq, both shmbus (+ iceoryx2).
+    assert_eq!(with("throughput"), 7 + iceoryx2);
+    // Multi-process, both shmbus transports: fan-in 2→1 and 4→1, fan-out, group, lossy.
+    assert_eq!(with("fan-in"), 4);
+    assert_eq!(with("fan-out"), 2);
+    assert_eq!(with("group"), 2);
+    assert_eq!(with("lossy"), 2);
     for r in records {
         assert!(r["error"].is_null(), "{r}");
-        let has = if r["scenario"] == "latency" { r["p50_ns"].is_u64() } else { r["msgs_per_sec"].is_f64() };
+        for f in FIELDS {
+            assert!(r.get(f).is_some(), "no {f} in {r}");
+        }
+        let has = if r["scenario"].as_str().is_some_and(|s| s.starts_with("latency")) {
+            r["p50_ns"].is_u64() && r["p999_ns"].is_u64()
+        } else {
+            r["msgs_per_sec"].is_f64() && r["mb_per_sec"].is_f64()
+        };
         assert!(has, "{r}");
+        assert!(r["harness_peak_rss"].is_u64(), "{r}");
+        if r["transport"] != "memcpy" {
+            assert!(r["peer_peak_rss"].is_u64(), "{r}");
+        }
+        if r["transport"].as_str().is_some_and(|t| t.starts_with("shmbus") || t == "shm-ring" || t == "cache-line") {
+            assert!(r["shm_bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
+        }
     }
-    let left: Vec<String> = std::fs::read_dir("/dev/shm")
-        .expect("/dev/shm")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("shbench{}", child.id())) || n.contains(&format!("shbench{}.", child.id())))
-        .collect();
+    let fan_in: Vec<u64> =
+        records.iter().filter(|r| r["scenario"] == "fan-in").filter_map(|r| r["publishers"].as_u64()).collect();
+    assert!(fan_in.contains(&2) && fan_in.contains(&4), "{fan_in:?}");
+    for r in records.iter().filter(|r| r["scenario"] == "lossy") {
+        let (d, l) = (r["delivered"].as_u64().expect("delivered"), r["lapped"].as_u64().expect("lapped"));
+        assert_eq!(d + l, r["messages"].as_u64().expect("messages"), "{r}");
+    }
+    let header = std::fs::read_to_string(&csv).expect("csv");
+    assert!(header.starts_with("transport,") && header.contains(",shm_bytes,"), "{header}");
+    assert_eq!(header.lines().count(), records.len() + 1);
+    assert!(svg(&plots.join("latency-64.svg")) && svg(&plots.join("throughput.svg")), "plots in {}", plots.display());
+
+    let left = leftovers(child.id());
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }

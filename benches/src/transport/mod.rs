@@ -4,26 +4,38 @@
 //! ([`prepare`]) creates the resources before the peer starts and connects after; the peer side ([`open_peer`])
 //! opens what the harness created, by the name it is given on its command line.
 
+mod cacheline;
 #[cfg(feature = "iceoryx2")]
 mod iceoryx2;
+mod memcpy;
 mod mq;
 mod pipe;
 mod ring;
+mod sem;
 mod shmbus;
 mod stream;
 mod uds;
 
+use crate::measure::Mode;
 use clap::ValueEnum;
 use std::io;
 use std::process::{Child, Command};
 
 pub use crate::daemon::PrivateBus;
+pub use memcpy::bandwidth as memcpy_bandwidth;
 pub(crate) use shmbus::topics as shmbus_topics;
 
 /// A transport the harness measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    /// Two processes bouncing one atomic word in a shared mapping, busy-polling: the physical floor (latency
+    /// only, no payload).
+    CacheLine,
+    /// A pair of POSIX named semaphores: the blocking floor (latency only, no payload).
+    Sem,
+    /// `memcpy` in one process: the floor for large-message throughput (throughput only).
+    Memcpy,
     /// A minimal framed single-producer ring over shared memory, busy-polling (the floor).
     ShmRing,
     /// Two anonymous pipes.
@@ -43,7 +55,17 @@ pub enum Kind {
 impl Kind {
     /// Every transport this build has, baselines first.
     pub fn all() -> Vec<Kind> {
-        let mut v = vec![Kind::ShmRing, Kind::Pipe, Kind::Uds, Kind::Mq, Kind::ShmbusBusy, Kind::ShmbusBlocking];
+        let mut v = vec![
+            Kind::CacheLine,
+            Kind::Sem,
+            Kind::Memcpy,
+            Kind::ShmRing,
+            Kind::Pipe,
+            Kind::Uds,
+            Kind::Mq,
+            Kind::ShmbusBusy,
+            Kind::ShmbusBlocking,
+        ];
         if cfg!(feature = "iceoryx2") {
             v.push(Kind::Iceoryx2);
         }
@@ -53,6 +75,9 @@ impl Kind {
     /// The name in tables, JSON and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            Kind::CacheLine => "cache-line",
+            Kind::Sem => "sem",
+            Kind::Memcpy => "memcpy",
             Kind::ShmRing => "shm-ring",
             Kind::Pipe => "pipe",
             Kind::Uds => "uds",
@@ -63,9 +88,42 @@ impl Kind {
         }
     }
 
-    /// Whether this is a baseline (what ratios are taken against) rather than shmbus or a peer.
+    /// Whether this is a baseline that carries the payload (what the `×` ratios are taken against) rather than
+    /// shmbus, a peer or a floor.
     pub fn is_baseline(self) -> bool {
         matches!(self, Kind::ShmRing | Kind::Pipe | Kind::Uds | Kind::Mq)
+    }
+
+    /// Whether this is a floor (cache-line, semaphore, memcpy): a lower bound that moves no message.
+    pub fn is_floor(self) -> bool {
+        matches!(self, Kind::CacheLine | Kind::Sem | Kind::Memcpy)
+    }
+
+    /// Whether the receiver sleeps in the kernel while waiting (rather than busy-polling).
+    pub fn is_blocking(self) -> bool {
+        matches!(self, Kind::Sem | Kind::Pipe | Kind::Uds | Kind::Mq | Kind::ShmbusBlocking)
+    }
+
+    /// The floor this transport's latency is compared with: the semaphores for blocking ones, the cache line
+    /// for busy-polling ones.
+    pub fn latency_floor(self) -> Kind {
+        if self.is_blocking() {
+            Kind::Sem
+        } else {
+            Kind::CacheLine
+        }
+    }
+
+    /// Whether this transport can run scenario `mode` with messages of `size` bytes (POSIX message queues are
+    /// bounded by `/proc/sys/fs/mqueue/msgsize_max`; only shmbus runs the multi-process scenarios).
+    pub fn supports(self, mode: Mode, size: usize) -> bool {
+        match (self, mode) {
+            (Kind::CacheLine | Kind::Sem, m) => m == Mode::Latency,
+            (Kind::Memcpy, m) => m == Mode::Throughput,
+            (Kind::ShmbusBusy | Kind::ShmbusBlocking, _) => true,
+            (_, Mode::Latency | Mode::Throughput) => self != Kind::Mq || size <= mq::msgsize_max(),
+            _ => false,
+        }
     }
 
     /// Whether this transport needs the private daemon.
@@ -102,6 +160,9 @@ pub struct Params {
 /// Creates the harness side of a `kind` link. `bus` is the private daemon (for the shmbus transports).
 pub fn prepare(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> io::Result<Box<dyn Setup>> {
     match kind {
+        Kind::CacheLine => cacheline::prepare(p),
+        Kind::Sem => sem::prepare(p),
+        Kind::Memcpy => Err(in_process()),
         Kind::ShmRing => ring::prepare(p),
         Kind::Pipe => pipe::prepare(p),
         Kind::Uds => uds::prepare(p),
@@ -120,6 +181,9 @@ pub fn prepare(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> io::Result<B
 /// Opens the peer side of a `kind` link that the harness prepared under `p.name` (for shmbus: the socket path).
 pub fn open_peer(kind: Kind, p: &Params) -> io::Result<Box<dyn Duplex>> {
     match kind {
+        Kind::CacheLine => cacheline::open_peer(p),
+        Kind::Sem => sem::open_peer(p),
+        Kind::Memcpy => Err(in_process()),
         Kind::ShmRing => ring::open_peer(p),
         Kind::Pipe => pipe::open_peer(p),
         Kind::Uds => uds::open_peer(p),
@@ -130,6 +194,11 @@ pub fn open_peer(kind: Kind, p: &Params) -> io::Result<Box<dyn Duplex>> {
         #[cfg(not(feature = "iceoryx2"))]
         Kind::Iceoryx2 => Err(without_iceoryx2()),
     }
+}
+
+/// The error for memcpy, which has no link (it runs in the harness alone).
+fn in_process() -> io::Error {
+    io::Error::other("memcpy runs in one process; it has no link")
 }
 
 /// The error for the iceoryx2 transport in a build without it.

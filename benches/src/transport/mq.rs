@@ -75,3 +75,9 @@ pub(super) fn open_peer(p: &Params) -> io::Result<Box<dyn Duplex>> {
     let tx = mq_open(up.as_str(), MQ_OFlag::O_RDWR, Mode::empty(), None)?;
     Ok(Box::new(Mq { tx, rx, owned: Vec::new() }))
 }
+
+/// The largest message a queue may be created for without privileges (`/proc/sys/fs/mqueue/msgsize_max`; 8192
+/// when it cannot be read).
+pub(super) fn msgsize_max() -> usize {
+    std::fs::read_to_string("/proc/sys/fs/mqueue/msgsize_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(8192)
+}

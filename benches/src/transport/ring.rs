@@ -1,7 +1,7 @@
 //! The floor: a minimal framed single-producer single-consumer ring over shared memory, one per direction.
 //!
 //! Each ring is a header of two indices on their own cache lines (`head`: messages published, written by the
-//! producer; `tail`: messages consumed, written by the consumer) followed by `SLOTS` fixed-size slots of an 8-byte
+//! producer; `tail`: messages consumed, written by the consumer) followed by up to `SLOTS` fixed-size slots (fewer for large messages) of an 8-byte
 //! length and the payload. Both sides busy-poll with cached copies of the other's index. No metadata, no gating
 //! of several readers, no wake-ups: what shared memory costs at the least for framed messages.
 //!
@@ -18,8 +18,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Slots per ring (a power of two).
+/// Slots per ring at most (a power of two).
 const SLOTS: u64 = 256;
+/// Bytes of slots per ring at most: large messages get fewer slots (down to 2), not a huge file.
+const SLOT_BYTES: usize = 16 << 20;
 /// Bytes of the length prefix of a slot (8, so that the payload is 8-byte aligned for the copy).
 const LEN: usize = 8;
 
@@ -35,9 +37,15 @@ fn stride(size: usize) -> usize {
     (LEN + size).div_ceil(64) * 64
 }
 
+/// Slots of one ring for messages of up to `size` bytes: a power of two, 2 to `SLOTS`.
+fn slots(size: usize) -> u64 {
+    let fit = (SLOT_BYTES / stride(size)).clamp(2, SLOTS as usize) as u64;
+    1 << fit.ilog2()
+}
+
 /// Bytes of one ring.
 fn ring_bytes(size: usize) -> usize {
-    std::mem::size_of::<Header>() + SLOTS as usize * stride(size)
+    std::mem::size_of::<Header>() + slots(size) as usize * stride(size)
 }
 
 fn path(p: &Params) -> PathBuf {
@@ -49,6 +57,8 @@ struct SpscRing {
     /// Start of the ring (its header) in the mapping.
     base: *mut u8,
     stride: usize,
+    /// Slots (a power of two).
+    slots: u64,
     /// This side's own index (head for the producer, tail for the consumer).
     mine: u64,
     /// The other side's index as last read.
@@ -62,7 +72,7 @@ impl SpscRing {
     /// `base` must point to `ring_bytes(size)` bytes of a live shared mapping, 64-byte aligned, zeroed at
     /// creation, with one producer and one consumer for as long as the handle is used.
     unsafe fn new(base: *mut u8, size: usize) -> SpscRing {
-        SpscRing { base, stride: stride(size), mine: 0, cached: 0 }
+        SpscRing { base, stride: stride(size), slots: slots(size), mine: 0, cached: 0 }
     }
 
     fn header(&self) -> &Header {
@@ -72,21 +82,21 @@ impl SpscRing {
     }
 
     fn slot(&self, index: u64) -> *mut u8 {
-        let off = std::mem::size_of::<Header>() + (index % SLOTS) as usize * self.stride;
-        // SAFETY: `off + stride` is within the ring's `ring_bytes` (index is reduced modulo SLOTS).
+        let off = std::mem::size_of::<Header>() + (index % self.slots) as usize * self.stride;
+        // SAFETY: `off + stride` is within the ring's `ring_bytes` (index is reduced modulo the slots).
         unsafe { self.base.add(off) }
     }
 
     /// Producer: copies `msg` into the next slot and publishes it, spinning while the ring is full.
     fn send(&mut self, msg: &[u8]) {
         assert!(msg.len() + LEN <= self.stride, "message larger than the ring's slots");
-        while self.mine - self.cached == SLOTS {
+        while self.mine - self.cached == self.slots {
             // TAIL: pairs with the consumer's Release store; its reads of the slot happened before.
             self.cached = self.header().tail.load(Ordering::Acquire);
             std::hint::spin_loop();
         }
         let slot = self.slot(self.mine);
-        // SAFETY: slot `mine` is free (head - tail < SLOTS) and owned by this producer until the head store
+        // SAFETY: slot `mine` is free (head - tail < slots) and owned by this producer until the head store
         // below; it holds `LEN + msg.len()` bytes (checked above); the source is a local slice.
         unsafe {
             slot.cast::<u64>().write_unaligned(msg.len() as u64);
@@ -185,4 +195,18 @@ pub(super) fn prepare(p: &Params) -> io::Result<Box<dyn Setup>> {
 
 pub(super) fn open_peer(p: &Params) -> io::Result<Box<dyn Duplex>> {
     Ok(Box::new(link(path(p), p.size, false)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ring_bytes, slots, SLOTS};
+
+    #[test]
+    fn large_messages_get_fewer_slots_not_a_huge_file() {
+        assert_eq!(slots(64), SLOTS);
+        assert_eq!(slots(1 << 20), 8);
+        assert_eq!(slots(1 << 30), 2);
+        assert!(ring_bytes(1 << 20) <= 17 << 20);
+        assert!(slots(65536).is_power_of_two());
+    }
 }

@@ -1,0 +1,36 @@
+//! Memory figures of a scenario: the shared memory it created in `/dev/shm` (the blocks the files occupy,
+//! `st_blocks * 512`, so only touched pages count) and each process's peak resident set (`VmHWM`).
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// This process's peak resident set in bytes (`VmHWM` in `/proc/self/status`), if the kernel reports it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resets this process's peak resident set to its current one (`5` into `/proc/self/clear_refs`), so the next
+/// [`peak_rss`] covers one scenario only; returns whether the kernel took it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Bytes that the files of `/dev/shm` whose names start with `stem` followed by `.` occupy.
+pub fn shm_bytes(stem: &str) -> io::Result<u64> {
+    shm_bytes_in(Path::new("/dev/shm"), |n| n.strip_prefix(stem).is_some_and(|r| r.starts_with('.')))
+}
+
+/// Bytes that the files of `dir` whose names pass `mine` occupy.
+pub fn shm_bytes_in(dir: &Path, mine: impl Fn(&str) -> bool) -> io::Result<u64> {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        if mine(&e.file_name().to_string_lossy()) {
+            total += e.metadata().map_or(0, |m| m.blocks() * 512);
+        }
+    }
+    Ok(total)
+}
