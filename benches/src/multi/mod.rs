@@ -45,10 +45,10 @@ pub const MAX_PEERS: u32 = 4;
 
 /// The idle strategy of a shmbus transport.
 pub(crate) fn idle(kind: Kind) -> IdleStrategy {
-    if kind == Kind::ShmbusBlocking {
-        IdleStrategy::Blocking
-    } else {
-        IdleStrategy::BusySpin
+    match kind {
+        Kind::ShmbusBlocking => IdleStrategy::Blocking,
+        Kind::ShmbusYield => IdleStrategy::SpinThenYield,
+        _ => IdleStrategy::BusySpin,
     }
 }
 

@@ -48,6 +48,9 @@ pub enum Kind {
     ShmbusBusy,
     /// shmbus through the library and a private daemon, sleeping on the wake-up (`IdleStrategy::Blocking`).
     ShmbusBlocking,
+    /// shmbus through the library and a private daemon, spinning then yielding the CPU
+    /// (`IdleStrategy::SpinThenYield`): for more processes than CPUs.
+    ShmbusYield,
     /// iceoryx2 0.10 publish-subscribe, busy-polling (only in a build with `--features iceoryx2`).
     Iceoryx2,
 }
@@ -65,6 +68,7 @@ impl Kind {
             Kind::Mq,
             Kind::ShmbusBusy,
             Kind::ShmbusBlocking,
+            Kind::ShmbusYield,
         ];
         if cfg!(feature = "iceoryx2") {
             v.push(Kind::Iceoryx2);
@@ -84,6 +88,7 @@ impl Kind {
             Kind::Mq => "mq",
             Kind::ShmbusBusy => "shmbus-busy",
             Kind::ShmbusBlocking => "shmbus-blocking",
+            Kind::ShmbusYield => "shmbus-yield",
             Kind::Iceoryx2 => "iceoryx2",
         }
     }
@@ -120,7 +125,7 @@ impl Kind {
         match (self, mode) {
             (Kind::CacheLine | Kind::Sem, m) => m == Mode::Latency,
             (Kind::Memcpy, m) => m == Mode::Throughput,
-            (Kind::ShmbusBusy | Kind::ShmbusBlocking, _) => true,
+            (Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield, _) => true,
             (_, Mode::Latency | Mode::Throughput) => self != Kind::Mq || size <= mq::msgsize_max(),
             _ => false,
         }
@@ -128,7 +133,7 @@ impl Kind {
 
     /// Whether this transport needs the private daemon.
     pub fn needs_daemon(self) -> bool {
-        matches!(self, Kind::ShmbusBusy | Kind::ShmbusBlocking)
+        matches!(self, Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield)
     }
 }
 
@@ -167,9 +172,9 @@ pub fn prepare(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> io::Result<B
         Kind::Pipe => pipe::prepare(p),
         Kind::Uds => uds::prepare(p),
         Kind::Mq => mq::prepare(p),
-        Kind::ShmbusBusy | Kind::ShmbusBlocking => {
+        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield => {
             let bus = bus.ok_or_else(|| io::Error::other("no private daemon"))?;
-            shmbus::prepare(p, bus, kind == Kind::ShmbusBlocking)
+            shmbus::prepare(p, bus, crate::multi::idle(kind))
         }
         #[cfg(feature = "iceoryx2")]
         Kind::Iceoryx2 => iceoryx2::prepare(p),
@@ -188,7 +193,7 @@ pub fn open_peer(kind: Kind, p: &Params) -> io::Result<Box<dyn Duplex>> {
         Kind::Pipe => pipe::open_peer(p),
         Kind::Uds => uds::open_peer(p),
         Kind::Mq => mq::open_peer(p),
-        Kind::ShmbusBusy | Kind::ShmbusBlocking => shmbus::open_peer(p, kind == Kind::ShmbusBlocking),
+        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield => shmbus::open_peer(p, crate::multi::idle(kind)),
         #[cfg(feature = "iceoryx2")]
         Kind::Iceoryx2 => iceoryx2::open_peer(p),
         #[cfg(not(feature = "iceoryx2"))]

@@ -17,14 +17,6 @@ pub(crate) fn topics(size: usize) -> (String, String) {
     (format!("down{size}"), format!("up{size}"))
 }
 
-fn idle(blocking: bool) -> IdleStrategy {
-    if blocking {
-        IdleStrategy::Blocking
-    } else {
-        IdleStrategy::BusySpin
-    }
-}
-
 /// One side: a publisher on one topic and a subscriber on the other.
 struct BusLink {
     tx: Publisher,
@@ -51,14 +43,14 @@ struct BusSetup {
     rx: Subscriber,
     down: String,
     socket: std::path::PathBuf,
-    blocking: bool,
+    idle: IdleStrategy,
 }
 
-pub(super) fn prepare(p: &Params, daemon: &PrivateBus, blocking: bool) -> io::Result<Box<dyn Setup>> {
+pub(super) fn prepare(p: &Params, daemon: &PrivateBus, idle: IdleStrategy) -> io::Result<Box<dyn Setup>> {
     let bus = Bus::connect_to(&daemon.socket).map_err(io::Error::other)?;
     let (down, up) = topics(p.size);
-    let rx = bus.subscriber_builder(&up).idle(idle(blocking)).open().map_err(io::Error::other)?;
-    Ok(Box::new(BusSetup { bus, rx, down, socket: daemon.socket.clone(), blocking }))
+    let rx = bus.subscriber_builder(&up).idle(idle).open().map_err(io::Error::other)?;
+    Ok(Box::new(BusSetup { bus, rx, down, socket: daemon.socket.clone(), idle }))
 }
 
 impl Setup for BusSetup {
@@ -72,16 +64,16 @@ impl Setup for BusSetup {
             return Err(io::Error::other("unexpected first message from the peer"));
         }
         drop(ready);
-        let tx = self.bus.publisher_builder(&self.down).idle(idle(self.blocking)).open().map_err(io::Error::other)?;
+        let tx = self.bus.publisher_builder(&self.down).idle(self.idle).open().map_err(io::Error::other)?;
         Ok(Box::new(BusLink { tx, rx: self.rx, _bus: self.bus }))
     }
 }
 
-pub(super) fn open_peer(p: &Params, blocking: bool) -> io::Result<Box<dyn Duplex>> {
+pub(super) fn open_peer(p: &Params, idle: IdleStrategy) -> io::Result<Box<dyn Duplex>> {
     let bus = Bus::connect().map_err(io::Error::other)?;
     let (down, up) = topics(p.size);
-    let rx = bus.subscriber_builder(&down).idle(idle(blocking)).open().map_err(io::Error::other)?;
-    let mut tx = bus.publisher_builder(&up).idle(idle(blocking)).open().map_err(io::Error::other)?;
+    let rx = bus.subscriber_builder(&down).idle(idle).open().map_err(io::Error::other)?;
+    let mut tx = bus.publisher_builder(&up).idle(idle).open().map_err(io::Error::other)?;
     tx.send(b"ready").map_err(io::Error::other)?;
     Ok(Box::new(BusLink { tx, rx, _bus: bus }))
 }
