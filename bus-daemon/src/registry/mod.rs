@@ -20,6 +20,7 @@ mod upkeep;
 pub mod work;
 
 pub use leases::{Asker, LeaseKind, LeaseRequest};
+pub use report::{whole_reply, PAGE_BYTES, PAGE_TOPICS};
 pub use topics::{create_declared, Recreate};
 pub use work::{drive, Blocked};
 
@@ -61,6 +62,16 @@ impl From<SegmentError> for Refusal {
     }
 }
 
+/// A refusal for shared memory the daemon could not commit for `what` on `topic` (`ENOSPC`: /dev/shm is full).
+pub(super) fn out_of_shm(topic: &str, what: &str, e: shmbus_os::OsError) -> Refusal {
+    let kind = if e.raw_os_error() == Some(libc::ENOSPC) { ErrorKind::ResourceExhausted } else { ErrorKind::Internal };
+    let free = crate::limits::free_bytes("/dev/shm").map(crate::limits::bytes).unwrap_or_else(|_| "?".into());
+    Refusal {
+        kind,
+        message: format!("cannot commit shared memory for {what} of topic {topic:?} ({free} of /dev/shm free): {e}"),
+    }
+}
+
 /// One topic as the daemon knows it.
 pub struct TopicEntry {
     /// Shared-memory objects (shared with slow work running outside the lock, e.g. a group opening).
@@ -84,6 +95,9 @@ pub struct TopicEntry {
     pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
     /// When each open group was opened (a group no lease joined within a grace time is closed by the upkeep).
     pub group_opened: HashMap<usize, Instant>,
+    /// Per publisher slot, the claim-phase counter when the upkeep last found (or made) the slot free of claims;
+    /// a slot no lease holds whose counter has not moved since is skipped (see `State::reclaim_unheld`).
+    pub claims_checked: Vec<u64>,
 }
 
 impl TopicEntry {
@@ -187,6 +201,8 @@ pub struct State {
     lease_file: LeaseFile,
     /// What is remembered of each topic, as last written to its file (`None`: not written yet).
     remembered_saved: Option<BTreeMap<String, crate::remembered::Remembered>>,
+    /// The last topic [`State::drop_truncated`] checked (it goes on after it).
+    truncation_cursor: Option<String>,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -214,6 +230,7 @@ impl State {
             resume_key: ResumeKey::ephemeral(),
             lease_file: LeaseFile::memory(),
             remembered_saved: None,
+            truncation_cursor: None,
         }
     }
 

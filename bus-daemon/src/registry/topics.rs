@@ -72,6 +72,8 @@ impl State {
             creator: None,
             opening: HashMap::new(),
             group_opened: HashMap::new(),
+            // 0: a slot that never claimed (new topics, and adopted slots nobody used) needs no scan.
+            claims_checked: vec![0; geo.max_publishers as usize],
         }
     }
 

@@ -4,31 +4,77 @@
 use super::{State, TopicEntry};
 use crate::remembered::Remembered;
 use shmbus_proto::msg::Role;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// How long an open group may have no member before the upkeep closes it.
 const GROUP_GRACE: Duration = Duration::from_secs(2);
 
+/// Most topics one [`State::drop_truncated`] call checks (the upkeep runs it every 50 ms tick).
+pub const TRUNCATION_CHECKS: usize = 256;
+
+/// The slots the leases of one topic hold: publisher slots (at most 64) and subscriber slots (at most 256) as bit
+/// masks, built once per upkeep pass instead of scanning every lease for every slot of every topic.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    publishers: u64,
+    subscribers: [u64; 4],
+}
+
+impl Held {
+    /// What the given leases hold, by topic.
+    pub(super) fn by_topic<'a>(leases: impl Iterator<Item = &'a super::Lease>) -> HashMap<&'a str, Held> {
+        let mut by: HashMap<&str, Held> = HashMap::new();
+        for l in leases {
+            let h = by.entry(l.topic.as_str()).or_default();
+            match l.role {
+                Role::Publisher { slot } if slot < 64 => h.publishers |= 1 << slot,
+                Role::Subscriber { slot, .. } if slot < 256 => h.subscribers[slot as usize / 64] |= 1 << (slot % 64),
+                _ => {}
+            }
+        }
+        by
+    }
+
+    /// Whether a lease holds publisher (`publisher`) or subscriber slot `slot`.
+    pub(super) fn has(&self, publisher: bool, slot: u32) -> bool {
+        match (publisher, slot) {
+            (true, s) if s < 64 => self.publishers & (1 << s) != 0,
+            (false, s) if s < 256 => self.subscribers[s as usize / 64] & (1 << (s % 64)) != 0,
+            _ => false,
+        }
+    }
+}
+
 impl State {
     /// Reclaims slots that the ring shows in use but no lease holds (their byte locks do not count: any
-    /// subscriber can take those).
-    pub(super) fn reclaim_unheld(&self, e: &TopicEntry) {
+    /// subscriber can take those). `held` is what the leases hold of this topic.
+    ///
+    /// Light on idle topics (issue 13): the claims of a publisher slot no lease holds are scanned for (the whole
+    /// index ring) only when its claim-phase counter moved since the last scan found it free, or is odd (a
+    /// holder died inside a claim). Every claim moves the counter, so nothing a well-behaved publisher left is
+    /// missed; an idle topic costs a few loads of its slot lines per tick.
+    fn reclaim_unheld(e: &mut TopicEntry, held: Option<&Held>) {
         let geo = e.geometry();
         let t = &e.segment.topic;
-        let leased =
-            |publisher: bool, slot: u32| self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
+        let is_held = |publisher: bool, slot: u32| held.is_some_and(|h| h.has(publisher, slot));
         for p in 0..geo.max_publishers {
-            if !leased(true, p) {
-                if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
-                    if n > 0 {
-                        tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
-                    }
+            let Some(phases) = t.claim_phases(p as usize) else { continue };
+            let checked = e.claims_checked.get(p as usize).copied();
+            if is_held(true, p) || (checked == Some(phases) && phases & 1 == 0) {
+                continue;
+            }
+            if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
+                if n > 0 {
+                    tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
                 }
+            }
+            if let (Some(c), true) = (e.claims_checked.get_mut(p as usize), phases & 1 == 0) {
+                *c = phases;
             }
         }
         for s in 0..geo.max_subscribers {
-            if t.subscriber_active(s as usize) && !leased(false, s) {
+            if t.subscriber_active(s as usize) && !is_held(false, s) {
                 let _ = t.release_subscriber(s as usize, &*e.waiter);
                 tracing::warn!(topic = %e.segment.topic_name, slot = s, "released the slot of a dead subscriber");
             }
@@ -44,8 +90,9 @@ impl State {
             tracing::info!(topic = %l.topic, role = ?l.role, pid = l.holder.pid, uid = l.uid, lease = id, "reclaiming the lease of a dead holder");
             let _ = self.close_lease(id);
         }
-        for e in self.topics.values() {
-            self.reclaim_unheld(e);
+        let held = Held::by_topic(self.leases.values());
+        for (name, e) in self.topics.iter_mut() {
+            Self::reclaim_unheld(e, held.get(name.as_str()));
         }
         self.close_memberless_groups();
         self.persist_remembered();
@@ -53,9 +100,11 @@ impl State {
 
     /// Writes what is remembered of each topic (see [`crate::remembered`]) when it changed since the last write.
     fn persist_remembered(&mut self) {
+        // Only topics with something to remember are copied (most have nothing: no per-tick copy of every name).
         let now: BTreeMap<String, Remembered> = self
             .topics
             .iter()
+            .filter(|(_, e)| e.creator.is_some() || e.type_info.is_some())
             .map(|(n, e)| (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone() }))
             .filter(|(_, r)| *r != Remembered::default())
             .collect();
@@ -126,9 +175,23 @@ impl State {
     /// Drops topics whose objects were truncated under us: marks them closed (what is left of the shared pages
     /// tells attached clients; the daemon's own accesses to missing pages read zeros, see
     /// [`shmbus_os::sigbus`]), unlinks them and forgets their leases. Every other topic keeps working.
+    ///
+    /// Each call checks at most [`TRUNCATION_CHECKS`] topics (two `fstat`s each), the next ones in name order
+    /// after where the previous call stopped, so the upkeep's cost per tick stays bounded whatever the number of
+    /// topics: every topic is checked once per `topics / TRUNCATION_CHECKS` ticks (every tick up to that many).
     pub fn drop_truncated(&mut self) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let from = std::mem::take(&mut self.truncation_cursor);
+        let after = self.topics.range::<str, _>((from.as_deref().map_or(Unbounded, Excluded), Unbounded));
+        let mut checked: Vec<(&String, &TopicEntry)> = after.take(TRUNCATION_CHECKS).collect();
+        if let (Some(f), true) = (&from, checked.len() < TRUNCATION_CHECKS) {
+            // Wrapped around: go on from the first name, up to where this call started.
+            let more = TRUNCATION_CHECKS - checked.len();
+            checked.extend(self.topics.iter().take(more).take_while(|(n, _)| *n <= f));
+        }
+        self.truncation_cursor = checked.last().map(|(n, _)| (*n).clone());
         let broken: Vec<String> =
-            self.topics.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| n.clone()).collect();
+            checked.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| (*n).clone()).collect();
         for name in broken {
             if let Some(e) = self.topics.remove(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
