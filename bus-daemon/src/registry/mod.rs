@@ -76,6 +76,9 @@ pub(super) fn out_of_shm(topic: &str, what: &str, e: shmbus_os::OsError) -> Refu
 pub struct TopicEntry {
     /// Shared-memory objects (shared with slow work running outside the lock, e.g. a group opening).
     pub segment: Arc<Segment>,
+    /// The topic's footprint ([`Segment::memory`]), kept here so summing it over thousands of topics at every
+    /// creation reads one word per topic rather than chasing each segment.
+    pub memory: u64,
     /// Settings in force.
     pub settings: TopicSettings,
     /// Declared in the configuration.
@@ -203,6 +206,10 @@ pub struct State {
     remembered_saved: Option<BTreeMap<String, crate::remembered::Remembered>>,
     /// The last topic [`State::drop_truncated`] checked (it goes on after it).
     truncation_cursor: Option<String>,
+    /// The last topic without leases the periodic reclaim looked at (it goes on after it).
+    reclaim_cursor: Option<String>,
+    /// Topics with a slow-consumer bound (refreshed by every reclaim pass).
+    slow_topics: Vec<String>,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -231,6 +238,8 @@ impl State {
             lease_file: LeaseFile::memory(),
             remembered_saved: None,
             truncation_cursor: None,
+            reclaim_cursor: None,
+            slow_topics: Vec::new(),
         }
     }
 

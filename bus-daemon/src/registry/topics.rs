@@ -62,6 +62,7 @@ impl State {
         let waiter = Arc::new(FutexWaiter::new(segment.topic.topic()));
         segment.topic.set_group_redelivery_all(settings.redeliver);
         TopicEntry {
+            memory: segment.memory(),
             segment: Arc::new(segment),
             settings,
             declared,

@@ -12,6 +12,23 @@ const GROUP_GRACE: Duration = Duration::from_secs(2);
 
 /// Most topics one [`State::drop_truncated`] call checks (the upkeep runs it every 50 ms tick).
 pub const TRUNCATION_CHECKS: usize = 256;
+/// Topics without leases whose slots one periodic reclaim pass (every 500 ms) looks at.
+pub const RECLAIM_SLICE: usize = 1024;
+
+/// The names of the next (at most) `n` topics after `cursor` in name order, wrapping around to the first name
+/// but never past where it started; `cursor` becomes the last of them.
+fn next_slice<V>(topics: &BTreeMap<String, V>, cursor: &mut Option<String>, n: usize) -> Vec<String> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let from = cursor.take();
+    let after = topics.range::<str, _>((from.as_deref().map_or(Unbounded, Excluded), Unbounded));
+    let mut names: Vec<String> = after.take(n).map(|(k, _)| k.clone()).collect();
+    if let (Some(f), true) = (&from, names.len() < n) {
+        let more = n - names.len();
+        names.extend(topics.keys().take(more).take_while(|k| *k <= f).cloned());
+    }
+    *cursor = names.last().cloned();
+    names
+}
 
 /// The slots the leases of one topic hold: publisher slots (at most 64) and subscriber slots (at most 256) as bit
 /// masks, built once per upkeep pass instead of scanning every lease for every slot of every topic.
@@ -82,8 +99,16 @@ impl State {
     }
 
     /// Reclaims the leases whose holder died (whether or not its connection is still open: a forked child may
-    /// keep it), then every slot no lease holds.
+    /// keep it), then the slots no lease holds: of every topic a lease holds something of, and of the next
+    /// [`RECLAIM_SLICE`] other topics in name order (a lease that ends reclaims its own slots as it closes, so
+    /// what is left on a topic without leases is only what a holder left behind it; every topic is still looked
+    /// at within `topics / RECLAIM_SLICE` passes). Also refreshes the list of topics with a slow-consumer bound.
     pub fn reclaim_orphans(&mut self) {
+        self.reclaim(false);
+    }
+
+    /// [`State::reclaim_orphans`]; with `every_topic`, the slots of every topic (after a restart).
+    pub(super) fn reclaim(&mut self, every_topic: bool) {
         let dead: Vec<u64> = self.leases.iter().filter(|(_, l)| !l.holder.alive()).map(|(id, _)| *id).collect();
         for id in dead {
             let l = &self.leases[&id];
@@ -91,9 +116,25 @@ impl State {
             let _ = self.close_lease(id);
         }
         let held = Held::by_topic(self.leases.values());
-        for (name, e) in self.topics.iter_mut() {
-            Self::reclaim_unheld(e, held.get(name.as_str()));
+        if every_topic {
+            for (name, e) in self.topics.iter_mut() {
+                Self::reclaim_unheld(e, held.get(name.as_str()));
+            }
+        } else {
+            for (name, h) in &held {
+                if let Some(e) = self.topics.get_mut(*name) {
+                    Self::reclaim_unheld(e, Some(h));
+                }
+            }
+            let idle = next_slice(&self.topics, &mut self.reclaim_cursor, RECLAIM_SLICE);
+            for name in idle.iter().filter(|n| !held.contains_key(n.as_str())) {
+                if let Some(e) = self.topics.get_mut(name) {
+                    Self::reclaim_unheld(e, None);
+                }
+            }
         }
+        self.slow_topics =
+            self.topics.iter().filter(|(_, e)| e.settings.slow_consumer.is_some()).map(|(n, _)| n.clone()).collect();
         self.close_memberless_groups();
         self.persist_remembered();
     }
@@ -151,8 +192,12 @@ impl State {
     }
 
     /// Demotes lossless subscribers that held publishers back longer than the topic's bound.
+    ///
+    /// Only the topics with a bound are looked at (the list the reclaim pass refreshes every 500 ms), so the
+    /// 50 ms tick does not walk every topic.
     pub fn enforce_slow_consumers(&mut self, now: Instant) {
-        for (name, e) in self.topics.iter_mut() {
+        for name in &self.slow_topics {
+            let Some(e) = self.topics.get_mut(name) else { continue };
             let Some(bound) = e.settings.slow_consumer else { continue };
             let st = e.segment.topic.stats();
             let cap = e.geometry().capacity as u64;
@@ -180,18 +225,9 @@ impl State {
     /// after where the previous call stopped, so the upkeep's cost per tick stays bounded whatever the number of
     /// topics: every topic is checked once per `topics / TRUNCATION_CHECKS` ticks (every tick up to that many).
     pub fn drop_truncated(&mut self) {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let from = std::mem::take(&mut self.truncation_cursor);
-        let after = self.topics.range::<str, _>((from.as_deref().map_or(Unbounded, Excluded), Unbounded));
-        let mut checked: Vec<(&String, &TopicEntry)> = after.take(TRUNCATION_CHECKS).collect();
-        if let (Some(f), true) = (&from, checked.len() < TRUNCATION_CHECKS) {
-            // Wrapped around: go on from the first name, up to where this call started.
-            let more = TRUNCATION_CHECKS - checked.len();
-            checked.extend(self.topics.iter().take(more).take_while(|(n, _)| *n <= f));
-        }
-        self.truncation_cursor = checked.last().map(|(n, _)| (*n).clone());
+        let checked = next_slice(&self.topics, &mut self.truncation_cursor, TRUNCATION_CHECKS);
         let broken: Vec<String> =
-            checked.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| (*n).clone()).collect();
+            checked.into_iter().filter(|n| self.topics.get(n).is_some_and(|e| !e.segment.intact())).collect();
         for name in broken {
             if let Some(e) = self.topics.remove(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
@@ -211,5 +247,26 @@ impl State {
         for id in ids {
             self.forget_lease(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_slice;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn slices_go_round_every_name_once() {
+        let topics: BTreeMap<String, ()> = ["a", "b", "c", "d", "e"].iter().map(|n| (n.to_string(), ())).collect();
+        let mut cursor = None;
+        assert_eq!(next_slice(&topics, &mut cursor, 2), ["a", "b"]);
+        assert_eq!(next_slice(&topics, &mut cursor, 2), ["c", "d"]);
+        assert_eq!(next_slice(&topics, &mut cursor, 2), ["e", "a"]);
+        assert_eq!(next_slice(&topics, &mut cursor, 9), ["b", "c", "d", "e", "a", "b"].map(String::from)[..5].to_vec());
+        let mut cursor = Some("zz".to_string());
+        assert_eq!(next_slice(&topics, &mut cursor, 3), ["a", "b", "c"], "a cursor past the end wraps");
+        let empty: BTreeMap<String, ()> = BTreeMap::new();
+        assert!(next_slice(&empty, &mut cursor, 3).is_empty());
+        assert_eq!(cursor, None);
     }
 }

@@ -276,7 +276,7 @@ impl State {
 
     /// Bytes of shared memory held by topics and reserved by creations under way.
     pub fn memory_in_use(&self) -> u64 {
-        let held: u64 = self.topics.values().map(|e| e.segment.memory()).sum();
+        let held: u64 = self.topics.values().map(|e| e.memory).sum();
         held + self.creating.values().map(|c| c.bytes).sum::<u64>()
     }
 }
