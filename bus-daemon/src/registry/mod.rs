@@ -190,7 +190,7 @@ impl Lease {
 pub struct State {
     /// Configuration in force.
     pub config: Config,
-    /// Topics by name.
+    /// Topics by name (added and removed through [`State::insert_topic`] and [`State::remove_topic`]).
     pub topics: BTreeMap<String, TopicEntry>,
     /// Leases by id.
     pub leases: HashMap<u64, Lease>,
@@ -210,6 +210,9 @@ pub struct State {
     reclaim_cursor: Option<String>,
     /// Topics with a slow-consumer bound (refreshed by every reclaim pass).
     slow_topics: Vec<String>,
+    /// The footprints of `topics` summed (kept by [`State::insert_topic`] and [`State::remove_topic`], so a
+    /// creation does not sum thousands of them).
+    topics_memory: u64,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -240,7 +243,23 @@ impl State {
             truncation_cursor: None,
             reclaim_cursor: None,
             slow_topics: Vec::new(),
+            topics_memory: 0,
         }
+    }
+
+    /// Adds (or replaces) a topic, keeping the footprint total.
+    fn insert_topic(&mut self, name: String, entry: TopicEntry) {
+        self.topics_memory += entry.memory;
+        if let Some(old) = self.topics.insert(name, entry) {
+            self.topics_memory = self.topics_memory.saturating_sub(old.memory);
+        }
+    }
+
+    /// Removes a topic, keeping the footprint total.
+    fn remove_topic(&mut self, name: &str) -> Option<TopicEntry> {
+        let e = self.topics.remove(name)?;
+        self.topics_memory = self.topics_memory.saturating_sub(e.memory);
+        Some(e)
     }
 
     /// Records a granted lease, in the table and in the lease file.

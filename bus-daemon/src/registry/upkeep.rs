@@ -229,7 +229,7 @@ impl State {
         let broken: Vec<String> =
             checked.into_iter().filter(|n| self.topics.get(n).is_some_and(|e| !e.segment.intact())).collect();
         for name in broken {
-            if let Some(e) = self.topics.remove(&name) {
+            if let Some(e) = self.remove_topic(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
                 e.segment.close_and_unlink(&*e.waiter);
                 self.forget_leases_of(&name);
@@ -239,6 +239,7 @@ impl State {
 
     /// Marks every topic closed and unlinks everything (`--cleanup-on-exit`).
     pub fn cleanup(&mut self) {
+        self.topics_memory = 0;
         for (name, e) in std::mem::take(&mut self.topics) {
             e.segment.close_and_unlink(&*e.waiter);
             tracing::info!(topic = %name, "removed topic");

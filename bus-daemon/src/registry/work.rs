@@ -214,7 +214,7 @@ impl State {
                     max_message = g.max_message, memory = seg.memory(), "created topic");
                 let mut entry = self.entry_for(seg, p.settings, p.declared);
                 entry.creator = p.creator;
-                self.topics.insert(p.name, entry);
+                self.insert_topic(p.name, entry);
                 Ok(())
             }
             Done::Group(p, r) => {
@@ -276,7 +276,7 @@ impl State {
 
     /// Bytes of shared memory held by topics and reserved by creations under way.
     pub fn memory_in_use(&self) -> u64 {
-        let held: u64 = self.topics.values().map(|e| e.memory).sum();
+        let held = self.topics_memory;
         held + self.creating.values().map(|c| c.bytes).sum::<u64>()
     }
 }
