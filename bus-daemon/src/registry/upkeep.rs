@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 const GROUP_GRACE: Duration = Duration::from_secs(2);
 
 /// Most topics one [`State::drop_truncated`] call checks (the upkeep runs it every 50 ms tick).
-pub const TRUNCATION_CHECKS: usize = 256;
+pub const TRUNCATION_CHECKS: usize = 64;
 /// Topics without leases whose slots one periodic reclaim pass (every 500 ms) looks at.
-pub const RECLAIM_SLICE: usize = 1024;
+pub const RECLAIM_SLICE: usize = 256;
 
 /// The names of the next (at most) `n` topics after `cursor` in name order, wrapping around to the first name
 /// but never past where it started; `cursor` becomes the last of them.
@@ -90,8 +90,12 @@ impl State {
                 *c = phases;
             }
         }
+        // Only slots in the in-use mask: the gate scan reads no other cursor, and a slot handed out again is
+        // released by `take_free_slot` whatever its mask bit says.
+        let in_use = t.subscriber_slots_in_use();
         for s in 0..geo.max_subscribers {
-            if t.subscriber_active(s as usize) && !is_held(false, s) {
+            let used = in_use.get(s as usize / 64).is_some_and(|w| w & (1 << (s % 64)) != 0);
+            if used && t.subscriber_active(s as usize) && !is_held(false, s) {
                 let _ = t.release_subscriber(s as usize, &*e.waiter);
                 tracing::warn!(topic = %e.segment.topic_name, slot = s, "released the slot of a dead subscriber");
             }
