@@ -330,11 +330,22 @@ impl Bus {
         self.expect_done(Request::DeleteTopic { name: name.into() })
     }
 
-    /// Lists the topics.
+    /// Lists the topics, in name order. The daemon answers a page at a time (each reply fits a frame however
+    /// many topics there are); this asks for every page.
     pub fn topics(&self) -> Result<Vec<TopicInfo>, ControlError> {
-        match self.request(Request::ListTopics)? {
-            Response::Topics(t) => Ok(t),
-            other => Err(unexpected("a topic list", &other)),
+        let mut all: Vec<TopicInfo> = Vec::new();
+        loop {
+            let after = all.last().map(|t| t.name.clone());
+            match self.request(Request::ListTopicsPage { after: after.clone() })? {
+                Response::TopicsPage { topics, more } => {
+                    let progress = topics.last().is_some_and(|t| Some(&t.name) > after.as_ref());
+                    all.extend(topics);
+                    if !more || !progress {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected("a topic list", &other)),
+            }
         }
     }
 
@@ -353,10 +364,25 @@ impl Bus {
     pub fn stats(&self, topic: Option<&str>) -> Result<Vec<TopicStatsWire>, ControlError> {
         if let Some(t) = topic {
             check_name(t)?;
+            return match self.request(Request::Stats { topic: Some(t.into()) })? {
+                Response::Stats(s) => Ok(s),
+                other => Err(unexpected("stats", &other)),
+            };
         }
-        match self.request(Request::Stats { topic: topic.map(Into::into) })? {
-            Response::Stats(s) => Ok(s),
-            other => Err(unexpected("stats", &other)),
+        // Every topic: a page at a time, like `topics`.
+        let mut all: Vec<TopicStatsWire> = Vec::new();
+        loop {
+            let after = all.last().map(|t| t.name.clone());
+            match self.request(Request::StatsPage { after: after.clone() })? {
+                Response::StatsPage { stats, more } => {
+                    let progress = stats.last().is_some_and(|t| Some(&t.name) > after.as_ref());
+                    all.extend(stats);
+                    if !more || !progress {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected("stats", &other)),
+            }
         }
     }
 

@@ -135,6 +135,8 @@ pub(crate) fn describe(r: &Response) -> &'static str {
         Response::Lease(_) => "lease",
         Response::Topics(_) => "topic list",
         Response::Stats(_) => "stats",
+        Response::TopicsPage { .. } => "topic list page",
+        Response::StatsPage { .. } => "stats page",
         Response::Done => "done",
         Response::Error { .. } => "error",
     }

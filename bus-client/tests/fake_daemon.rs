@@ -226,6 +226,7 @@ fn simple_fake(conns: usize, later_generation: u64) -> Fake {
                 }
                 Request::Close { .. } => Act::Reply(Response::Done),
                 Request::ListTopics => Act::Reply(Response::Topics(vec![])),
+                Request::ListTopicsPage { .. } => Act::Reply(Response::TopicsPage { topics: vec![], more: false }),
                 _ => Act::Reply(Response::Error { kind: ErrorKind::NoSuchTopic, message: "nothing here".into() }),
             }
         })

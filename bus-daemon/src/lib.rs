@@ -31,6 +31,7 @@
 pub mod cli;
 pub mod config;
 pub mod conns;
+pub mod fd_limit;
 pub mod lease_file;
 pub mod limits;
 pub mod metrics;
@@ -154,6 +155,10 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     // Before touching shared memory: a daemon that cannot own its socket's directory does not start at all.
     prepare_dir(&socket, opts.config.socket_dir_mode)?;
     let mut systemd = systemd::Systemd::new();
+    // Two descriptors per topic (see `fd_limit`): a host of thousands of topics needs more than a soft 1,024.
+    if let Some(soft) = fd_limit::raise() {
+        tracing::debug!(nofile = soft, max_topics = fd_limit::max_topics(soft), "descriptor limit");
+    }
     // Before anything under the prefix is adopted: a second daemon on the same prefix stops here, touching nothing.
     let _prefix_lock = prefix_lock::PrefixLock::acquire(&opts.config.shm_prefix)?;
     let mut state = State::new(opts.config.clone());

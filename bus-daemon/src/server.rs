@@ -315,9 +315,21 @@ fn conversation(
             Request::DeleteTopic { name } => {
                 (drive(state, |st| st.delete_topic(who, &name)).map(|_| Response::Done).unwrap_or_else(error), None)
             }
-            Request::ListTopics => (Response::Topics(lock(state).list(who)), None),
+            Request::ListTopics => {
+                let r = Response::Topics(lock(state).list(who));
+                (crate::registry::whole_reply(r, "topic list", "ListTopicsPage"), None)
+            }
             Request::Stats { topic } => {
-                (lock(state).stats(who, topic.as_deref()).map(Response::Stats).unwrap_or_else(error), None)
+                let r = lock(state).stats(who, topic.as_deref()).map(Response::Stats).unwrap_or_else(error);
+                (crate::registry::whole_reply(r, "statistics", "StatsPage"), None)
+            }
+            Request::ListTopicsPage { after } => {
+                let (topics, more) = lock(state).list_page(who, after.as_deref());
+                (Response::TopicsPage { topics, more }, None)
+            }
+            Request::StatsPage { after } => {
+                let (stats, more) = lock(state).stats_page(who, after.as_deref());
+                (Response::StatsPage { stats, more }, None)
             }
             Request::OpenPublisher { topic, payload_type, resume } => {
                 let req =
@@ -375,6 +387,8 @@ fn request_name(req: &Request) -> String {
         Request::DeleteTopic { name } => format!("delete {}", q(name)),
         Request::ListTopics => "list".into(),
         Request::Stats { .. } => "stats".into(),
+        Request::ListTopicsPage { .. } => "list page".into(),
+        Request::StatsPage { .. } => "stats page".into(),
         Request::OpenPublisher { topic, .. } => format!("publish on {}", q(topic)),
         Request::OpenSubscriber { topic, .. } => format!("subscribe to {}", q(topic)),
         Request::Close { lease } => format!("close lease {lease}"),

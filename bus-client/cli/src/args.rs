@@ -38,7 +38,7 @@ pub enum Command {
     Sub(SubArgs),
     /// List the topics.
     Topics(TopicsArgs),
-    /// Create a topic (defaults from the daemon's configuration for anything not given).
+    /// Create topics (defaults from the daemon's configuration for anything not given).
     Create(CreateArgs),
     /// Delete a topic; attached handles get "closed".
     Delete(DeleteArgs),
@@ -129,8 +129,9 @@ pub struct TopicsArgs {
 /// `shmbus create`.
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Topic name ([A-Za-z0-9._-], up to 64 characters).
-    pub topic: String,
+    /// Topic names ([A-Za-z0-9._-], up to 64 characters each); all get the same properties, over one connection.
+    #[arg(required = true, num_args = 1.., value_name = "TOPIC")]
+    pub topics: Vec<String>,
     /// Messages in flight (rounded up to a power of two).
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
@@ -240,6 +241,10 @@ mod tests {
         let c = parse(&["create", "t", "--capacity", "64", "--max-message", "64K", "--payload-budget", "4M"]).unwrap();
         let Command::Create(a) = c.command else { panic!() };
         assert_eq!((a.capacity, a.max_message, a.payload_budget), (Some(64), Some(65536), Some(4 << 20)));
+        assert_eq!(a.topics, ["t"]);
+        let Command::Create(a) = parse(&["create", "a", "b", "c"]).unwrap().command else { panic!() };
+        assert_eq!(a.topics, ["a", "b", "c"]);
+        assert!(parse(&["create"]).is_err(), "at least one topic");
         assert!(matches!(
             parse(&["stats", "--json"]).unwrap().command,
             Command::Stats(StatsArgs { topic: None, json: true })

@@ -1,4 +1,4 @@
-//! `shmbus create`: create a topic.
+//! `shmbus create`: create topics (one or many, over one connection).
 
 use crate::args::CreateArgs;
 use anyhow::Context;
@@ -15,7 +15,13 @@ pub fn run(socket: Option<PathBuf>, a: CreateArgs) -> anyhow::Result<()> {
         max_subscribers: a.max_subscribers,
         max_groups: a.max_groups,
     };
-    bus.create_topic(&a.topic, spec).with_context(|| format!("cannot create topic {:?}", a.topic))?;
-    eprintln!("shmbus: created topic {:?}", a.topic);
+    for topic in &a.topics {
+        bus.create_topic(topic, spec.clone()).with_context(|| format!("cannot create topic {topic:?}"))?;
+    }
+    if let [one] = a.topics.as_slice() {
+        eprintln!("shmbus: created topic {one:?}");
+    } else {
+        eprintln!("shmbus: created {} topics", a.topics.len());
+    }
     Ok(())
 }

@@ -223,6 +223,9 @@ impl State {
         };
         let t = &e.segment.topic;
         if publisher {
+            // The slot's payload region is committed only once a publisher takes it (issue 13): a full /dev/shm
+            // refuses the lease here instead of faulting the publisher later.
+            e.segment.commit_publisher(slot as usize).map_err(|x| super::out_of_shm(topic, "a publisher", x))?;
             // A previous holder may have died mid-claim: cancel before handing the slot over.
             let _ = t.cancel_claims_of(slot as usize, &*e.waiter);
         } else if t.subscriber_active(slot as usize) {

@@ -20,6 +20,7 @@ mod upkeep;
 pub mod work;
 
 pub use leases::{Asker, LeaseKind, LeaseRequest};
+pub use report::{whole_reply, PAGE_BYTES, PAGE_TOPICS};
 pub use topics::{create_declared, Recreate};
 pub use work::{drive, Blocked};
 
@@ -61,10 +62,23 @@ impl From<SegmentError> for Refusal {
     }
 }
 
+/// A refusal for shared memory the daemon could not commit for `what` on `topic` (`ENOSPC`: /dev/shm is full).
+pub(super) fn out_of_shm(topic: &str, what: &str, e: shmbus_os::OsError) -> Refusal {
+    let kind = if e.raw_os_error() == Some(libc::ENOSPC) { ErrorKind::ResourceExhausted } else { ErrorKind::Internal };
+    let free = crate::limits::free_bytes("/dev/shm").map(crate::limits::bytes).unwrap_or_else(|_| "?".into());
+    Refusal {
+        kind,
+        message: format!("cannot commit shared memory for {what} of topic {topic:?} ({free} of /dev/shm free): {e}"),
+    }
+}
+
 /// One topic as the daemon knows it.
 pub struct TopicEntry {
     /// Shared-memory objects (shared with slow work running outside the lock, e.g. a group opening).
     pub segment: Arc<Segment>,
+    /// The topic's footprint ([`Segment::memory`]), kept here so summing it over thousands of topics at every
+    /// creation reads one word per topic rather than chasing each segment.
+    pub memory: u64,
     /// Settings in force.
     pub settings: TopicSettings,
     /// Declared in the configuration.
@@ -84,6 +98,9 @@ pub struct TopicEntry {
     pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
     /// When each open group was opened (a group no lease joined within a grace time is closed by the upkeep).
     pub group_opened: HashMap<usize, Instant>,
+    /// Per publisher slot, the claim-phase counter when the upkeep last found (or made) the slot free of claims;
+    /// a slot no lease holds whose counter has not moved since is skipped (see `State::reclaim_unheld`).
+    pub claims_checked: Vec<u64>,
 }
 
 impl TopicEntry {
@@ -173,7 +190,7 @@ impl Lease {
 pub struct State {
     /// Configuration in force.
     pub config: Config,
-    /// Topics by name.
+    /// Topics by name (added and removed through [`State::insert_topic`] and [`State::remove_topic`]).
     pub topics: BTreeMap<String, TopicEntry>,
     /// Leases by id.
     pub leases: HashMap<u64, Lease>,
@@ -187,6 +204,15 @@ pub struct State {
     lease_file: LeaseFile,
     /// What is remembered of each topic, as last written to its file (`None`: not written yet).
     remembered_saved: Option<BTreeMap<String, crate::remembered::Remembered>>,
+    /// The last topic [`State::drop_truncated`] checked (it goes on after it).
+    truncation_cursor: Option<String>,
+    /// The last topic without leases the periodic reclaim looked at (it goes on after it).
+    reclaim_cursor: Option<String>,
+    /// Topics with a slow-consumer bound (refreshed by every reclaim pass).
+    slow_topics: Vec<String>,
+    /// The footprints of `topics` summed (kept by [`State::insert_topic`] and [`State::remove_topic`], so a
+    /// creation does not sum thousands of them).
+    topics_memory: u64,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -214,7 +240,26 @@ impl State {
             resume_key: ResumeKey::ephemeral(),
             lease_file: LeaseFile::memory(),
             remembered_saved: None,
+            truncation_cursor: None,
+            reclaim_cursor: None,
+            slow_topics: Vec::new(),
+            topics_memory: 0,
         }
+    }
+
+    /// Adds (or replaces) a topic, keeping the footprint total.
+    fn insert_topic(&mut self, name: String, entry: TopicEntry) {
+        self.topics_memory += entry.memory;
+        if let Some(old) = self.topics.insert(name, entry) {
+            self.topics_memory = self.topics_memory.saturating_sub(old.memory);
+        }
+    }
+
+    /// Removes a topic, keeping the footprint total.
+    fn remove_topic(&mut self, name: &str) -> Option<TopicEntry> {
+        let e = self.topics.remove(name)?;
+        self.topics_memory = self.topics_memory.saturating_sub(e.memory);
+        Some(e)
     }
 
     /// Records a granted lease, in the table and in the lease file.

@@ -2,37 +2,115 @@
 //! peer sees only the topics whose policy admits it for something ([`crate::policy::Policy::shows`]): the others
 //! (their names, generations, holders' pids) are left out, and `Stats` of one answers as for a topic that does
 //! not exist.
+//!
+//! Listings of many topics come in pages (`ListTopicsPage`, `StatsPage`, issue 13): each page holds the topics
+//! after a name, in name order, as many as keep the reply within [`PAGE_BYTES`] (as the decoder counts it) and at
+//! most [`PAGE_TOPICS`], so every reply fits a frame and the state lock is held for one page at a time. The
+//! whole-listing requests answer an error naming the paged ones when their reply would not fit a frame, rather
+//! than a reply the daemon cannot send.
 
 use super::{refuse, Asker, Lease, Refusal, State, TopicEntry};
+use shmbus_proto::codec::{claimed_len, MAX_FRAME};
 use shmbus_proto::msg::*;
 use shmbus_ring::{GroupStats, PublisherStats, SubscriberStats};
 use shmbus_shm::geometry_to_wire;
 use std::collections::HashMap;
+use std::ops::Bound::{Excluded, Unbounded};
+
+/// Most bytes of topics in one page (as the decoder counts them), half a frame: room for the reply around them.
+pub const PAGE_BYTES: usize = MAX_FRAME / 2;
+/// Most topics in one page.
+pub const PAGE_TOPICS: usize = 1024;
+
+/// Publisher and subscriber lease counts and holders' pids, by topic and slot, from one pass over the leases.
+#[derive(Default)]
+struct Holders<'a> {
+    counts: HashMap<&'a str, (u32, u32)>,
+    pids: HashMap<(&'a str, bool, u32), i32>,
+}
+
+impl<'a> Holders<'a> {
+    fn of(leases: &'a HashMap<u64, Lease>) -> Holders<'a> {
+        let mut h = Holders::default();
+        for l in leases.values() {
+            let (publisher, slot) = match l.role {
+                Role::Publisher { slot } => (true, slot),
+                Role::Subscriber { slot, .. } => (false, slot),
+            };
+            let c = h.counts.entry(l.topic.as_str()).or_default();
+            if publisher {
+                c.0 += 1;
+            } else {
+                c.1 += 1;
+            }
+            h.pids.entry((l.topic.as_str(), publisher, slot)).or_insert(l.holder.pid);
+        }
+        h
+    }
+
+    fn pid(&self, topic: &str, publisher: bool, slot: u32) -> Option<i32> {
+        self.pids.get(&(topic, publisher, slot)).copied()
+    }
+}
+
+/// Takes items from `items` while they fit a page; `more` tells whether any were left.
+fn page<T: serde::Serialize>(items: impl Iterator<Item = T>) -> (Vec<T>, bool) {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut items = items.peekable();
+    while let Some(item) = items.peek() {
+        let len = claimed_len(item).unwrap_or(usize::MAX);
+        // A page always takes its first item (one topic's reply is far below a frame).
+        if !out.is_empty() && (out.len() >= PAGE_TOPICS || bytes + len > PAGE_BYTES) {
+            return (out, true);
+        }
+        bytes = bytes.saturating_add(len);
+        out.extend(items.next());
+    }
+    (out, false)
+}
+
+/// A whole-listing reply, or an error when it would not fit one frame.
+pub fn whole_reply(r: Response, what: &str, paged: &str) -> Response {
+    match claimed_len(&r) {
+        Ok(len) if len <= MAX_FRAME - 64 => r,
+        _ => Response::Error {
+            kind: ErrorKind::ResourceExhausted,
+            message: format!("the {what} does not fit one reply; ask for it a page at a time ({paged})"),
+        },
+    }
+}
 
 impl State {
     /// `ListTopics`: the topics `who` may see.
     pub fn list(&self, who: Asker<'_>) -> Vec<TopicInfo> {
-        self.topics
-            .iter()
-            .filter(|(_, e)| shown(e, who))
-            .map(|(name, e)| {
-                let count = |publisher: bool| {
-                    self.leases
-                        .values()
-                        .filter(|l| l.topic == *name && matches!(l.role, Role::Publisher { .. }) == publisher)
-                        .count() as u32
-                };
-                TopicInfo {
-                    name: name.clone(),
-                    generation: e.segment.topic.generation(),
-                    geometry: geometry_to_wire(&e.geometry()),
-                    publishers: count(true),
-                    subscribers: count(false),
-                    declared: e.declared,
-                    memory: e.segment.memory(),
-                }
-            })
-            .collect()
+        let holders = Holders::of(&self.leases);
+        self.topics.iter().filter(|(_, e)| shown(e, who)).map(|(n, e)| info(n, e, &holders)).collect()
+    }
+
+    /// `ListTopicsPage`: the next page of the topics `who` may see, after `after`, and whether more follow.
+    pub fn list_page(&self, who: Asker<'_>, after: Option<&str>) -> (Vec<TopicInfo>, bool) {
+        let holders = Holders::of(&self.leases);
+        let from = after.map_or(Unbounded, Excluded);
+        page(
+            self.topics
+                .range::<str, _>((from, Unbounded))
+                .filter(|(_, e)| shown(e, who))
+                .map(|(n, e)| info(n, e, &holders)),
+        )
+    }
+
+    /// `StatsPage`: the counters of the next page of the topics `who` may see, after `after`, and whether more
+    /// follow.
+    pub fn stats_page(&self, who: Asker<'_>, after: Option<&str>) -> (Vec<TopicStatsWire>, bool) {
+        let holders = Holders::of(&self.leases);
+        let from = after.map_or(Unbounded, Excluded);
+        page(
+            self.topics
+                .range::<str, _>((from, Unbounded))
+                .filter(|(_, e)| shown(e, who))
+                .map(|(n, e)| stats_wire(n, e, &holders)),
+        )
     }
 
     /// `Stats`: the counters of `topic`, or of every topic, that `who` may see. A topic `who` may not see is
@@ -43,17 +121,19 @@ impl State {
                 return refuse(ErrorKind::NoSuchTopic, format!("no topic {t:?}"));
             }
         }
+        let holders = Holders::of(&self.leases);
         Ok(self
             .topics
             .iter()
             .filter(|(n, e)| topic.is_none_or(|t| t == n.as_str()) && shown(e, who))
-            .map(|(n, e)| stats_wire(n, e, &self.leases))
+            .map(|(n, e)| stats_wire(n, e, &holders))
             .collect())
     }
 
     /// The counters of every topic, for the daemon's own metrics listener.
     pub fn all_stats(&self) -> Vec<TopicStatsWire> {
-        self.topics.iter().map(|(n, e)| stats_wire(n, e, &self.leases)).collect()
+        let holders = Holders::of(&self.leases);
+        self.topics.iter().map(|(n, e)| stats_wire(n, e, &holders)).collect()
     }
 }
 
@@ -62,12 +142,22 @@ fn shown(e: &TopicEntry, who: Asker<'_>) -> bool {
     e.settings.policy.shows(who.cred, who.groups)
 }
 
-fn holder(leases: &HashMap<u64, Lease>, topic: &str, publisher: bool, slot: u32) -> Option<i32> {
-    leases.values().find(|l| l.holds(topic, publisher, slot)).map(|l| l.holder.pid)
+/// One topic in a listing.
+fn info(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicInfo {
+    let (publishers, subscribers) = holders.counts.get(name).copied().unwrap_or_default();
+    TopicInfo {
+        name: name.to_string(),
+        generation: e.segment.topic.generation(),
+        geometry: geometry_to_wire(&e.geometry()),
+        publishers,
+        subscribers,
+        declared: e.declared,
+        memory: e.segment.memory(),
+    }
 }
 
 /// One topic's counters in wire form.
-fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> TopicStatsWire {
+fn stats_wire(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicStatsWire {
     let st = e.segment.topic.stats();
     let group_name = |g: usize| e.groups.get(g).cloned().flatten().unwrap_or_else(|| format!("#{g}"));
     let publisher = |p: &PublisherStats| PublisherStatsWire {
@@ -76,7 +166,7 @@ fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> Topic
         bytes: p.bytes,
         full: p.full,
         aborted: p.aborted,
-        pid: holder(leases, name, true, p.slot as u32),
+        pid: holders.pid(name, true, p.slot as u32),
     };
     let subscriber = |s: &SubscriberStats| SubscriberStatsWire {
         slot: s.slot as u32,
@@ -88,7 +178,7 @@ fn stats_wire(name: &str, e: &TopicEntry, leases: &HashMap<u64, Lease>) -> Topic
         lagged: s.lagged,
         skipped: s.skipped,
         demoted: s.demoted,
-        pid: holder(leases, name, false, s.slot as u32),
+        pid: holders.pid(name, false, s.slot as u32),
     };
     let group = |g: &GroupStats| GroupStatsWire {
         name: group_name(g.index),

@@ -30,7 +30,7 @@ impl State {
         for name in names {
             self.clear_type_if_untyped(&name);
         }
-        self.reclaim_orphans();
+        self.reclaim(true);
         restored
     }
 

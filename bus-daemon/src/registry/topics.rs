@@ -40,7 +40,7 @@ impl State {
                     self.next_generation = self.next_generation.max(entry.segment.topic.generation() + 1);
                     // What no lease holds is reclaimed once the leases from before are restored.
                     tracing::info!(topic = %t, "adopted existing topic");
-                    self.topics.insert(t, entry);
+                    self.insert_topic(t, entry);
                     ok += 1;
                 }
                 Err(e) => {
@@ -62,6 +62,7 @@ impl State {
         let waiter = Arc::new(FutexWaiter::new(segment.topic.topic()));
         segment.topic.set_group_redelivery_all(settings.redeliver);
         TopicEntry {
+            memory: segment.memory(),
             segment: Arc::new(segment),
             settings,
             declared,
@@ -72,6 +73,8 @@ impl State {
             creator: None,
             opening: HashMap::new(),
             group_opened: HashMap::new(),
+            // 0: a slot that never claimed (new topics, and adopted slots nobody used) needs no scan.
+            claims_checked: vec![0; geo.max_publishers as usize],
         }
     }
 
@@ -164,7 +167,7 @@ impl State {
         if revoked.is_empty() {
             return None;
         }
-        let e = self.topics.remove(name).expect("found above");
+        let e = self.remove_topic(name).expect("found above");
         e.segment.close_and_unlink(&*e.waiter);
         self.forget_leases_of(name);
         tracing::warn!(topic = %name, revoked = revoked.len(), uids = ?revoked, generation = e.segment.topic.generation(),
@@ -261,7 +264,7 @@ impl State {
                 format!("uid {uid} may not delete topic {name:?} (not admitted by its admin policy)"),
             ));
         }
-        let e = self.topics.remove(name).expect("just found");
+        let e = self.remove_topic(name).expect("just found");
         e.segment.close_and_unlink(&*e.waiter);
         self.forget_leases_of(name);
         tracing::info!(topic = %name, uid, pid = who.cred.pid, "deleted topic");

@@ -4,31 +4,98 @@
 use super::{State, TopicEntry};
 use crate::remembered::Remembered;
 use shmbus_proto::msg::Role;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// How long an open group may have no member before the upkeep closes it.
 const GROUP_GRACE: Duration = Duration::from_secs(2);
 
-impl State {
-    /// Reclaims slots that the ring shows in use but no lease holds (their byte locks do not count: any
-    /// subscriber can take those).
-    pub(super) fn reclaim_unheld(&self, e: &TopicEntry) {
-        let geo = e.geometry();
-        let t = &e.segment.topic;
-        let leased =
-            |publisher: bool, slot: u32| self.leases.values().any(|l| l.holds(&e.segment.topic_name, publisher, slot));
-        for p in 0..geo.max_publishers {
-            if !leased(true, p) {
-                if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
-                    if n > 0 {
-                        tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
-                    }
-                }
+/// Most topics one [`State::drop_truncated`] call checks (the upkeep runs it every 50 ms tick).
+pub const TRUNCATION_CHECKS: usize = 64;
+/// Topics without leases whose slots one periodic reclaim pass (every 500 ms) looks at.
+pub const RECLAIM_SLICE: usize = 256;
+
+/// The names of the next (at most) `n` topics after `cursor` in name order, wrapping around to the first name
+/// but never past where it started; `cursor` becomes the last of them.
+fn next_slice<V>(topics: &BTreeMap<String, V>, cursor: &mut Option<String>, n: usize) -> Vec<String> {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let from = cursor.take();
+    let after = topics.range::<str, _>((from.as_deref().map_or(Unbounded, Excluded), Unbounded));
+    let mut names: Vec<String> = after.take(n).map(|(k, _)| k.clone()).collect();
+    if let (Some(f), true) = (&from, names.len() < n) {
+        let more = n - names.len();
+        names.extend(topics.keys().take(more).take_while(|k| *k <= f).cloned());
+    }
+    *cursor = names.last().cloned();
+    names
+}
+
+/// The slots the leases of one topic hold: publisher slots (at most 64) and subscriber slots (at most 256) as bit
+/// masks, built once per upkeep pass instead of scanning every lease for every slot of every topic.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    publishers: u64,
+    subscribers: [u64; 4],
+}
+
+impl Held {
+    /// What the given leases hold, by topic.
+    pub(super) fn by_topic<'a>(leases: impl Iterator<Item = &'a super::Lease>) -> HashMap<&'a str, Held> {
+        let mut by: HashMap<&str, Held> = HashMap::new();
+        for l in leases {
+            let h = by.entry(l.topic.as_str()).or_default();
+            match l.role {
+                Role::Publisher { slot } if slot < 64 => h.publishers |= 1 << slot,
+                Role::Subscriber { slot, .. } if slot < 256 => h.subscribers[slot as usize / 64] |= 1 << (slot % 64),
+                _ => {}
             }
         }
+        by
+    }
+
+    /// Whether a lease holds publisher (`publisher`) or subscriber slot `slot`.
+    pub(super) fn has(&self, publisher: bool, slot: u32) -> bool {
+        match (publisher, slot) {
+            (true, s) if s < 64 => self.publishers & (1 << s) != 0,
+            (false, s) if s < 256 => self.subscribers[s as usize / 64] & (1 << (s % 64)) != 0,
+            _ => false,
+        }
+    }
+}
+
+impl State {
+    /// Reclaims slots that the ring shows in use but no lease holds (their byte locks do not count: any
+    /// subscriber can take those). `held` is what the leases hold of this topic.
+    ///
+    /// Light on idle topics (issue 13): the claims of a publisher slot no lease holds are scanned for (the whole
+    /// index ring) only when its claim-phase counter moved since the last scan found it free, or is odd (a
+    /// holder died inside a claim). Every claim moves the counter, so nothing a well-behaved publisher left is
+    /// missed; an idle topic costs a few loads of its slot lines per tick.
+    fn reclaim_unheld(e: &mut TopicEntry, held: Option<&Held>) {
+        let geo = e.geometry();
+        let t = &e.segment.topic;
+        let is_held = |publisher: bool, slot: u32| held.is_some_and(|h| h.has(publisher, slot));
+        for p in 0..geo.max_publishers {
+            let Some(phases) = t.claim_phases(p as usize) else { continue };
+            let checked = e.claims_checked.get(p as usize).copied();
+            if is_held(true, p) || (checked == Some(phases) && phases & 1 == 0) {
+                continue;
+            }
+            if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
+                if n > 0 {
+                    tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
+                }
+            }
+            if let (Some(c), true) = (e.claims_checked.get_mut(p as usize), phases & 1 == 0) {
+                *c = phases;
+            }
+        }
+        // Only slots in the in-use mask: the gate scan reads no other cursor, and a slot handed out again is
+        // released by `take_free_slot` whatever its mask bit says.
+        let in_use = t.subscriber_slots_in_use();
         for s in 0..geo.max_subscribers {
-            if t.subscriber_active(s as usize) && !leased(false, s) {
+            let used = in_use.get(s as usize / 64).is_some_and(|w| w & (1 << (s % 64)) != 0);
+            if used && t.subscriber_active(s as usize) && !is_held(false, s) {
                 let _ = t.release_subscriber(s as usize, &*e.waiter);
                 tracing::warn!(topic = %e.segment.topic_name, slot = s, "released the slot of a dead subscriber");
             }
@@ -36,26 +103,53 @@ impl State {
     }
 
     /// Reclaims the leases whose holder died (whether or not its connection is still open: a forked child may
-    /// keep it), then every slot no lease holds.
+    /// keep it), then the slots no lease holds: of every topic a lease holds something of, and of the next
+    /// [`RECLAIM_SLICE`] other topics in name order (a lease that ends reclaims its own slots as it closes, so
+    /// what is left on a topic without leases is only what a holder left behind it; every topic is still looked
+    /// at within `topics / RECLAIM_SLICE` passes). Also refreshes the list of topics with a slow-consumer bound.
     pub fn reclaim_orphans(&mut self) {
+        self.reclaim(false);
+    }
+
+    /// [`State::reclaim_orphans`]; with `every_topic`, the slots of every topic (after a restart).
+    pub(super) fn reclaim(&mut self, every_topic: bool) {
         let dead: Vec<u64> = self.leases.iter().filter(|(_, l)| !l.holder.alive()).map(|(id, _)| *id).collect();
         for id in dead {
             let l = &self.leases[&id];
             tracing::info!(topic = %l.topic, role = ?l.role, pid = l.holder.pid, uid = l.uid, lease = id, "reclaiming the lease of a dead holder");
             let _ = self.close_lease(id);
         }
-        for e in self.topics.values() {
-            self.reclaim_unheld(e);
+        let held = Held::by_topic(self.leases.values());
+        if every_topic {
+            for (name, e) in self.topics.iter_mut() {
+                Self::reclaim_unheld(e, held.get(name.as_str()));
+            }
+        } else {
+            for (name, h) in &held {
+                if let Some(e) = self.topics.get_mut(*name) {
+                    Self::reclaim_unheld(e, Some(h));
+                }
+            }
+            let idle = next_slice(&self.topics, &mut self.reclaim_cursor, RECLAIM_SLICE);
+            for name in idle.iter().filter(|n| !held.contains_key(n.as_str())) {
+                if let Some(e) = self.topics.get_mut(name) {
+                    Self::reclaim_unheld(e, None);
+                }
+            }
         }
+        self.slow_topics =
+            self.topics.iter().filter(|(_, e)| e.settings.slow_consumer.is_some()).map(|(n, _)| n.clone()).collect();
         self.close_memberless_groups();
         self.persist_remembered();
     }
 
     /// Writes what is remembered of each topic (see [`crate::remembered`]) when it changed since the last write.
     fn persist_remembered(&mut self) {
+        // Only topics with something to remember are copied (most have nothing: no per-tick copy of every name).
         let now: BTreeMap<String, Remembered> = self
             .topics
             .iter()
+            .filter(|(_, e)| e.creator.is_some() || e.type_info.is_some())
             .map(|(n, e)| (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone() }))
             .filter(|(_, r)| *r != Remembered::default())
             .collect();
@@ -102,8 +196,12 @@ impl State {
     }
 
     /// Demotes lossless subscribers that held publishers back longer than the topic's bound.
+    ///
+    /// Only the topics with a bound are looked at (the list the reclaim pass refreshes every 500 ms), so the
+    /// 50 ms tick does not walk every topic.
     pub fn enforce_slow_consumers(&mut self, now: Instant) {
-        for (name, e) in self.topics.iter_mut() {
+        for name in &self.slow_topics {
+            let Some(e) = self.topics.get_mut(name) else { continue };
             let Some(bound) = e.settings.slow_consumer else { continue };
             let st = e.segment.topic.stats();
             let cap = e.geometry().capacity as u64;
@@ -126,11 +224,16 @@ impl State {
     /// Drops topics whose objects were truncated under us: marks them closed (what is left of the shared pages
     /// tells attached clients; the daemon's own accesses to missing pages read zeros, see
     /// [`shmbus_os::sigbus`]), unlinks them and forgets their leases. Every other topic keeps working.
+    ///
+    /// Each call checks at most [`TRUNCATION_CHECKS`] topics (two `fstat`s each), the next ones in name order
+    /// after where the previous call stopped, so the upkeep's cost per tick stays bounded whatever the number of
+    /// topics: every topic is checked once per `topics / TRUNCATION_CHECKS` ticks (every tick up to that many).
     pub fn drop_truncated(&mut self) {
+        let checked = next_slice(&self.topics, &mut self.truncation_cursor, TRUNCATION_CHECKS);
         let broken: Vec<String> =
-            self.topics.iter().filter(|(_, e)| !e.segment.intact()).map(|(n, _)| n.clone()).collect();
+            checked.into_iter().filter(|n| self.topics.get(n).is_some_and(|e| !e.segment.intact())).collect();
         for name in broken {
-            if let Some(e) = self.topics.remove(&name) {
+            if let Some(e) = self.remove_topic(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
                 e.segment.close_and_unlink(&*e.waiter);
                 self.forget_leases_of(&name);
@@ -140,6 +243,7 @@ impl State {
 
     /// Marks every topic closed and unlinks everything (`--cleanup-on-exit`).
     pub fn cleanup(&mut self) {
+        self.topics_memory = 0;
         for (name, e) in std::mem::take(&mut self.topics) {
             e.segment.close_and_unlink(&*e.waiter);
             tracing::info!(topic = %name, "removed topic");
@@ -148,5 +252,26 @@ impl State {
         for id in ids {
             self.forget_lease(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_slice;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn slices_go_round_every_name_once() {
+        let topics: BTreeMap<String, ()> = ["a", "b", "c", "d", "e"].iter().map(|n| (n.to_string(), ())).collect();
+        let mut cursor = None;
+        assert_eq!(next_slice(&topics, &mut cursor, 2), ["a", "b"]);
+        assert_eq!(next_slice(&topics, &mut cursor, 2), ["c", "d"]);
+        assert_eq!(next_slice(&topics, &mut cursor, 2), ["e", "a"]);
+        assert_eq!(next_slice(&topics, &mut cursor, 9), ["b", "c", "d", "e", "a", "b"].map(String::from)[..5].to_vec());
+        let mut cursor = Some("zz".to_string());
+        assert_eq!(next_slice(&topics, &mut cursor, 3), ["a", "b", "c"], "a cursor past the end wraps");
+        let empty: BTreeMap<String, ()> = BTreeMap::new();
+        assert!(next_slice(&empty, &mut cursor, 3).is_empty());
+        assert_eq!(cursor, None);
     }
 }

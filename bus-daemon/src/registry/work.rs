@@ -140,11 +140,14 @@ impl Work {
                 test_park("group");
                 let seg = &p.segment;
                 let is_dead = |pub_slot: usize| !seg.holder_alive(true, pub_slot as u32);
-                let r = seg
-                    .topic
-                    .open_group(p.index, p.from_oldest, &*p.waiter, &is_dead)
-                    .map(|()| seg.topic.set_group_redelivery(p.index, p.redeliver))
-                    .map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() });
+                // The group's ledger is committed only now (issue 13); opening writes every word of it.
+                let r = seg.commit_group(p.index).map_err(|x| super::out_of_shm(&p.topic, "a consumer group", x));
+                let r = r.and_then(|()| {
+                    seg.topic
+                        .open_group(p.index, p.from_oldest, &*p.waiter, &is_dead)
+                        .map(|()| seg.topic.set_group_redelivery(p.index, p.redeliver))
+                        .map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() })
+                });
                 Done::Group(p, r)
             }
         }
@@ -211,7 +214,7 @@ impl State {
                     max_message = g.max_message, memory = seg.memory(), "created topic");
                 let mut entry = self.entry_for(seg, p.settings, p.declared);
                 entry.creator = p.creator;
-                self.topics.insert(p.name, entry);
+                self.insert_topic(p.name, entry);
                 Ok(())
             }
             Done::Group(p, r) => {
@@ -259,6 +262,8 @@ impl State {
             .limits
             .check_topic(&format!("topic {name:?}"), &settings.geometry, Some(self.memory_in_use()))
             .map_err(exhausted)?;
+        let topics = (self.topics.len() + self.creating.len()) as u64;
+        crate::fd_limit::check_topic(topics).map_err(|m| exhausted(format!("cannot create topic {name:?}: {m}")))?;
         let ready = Arc::new(Ready::default());
         let bytes = crate::limits::footprint(&settings.geometry);
         self.creating.insert(name.to_string(), Creating { ready: ready.clone(), bytes, creator });
@@ -271,7 +276,7 @@ impl State {
 
     /// Bytes of shared memory held by topics and reserved by creations under way.
     pub fn memory_in_use(&self) -> u64 {
-        let held: u64 = self.topics.values().map(|e| e.segment.memory()).sum();
+        let held = self.topics_memory;
         held + self.creating.values().map(|c| c.bytes).sum::<u64>()
     }
 }

@@ -96,6 +96,36 @@ impl Mapping {
         self.raw.len() == 0
     }
 
+    /// Drops this process's page-table entries for the whole pages inside `[offset, offset + len)`
+    /// (`MADV_DONTNEED`), so they no longer count in its resident set. The mapping is shared and backed by the
+    /// object, so nothing is lost: the next access maps the same page again (or, for a page nobody committed,
+    /// commits it). Out-of-range parts are clipped; errors are ignored (it is only advice).
+    pub fn forget_pages(&self, offset: usize, len: usize) {
+        let page = crate::page_size();
+        let start = offset.div_ceil(page) * page;
+        let end = (offset.saturating_add(len).min(self.len()) / page) * page;
+        if end <= start {
+            return;
+        }
+        // SAFETY: MADV_DONTNEED on a MAP_SHARED mapping of a shm object only drops page-table entries: the pages
+        // stay in the object, and a later access faults the same contents back in, so no reference or pointer
+        // into the mapping observes a change. The range is inside the mapping (clipped above).
+        let _ = unsafe { self.raw.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+    }
+
+    /// Pre-faults the pages of `[offset, offset + len)` readable (`MADV_POPULATE_READ`, Linux 5.14 and later),
+    /// as `populate` does for a whole mapping at [`Mapping::map`]: the first accesses there do not take page
+    /// faults. Out-of-range parts are clipped; errors (an older kernel, a page past a truncated end) are ignored,
+    /// the pages are then faulted in on first touch.
+    pub fn prefault(&self, offset: usize, len: usize) {
+        let page = crate::page_size();
+        let start = offset / page * page;
+        let end = offset.saturating_add(len).min(self.len());
+        if end > start {
+            let _ = self.raw.advise_range(memmap2::Advice::PopulateRead, start, end - start);
+        }
+    }
+
     /// How the memory is mapped.
     pub fn access(&self) -> Access {
         self.access

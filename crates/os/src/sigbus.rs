@@ -35,6 +35,9 @@ struct Slot {
 
 struct Chunk {
     slots: [Slot; CHUNK],
+    /// Slots of this chunk not free (claimed or live): a full chunk is skipped without looking at its slots, so
+    /// a registration costs O(chunks), not O(mappings) (the daemon of 10,000 topics holds 20,000).
+    taken: AtomicUsize,
     next: AtomicPtr<Chunk>,
 }
 
@@ -48,6 +51,7 @@ impl Chunk {
                 writable: AtomicBool::new(false),
                 truncated: AtomicBool::new(false),
             }),
+            taken: AtomicUsize::new(0),
             next: AtomicPtr::new(null_mut()),
         })
     }
@@ -69,6 +73,13 @@ fn chunks() -> impl Iterator<Item = &'static Chunk> {
 #[derive(Debug)]
 pub struct Guard {
     slot: &'static Slot,
+    chunk: &'static Chunk,
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk").field("taken", &self.taken.load(Ordering::Relaxed)).finish()
+    }
 }
 
 impl std::fmt::Debug for Slot {
@@ -82,14 +93,14 @@ impl Guard {
     /// on first use. `None` if the handler cannot be installed (the mapping then works unguarded).
     pub fn register(start: *const u8, len: usize, writable: bool) -> Option<Guard> {
         install()?;
-        let slot = claim();
+        let (slot, chunk) = claim();
         slot.start.store(start as usize, Ordering::Relaxed);
         slot.len.store(len, Ordering::Relaxed);
         slot.writable.store(writable, Ordering::Relaxed);
         slot.truncated.store(false, Ordering::Relaxed);
         // Release: the handler that sees LIVE sees the range.
         slot.state.store(LIVE, Ordering::Release);
-        Some(Guard { slot })
+        Some(Guard { slot, chunk })
     }
 
     /// Whether a page of the range faulted (the object was truncated) and was replaced by zeros.
@@ -109,20 +120,31 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.slot.state.store(BUSY, Ordering::Release);
         self.slot.state.store(FREE, Ordering::Release);
+        self.chunk.taken.fetch_sub(1, Ordering::Release);
     }
 }
 
-/// A free slot, marked busy; a new chunk when every slot is taken.
-fn claim() -> &'static Slot {
+/// A free slot, marked busy, and its chunk; a new chunk when every slot is taken.
+fn claim() -> (&'static Slot, &'static Chunk) {
     loop {
         let mut last: Option<&'static Chunk> = None;
         for c in chunks() {
+            last = Some(c);
+            // Count the claim first, so a full count means every slot is taken or about to be.
+            if c.taken.fetch_add(1, Ordering::AcqRel) >= CHUNK {
+                c.taken.fetch_sub(1, Ordering::AcqRel);
+                continue;
+            }
             for s in &c.slots {
-                if s.state.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return s;
+                // A load first: a failed compare-and-swap on every live slot costs a locked operation each.
+                if s.state.load(Ordering::Relaxed) == FREE
+                    && s.state.compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                {
+                    return (s, c);
                 }
             }
-            last = Some(c);
+            // Raced: the slots counted free were taken by others meanwhile. Give the count back.
+            c.taken.fetch_sub(1, Ordering::AcqRel);
         }
         let fresh: &'static mut Chunk = Box::leak(Chunk::new());
         let tail = last.map_or(&HEAD, |c| &c.next);

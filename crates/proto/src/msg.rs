@@ -5,7 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol. Bump on any change of these types.
-pub const PROTOCOL_VERSION: u32 = 3;
+///
+/// 4: [`Request::ListTopicsPage`] and [`Request::StatsPage`] (with their replies), so listings of thousands of
+/// topics come in pages that each fit a frame.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,18 @@ pub enum Request {
     Close {
         /// Lease id.
         lease: u64,
+    },
+    /// Lists topics a page at a time, in name order: the topics after `after` (from the first when `None`), as
+    /// many as fit one reply frame. Answered with [`Response::TopicsPage`].
+    ListTopicsPage {
+        /// Name of the last topic of the previous page.
+        after: Option<String>,
+    },
+    /// Counters of every topic a page at a time, like [`Request::ListTopicsPage`]. Answered with
+    /// [`Response::StatsPage`].
+    StatsPage {
+        /// Name of the last topic of the previous page.
+        after: Option<String>,
     },
 }
 
@@ -333,6 +348,20 @@ pub enum Response {
     Stats(Vec<TopicStatsWire>),
     /// Success without data.
     Done,
+    /// One page of a topic listing ([`Request::ListTopicsPage`]).
+    TopicsPage {
+        /// Topics, in name order.
+        topics: Vec<TopicInfo>,
+        /// More topics follow: ask again after the last name of this page.
+        more: bool,
+    },
+    /// One page of counters ([`Request::StatsPage`]).
+    StatsPage {
+        /// Topics' counters, in name order.
+        stats: Vec<TopicStatsWire>,
+        /// More topics follow: ask again after the last name of this page.
+        more: bool,
+    },
     /// Failure.
     Error {
         /// What kind of failure.

@@ -167,9 +167,9 @@ fn resume(r: &mut Rng) -> Resume {
     Resume { generation: r.u64(), slot: r.u32(), token: ResumeToken(token) }
 }
 
-/// Request variant `variant % 8` with random fields.
+/// Request variant `variant % 10` with random fields.
 fn request(r: &mut Rng, variant: usize) -> Request {
-    match variant % 8 {
+    match variant % 10 {
         0 => Request::Hello { protocol: r.u32(), layout: r.u64(), client: r.string() },
         1 => Request::CreateTopic { name: r.string(), spec: spec(r) },
         2 => Request::DeleteTopic { name: r.string() },
@@ -187,6 +187,8 @@ fn request(r: &mut Rng, variant: usize) -> Request {
             payload_type: r.opt(type_info),
             resume: r.opt(resume),
         },
+        7 => Request::ListTopicsPage { after: r.opt(Rng::string) },
+        8 => Request::StatsPage { after: r.opt(Rng::string) },
         _ => Request::Close { lease: r.u64() },
     }
 }
@@ -203,9 +205,9 @@ fn geometry(r: &mut Rng) -> GeometryWire {
     }
 }
 
-/// Response variant `variant % 6` with random fields (short lists).
+/// Response variant `variant % 8` with random fields (short lists).
 fn response(r: &mut Rng, variant: usize) -> Response {
-    match variant % 6 {
+    match variant % 8 {
         0 => Response::Hello { protocol: r.u32(), layout: r.u64(), daemon: r.string() },
         1 => Response::Lease(LeaseReply {
             lease: r.u64(),
@@ -263,6 +265,11 @@ fn response(r: &mut Rng, variant: usize) -> Response {
                 .collect(),
         ),
         4 => Response::Done,
+        5 => Response::TopicsPage { topics: Vec::new(), more: r.chance(2) },
+        6 => Response::StatsPage {
+            stats: vec![TopicStatsWire { name: r.string(), ..Default::default() }],
+            more: r.chance(2),
+        },
         _ => Response::Error { kind: ErrorKind::Internal, message: r.string() },
     }
 }

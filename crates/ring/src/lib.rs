@@ -44,6 +44,7 @@
 
 mod admin;
 mod error;
+mod extents;
 mod layout;
 mod publisher;
 mod recovery;
@@ -58,6 +59,7 @@ pub mod wait;
 
 pub use admin::Admin;
 pub use error::{AttachError, RecvError, SendError};
+pub use extents::Extents;
 /// Layout internals for the property tests and for the daemon's size sanity checks; not a stable API.
 #[doc(hidden)]
 pub use layout::{initialize, parse_header, read_header, Header, DATA_MAGIC, LINE, READERS_MAGIC};

@@ -9,6 +9,26 @@ use crate::sync::Ordering;
 use crate::wait::Waiter;
 
 impl Admin {
+    /// The subscriber slots in use, as four mask words (bit `b` of word `w` is slot `64 * w + b`): the slots whose
+    /// cursors the publishers' gate scan reads. One line of the readers object, so the owner's periodic reclaim
+    /// can tell the slots to look at without reading every slot's line.
+    pub fn subscriber_slots_in_use(&self) -> [u64; 4] {
+        // Acquire: pairs with the Release that raises a slot's bit at attach.
+        std::array::from_fn(|w| self.readers_word(Offsets::mask_word(R_IN_USE, w)).load(Ordering::Acquire))
+    }
+
+    /// The claim-phase counter of publisher slot `p` (odd while its holder is inside a claim; bumped twice per
+    /// claim), `None` out of range. A slot whose counter has not moved since its claims were last cancelled, and
+    /// is even, has made no claim since: the owner's periodic reclaim uses this to skip idle slots.
+    pub fn claim_phases(&self, p: usize) -> Option<u64> {
+        if p >= self.geometry().max_publishers as usize {
+            return None;
+        }
+        // Acquire: pairs with the Release that leaves a claim phase, so a claim counted here is visible to a
+        // scan that follows.
+        Some(self.data_word(self.off().pub_slot(p) + P_SENDS).load(Ordering::Acquire))
+    }
+
     /// Cancels every claim still held by the dead publisher in slot `p`: each becomes a counted skip marker that
     /// readers pass over, so nobody stalls behind it. Returns how many claims were cancelled.
     pub fn cancel_claims_of(&self, p: usize, waiter: &dyn Waiter) -> Result<u64, AttachError> {

@@ -1,12 +1,22 @@
-//! A topic's shared-memory objects as their owner (the daemon) holds them: exclusive creation with explicit modes and memory
-//! reserved up front, adoption after a restart, fresh descriptors per lease, closing and unlinking.
+//! A topic's shared-memory objects as their owner (the daemon) holds them: exclusive creation with explicit modes,
+//! memory committed as the parts of the topic come into use, adoption after a restart, fresh descriptors per
+//! lease, closing and unlinking.
+//!
+//! What an idle topic commits (issue 13): the objects are created sparse, and only the parts every participant
+//! touches from the start are reserved (`fallocate`): the data object's header, publisher slots and index ring,
+//! and the readers object outside the group ledgers. A group's ledger is reserved when the group opens
+//! ([`Segment::commit_group`]), a publisher slot's payload region when a publisher lease takes the slot
+//! ([`Segment::commit_publisher`]); a full /dev/shm is then a refusal of that request, never a `SIGBUS`. The
+//! daemon maps the objects without pre-faulting and drops the pages initialization touched from its resident set,
+//! so its RSS follows what it reads (headers and slot lines), not the topics' sizes.
 
-use crate::map::map_regions;
-use shmbus_os::{Access, Expected, OsError, ShmObject};
+use crate::map::{map_regions_with, Mapped};
+use shmbus_os::{Access, Expected, Mapping, OsError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
-use shmbus_ring::{Admin, AttachError, Geometry, Region};
+use shmbus_ring::{Admin, AttachError, Extents, Geometry};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 
 /// Creating, adopting or opening a segment failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +60,8 @@ pub struct Segment {
     pub topic_name: String,
     data: ShmObject,
     readers: ShmObject,
+    maps: [Arc<Mapping>; 2],
+    extents: Extents,
     /// The validated ring view, with the owner's rights (admin and recovery operations): the daemon created or
     /// adopted the objects and maps both read-write.
     pub topic: Admin,
@@ -61,9 +73,9 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-/// Both objects mapped read-write, the daemon's view.
-fn map_both(data: &ShmObject, readers: &ShmObject, expect: Option<&Geometry>) -> Result<(Region, Region), OsError> {
-    map_regions(data.fd(), readers.fd(), Access::ReadWrite, expect)
+/// Both objects mapped read-write, the daemon's view: not pre-faulted (see the module docs).
+fn map_both(data: &ShmObject, readers: &ShmObject, expect: &Geometry) -> Result<Mapped, OsError> {
+    map_regions_with(data.fd(), readers.fd(), Access::ReadWrite, Some(expect), false)
 }
 
 struct Undo(Vec<Box<dyn FnOnce()>>);
@@ -81,9 +93,9 @@ impl Drop for Undo {
 }
 
 impl Segment {
-    /// Creates a topic's objects exclusively (an existing name is an error), reserves their memory (a full
-    /// /dev/shm fails here) and initializes the ring (its wake-up words included). Nothing is left behind on
-    /// failure.
+    /// Creates a topic's objects exclusively (an existing name is an error), reserves the memory every participant
+    /// touches (a full /dev/shm fails here; see the module docs for what is committed later) and initializes the
+    /// ring (its wake-up words included). Nothing is left behind on failure.
     pub fn create(
         prefix: &str,
         topic: &str,
@@ -99,15 +111,25 @@ impl Segment {
         let mut undo = Undo(Vec::new());
         let dn = names::data_object(prefix, topic);
         let rn = names::readers_object(prefix, topic);
-        let data = ShmObject::create_exclusive(&dn, geo.data_len() as u64, modes.objects)?;
+        let data = ShmObject::create_sparse(&dn, geo.data_len() as u64, modes.objects)?;
         undo.0.push(Box::new(move || drop(ShmObject::unlink(&dn))));
-        let readers = ShmObject::create_exclusive(&rn, geo.readers_len() as u64, modes.objects)?;
+        let readers = ShmObject::create_sparse(&rn, geo.readers_len() as u64, modes.objects)?;
         undo.0.push(Box::new(move || drop(ShmObject::unlink(&rn))));
-        let (d, r) = map_both(&data, &readers, Some(geo))?;
-        let t = Admin::create(d, r, geo, 0, generation)
+        let extents = Extents::of(geo);
+        data.reserve_range(0, extents.data_head.end as u64)?;
+        // All of it, ledgers included: initialization writes them (the layout's initial words) before they are
+        // released below, and a write to an unreserved page of a full /dev/shm would fault.
+        readers.reserve_range(0, extents.readers_len as u64)?;
+        let m = map_both(&data, &readers, geo)?;
+        let t = Admin::create(m.data, m.readers, geo, 0, generation)
             .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
+        // Nothing reads a ledger before its group opens, which rewrites every word: release the pages.
+        readers.release_range(extents.ledgers.start as u64, extents.ledgers.len() as u64)?;
+        let seg =
+            Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, maps: m.maps, extents, topic: t };
+        seg.forget_pages();
         undo.disarm();
-        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
+        Ok(seg)
     }
 
     /// Opens and validates existing objects (after a daemon restart). Each object must be this process's own
@@ -136,10 +158,11 @@ impl Segment {
         if dh != rh {
             return Err(invalid(AttachError::Corrupted { what: "the two objects' headers disagree" }));
         }
-        // Validated: mapping (and pre-faulting) now touches exactly the pages the geometry gives.
-        let (d, r) = map_both(&data, &readers, Some(&dh.geometry))?;
-        let t = Admin::adopt(d, r).map_err(invalid)?;
-        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, topic: t })
+        // Validated: the mappings have exactly the size the geometry gives (nothing is pre-faulted).
+        let m = map_both(&data, &readers, &dh.geometry)?;
+        let t = Admin::adopt(m.data, m.readers).map_err(invalid)?;
+        let extents = Extents::of(&dh.geometry);
+        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, maps: m.maps, extents, topic: t })
     }
 
     /// Fresh descriptors for one lease (its own open file descriptions, so its OFD lock is its own): the data
@@ -152,6 +175,34 @@ impl Segment {
             Access::ReadWrite => self.data.reopen(Access::ReadWrite)?,
         };
         Ok((data, self.readers.reopen(Access::ReadWrite)?))
+    }
+
+    /// Reserves the ledger of group slot `g` before the group opens (opening writes every word of it): a full
+    /// /dev/shm is `ENOSPC` here rather than a fault. Idempotent.
+    pub fn commit_group(&self, g: usize) -> Result<(), OsError> {
+        let r = self.extents.ledger(g);
+        self.readers.reserve_range(r.start as u64, r.len() as u64)
+    }
+
+    /// Reserves the payload region of publisher slot `p` before a publisher lease takes the slot: a full
+    /// /dev/shm refuses the lease instead of faulting the publisher later. Idempotent (a slot used before is
+    /// already committed).
+    pub fn commit_publisher(&self, p: usize) -> Result<(), OsError> {
+        let r = self.extents.region(p);
+        self.data.reserve_range(r.start as u64, r.len() as u64)
+    }
+
+    /// Bytes of /dev/shm the topic's objects commit now (their `st_blocks`), at most [`Segment::memory`].
+    pub fn committed(&self) -> u64 {
+        self.data.committed().unwrap_or(0) + self.readers.committed().unwrap_or(0)
+    }
+
+    /// Drops the daemon's page-table entries of both objects, so its resident set holds none of the topic's
+    /// pages until it reads them again. The objects keep their contents.
+    pub fn forget_pages(&self) {
+        for m in &self.maps {
+            m.forget_pages(0, m.len());
+        }
     }
 
     /// The readers object's descriptor (the daemon's own; used to probe lease locks).
@@ -172,7 +223,7 @@ impl Segment {
         self.data.size().ok() == Some(g.data_len() as u64) && self.readers.size().ok() == Some(g.readers_len() as u64)
     }
 
-    /// Bytes of shared memory the topic uses.
+    /// Bytes of shared memory the topic may use (its objects' sizes; what it commits is [`Segment::committed`]).
     pub fn memory(&self) -> u64 {
         let g = self.topic.geometry();
         (g.data_len() + g.readers_len()) as u64

@@ -154,10 +154,12 @@ impl Aim {
 
     /// A request other than `Hello`, with random field values.
     pub fn request(&self, r: &mut Rng, privileged: bool) -> Request {
-        match r.below(16) {
+        match r.below(17) {
+            16 => Request::ListTopicsPage { after: r.opt(|r| self.name(r, privileged)) },
             0 => Request::CreateTopic { name: self.name(r, privileged), spec: self.spec(r) },
             1 => Request::DeleteTopic { name: self.name(r, privileged) },
             2 => Request::ListTopics,
+            3 if r.chance(2) => Request::StatsPage { after: r.opt(|r| self.name(r, privileged)) },
             3 => Request::Stats { topic: r.opt(|r| self.name(r, privileged)) },
             4..=6 => {
                 let topic = self.name(r, privileged);

@@ -426,6 +426,8 @@ impl Worker<'_> {
                 mine
             }
             (Response::Topics(_), Request::ListTopics) | (Response::Stats(_), Request::Stats { .. }) => true,
+            (Response::TopicsPage { .. }, Request::ListTopicsPage { .. })
+            | (Response::StatsPage { .. }, Request::StatsPage { .. }) => true,
             _ => false,
         };
         match fits {

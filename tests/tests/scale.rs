@@ -1,0 +1,162 @@
+//! Many topics on one host (issue 13), CI-sized: 1,000 idle topics of the default geometry against a private
+//! daemon. Each has exactly its two objects; what it commits of /dev/shm is its header, slot lines and index ring
+//! (no payload region, no ledger page); the daemon's resident set grows by a bounded amount per topic that does
+//! not follow the payload size; `topics` and `stats` list every topic (in pages); a publisher commits its slot's
+//! region when it takes the slot; a restarted daemon adopts them all. The 10,000-topic run is `scripts/scale.sh`.
+
+use shmbus_ring::{Extents, Geometry};
+use shmbus_tests::daemon::TestDaemon;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+/// Idle topics created.
+const N: usize = 1000;
+/// Topics created with a 16 times larger payload budget (the daemon's growth must not follow it).
+const BIG: usize = 100;
+/// The most resident memory the daemon may gain per idle topic, its own heap and the shared pages it maps
+/// together (measured: about 77 KiB, of which 64 KiB are committed index pages the kernel's fault-around maps
+/// when the daemon reads a header word; they are not memory of the daemon's own).
+const RSS_PER_TOPIC: u64 = 96 << 10;
+/// The most heap (anonymous memory) the daemon may gain per idle topic (measured: about 2 KiB).
+const ANON_PER_TOPIC: u64 = 8 << 10;
+
+/// `(VmRSS, RssAnon)` of `pid`, in bytes.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {status}"));
+        line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).expect("a number of KiB") << 10
+    };
+    (field("VmRSS:"), field("RssAnon:"))
+}
+
+/// Committed bytes (`st_blocks` × 512) of `/dev/shm/<prefix>.<topic>.<kind>`.
+fn committed(prefix: &str, topic: &str, kind: &str) -> u64 {
+    std::fs::metadata(format!("/dev/shm/{prefix}.{topic}.{kind}")).map(|m| m.blocks() * 512).unwrap_or(u64::MAX)
+}
+
+fn page_up(n: usize) -> u64 {
+    let page = shmbus_os::page_size();
+    n.div_ceil(page) as u64 * page as u64
+}
+
+/// Creates `names` through the CLI, 250 per invocation (one connection each).
+fn create(d: &TestDaemon, names: &[String], extra: &[&str]) {
+    for chunk in names.chunks(250) {
+        let out = d.cli().arg("create").args(extra).args(chunk).output().expect("run shmbus create");
+        assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    }
+}
+
+#[test]
+fn a_thousand_idle_topics_commit_their_headers_only_and_are_all_listed_and_adopted() {
+    // Two descriptors per topic, within half of the soft limit the daemon raises to the hard one.
+    let need = 2 * (N + BIG) as u64 * 2 + 256;
+    let hard = shmbus_os_hard_nofile();
+    if hard < need {
+        eprintln!("SKIPPED: RLIMIT_NOFILE hard limit {hard} is below the {need} descriptors this test needs");
+        return;
+    }
+    let mut d = TestDaemon::start(Some("[daemon]\nshm_budget = 1099511627776\n"));
+    let pid = d.pid().expect("daemon pid");
+    let names: Vec<String> = (0..N).map(|i| format!("s{i:04}")).collect();
+    let (rss0, anon0) = rss(pid);
+    let t = Instant::now();
+    create(&d, &names, &[]);
+    let took = t.elapsed();
+    eprintln!("created {N} topics in {took:?} ({:.0}/s)", N as f64 / took.as_secs_f64());
+
+    // Objects: exactly two per topic (the wake-up words live in the readers object).
+    let objects = shmbus_tests::shm_fixture::leftovers(&d.prefix);
+    assert_eq!(objects.len(), 2 * N, "objects per topic: {:?}", &objects[..objects.len().min(8)]);
+
+    // Committed: the data object's head (header, publisher slots, index ring) and the readers object outside the
+    // whole ledger pages; no payload region.
+    let geo = Geometry::default();
+    let x = Extents::of(&geo);
+    let page = shmbus_os::page_size();
+    let ledger_pages = (x.ledgers.end / page).saturating_sub(x.ledgers.start.div_ceil(page)) as u64;
+    let data_max = page_up(x.data_head.end);
+    let readers_max = page_up(x.readers_len) - ledger_pages * page as u64;
+    let mut total = 0;
+    for n in &names {
+        let (dc, rc) = (committed(&d.prefix, n, "data"), committed(&d.prefix, n, "readers"));
+        assert!(dc <= data_max, "topic {n}: data object commits {dc} bytes, more than its head ({data_max})");
+        assert!(rc <= readers_max, "topic {n}: readers object commits {rc} bytes, ledgers included ({readers_max})");
+        total += dc + rc;
+    }
+    let per_topic = total / N as u64;
+    eprintln!(
+        "/dev/shm committed per idle topic: {} KiB (of {} KiB)",
+        per_topic >> 10,
+        (geo.data_len() + geo.readers_len()) >> 10
+    );
+    assert!(per_topic <= 160 << 10, "an idle default topic commits {per_topic} bytes");
+
+    // Listing and counters: every topic, through the library (pages) and the CLI.
+    let bus = d.bus();
+    let t = Instant::now();
+    let listed = bus.topics().expect("list topics");
+    eprintln!("listed {} topics in {:?}", listed.len(), t.elapsed());
+    assert_eq!(listed.iter().map(|t| t.name.clone()).collect::<Vec<_>>(), names, "every topic once, in order");
+    let stats = bus.stats(None).expect("stats");
+    assert_eq!(stats.len(), N);
+    let out = d.cli().args(["stats", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats --json is JSON");
+    assert_eq!(json.as_array().map(Vec::len), Some(N));
+    let out = d.cli().arg("topics").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), N + 1, "a header and a row per topic");
+
+    // The daemon's resident set, after reading every topic's counters.
+    let (rss1, anon1) = rss(pid);
+    let (grow, anon) = (rss1.saturating_sub(rss0) / N as u64, anon1.saturating_sub(anon0) / N as u64);
+    eprintln!("daemon RSS per idle topic: {} KiB ({} KiB anonymous)", grow >> 10, anon >> 10);
+    assert!(grow <= RSS_PER_TOPIC, "the daemon's RSS grew by {grow} bytes per topic");
+    assert!(anon <= ANON_PER_TOPIC, "the daemon's heap grew by {anon} bytes per topic");
+
+    // Sixteen times the payload budget: neither the daemon's growth nor the committed memory follows it.
+    let big: Vec<String> = (0..BIG).map(|i| format!("b{i:03}")).collect();
+    create(&d, &big, &["--payload-budget", "64M"]);
+    let _ = bus.stats(None).expect("stats");
+    let (rss2, _) = rss(pid);
+    let grow = rss2.saturating_sub(rss1) / BIG as u64;
+    eprintln!("daemon RSS per idle topic of a 64 MiB budget: {} KiB", grow >> 10);
+    assert!(grow <= RSS_PER_TOPIC, "the daemon's RSS grew by {grow} bytes per large topic");
+    for n in &big {
+        let dc = committed(&d.prefix, n, "data");
+        assert!(dc <= data_max, "large topic {n}: data object commits {dc} bytes");
+    }
+
+    // Use: a publisher's slot commits its payload region (and only that), and messages flow.
+    let region = x.region(0).len() as u64;
+    let before = committed(&d.prefix, "s0001", "data");
+    let mut p = bus.publisher("s0001").expect("publisher");
+    let mut s = bus.subscriber("s0001").expect("subscriber");
+    let after = committed(&d.prefix, "s0001", "data");
+    assert!(after >= before + region && after <= before + region + page as u64 * 2, "{before} -> {after}");
+    p.send(&[7u8; 1000]).unwrap();
+    assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap().payload(), &[7u8; 1000][..]);
+    drop((p, s));
+
+    // A daemon restarted after a crash (SIGKILL: nothing cleaned up) adopts every topic.
+    d.keep_topics_on_stop();
+    d.stop_with(libc::SIGKILL);
+    let t = Instant::now();
+    d.spawn();
+    let bus = d.bus();
+    let adopted = bus.topics().expect("list after restart");
+    eprintln!("restart adopted {} topics in {:?}", adopted.len(), t.elapsed());
+    assert_eq!(adopted.len(), N + BIG, "{}", d.log());
+}
+
+/// The hard `RLIMIT_NOFILE` of this process (the daemon inherits it).
+fn shmbus_os_hard_nofile() -> u64 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit through a valid pointer to a local.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return 0;
+    }
+    r.rlim_max
+}
