@@ -96,7 +96,18 @@ fn every_transport_and_scenario_produces_numbers() {
     let mut table = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut table).expect("read table");
     assert!(status.success(), "harness failed: {status}\n{table}");
-    for t in ["cache-line", "sem", "memcpy", "shm-ring", "shmbus-busy", "fan-in", "fan-out", "group", "lossy"] {
+    for t in [
+        "cache-line",
+        "sem",
+        "memcpy",
+        "shm-ring",
+        "shmbus-busy",
+        "shmbus-yield",
+        "fan-in",
+        "fan-out",
+        "group",
+        "lossy",
+    ] {
         assert!(table.contains(t), "no {t} in the table:\n{table}");
     }
 
@@ -104,16 +115,17 @@ fn every_transport_and_scenario_produces_numbers() {
     let records = doc["records"].as_array().expect("records");
     let with = |scenario: &str| records.iter().filter(|r| r["scenario"] == scenario).count();
     let iceoryx2 = usize::from(cfg!(feature = "iceoryx2"));
-    // Latency: cache-line, shm-ring, shmbus-busy (+ iceoryx2) busy; sem, pipe, uds, mq, shmbus-blocking blocking.
-    assert_eq!(with("latency-busy"), 3 + iceoryx2, "{records:#?}");
+    // Latency: cache-line, shm-ring, shmbus-busy, shmbus-yield (+ iceoryx2) busy; sem, pipe, uds, mq,
+    // shmbus-blocking blocking.
+    assert_eq!(with("latency-busy"), 4 + iceoryx2, "{records:#?}");
     assert_eq!(with("latency-blocking"), 5, "{records:#?}");
-    // Throughput: memcpy, shm-ring, pipe, uds, mq, both shmbus (+ iceoryx2).
-    assert_eq!(with("throughput"), 7 + iceoryx2);
-    // Multi-process, both shmbus transports: fan-in 2→1 and 4→1, fan-out, group, lossy.
-    assert_eq!(with("fan-in"), 4);
-    assert_eq!(with("fan-out"), 2);
-    assert_eq!(with("group"), 2);
-    assert_eq!(with("lossy"), 2);
+    // Throughput: memcpy, shm-ring, pipe, uds, mq, the three shmbus (+ iceoryx2).
+    assert_eq!(with("throughput"), 8 + iceoryx2);
+    // Multi-process, the three shmbus transports: fan-in 2→1 and 4→1, fan-out, group, lossy.
+    assert_eq!(with("fan-in"), 6);
+    assert_eq!(with("fan-out"), 3);
+    assert_eq!(with("group"), 3);
+    assert_eq!(with("lossy"), 3);
     for r in records {
         assert!(r["error"].is_null(), "{r}");
         for f in FIELDS {
