@@ -38,3 +38,64 @@ fn a_topic_bigger_than_the_free_space_of_dev_shm_is_refused_naming_both() {
     p.send(b"fits").unwrap();
     assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap().payload(), b"fits");
 }
+
+/// A /dev/shm that fills up as publishers arrive (issue 13): topics commit their payload regions only when a
+/// publisher takes a slot, so topics that each fit get created beyond what their regions could all take; the
+/// publisher that finds /dev/shm full is refused with an error naming the shared memory and the space free (never
+/// a SIGBUS later, in the middle of a send), and the publishers that got their region keep working.
+#[test]
+fn the_publisher_that_finds_dev_shm_full_is_refused_cleanly_and_the_others_keep_working() {
+    let name = "the_publisher_that_finds_dev_shm_full_is_refused_cleanly_and_the_others_keep_working";
+    if !root_or_skip(name) {
+        return;
+    }
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=4m tmpfs /dev/shm"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot mount a tmpfs in a mount namespace here");
+        return;
+    }
+    let script = "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$@\"";
+    let wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"];
+    // 1 MiB of payload region per topic (one publisher slot): four of them cannot all be committed in 4 MiB.
+    let d = TestDaemon::start_wrapped(
+        Some("[defaults]\ncapacity = 64\nmax_message = 65536\npayload_budget = 1048576\nmax_publishers = 1\n"),
+        &wrap,
+    );
+    let bus = d.bus();
+    let topics: Vec<String> = (0..6).map(|i| format!("fill{i}")).collect();
+    for t in &topics {
+        let out = d.cli().args(["create", t]).output().unwrap();
+        assert!(out.status.success(), "create {t}: {}\n{}", String::from_utf8_lossy(&out.stderr), d.log());
+    }
+    let msg = vec![0x5a; 60_000];
+    let mut open = Vec::new();
+    let mut refused = None;
+    for t in &topics {
+        match bus.publisher(t) {
+            Ok(mut p) => {
+                let mut s = bus.subscriber(t).unwrap();
+                // Through the whole region: every page of it is written, none may fault.
+                for _ in 0..40 {
+                    p.send(&msg).unwrap();
+                    assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap().len(), msg.len());
+                }
+                open.push((p, s));
+            }
+            Err(e) => {
+                refused = Some((t.clone(), e.to_string()));
+                break;
+            }
+        }
+    }
+    let (t, err) = refused.unwrap_or_else(|| panic!("six 1 MiB regions fitted in a 4 MiB /dev/shm\n{}", d.log()));
+    assert!(!open.is_empty(), "no publisher fitted at all (refused on {t}: {err})");
+    assert!(err.contains("shared memory") && err.contains("/dev/shm") && err.contains("free"), "{t}: {err}");
+    // The ones that got their region still work, and nothing crashed.
+    for (p, s) in &mut open {
+        p.send(b"still").unwrap();
+        assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap().payload(), b"still");
+    }
+    assert!(bus.topics().unwrap().len() >= topics.len(), "the daemon lost topics\n{}", d.log());
+}
