@@ -299,7 +299,7 @@ impl Topic {
                 self.post_subscriber_word(waiter, w);
             }
         }
-        if self.off().geo.max_publishers > 1 {
+        if !self.off().geo.single_producer() {
             self.post_publishers(waiter);
         }
     }
