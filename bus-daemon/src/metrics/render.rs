@@ -70,30 +70,30 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 }
 
 fn daemon(out: &mut Families, s: &Snapshot) {
-    out.single("up", "Whether the daemon is up (always 1 when it answers).", 1);
+    out.single("up", "Whether the daemon is up (always 1 when it answers)", 1);
     out.gauge(
         "build_info",
-        "The daemon's build, in labels (value 1).",
+        "The daemon's build, in labels (value 1)",
         [(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1)],
     );
     let uptime = Gauge::<f64, AtomicU64>::default();
     uptime.set(s.uptime.as_secs_f64());
-    out.0.register("uptime_seconds", "Seconds since the daemon started serving.", uptime);
-    out.single("topics", "Topics the daemon holds.", s.topics.len() as u64);
+    out.0.register("uptime_seconds", "Seconds since the daemon started serving", uptime);
+    out.single("topics", "Topics the daemon holds", s.topics.len() as u64);
     out.gauge(
         "leases",
-        "Leases held, by role.",
+        "Leases held, by role",
         [
             (labels(&[("role", "publisher")]), s.publisher_leases),
             (labels(&[("role", "subscriber")]), s.subscriber_leases),
         ],
     );
-    out.single("connections", "Control connections open.", s.connections);
-    out.single("topics_memory_bytes", "Shared-memory footprint of every topic summed.", s.topics_memory);
+    out.single("connections", "Control connections open", s.connections);
+    out.single("topics_memory_bytes", "Shared-memory footprint of every topic summed", s.topics_memory);
     if let Some(shm) = s.shm {
-        out.single("shm_size_bytes", "Size of the file system of the shared-memory objects (/dev/shm).", shm.size);
-        out.single("shm_used_bytes", "Bytes used on /dev/shm, by anyone.", shm.used);
-        out.single("shm_free_bytes", "Bytes free on /dev/shm for unprivileged use.", shm.free);
+        out.single("shm_size_bytes", "Size of the file system of the shared-memory objects (/dev/shm)", shm.size);
+        out.single("shm_used_bytes", "Bytes used on /dev/shm, by anyone", shm.used);
+        out.single("shm_free_bytes", "Bytes free on /dev/shm for unprivileged use", shm.free);
     }
 }
 
@@ -102,16 +102,16 @@ fn topics(out: &mut Families, topics: &[TopicStatsWire]) {
         topics.iter().map(|t| (labels(&[("topic", &t.name)]), f(t))).collect()
     };
     let sum = |f: fn(&PublisherStatsWire) -> u64| move |t: &TopicStatsWire| t.publishers.iter().map(f).sum();
-    out.counter("messages_published", "Messages published to the topic.", per(&sum(|p| p.published)));
-    out.counter("published_bytes", "Payload bytes published to the topic.", per(&sum(|p| p.bytes)));
-    out.counter("publish_full", "Sends that found the topic full (back-pressure).", per(&sum(|p| p.full)));
-    out.counter("publish_aborted", "Loans dropped without committing.", per(&sum(|p| p.aborted)));
-    out.gauge("topic_tail", "Next sequence number the topic will hand out.", per(&|t| t.tail));
-    out.gauge("topic_closed", "Whether the topic is closed (1) or open (0).", per(&|t| u64::from(t.closed)));
-    out.gauge("topic_subscribers", "Subscriber slots in use.", per(&|t| t.subscribers.len() as u64));
-    out.counter("cancelled_claims", "Claims of dead publishers cancelled.", per(&|t| t.cancelled));
-    out.counter("wakeups", "Semaphore posts issued to wake sleeping subscribers.", per(&|t| t.wakeups));
-    out.counter("demotions", "Slow lossless subscribers demoted to lossy.", per(&|t| t.demotions));
+    out.counter("messages_published", "Messages published to the topic", per(&sum(|p| p.published)));
+    out.counter("published_bytes", "Payload bytes published to the topic", per(&sum(|p| p.bytes)));
+    out.counter("publish_full", "Sends that found the topic full (back-pressure)", per(&sum(|p| p.full)));
+    out.counter("publish_aborted", "Loans dropped without committing", per(&sum(|p| p.aborted)));
+    out.gauge("topic_tail", "Next sequence number the topic will hand out", per(&|t| t.tail));
+    out.gauge("topic_closed", "Whether the topic is closed (1) or open (0)", per(&|t| u64::from(t.closed)));
+    out.gauge("topic_subscribers", "Subscriber slots in use", per(&|t| t.subscribers.len() as u64));
+    out.counter("cancelled_claims", "Claims of dead publishers cancelled", per(&|t| t.cancelled));
+    out.counter("wakeups", "Semaphore posts issued to wake sleeping subscribers", per(&|t| t.wakeups));
+    out.counter("demotions", "Slow lossless subscribers demoted to lossy", per(&|t| t.demotions));
 }
 
 /// One row per publisher or subscriber of every topic, labelled with the topic and the slot: `items` picks a
@@ -128,28 +128,28 @@ fn per_slot<T>(
 
 fn publishers(out: &mut Families, topics: &[TopicStatsWire]) {
     let per = |f: &dyn Fn(&PublisherStatsWire) -> u64| per_slot(topics, |t| &t.publishers, |p| p.slot, f);
-    out.counter("publisher_messages_published", "Messages published by one publisher slot.", per(&|p| p.published));
-    out.counter("publisher_published_bytes", "Payload bytes published by one publisher slot.", per(&|p| p.bytes));
-    out.counter("publisher_full", "Sends of one publisher slot that found the topic full.", per(&|p| p.full));
+    out.counter("publisher_messages_published", "Messages published by one publisher slot", per(&|p| p.published));
+    out.counter("publisher_published_bytes", "Payload bytes published by one publisher slot", per(&|p| p.bytes));
+    out.counter("publisher_full", "Sends of one publisher slot that found the topic full", per(&|p| p.full));
 }
 
 fn subscribers(out: &mut Families, topics: &[TopicStatsWire]) {
     let per = |f: &dyn Fn(&SubscriberStatsWire) -> u64| per_slot(topics, |t| &t.subscribers, |s| s.slot, f);
-    out.gauge("subscriber_position", "Next sequence number the subscriber will read.", per(&|s| s.position));
-    out.gauge("subscriber_lag", "Messages between the subscriber and the topic's tail.", per(&|s| s.lag));
+    out.gauge("subscriber_position", "Next sequence number the subscriber will read", per(&|s| s.position));
+    out.gauge("subscriber_lag", "Messages between the subscriber and the topic's tail", per(&|s| s.lag));
     out.gauge(
         "subscriber_gating",
-        "Whether the subscriber holds publishers back (1) or not (0).",
+        "Whether the subscriber holds publishers back (1) or not (0)",
         per(&|s| u64::from(s.gating)),
     );
     out.gauge(
         "subscriber_demoted",
-        "Whether the slow-consumer bound demoted the subscriber.",
+        "Whether the slow-consumer bound demoted the subscriber",
         per(&|s| u64::from(s.demoted)),
     );
-    out.counter("subscriber_received", "Messages the subscriber received.", per(&|s| s.received));
-    out.counter("subscriber_lagged", "Messages a lossy subscriber was lapped by.", per(&|s| s.lagged));
-    out.counter("subscriber_skipped", "Skip markers the subscriber passed over.", per(&|s| s.skipped));
+    out.counter("subscriber_received", "Messages the subscriber received", per(&|s| s.received));
+    out.counter("subscriber_lagged", "Messages a lossy subscriber was lapped by", per(&|s| s.lagged));
+    out.counter("subscriber_skipped", "Skip markers the subscriber passed over", per(&|s| s.skipped));
 }
 
 fn groups(out: &mut Families, topics: &[TopicStatsWire]) {
@@ -160,14 +160,14 @@ fn groups(out: &mut Families, topics: &[TopicStatsWire]) {
     let members = |t: &TopicStatsWire, g: &GroupStatsWire| {
         t.subscribers.iter().filter(|s| s.group.as_deref() == Some(g.name.as_str())).count() as u64
     };
-    out.gauge("group_members", "Subscribers that are members of the group.", per(&members));
+    out.gauge("group_members", "Subscribers that are members of the group", per(&members));
     out.gauge(
         "group_claim_position",
-        "The group's claim cursor: the next sequence number a member takes.",
+        "The group's claim cursor: the next sequence number a member takes",
         per(&|_, g| g.next),
     );
-    out.counter("group_redelivered", "Messages redelivered after a member died.", per(&|_, g| g.redelivered));
-    out.counter("group_abandoned", "Messages abandoned by dead members.", per(&|_, g| g.abandoned));
+    out.counter("group_redelivered", "Messages redelivered after a member died", per(&|_, g| g.redelivered));
+    out.counter("group_abandoned", "Messages abandoned by dead members", per(&|_, g| g.abandoned));
 }
 
 #[cfg(test)]
@@ -209,6 +209,8 @@ mod tests {
     #[test]
     fn series_are_named_by_the_conventions_and_labels_are_escaped() {
         let text = render(&sample()).unwrap();
+        // The encoder ends each help text with a full stop of its own.
+        assert!(text.lines().filter(|l| l.starts_with("# HELP")).all(|l| !l.ends_with("..")), "{text}");
         let t = r#"topic="a\"b\\c""#;
         for line in [
             "shmbus_up 1".to_string(),
