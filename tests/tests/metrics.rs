@@ -201,3 +201,25 @@ fn an_idle_connection_does_not_delay_a_second_scrape() {
     assert!(d.alive());
     drop((silent, half, kept));
 }
+
+/// More topics than the listener reads under one hold of the state lock (`bus_daemon::metrics::PAGE`): every
+/// one is in the exposition, once.
+#[test]
+fn every_topic_is_scraped_across_pages() {
+    let n = bus_daemon::metrics::PAGE + 44;
+    let mut config = String::from(
+        "[daemon]\nmetrics = \"127.0.0.1:0\"\n\n[defaults]\ncapacity = 4\nmax_message = 64\npayload_budget = 4096\n\
+         max_publishers = 1\nmax_subscribers = 1\nmax_groups = 1\n",
+    );
+    for i in 0..n {
+        config.push_str(&format!("\n[[topic]]\nname = \"paged-{i:04}\"\n"));
+    }
+    let d = TestDaemon::start(Some(&config));
+    let port = metrics_port(&d);
+    let r = request(port, "GET", "/metrics");
+    assert_eq!(r.status, 200);
+    let tails: Vec<&str> = r.body.lines().filter(|l| l.starts_with("shmbus_topic_tail{")).collect();
+    let want: Vec<String> = (0..n).map(|i| format!("shmbus_topic_tail{{topic=\"paged-{i:04}\"}} 0")).collect();
+    assert_eq!(tails, want, "every topic once, in name order");
+    assert!(r.body.lines().any(|l| l == format!("shmbus_topics {n}")), "{}", r.body);
+}

@@ -12,7 +12,7 @@ mod render;
 mod snapshot;
 
 pub use render::{render, CONTENT_TYPE};
-pub use snapshot::{ShmSpace, Snapshot};
+pub use snapshot::{ShmSpace, Snapshot, PAGE};
 
 use crate::conns::Gate;
 use crate::registry::State;

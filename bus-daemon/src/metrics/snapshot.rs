@@ -7,6 +7,9 @@ use shmbus_proto::msg::{Role, TopicStatsWire};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Topics whose counters are read under one hold of the state lock.
+pub const PAGE: usize = 256;
+
 /// The daemon's counters at one instant (counter loads are Relaxed: a snapshot, not a consistent cut).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -53,19 +56,28 @@ impl ShmSpace {
 }
 
 impl Snapshot {
-    /// Takes a snapshot: the state's part under its lock (a poisoned lock still reports), the rest outside it.
+    /// Takes a snapshot: the state's part under its lock (a poisoned lock still reports), the topics' counters
+    /// [`PAGE`] topics at a time with the lock released between pages, the rest outside it.
     pub fn take(state: &Mutex<State>, gate: &Gate, uptime: Duration) -> Snapshot {
+        let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
         let mut s = {
-            let st = state.lock().unwrap_or_else(|p| p.into_inner());
+            let st = lock();
             let publishers = st.leases.values().filter(|l| matches!(l.role, Role::Publisher { .. })).count() as u64;
             Snapshot {
-                topics: st.all_stats(),
                 publisher_leases: publishers,
                 subscriber_leases: (st.leases.len() as u64).saturating_sub(publishers),
                 topics_memory: st.topics_memory(),
                 ..Snapshot::default()
             }
         };
+        loop {
+            let after = s.topics.last().map(|t| t.name.clone());
+            let (page, more) = lock().all_stats_page(after.as_deref(), PAGE);
+            s.topics.extend(page);
+            if !more {
+                break;
+            }
+        }
         s.connections = u64::from(gate.open());
         s.uptime = uptime;
         s.shm = ShmSpace::of("/dev/shm");
