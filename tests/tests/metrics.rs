@@ -182,9 +182,10 @@ fn an_idle_connection_does_not_delay_a_second_scrape() {
     let d = TestDaemon::start(Some(CONFIG));
     let port = metrics_port(&d);
     assert_eq!(request(port, "GET", "/metrics").status, 200);
-    // One connection that never sends, one that sends half a request line, one HTTP/1.1 keep-alive connection
-    // that had its scrape answered and stays open: none holds up the next scrape.
-    let silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Connections that never send, one that sends half a request line, one HTTP/1.1 keep-alive connection that
+    // had its scrape answered and stays open: none holds up the next scrape.
+    // Beyond the two workers and beyond the old listener's 16, too.
+    let silent: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
     half.write_all(b"GET /metr").unwrap();
     let mut kept = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -198,8 +199,10 @@ fn an_idle_connection_does_not_delay_a_second_scrape() {
     let r = request(port, "GET", "/metrics");
     assert_eq!(r.status, 200);
     assert!(start.elapsed() < HANG, "the second scrape returned only after {:?}", start.elapsed());
+    let bus = d.bus();
+    bus.publisher("metered").expect("the control plane serves clients meanwhile").send(b"up").unwrap();
     assert!(d.alive());
-    drop((silent, half, kept));
+    drop((silent, half, kept, bus));
 }
 
 /// More topics than the listener reads under one hold of the state lock (`bus_daemon::metrics::PAGE`): every
