@@ -167,12 +167,13 @@ fn other_paths_are_not_found_and_other_methods_not_allowed() {
     let head = request(port, "HEAD", "/metrics");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "HEAD has no body: {}", head.body);
-    // A malformed request is answered (or dropped) and the endpoint goes on serving.
+    // A malformed request is answered 400 and the endpoint goes on serving.
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(HANG)).unwrap();
     s.write_all(b"\x00\xff garbage \r\n\r\n").unwrap();
     let mut junk = Vec::new();
     let _ = s.read_to_end(&mut junk);
+    assert!(junk.starts_with(b"HTTP/1.1 400 "), "{}", String::from_utf8_lossy(&junk));
     assert_eq!(request(port, "GET", "/metrics").status, 200);
     assert!(d.alive());
 }
@@ -182,9 +183,9 @@ fn an_idle_connection_does_not_delay_a_second_scrape() {
     let d = TestDaemon::start(Some(CONFIG));
     let port = metrics_port(&d);
     assert_eq!(request(port, "GET", "/metrics").status, 200);
-    // Connections that never send, one that sends half a request line, one HTTP/1.1 keep-alive connection that
-    // had its scrape answered and stays open: none holds up the next scrape.
-    // Beyond the two workers and beyond the old listener's 16, too.
+    // Connections that never send (more than the old listener's 16 at once), one that sends half a request line,
+    // one HTTP/1.1 connection that had its scrape answered and is left open by the client: none holds up the
+    // next scrape.
     let silent: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
     half.write_all(b"GET /metr").unwrap();
@@ -225,4 +226,30 @@ fn every_topic_is_scraped_across_pages() {
     let want: Vec<String> = (0..n).map(|i| format!("shmbus_topic_tail{{topic=\"paged-{i:04}\"}} 0")).collect();
     assert_eq!(tails, want, "every topic once, in name order");
     assert!(r.body.lines().any(|l| l == format!("shmbus_topics {n}")), "{}", r.body);
+}
+
+/// A flood of connections that send nothing costs the daemon at most `MAX_CONNECTIONS` threads; the ones over
+/// the bound are closed at once, the others after the read timeout, and the endpoint then serves again.
+#[test]
+fn a_flood_of_idle_connections_costs_a_bounded_number_of_threads() {
+    let max = bus_daemon::metrics::MAX_CONNECTIONS;
+    let d = TestDaemon::start(Some(CONFIG));
+    let port = metrics_port(&d);
+    let pid = d.pid().expect("daemon pid");
+    let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map(|t| t.count()).unwrap_or(0);
+    let before = threads();
+    let flood: Vec<TcpStream> = (0..max + 36).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let during = threads();
+    assert!(during <= before + max, "the daemon went from {before} to {during} threads");
+    for mut c in flood {
+        c.set_read_timeout(Some(HANG)).unwrap();
+        match c.read(&mut [0u8; 64]) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("an idle connection was not closed by the server: {other:?}"),
+        }
+    }
+    assert_eq!(request(port, "GET", "/metrics").status, 200);
+    assert!(d.alive());
 }

@@ -2,12 +2,13 @@
 //! exposition of the daemon's counters, any other path 404 and any other method on it 405. No per-message work:
 //! a scrape reads the counters the topics keep in shared memory.
 //!
-//! HTTP is `tiny_http`'s: its accept thread reads each connection on a thread of its own, so an idle or slow
-//! connection holds up no other, and hands whole requests to [`WORKERS`] threads of ours, which answer them one
-//! at a time. A worker takes a [`Snapshot`] under the state lock (one pass over the topics and the leases) and
-//! renders and sends outside it. Every accepted socket has a send timeout (inherited from the listening socket),
-//! so a scraper that stops reading holds a worker for at most [`SEND_TIMEOUT`].
+//! Each connection is served on a thread of its own, at most [`MAX_CONNECTIONS`] at once (one more is closed at
+//! once), for one request: its head must arrive within [`http::TIMEOUT`] (parsed by `httparse`), each write of
+//! the response may block [`http::TIMEOUT`], then the connection is closed. So an idle, slow or half-sent
+//! connection holds up no other scrape, and a flood of them costs a bounded number of threads. A scrape takes a
+//! [`Snapshot`] under the state lock (a page of topics at a time) and renders and sends it outside the lock.
 
+mod http;
 mod render;
 mod snapshot;
 
@@ -16,18 +17,16 @@ pub use snapshot::{ShmSpace, Snapshot, PAGE};
 
 use crate::conns::Gate;
 use crate::registry::State;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tiny_http::{Header, Method, Request, Response};
+use std::time::Instant;
 
-/// Threads answering scrapes.
-pub const WORKERS: usize = 2;
-/// How long sending one response may block on a scraper that does not read.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
-/// How often an idle worker looks at the stop flag.
-const POLL: Duration = Duration::from_millis(50);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How often the accept loop looks at the stop flag, in milliseconds.
+const POLL_MS: u16 = 100;
 
 /// What a request is answered with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,14 +39,22 @@ pub enum Route {
     MethodNotAllowed,
 }
 
-/// Routes a request by its method and its URL (a query string is ignored).
-pub fn route(method: &Method, url: &str) -> Route {
-    let path = url.split_once('?').map_or(url, |(p, _)| p);
+/// Routes a request by its method and its request target (a query string is ignored).
+pub fn route(method: &str, target: &str) -> Route {
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
     match (path, method) {
-        ("/metrics", Method::Get | Method::Head) => Route::Metrics,
+        ("/metrics", "GET" | "HEAD") => Route::Metrics,
         ("/metrics", _) => Route::MethodNotAllowed,
         _ => Route::NotFound,
     }
+}
+
+/// What one connection shares with the listener.
+struct Shared {
+    state: Arc<Mutex<State>>,
+    gate: Gate,
+    started: Instant,
+    busy: AtomicUsize,
 }
 
 /// Binds `addr` and serves `/metrics` on it until `stop` is set. A bind failure (the port taken) is returned for
@@ -59,54 +66,73 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let listener = TcpListener::bind(addr)?;
-    // Linux copies SO_SNDTIMEO to every socket accept() returns; tiny_http does not expose those sockets.
-    let timeout = nix::sys::time::TimeVal::new(SEND_TIMEOUT.as_secs() as _, 0);
-    nix::sys::socket::setsockopt(&listener, nix::sys::socket::sockopt::SendTimeout, &timeout)?;
+    listener.set_nonblocking(true)?;
     // The bound address, not the configured one: with port 0 the kernel picks the port, and this line says which.
     let addr = listener.local_addr()?;
-    let server = tiny_http::Server::from_listener(listener, None).map_err(std::io::Error::other)?;
     tracing::info!(%addr, "serving Prometheus metrics");
-    let started = Instant::now();
+    let shared = Arc::new(Shared { state, gate, started: Instant::now(), busy: AtomicUsize::new(0) });
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        std::thread::scope(|s| {
-            for _ in 0..WORKERS {
-                s.spawn(|| {
-                    // Relaxed: `stop` is a flag polled with nothing else published through it.
-                    while !stop.load(Ordering::Relaxed) {
-                        match server.recv_timeout(POLL) {
-                            Ok(Some(rq)) => answer(rq, &state, &gate, started),
-                            Ok(None) => {}
-                            // The accept thread stopped (it logged why): nothing more will come.
-                            Err(_) => std::thread::sleep(POLL),
-                        }
-                    }
-                });
+        // Relaxed: `stop` is a flag polled with nothing else published through it.
+        while !stop.load(Ordering::Relaxed) {
+            let mut pfd = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(POLL_MS));
+            while let Ok((s, _)) = listener.accept() {
+                admit(s, &shared);
             }
-        });
-        // Dropping the server stops its accept thread.
-        drop(server);
+        }
     })
 }
 
-/// Answers one request. A failure to send (the scraper went away, or stopped reading) is the scraper's problem.
-fn answer(rq: Request, state: &Mutex<State>, gate: &Gate, started: Instant) {
-    let plain = |status: u16, text: &str| Response::from_string(text).with_status_code(status);
-    let response = match route(rq.method(), rq.url()) {
-        Route::NotFound => plain(404, "not found: the metrics are at /metrics\n"),
-        Route::MethodNotAllowed => with_header(plain(405, "method not allowed: GET /metrics\n"), "Allow", "GET, HEAD"),
-        Route::Metrics => match render(&Snapshot::take(state, gate, started.elapsed())) {
-            Some(body) => with_header(Response::from_string(body), "Content-Type", CONTENT_TYPE),
-            None => plain(500, "the metrics could not be encoded\n"),
-        },
-    };
-    let _ = rq.respond(response);
+/// Serves `s` on a thread of its own, or closes it when [`MAX_CONNECTIONS`] are being served or no thread can
+/// be started.
+fn admit(s: TcpStream, shared: &Arc<Shared>) {
+    // Relaxed: `busy` is a counter bounding threads, ordering nothing else.
+    if shared.busy.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let mine = shared.clone();
+    let spawned = std::thread::Builder::new().name("metrics-conn".into()).spawn(move || {
+        serve(s, &mine);
+        mine.busy.fetch_sub(1, Ordering::Relaxed);
+    });
+    if spawned.is_err() {
+        shared.busy.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
-/// `r` with one more header (the names and values here are constants, valid HTTP).
-fn with_header<R: std::io::Read>(r: Response<R>, name: &str, value: &str) -> Response<R> {
-    match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-        Ok(h) => r.with_header(h),
-        Err(()) => r,
+/// Answers the one request of `s`, then closes it.
+fn serve(mut s: TcpStream, shared: &Shared) {
+    if s.set_nonblocking(false).is_err() {
+        return;
+    }
+    let head = match http::read_head(&mut s) {
+        http::Received::Head(h) => h,
+        http::Received::Bad => {
+            let bad = http::Reply { status: 400, headers: &[], body: "bad request\n", head_only: false };
+            return http::send(&mut s, 1, &bad);
+        }
+        http::Received::Gone => return,
+    };
+    let head_only = head.method == "HEAD";
+    let plain = |status, body| http::Reply { status, headers: &[], body, head_only };
+    match http::route(&head) {
+        Route::NotFound => http::send(&mut s, head.minor, &plain(404, "not found: the metrics are at /metrics\n")),
+        Route::MethodNotAllowed => {
+            let r =
+                http::Reply { headers: &[("Allow", "GET, HEAD")], ..plain(405, "method not allowed: GET /metrics\n") };
+            http::send(&mut s, head.minor, &r)
+        }
+        Route::Metrics => {
+            let snapshot = Snapshot::take(&shared.state, &shared.gate, shared.started.elapsed());
+            match render(&snapshot) {
+                Some(body) => {
+                    let r = http::Reply { headers: &[("Content-Type", CONTENT_TYPE)], ..plain(200, &body) };
+                    http::send(&mut s, head.minor, &r)
+                }
+                None => http::send(&mut s, head.minor, &plain(500, "the metrics could not be encoded\n")),
+            }
+        }
     }
 }
 
@@ -116,14 +142,15 @@ mod tests {
 
     #[test]
     fn only_get_metrics_is_served() {
-        assert_eq!(route(&Method::Get, "/metrics"), Route::Metrics);
-        assert_eq!(route(&Method::Head, "/metrics"), Route::Metrics);
-        assert_eq!(route(&Method::Get, "/metrics?name[]=x"), Route::Metrics);
-        assert_eq!(route(&Method::Post, "/metrics"), Route::MethodNotAllowed);
-        assert_eq!(route(&Method::Delete, "/metrics"), Route::MethodNotAllowed);
-        assert_eq!(route(&Method::Get, "/"), Route::NotFound);
-        assert_eq!(route(&Method::Get, "/metrics/x"), Route::NotFound);
-        assert_eq!(route(&Method::Post, "/other"), Route::NotFound);
-        assert_eq!(route(&Method::Get, ""), Route::NotFound);
+        assert_eq!(route("GET", "/metrics"), Route::Metrics);
+        assert_eq!(route("HEAD", "/metrics"), Route::Metrics);
+        assert_eq!(route("GET", "/metrics?name[]=x"), Route::Metrics);
+        assert_eq!(route("POST", "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(route("get", "/metrics"), Route::MethodNotAllowed, "methods are case-sensitive");
+        assert_eq!(route("DELETE", "/metrics"), Route::MethodNotAllowed);
+        assert_eq!(route("GET", "/"), Route::NotFound);
+        assert_eq!(route("GET", "/metrics/x"), Route::NotFound);
+        assert_eq!(route("POST", "/other"), Route::NotFound);
+        assert_eq!(route("GET", ""), Route::NotFound);
     }
 }
