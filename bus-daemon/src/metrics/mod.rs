@@ -76,8 +76,16 @@ pub fn spawn(
         while !stop.load(Ordering::Relaxed) {
             let mut pfd = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(POLL_MS));
-            while let Ok((s, _)) = listener.accept() {
-                admit(s, &shared);
+            loop {
+                match listener.accept() {
+                    Ok((s, _)) => admit(s, &shared),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // Out of descriptors, say: the connection stays queued and poll() would wake at once.
+                    Err(_) => {
+                        std::thread::sleep(std::time::Duration::from_millis(POLL_MS.into()));
+                        break;
+                    }
+                }
             }
         }
     })
