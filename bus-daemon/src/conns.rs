@@ -54,6 +54,11 @@ impl Gate {
         *c.per_uid.entry(uid).or_insert(0) += 1;
         Ok(Permit { uid, counts: self.counts.clone() })
     }
+
+    /// Control connections open now (for the metrics listener).
+    pub fn open(&self) -> u32 {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).total
+    }
 }
 
 impl Drop for Permit {
@@ -83,7 +88,9 @@ mod tests {
         let _c = g.admit(0).unwrap();
         let e = g.admit(0).unwrap_err();
         assert!(e.contains("max_connections = 3"), "{e}");
+        assert_eq!(g.open(), 3);
         drop(a);
+        assert_eq!(g.open(), 2);
         assert!(g.admit(65534).is_ok());
     }
 }

@@ -43,7 +43,6 @@ pub mod remembered;
 pub mod resume_key;
 pub mod server;
 mod socket;
-pub mod stats;
 pub mod systemd;
 
 pub use config::Config;
@@ -175,7 +174,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let stop_metrics = Arc::new(AtomicBool::new(false));
     // A taken metrics port costs the metrics, never the daemon (issue 16 item 12); STATUS= says so.
     let (metrics, metrics_note) =
-        match metrics_addr.map(|a| (a, metrics::spawn(a, state.clone(), stop_metrics.clone()))) {
+        match metrics_addr.map(|a| (a, metrics::spawn(a, state.clone(), gate.clone(), stop_metrics.clone()))) {
             Some((_, Ok(h))) => (Some(h), String::new()),
             Some((addr, Err(e))) => {
                 tracing::error!(%addr, error = %e, "cannot serve Prometheus metrics; running without metrics");

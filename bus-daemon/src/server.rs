@@ -99,8 +99,14 @@ pub fn accept(
     };
     let (st, stop) = (state.clone(), stop.clone());
     let who = Peer { cred, groups };
-    let h = std::thread::spawn(move || serve(conn, stream, st, who, permit, timeout, stop));
-    Some((keep, h))
+    // A thread that cannot be started (the task limit reached) costs this connection, never the daemon.
+    match std::thread::Builder::new().spawn(move || serve(conn, stream, st, who, permit, timeout, stop)) {
+        Ok(h) => Some((keep, h)),
+        Err(e) => {
+            tracing::warn!(conn, error = %e, "cannot start a thread for the connection; closing it");
+            None
+        }
+    }
 }
 
 /// Who connected, as the kernel recorded it at connect(): credentials (`SO_PEERCRED`) and supplementary groups

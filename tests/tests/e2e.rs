@@ -472,7 +472,7 @@ fn prometheus_metrics_on_loopback() {
     let mut body = String::new();
     std::io::Read::read_to_string(&mut s, &mut body).unwrap();
     assert!(body.starts_with("HTTP/1.0 200"), "{body}");
-    assert!(body.contains("shmbus_published_total{topic=\"metered\",slot=\"0\"} 1"), "{body}");
+    assert!(body.contains("shmbus_publisher_messages_published_total{topic=\"metered\",slot=\"0\"} 1"), "{body}");
 }
 
 #[test]

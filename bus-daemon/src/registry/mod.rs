@@ -287,4 +287,9 @@ impl State {
     pub fn summary(&self) -> String {
         format!("{} topics, {} leases", self.topics.len(), self.leases.len())
     }
+
+    /// The shared-memory footprints of every topic summed, in bytes.
+    pub fn topics_memory(&self) -> u64 {
+        self.topics_memory
+    }
 }

@@ -132,8 +132,17 @@ impl State {
 
     /// The counters of every topic, for the daemon's own metrics listener.
     pub fn all_stats(&self) -> Vec<TopicStatsWire> {
+        self.all_stats_page(None, usize::MAX).0
+    }
+
+    /// The counters of at most `n` topics after `after`, in name order, and whether more follow: the metrics
+    /// listener reads every topic a page at a time, so the state lock is held for one page at a time.
+    pub fn all_stats_page(&self, after: Option<&str>, n: usize) -> (Vec<TopicStatsWire>, bool) {
         let holders = Holders::of(&self.leases);
-        self.topics.iter().map(|(n, e)| stats_wire(n, e, &holders)).collect()
+        let from = after.map_or(Unbounded, Excluded);
+        let mut topics = self.topics.range::<str, _>((from, Unbounded)).peekable();
+        let page = topics.by_ref().take(n).map(|(name, e)| stats_wire(name, e, &holders)).collect();
+        (page, topics.peek().is_some())
     }
 }
 
