@@ -66,8 +66,11 @@ impl Default for Geometry {
     }
 }
 
+/// `v` rounded up to a multiple of `to`, saturating: knobs come from requests (a payload budget of `u64::MAX`
+/// overflowed here, a panic in the daemon's debug build, found by the control fuzz), and a saturated size is then
+/// refused by [`Geometry::validate`].
 fn round_up(v: u64, to: u64) -> u64 {
-    v.div_ceil(to) * to
+    v.div_ceil(to).saturating_mul(to)
 }
 
 impl Geometry {

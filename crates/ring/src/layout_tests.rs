@@ -42,3 +42,16 @@ fn rejects_bad_geometry() {
         assert!(g.validate().is_err(), "{g:?}");
     }
 }
+
+/// Knobs from a request can be anything: a payload budget of `u64::MAX` with no publishers overflowed while the
+/// region size was rounded up (a panic in the daemon's debug build, found by `tests/control_fuzz.rs`); now the
+/// geometry is built and refused.
+#[test]
+fn huge_knobs_are_refused_not_overflowed() {
+    for (max_message, budget, publishers) in
+        [(2_146_515_117, u64::MAX, 0), (u32::MAX, u64::MAX, 1), (1 << 20, u64::MAX - 7, 3)]
+    {
+        let g = Geometry::new(1024, max_message, budget, publishers, 8, 0);
+        assert!(g.validate().is_err(), "{g:?}");
+    }
+}
