@@ -47,6 +47,9 @@ pub enum Command {
     /// Report the socket discovery: each candidate, its directory's owner and mode, and whether it is unsafe
     /// (a socket another user could have planted); exits nonzero when something is unsafe.
     Doctor,
+    /// Wait until the daemon answers (for scripts and systemd ExecStartPost): exits 0 once it does, 1 when the
+    /// timeout elapses first; an untrusted daemon or another protocol version fails at once.
+    WaitReady(WaitReadyArgs),
 }
 
 /// How a handle waits.
@@ -152,6 +155,14 @@ pub struct CreateArgs {
     pub max_groups: Option<u32>,
 }
 
+/// `shmbus wait-ready`.
+#[derive(Debug, Args)]
+pub struct WaitReadyArgs {
+    /// Give up after this long ("5s", "200ms", "1m"; a plain number is seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
+}
+
 /// `shmbus delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -253,5 +264,10 @@ mod tests {
         assert!(matches!(parse(&["delete", "t"]).unwrap().command, Command::Delete(_)));
         assert!(parse(&["-q", "-v", "topics"]).is_err());
         assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+        let Command::WaitReady(w) = parse(&["wait-ready", "--timeout", "5s"]).unwrap().command else { panic!() };
+        assert_eq!(w.timeout, Duration::from_secs(5));
+        let Command::WaitReady(w) = parse(&["wait-ready"]).unwrap().command else { panic!() };
+        assert_eq!(w.timeout, Duration::from_secs(30));
+        assert!(parse(&["wait-ready", "--timeout", "5 parsecs"]).is_err());
     }
 }
