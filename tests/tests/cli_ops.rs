@@ -49,3 +49,72 @@ fn wait_ready_refuses_bad_durations() {
         assert!(text(&out.stderr).contains("--timeout"), "{bad}: {}", show(&out));
     }
 }
+
+/// Runs the CLI as `nobody` (the scratch directory opened so that it can reach the socket).
+fn as_nobody(d: &TestDaemon, args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    std::fs::set_permissions(&d.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    d.cli().args(args).uid(65534).gid(65534).stdin(Stdio::null()).output().unwrap()
+}
+
+fn run(d: &TestDaemon, args: &[&str]) -> Output {
+    d.cli().args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn create_sets_the_policy_keys_and_keeps_them_across_a_restart() {
+    let mut d = TestDaemon::start(None);
+    d.keep_topics_on_stop();
+    let out = run(&d, &["create", "locked", "--subscribe", "uid:0", "--publish", "none", "--redeliver", "false"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let out = run(&d, &["create", "gated", "--gate", "uid:0", "--slow-consumer-ms", "500"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let check = |d: &TestDaemon| {
+        let out = as_nobody(d, &["sub", "locked", "--count", "1", "--timeout", "2s"]);
+        assert_eq!(out.status.code(), Some(4), "nobody may not subscribe: {}", show(&out));
+        assert!(text(&out.stderr).contains("permission"), "{}", show(&out));
+        let out = as_nobody(d, &["pub", "locked", "hi"]);
+        assert_eq!(out.status.code(), Some(4), "`none` admits only root and the daemon's user: {}", show(&out));
+        let out = as_nobody(d, &["sub", "gated", "--count", "1", "--timeout", "2s"]);
+        assert_eq!(out.status.code(), Some(4), "nobody may not gate: {}", show(&out));
+        let out = as_nobody(d, &["sub", "gated", "--lossy", "--count", "1", "--timeout", "300ms"]);
+        assert_eq!(out.status.code(), Some(5), "nobody may subscribe lossy (and times out): {}", show(&out));
+        let out = run(d, &["pub", "locked", "root may"]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    };
+    check(&d);
+    // SIGKILL: a daemon that stops cleanly was started with `--cleanup-on-exit` and would remove the topics.
+    d.stop_with(libc::SIGKILL);
+    d.spawn();
+    check(&d);
+    assert!(d.log().contains("adopted existing topic"), "the restart adopted the topics:\n{}", d.log());
+}
+
+#[test]
+fn create_refuses_bad_policy_values_clearly() {
+    let d = TestDaemon::start(Some("[[topic]]\nname = \"declared\"\n"));
+    for (args, want) in [
+        (&["create", "x1", "--publish", "alice"][..], "is not a principal"),
+        (&["create", "x1", "--subscribe", "uid:alice"], "not a numeric id"),
+        (&["create", "x1", "--redeliver", "maybe"], "--redeliver"),
+        (&["create", "x1", "--slow-consumer-ms=-5"], "--slow-consumer-ms"),
+    ] {
+        let out = run(&d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        assert!(text(&out.stderr).contains(want), "{args:?}: {}", show(&out));
+    }
+    let out = run(&d, &["create", "x2", "--subscribe", "user:no-such-user-here"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("subscribe: unknown user \"no-such-user-here\""), "{}", show(&out));
+    let out = run(&d, &["create", "x3", "--payload-type", "bad\u{1b}[31m"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("payload_type"), "{}", show(&out));
+    let out = run(&d, &["create", "declared", "--publish", "uid:0"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("declared in the configuration"), "{}", show(&out));
+    assert_eq!(run(&d, &["create", "x4", "--publish", "uid:0"]).status.code(), Some(0));
+    assert_eq!(run(&d, &["create", "x4", "--publish", "uid:0"]).status.code(), Some(0), "same policy: idempotent");
+    let out = run(&d, &["create", "x4", "--publish", "uid:1"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("exists with another policy"), "{}", show(&out));
+}

@@ -153,6 +153,36 @@ pub struct CreateArgs {
     /// Consumer-group limit.
     #[arg(long, value_name = "N")]
     pub max_groups: Option<u32>,
+    /// Who may publish: comma-separated principals `*`, `uid:N`, `gid:N`, `user:NAME`, `group:NAME`, or `none`
+    /// (only root and the daemon's user); repeatable. Default: `[defaults] publish`.
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub publish: Option<Vec<String>>,
+    /// Who may subscribe (principals as for --publish).
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub subscribe: Option<Vec<String>>,
+    /// Who may subscribe losslessly, holding publishers back; others may only subscribe --lossy (principals as
+    /// for --publish).
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub gate: Option<Vec<String>>,
+    /// Who may create and delete the topic besides root and the daemon's user (principals as for --publish).
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub admin: Option<Vec<String>>,
+    /// Milliseconds a lossless subscriber may hold publishers back before it is demoted to lossy (0: forever).
+    #[arg(long, value_name = "MS")]
+    pub slow_consumer_ms: Option<u64>,
+    /// Redeliver a dead group member's message to another member (`true`), or count it abandoned (`false`).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub redeliver: Option<bool>,
+    /// The payload type name every typed handle must register.
+    #[arg(long, value_name = "NAME")]
+    pub payload_type: Option<String>,
+}
+
+impl CreateArgs {
+    /// A policy list as sent (comma-separated): `none` stands for the empty list.
+    pub fn principals(v: &Option<Vec<String>>) -> Option<String> {
+        v.as_ref().map(|v| v.iter().filter(|p| p.as_str() != "none").cloned().collect::<Vec<_>>().join(","))
+    }
 }
 
 /// `shmbus wait-ready`.
@@ -184,6 +214,23 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!("{s:?} is not a positive number of messages per second")),
+    }
+}
+
+/// A policy principal, checked for its form here (names are resolved by the daemon).
+fn parse_principal(s: &str) -> Result<String, String> {
+    const FORMS: &str = "use *, uid:N, gid:N, user:NAME, group:NAME or none";
+    if s == "*" || s == "none" {
+        return Ok(s.to_string());
+    }
+    let Some((kind, v)) = s.split_once(':') else {
+        return Err(format!("{s:?} is not a principal ({FORMS})"));
+    };
+    match kind {
+        "uid" | "gid" if v.parse::<u32>().is_ok() => Ok(s.to_string()),
+        "uid" | "gid" => Err(format!("{s:?}: {v:?} is not a numeric id")),
+        "user" | "group" if !v.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a principal ({FORMS})")),
     }
 }
 
@@ -256,6 +303,23 @@ mod tests {
         let Command::Create(a) = parse(&["create", "a", "b", "c"]).unwrap().command else { panic!() };
         assert_eq!(a.topics, ["a", "b", "c"]);
         assert!(parse(&["create"]).is_err(), "at least one topic");
+        let c = parse(&["create", "t", "--publish", "uid:1,group:audio", "--publish", "*", "--subscribe", "none"]);
+        let Command::Create(a) = c.unwrap().command else { panic!() };
+        assert_eq!(a.publish.as_deref(), Some(&["uid:1".to_string(), "group:audio".into(), "*".into()][..]));
+        assert_eq!(CreateArgs::principals(&a.subscribe).as_deref(), Some(""));
+        assert_eq!(CreateArgs::principals(&a.publish).as_deref(), Some("uid:1,group:audio,*"));
+        let c = parse(&["create", "t", "--redeliver", "false", "--slow-consumer-ms", "500", "--gate", "gid:0"]);
+        let Command::Create(a) = c.unwrap().command else { panic!() };
+        assert_eq!((a.redeliver, a.slow_consumer_ms), (Some(false), Some(500)));
+        for bad in [
+            &["create", "t", "--publish", "alice"][..],
+            &["create", "t", "--publish", "uid:alice"],
+            &["create", "t", "--gate", "user:"],
+            &["create", "t", "--redeliver", "maybe"],
+            &["create", "t", "--slow-consumer-ms", "soon"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
         assert!(matches!(
             parse(&["stats", "--json"]).unwrap().command,
             Command::Stats(StatsArgs { topic: None, json: true })

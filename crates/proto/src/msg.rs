@@ -8,7 +8,12 @@ use serde::{Deserialize, Serialize};
 ///
 /// 4: [`Request::ListTopicsPage`] and [`Request::StatsPage`] (with their replies), so listings of thousands of
 /// topics come in pages that each fit a frame.
-pub const PROTOCOL_VERSION: u32 = 4;
+///
+/// 5: [`TopicSpec`] carries the policy keys of the configuration's topic table (`publish`, `subscribe`, `gate`,
+/// `admin`, `slow_consumer_ms`, `redeliver`, `payload_type`), so `shmbus create` can set them.
+///
+/// [`TopicSpec::principals`] splits a policy list.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +49,50 @@ pub struct TopicSpec {
     pub max_subscribers: Option<u32>,
     /// Consumer-group limit.
     pub max_groups: Option<u32>,
+    /// Who may publish: comma-separated principals as in the configuration (`*`, `uid:N`, `gid:N`, `user:NAME`,
+    /// `group:NAME`); empty for nobody but root and the daemon's user. One string rather than a list: a list's
+    /// declared length makes the decoder preallocate beyond the frame limit (found by the decode fuzz).
+    pub publish: Option<String>,
+    /// Who may subscribe (principals as for `publish`).
+    pub subscribe: Option<String>,
+    /// Who may subscribe losslessly, holding publishers back (principals as for `publish`).
+    pub gate: Option<String>,
+    /// Who may create and delete the topic besides root and the daemon's user (principals as for `publish`).
+    pub admin: Option<String>,
+    /// Milliseconds a lossless subscriber may hold publishers back before it is demoted (0: forever).
+    pub slow_consumer_ms: Option<u64>,
+    /// Whether a dead group member's message is redelivered (else counted abandoned).
+    pub redeliver: Option<bool>,
+    /// The payload type name every typed handle must register.
+    pub payload_type: Option<String>,
+}
+
+impl TopicSpec {
+    /// The principals of a comma-separated policy list (`publish` ... `admin`), blanks dropped.
+    pub fn principals(list: &str) -> impl Iterator<Item = &str> {
+        list.split(',').map(str::trim).filter(|p| !p.is_empty())
+    }
+
+    /// Whether any policy key (`publish` ... `payload_type`, everything but the geometry) is set.
+    pub fn has_policy(&self) -> bool {
+        self.publish.is_some()
+            || self.subscribe.is_some()
+            || self.gate.is_some()
+            || self.admin.is_some()
+            || self.slow_consumer_ms.is_some()
+            || self.redeliver.is_some()
+            || self.payload_type.is_some()
+    }
+
+    /// Whether any geometry key (`capacity` ... `max_groups`) is set.
+    pub fn has_geometry(&self) -> bool {
+        self.capacity.is_some()
+            || self.max_message.is_some()
+            || self.payload_budget.is_some()
+            || self.max_publishers.is_some()
+            || self.max_subscribers.is_some()
+            || self.max_groups.is_some()
+    }
 }
 
 /// A typed handle's payload type: refused at open when another type is already registered on the topic.

@@ -154,6 +154,13 @@ fn spec(r: &mut Rng) -> TopicSpec {
         max_publishers: r.opt(Rng::u32),
         max_subscribers: r.opt(Rng::u32),
         max_groups: r.opt(Rng::u32),
+        publish: r.opt(Rng::string),
+        subscribe: r.opt(|r| format!("{},{}", r.string(), r.string())),
+        gate: r.opt(|_| String::new()),
+        admin: r.opt(Rng::string),
+        slow_consumer_ms: r.opt(Rng::u64),
+        redeliver: r.opt(|r| r.chance(2)),
+        payload_type: r.opt(Rng::string),
     }
 }
 
