@@ -118,3 +118,85 @@ fn create_refuses_bad_policy_values_clearly() {
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert!(text(&out.stderr).contains("exists with another policy"), "{}", show(&out));
 }
+
+/// Publishes `stdin` with `shmbus pub ARGS`, returning the finished command.
+fn publish_stdin(d: &TestDaemon, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut c = d.cli().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(stdin).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn sub_formats_show_seq_publisher_time_and_payload() {
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "fmt"]).status.code(), Some(0));
+    let out = run(&d, &["pub", "fmt", "one", "two\tbytes", "three"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let sub = |format: &str| {
+        run(&d, &["sub", "fmt", "--from-oldest", "--count", "3", "--timeout", "20s", "--format", format])
+    };
+    let out = sub("json");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let lines: Vec<serde_json::Value> =
+        text(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one object per line")).collect();
+    assert_eq!(lines.len(), 3, "{}", show(&out));
+    let payloads: Vec<&str> = lines.iter().map(|v| v["payload"].as_str().unwrap()).collect();
+    assert_eq!(payloads, ["one", "two\tbytes", "three"]);
+    let seqs: Vec<u64> = lines.iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "consecutive sequences: {seqs:?}");
+    assert!(lines.iter().all(|v| v["publisher"].is_u64() && v["timestamp_ns"].as_u64() > Some(0)), "{lines:?}");
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'), "{lines:?}");
+    assert_eq!(lines[1]["len"].as_u64(), Some(9));
+    let out = sub("text");
+    let t = text(&out.stdout);
+    assert_eq!(t.lines().count(), 3, "{}", show(&out));
+    assert!(t.lines().nth(1).unwrap().starts_with(&format!("seq={} publisher=", seqs[1])), "{t}");
+    assert!(t.lines().nth(1).unwrap().ends_with(" len=9 two\\tbytes"), "{t}");
+    let out = sub("hex");
+    let h = text(&out.stdout);
+    assert!(h.contains("00000000  6f 6e 65") && h.contains("|one|"), "{h}");
+    let out = sub("raw");
+    assert_eq!(text(&out.stdout), "one\ntwo\tbytes\nthree\n", "{}", show(&out));
+    let out = run(&d, &["sub", "fmt", "--format", "yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+#[test]
+fn pub_raw_sends_stdin_or_a_file_as_one_message_and_refuses_oversized_ones() {
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "blob", "--max-message", "1K"]).status.code(), Some(0));
+    let binary: Vec<u8> = (0..=255u8).chain(b"\nline two\n".iter().copied()).collect();
+    let out = publish_stdin(&d, &["pub", "blob", "--raw"], &binary);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let file = d.path("exact.bin");
+    std::fs::write(&file, vec![b'z'; 1024]).unwrap();
+    let out = run(&d, &["pub", "blob", "--file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "exactly the largest message fits: {}", show(&out));
+    let out = run(&d, &["sub", "blob", "--from-oldest", "--count", "2", "--timeout", "20s", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let got: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let hex: String = binary.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(got[0]["payload_hex"].as_str(), Some(hex.as_str()), "newlines and all bytes kept, one message");
+    assert_eq!(got[0]["len"].as_u64(), Some(binary.len() as u64));
+    assert_eq!(got[1]["payload"].as_str().map(str::len), Some(1024));
+    let out = publish_stdin(&d, &["pub", "blob", "--raw"], &vec![b'x'; 5000]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stderr)
+            .contains("standard input is 1025 bytes or more, larger than the topic's largest message (1024 bytes"),
+        "{}",
+        show(&out)
+    );
+    std::fs::write(&file, vec![b'z'; 1025]).unwrap();
+    let out = run(&d, &["pub", "blob", "--file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stderr).contains("is 1025 bytes or more, larger than"), "{}", show(&out));
+    let out = run(&d, &["pub", "blob", "--file", "/nonexistent/payload.bin"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stderr).contains("cannot open file /nonexistent/payload.bin"), "{}", show(&out));
+    let out = run(&d, &["pub", "blob", "--raw", "extra"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let st = d.bus().stats(Some("blob")).unwrap();
+    assert_eq!(st[0].tail, 2, "the refused messages were not published");
+}

@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use crate::format::Format;
 use crate::parse::{parse_duration, parse_size};
 use bus_client::IdleStrategy;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -94,6 +95,12 @@ pub struct PubArgs {
     /// How to wait while lossless subscribers hold the topic full.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
+    /// Publish all of standard input as one message (refused when larger than the topic's largest message).
+    #[arg(long, conflicts_with_all = ["messages", "count", "rate"])]
+    pub raw: bool,
+    /// Publish the whole file F as one message (as --raw, from F).
+    #[arg(long, value_name = "F", conflicts_with_all = ["messages", "count", "rate", "raw"])]
+    pub file: Option<PathBuf>,
 }
 
 /// `shmbus sub`.
@@ -119,6 +126,10 @@ pub struct SubArgs {
     /// How to wait on an empty topic.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
+    /// How to print each message: raw (the payload, then a newline), text (seq, publisher, time and the escaped
+    /// payload on one line), json (one object per line) or hex (a header line and a hex dump).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: Format,
 }
 
 /// `shmbus topics`.
@@ -292,6 +303,17 @@ mod tests {
         assert_eq!(s.timeout, Some(Duration::from_millis(200)));
         assert!(parse(&["sub", "t", "--group", "g", "--lossy"]).is_err(), "a group member is not lossy");
         assert!(parse(&["sub"]).is_err());
+        let Command::Sub(s) = parse(&["sub", "t", "--format", "json"]).unwrap().command else { panic!() };
+        assert_eq!(s.format, Format::Json);
+        let Command::Sub(s) = parse(&["sub", "t"]).unwrap().command else { panic!() };
+        assert_eq!(s.format, Format::Raw, "the default prints payloads as before");
+        assert!(parse(&["sub", "t", "--format", "xml"]).is_err());
+        let Command::Pub(p) = parse(&["pub", "t", "--raw"]).unwrap().command else { panic!() };
+        assert!(p.raw && p.file.is_none());
+        let Command::Pub(p) = parse(&["pub", "t", "--file", "/etc/hostname"]).unwrap().command else { panic!() };
+        assert_eq!(p.file.as_deref(), Some(std::path::Path::new("/etc/hostname")));
+        assert!(parse(&["pub", "t", "--raw", "msg"]).is_err(), "--raw takes no messages");
+        assert!(parse(&["pub", "t", "--file", "f", "--count", "2"]).is_err());
     }
 
     #[test]

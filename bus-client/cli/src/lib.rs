@@ -14,6 +14,7 @@ mod create;
 mod delete;
 mod doctor;
 mod exit;
+mod format;
 mod parse;
 mod publish;
 mod stats;
