@@ -200,3 +200,104 @@ fn pub_raw_sends_stdin_or_a_file_as_one_message_and_refuses_oversized_ones() {
     let st = d.bus().stats(Some("blob")).unwrap();
     assert_eq!(st[0].tail, 2, "the refused messages were not published");
 }
+
+/// Kills the child on drop (a failing test must not leave processes behind).
+struct Reap(std::process::Child);
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Plants `/dev/shm/NAME` (mode 0600), last modified a minute ago.
+fn plant(name: &str) -> std::path::PathBuf {
+    let p = std::path::Path::new("/dev/shm").join(name);
+    let f = std::fs::File::create(&p).unwrap();
+    f.set_len(4096).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60)).unwrap();
+    p
+}
+
+#[test]
+fn doctor_is_happy_with_a_healthy_private_daemon() {
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "fine"]).status.code(), Some(0));
+    let out = run(&d, &["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let o = text(&out.stdout);
+    assert!(o.contains(&format!("prefix {:?}", d.prefix)) && o.contains("up "), "version, uptime, prefix: {o}");
+    for check in
+        ["/dev/shm:", "logind RemoveIPC", "vm.max_map_count", "daemon descriptors", "no files that no daemon owns"]
+    {
+        assert!(o.contains(check), "{check}: {o}");
+    }
+    assert!(o.trim_end().ends_with("all fine"), "{o}");
+}
+
+#[test]
+fn doctor_finds_a_planted_stale_object_and_a_too_small_dev_shm() {
+    let d = TestDaemon::start(Some("[daemon]\nshm_budget = 1125899906842624\nmax_topic_bytes = 1125899906842624\n"));
+    let stale = plant(&format!("{}.ghost.data", d.prefix));
+    let out = run(&d, &["doctor"]);
+    let _ = std::fs::remove_file(&stale);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let o = text(&out.stdout);
+    let ghost = o.lines().find(|l| l.contains("ghost")).unwrap_or_default();
+    assert!(ghost.starts_with("PROBLEM") && ghost.contains("no daemon owns"), "{o}");
+    let shm = o.lines().find(|l| l.contains("/dev/shm:")).unwrap_or_default();
+    assert!(shm.starts_with("PROBLEM") && shm.contains("more than is free"), "{o}");
+    assert!(o.matches("fix: ").count() >= 2, "each problem says how to fix it: {o}");
+    assert!(text(&out.stderr).contains("found 2 problem(s)"), "{}", show(&out));
+}
+
+#[test]
+fn doctor_without_a_daemon_says_so_and_exits_1() {
+    let dir = std::env::temp_dir().join(format!("shmbus-doctor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = cli_at(&dir.join("none.sock")).args(["doctor", "--prefix", "nodaemon11"]).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stdout).contains("PROBLEM  no daemon socket found"), "{}", show(&out));
+    let out = cli_at(&dir.join("none.sock")).args(["doctor", "--prefix", "bad.prefix"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+#[test]
+fn cleanup_removes_orphans_and_never_what_is_in_use() {
+    let mut d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "busy"]).status.code(), Some(0));
+    let sub = d.cli().args(["sub", "busy", "--timeout", "60s"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    let sub = Reap(sub.unwrap());
+    d.eventually("the subscriber attached", || d.bus().stats(Some("busy")).is_ok_and(|s| s[0].subscribers.len() == 1));
+    let orphans = [plant(&format!("{}.orphan.data", d.prefix)), plant(&format!("{}.orphan.readers", d.prefix))];
+    let busy = [format!("/dev/shm/{}.busy.data", d.prefix), format!("/dev/shm/{}.busy.readers", d.prefix)];
+    let cleanup = |d: &TestDaemon, dry: bool| {
+        let mut args = vec!["cleanup", "--prefix", &d.prefix, "--min-age", "0s"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = run(d, &args);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        text(&out.stdout)
+    };
+    let o = cleanup(&d, true);
+    assert!(o.contains(&format!("would remove {}", orphans[0].display())), "{o}");
+    assert!(orphans.iter().all(|p| p.exists()), "--dry-run removes nothing: {o}");
+    let o = cleanup(&d, false);
+    assert!(orphans.iter().all(|p| !p.exists()), "{o}");
+    assert!(busy.iter().all(|p| std::path::Path::new(p).exists()), "a served topic stays: {o}");
+    assert!(o.contains(&format!("keep    /dev/shm/.{}.lock", d.prefix)), "the daemon's files stay while it runs: {o}");
+    // The daemon dies: its dot files are nobody's, but the subscriber still maps the topic.
+    d.stop_with(libc::SIGKILL);
+    let o = cleanup(&d, false);
+    assert!(busy.iter().all(|p| std::path::Path::new(p).exists()), "mapped by the subscriber: {o}");
+    assert!(o.contains("topic \"busy\" in use: mapped by pid"), "{o}");
+    assert!(o.contains(&format!("removed /dev/shm/.{}.leases", d.prefix)), "{o}");
+    drop(sub);
+    let o = cleanup(&d, false);
+    assert!(o.contains(&format!("removed {}", busy[0])), "nobody uses it any more: {o}");
+    assert_eq!(d.leftovers(), Vec::<String>::new(), "{o}");
+    let out = run(&d, &["cleanup", "--prefix", "bad/prefix"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}

@@ -45,12 +45,17 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show publishers, subscribers (positions and lag) and counters.
     Stats(StatsArgs),
-    /// Report the socket discovery: each candidate, its directory's owner and mode, and whether it is unsafe
-    /// (a socket another user could have planted); exits nonzero when something is unsafe.
-    Doctor,
+    /// Check what breaks shared-memory buses: the socket discovery (planted or unsafe sockets), the daemon
+    /// (reachable, version, uptime), /dev/shm size and free space against the daemon's budget, the prefix's
+    /// objects (owner, mode, ones no daemon owns), logind's RemoveIPC, descriptor limits and vm.max_map_count;
+    /// each problem with how to fix it. Exit code 0 when all is fine, 1 when anything is wrong.
+    Doctor(DoctorArgs),
     /// Wait until the daemon answers (for scripts and systemd ExecStartPost): exits 0 once it does, 1 when the
     /// timeout elapses first; an untrusted daemon or another protocol version fails at once.
     WaitReady(WaitReadyArgs),
+    /// Remove the files of a prefix in /dev/shm that no live daemon or client uses (objects, also ones refused as
+    /// invalid, stray semaphores, the daemon's .PREFIX.* files); never one in use.
+    Cleanup(CleanupArgs),
 }
 
 /// How a handle waits.
@@ -194,6 +199,33 @@ impl CreateArgs {
     pub fn principals(v: &Option<Vec<String>>) -> Option<String> {
         v.as_ref().map(|v| v.iter().filter(|p| p.as_str() != "none").cloned().collect::<Vec<_>>().join(","))
     }
+}
+
+/// `shmbus doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Shared-memory prefix to check when no daemon answers (the daemon's own prefix otherwise).
+    #[arg(long, value_name = "P", default_value = "shmbus", value_parser = parse_prefix)]
+    pub prefix: String,
+}
+
+/// A shared-memory prefix (`[A-Za-z0-9_-]{1,32}`).
+pub fn parse_prefix(s: &str) -> Result<String, String> {
+    shmbus_proto::names::validate_prefix(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+}
+
+/// `shmbus cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Shared-memory prefix whose files to look at.
+    #[arg(long, value_name = "P", default_value = "shmbus", value_parser = parse_prefix)]
+    pub prefix: String,
+    /// Keep files modified more recently than this (a topic being created is not yet anyone's).
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    pub min_age: Duration,
 }
 
 /// `shmbus wait-ready`.

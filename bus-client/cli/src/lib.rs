@@ -10,13 +10,16 @@
 #![deny(missing_docs)]
 
 mod args;
+mod cleanup;
 mod create;
 mod delete;
 mod doctor;
+mod doctor_host;
 mod exit;
 mod format;
 mod parse;
 mod publish;
+mod shm_scan;
 mod stats;
 mod subscribe;
 mod table;
@@ -54,7 +57,8 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Create(a) => create::run(socket, a),
         args::Command::Delete(a) => delete::run(socket, a),
         args::Command::Stats(a) => stats::run(socket, a),
-        args::Command::Doctor => doctor::run(socket),
+        args::Command::Doctor(a) => doctor::run(socket, a),
+        args::Command::Cleanup(a) => cleanup::run(socket, a),
         args::Command::WaitReady(a) => wait_ready::run(socket, a, cli.quiet),
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 /// 5: [`TopicSpec`] carries the policy keys of the configuration's topic table (`publish`, `subscribe`, `gate`,
 /// `admin`, `slow_consumer_ms`, `redeliver`, `payload_type`), so `shmbus create` can set them.
 ///
-/// [`TopicSpec::principals`] splits a policy list.
+/// [`TopicSpec::principals`] splits a policy list. [`Request::DaemonInfo`] (version, uptime, shared memory, descriptor
+/// limit, for `shmbus doctor`) and [`Request::ClientsPage`] (who holds which lease, for `shmbus clients`).
 pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
@@ -212,6 +213,68 @@ pub enum Request {
         /// Name of the last topic of the previous page.
         after: Option<String>,
     },
+    /// What the daemon is and how it runs. Answered with [`Response::DaemonInfo`].
+    DaemonInfo,
+    /// The leases of the topics the caller may see (of one topic, or all), a page at a time in lease-id order:
+    /// the leases after lease `after`. Answered with [`Response::ClientsPage`].
+    ClientsPage {
+        /// Only this topic.
+        topic: Option<String>,
+        /// Id of the last lease of the previous page.
+        after: Option<u64>,
+    },
+}
+
+/// The daemon, for `shmbus doctor` ([`Request::DaemonInfo`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfoWire {
+    /// Program and version (`shmbusd 0.1.0`).
+    pub version: String,
+    /// Process id (in the daemon's pid namespace).
+    pub pid: u32,
+    /// User id it runs as.
+    pub uid: u32,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Its shared-memory prefix.
+    pub shm_prefix: String,
+    /// Bytes of shared memory its topics use (all topics, including ones hidden from the caller).
+    pub shm_in_use: u64,
+    /// `shm_budget`: the most its topics may use together.
+    pub shm_budget: u64,
+    /// Topics it serves (all of them).
+    pub topics: u64,
+    /// Leases held (all topics).
+    pub leases: u64,
+    /// Its soft `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// Descriptors it needs at most for its topics (2 each) and `max_connections`, plus a fixed reserve.
+    pub nofile_needed: u64,
+    /// Descriptors it has open now.
+    pub open_fds: u64,
+}
+
+/// One lease, for `shmbus clients` ([`Request::ClientsPage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientWire {
+    /// Lease id.
+    pub lease: u64,
+    /// Topic name.
+    pub topic: String,
+    /// `publisher`, `lossless`, `lossy` or `group`.
+    pub kind: String,
+    /// Publisher or subscriber slot.
+    pub slot: u32,
+    /// Group name, for members.
+    pub group: Option<String>,
+    /// Holder's pid.
+    pub pid: i32,
+    /// Holder's uid.
+    pub uid: u32,
+    /// When this daemon run granted (or, after a restart, restored) the lease: milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// Opened by a typed handle.
+    pub typed: bool,
 }
 
 /// What a lease lets its holder do.
@@ -417,5 +480,15 @@ pub enum Response {
         kind: ErrorKind,
         /// Human-readable detail.
         message: String,
+    },
+    // New variants go last: the position of `Error` (the version-mismatch reply) must never move.
+    /// The daemon ([`Request::DaemonInfo`]).
+    DaemonInfo(DaemonInfoWire),
+    /// One page of leases ([`Request::ClientsPage`]).
+    ClientsPage {
+        /// Leases, in id order.
+        clients: Vec<ClientWire>,
+        /// More follow: ask again after the last id of this page.
+        more: bool,
     },
 }
