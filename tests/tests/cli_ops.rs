@@ -301,3 +301,42 @@ fn cleanup_removes_orphans_and_never_what_is_in_use() {
     let out = run(&d, &["cleanup", "--prefix", "bad/prefix"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
+
+#[test]
+fn clients_shows_who_holds_which_lease_within_the_visibility_rules() {
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "open"]).status.code(), Some(0));
+    let out = run(&d, &["create", "hidden", "--publish", "uid:0", "--subscribe", "uid:0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let bus = d.bus();
+    let _p = bus.publisher("open").unwrap();
+    let _s = bus.subscriber("open").unwrap();
+    let _h = bus.subscriber_builder("hidden").lossy().open().unwrap();
+    let out = run(&d, &["clients", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let me = std::process::id() as i64;
+    let kinds: Vec<(String, String)> =
+        all.iter().map(|c| (c["topic"].as_str().unwrap().into(), c["kind"].as_str().unwrap().into())).collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    for want in [("open", "publisher"), ("open", "lossless"), ("hidden", "lossy")] {
+        assert!(kinds.contains(&(want.0.into(), want.1.into())), "{want:?} in {kinds:?}");
+    }
+    assert!(all.iter().all(|c| c["pid"].as_i64() == Some(me) && c["uid"].as_u64() == Some(0)), "{all:?}");
+    assert!(all.iter().all(|c| c["since_ms"].as_u64() > Some(0) && c["slot"].is_u64()), "{all:?}");
+    let out = run(&d, &["clients", "open"]);
+    let t = text(&out.stdout);
+    assert_eq!(t.lines().count(), 3, "a header and two leases: {t}");
+    assert!(t.lines().skip(1).all(|l| l.starts_with("open ")), "{t}");
+    // nobody sees the leases of the topics it may see, and no trace of the others.
+    let out = as_nobody(&d, &["clients", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let seen: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|c| c["topic"] == "open"), "{seen:?}");
+    let out = as_nobody(&d, &["clients", "hidden"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("no topic \"hidden\""), "{}", show(&out));
+    let out = run(&d, &["clients", "no-such-topic"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+}

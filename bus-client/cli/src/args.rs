@@ -56,6 +56,8 @@ pub enum Command {
     /// Remove the files of a prefix in /dev/shm that no live daemon or client uses (objects, also ones refused as
     /// invalid, stray semaphores, the daemon's .PREFIX.* files); never one in use.
     Cleanup(CleanupArgs),
+    /// Show who holds which lease (pid, uid, kind, slot, since) on the topics you may see.
+    Clients(ClientsArgs),
 }
 
 /// How a handle waits.
@@ -212,6 +214,16 @@ pub struct DoctorArgs {
 /// A shared-memory prefix (`[A-Za-z0-9_-]{1,32}`).
 pub fn parse_prefix(s: &str) -> Result<String, String> {
     shmbus_proto::names::validate_prefix(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+}
+
+/// `shmbus clients`.
+#[derive(Debug, Args)]
+pub struct ClientsArgs {
+    /// Only this topic (default: all you may see).
+    pub topic: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `shmbus cleanup`.

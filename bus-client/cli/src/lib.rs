@@ -11,6 +11,7 @@
 
 mod args;
 mod cleanup;
+mod clients;
 mod create;
 mod delete;
 mod doctor;
@@ -59,6 +60,7 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Stats(a) => stats::run(socket, a),
         args::Command::Doctor(a) => doctor::run(socket, a),
         args::Command::Cleanup(a) => cleanup::run(socket, a),
+        args::Command::Clients(a) => clients::run(socket, a),
         args::Command::WaitReady(a) => wait_ready::run(socket, a, cli.quiet),
     }
 }
