@@ -63,7 +63,7 @@ fn run(d: &TestDaemon, args: &[&str]) -> Output {
 
 #[test]
 fn create_sets_the_policy_keys_and_keeps_them_across_a_restart() {
-    let mut d = TestDaemon::start(None);
+    let mut d = TestDaemon::start(Some("[defaults]\ncapacity = 1024\n"));
     d.keep_topics_on_stop();
     let out = run(&d, &["create", "locked", "--subscribe", "uid:0", "--publish", "none", "--redeliver", "false"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -82,6 +82,11 @@ fn create_sets_the_policy_keys_and_keeps_them_across_a_restart() {
         let out = run(d, &["pub", "locked", "root may"]);
         assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     };
+    check(&d);
+    // A reload lays the requested keys over the new [defaults] again.
+    d.write_config("[defaults]\ncapacity = 1024\nsubscribe = [\"*\"]\n");
+    d.reload();
+    d.eventually("the configuration was reloaded", || d.log().contains("configuration reloaded"));
     check(&d);
     // SIGKILL: a daemon that stops cleanly was started with `--cleanup-on-exit` and would remove the topics.
     d.stop_with(libc::SIGKILL);
