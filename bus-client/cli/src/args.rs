@@ -45,16 +45,23 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show publishers, subscribers (positions and lag) and counters.
     Stats(StatsArgs),
-    /// Check what breaks shared-memory buses: the socket discovery (planted or unsafe sockets), the daemon
-    /// (reachable, version, uptime), /dev/shm size and free space against the daemon's budget, the prefix's
-    /// objects (owner, mode, ones no daemon owns), logind's RemoveIPC, descriptor limits and vm.max_map_count;
-    /// each problem with how to fix it. Exit code 0 when all is fine, 1 when anything is wrong.
+    /// Check what breaks shared-memory buses and say how to fix it (exit 1 when anything is wrong).
+    ///
+    /// Checks the socket discovery (planted or unsafe sockets), the daemon (reachable, version, uptime), /dev/shm
+    /// size and free space against the daemon's budget, the prefix's objects (owner, mode, ones no daemon owns),
+    /// logind's RemoveIPC, descriptor limits and vm.max_map_count; each problem with how to fix it. Exit code 0
+    /// when all is fine, 1 when anything is wrong.
     Doctor(DoctorArgs),
-    /// Wait until the daemon answers (for scripts and systemd ExecStartPost): exits 0 once it does, 1 when the
-    /// timeout elapses first; an untrusted daemon or another protocol version fails at once.
+    /// Wait until the daemon answers (for scripts and systemd ExecStartPost).
+    ///
+    /// Exits 0 once it does, 1 when the timeout elapses first; an untrusted daemon, an unsafe socket directory or
+    /// another protocol version fails at once.
     WaitReady(WaitReadyArgs),
-    /// Remove the files of a prefix in /dev/shm that no live daemon or client uses (objects, also ones refused as
-    /// invalid, stray semaphores, the daemon's .PREFIX.* files); never one in use.
+    /// Remove the files of a prefix in /dev/shm that no live daemon or client uses.
+    ///
+    /// Objects (also ones the daemon refused as invalid), stray semaphores and the daemon's .PREFIX.* files;
+    /// never one in use: mapped or locked by a process, modified less than --min-age ago, or, while a daemon holds
+    /// the prefix, one of its topics or files.
     Cleanup(CleanupArgs),
     /// Show who holds which lease (pid, uid, kind, slot, since) on the topics you may see.
     Clients(ClientsArgs),
