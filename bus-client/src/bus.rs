@@ -8,7 +8,7 @@ use crate::subscriber::{Subscriber, SubscriberBuilder};
 use crate::transport::{self, Routing, Transport, TRANSPORT_ENV};
 use crate::typed::{TypedPublisher, TypedSubscriber};
 use serde::{de::DeserializeOwned, Serialize};
-use shmbus_proto::msg::{TopicInfo, TopicSpec, TopicStatsWire};
+use shmbus_proto::msg::{ClientWire, DaemonInfoWire, TopicInfo, TopicSpec, TopicStatsWire};
 use shmbus_proto::{names, Request, Response};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -382,6 +382,36 @@ impl Bus {
                     }
                 }
                 other => return Err(unexpected("stats", &other)),
+            }
+        }
+    }
+
+    /// What the daemon is and how it runs: version, pid, uptime, shared memory in use and budget, descriptors.
+    pub fn daemon_info(&self) -> Result<DaemonInfoWire, ControlError> {
+        match self.request(Request::DaemonInfo)? {
+            Response::DaemonInfo(i) => Ok(i),
+            other => Err(unexpected("daemon information", &other)),
+        }
+    }
+
+    /// Who holds which lease (pid, uid, kind, slot, since), on `topic` or on every topic, in lease-id order;
+    /// only the topics [`Bus::topics`] lists (another topic is "no topic"). Asked for a page at a time.
+    pub fn clients(&self, topic: Option<&str>) -> Result<Vec<ClientWire>, ControlError> {
+        if let Some(t) = topic {
+            check_name(t)?;
+        }
+        let mut all: Vec<ClientWire> = Vec::new();
+        loop {
+            let after = all.last().map(|c| c.lease);
+            match self.request(Request::ClientsPage { topic: topic.map(Into::into), after })? {
+                Response::ClientsPage { clients, more } => {
+                    let progress = clients.last().is_some_and(|c| Some(c.lease) > after);
+                    all.extend(clients);
+                    if !more || !progress {
+                        return Ok(all);
+                    }
+                }
+                other => return Err(unexpected("the clients", &other)),
             }
         }
     }

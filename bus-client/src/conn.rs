@@ -139,6 +139,8 @@ pub(crate) fn describe(r: &Response) -> &'static str {
         Response::StatsPage { .. } => "stats page",
         Response::Done => "done",
         Response::Error { .. } => "error",
+        Response::DaemonInfo(_) => "daemon information",
+        Response::ClientsPage { .. } => "clients page",
     }
 }
 

@@ -114,6 +114,9 @@ pub struct TopicSettings {
     pub redeliver: bool,
     /// The payload type name every typed handle must register (`None`: the first typed publisher sets it).
     pub payload_type: Option<String>,
+    /// The policy keys a create request set for an undeclared topic (`shmbus create --publish ...`): kept with
+    /// the topic so a reload or a restart lays them over `[defaults]` again instead of forgetting them.
+    pub requested: Option<Box<TopicSpec>>,
 }
 
 /// The daemon's configuration.
@@ -251,8 +254,74 @@ impl Config {
             };
             let fallback = g.region_bytes.max(1) * g.max_publishers as u64;
             s.geometry = geometry(&raw, &RawTopic::default(), fallback)?;
+            s = self.with_requested(s, spec)?;
         }
         Ok(s)
+    }
+
+    /// `s` with the policy keys of `spec` laid over it (and remembered in [`TopicSettings::requested`]); `s`
+    /// unchanged when `spec` sets none. Errors name the key, as the configuration's would.
+    pub fn with_requested(&self, mut s: TopicSettings, spec: &TopicSpec) -> Result<TopicSettings, String> {
+        if !spec.has_policy() {
+            return Ok(s);
+        }
+        let list = |key: &str, v: &str| -> Result<Vec<Principal>, String> {
+            TopicSpec::principals(v).map(|p| Principal::parse(p).map_err(|e| format!("{key}: {e}"))).collect()
+        };
+        if let Some(v) = &spec.publish {
+            s.policy.publish = list("publish", v)?;
+        }
+        if let Some(v) = &spec.subscribe {
+            s.policy.subscribe = list("subscribe", v)?;
+        }
+        if let Some(v) = &spec.gate {
+            s.policy.gate = list("gate", v)?;
+        }
+        if let Some(v) = &spec.admin {
+            s.policy.admin = list("admin", v)?;
+        }
+        if let Some(ms) = spec.slow_consumer_ms {
+            s.slow_consumer = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(r) = spec.redeliver {
+            s.redeliver = r;
+        }
+        if let Some(n) = &spec.payload_type {
+            if !shmbus_proto::names::type_name_ok(n) {
+                return Err(format!(
+                    "payload_type {:?}: {}",
+                    shmbus_proto::text::excerpt(n, 80),
+                    names::TYPE_NAME_RULE
+                ));
+            }
+            s.payload_type = Some(n.clone());
+        }
+        let geometry_free = TopicSpec {
+            capacity: None,
+            max_message: None,
+            payload_budget: None,
+            max_publishers: None,
+            max_subscribers: None,
+            max_groups: None,
+            ..spec.clone()
+        };
+        s.requested = Some(Box::new(geometry_free));
+        Ok(s)
+    }
+
+    /// The settings in force for an undeclared topic: `[defaults]` with the policy keys its creator asked for.
+    pub fn undeclared_settings(&self, requested: Option<&TopicSpec>) -> TopicSettings {
+        let d = self.defaults.clone();
+        match requested {
+            // Keys that were valid when the topic was created and no longer are (a user was deleted): closed to
+            // everyone but root and the daemon's user, logged, rather than opened to whatever `[defaults]` admits.
+            Some(spec) => self.with_requested(d.clone(), spec).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "a topic's requested policy no longer resolves; only root and the daemon's user are admitted");
+                let closed = Policy { publish: Vec::new(), subscribe: Vec::new(), gate: Vec::new(), admin: Vec::new() };
+                TopicSettings { policy: closed, requested: Some(Box::new(spec.clone())), ..d }
+            }),
+            None => d,
+        }
     }
 
     /// Bytes of shared memory the declared topics whose objects do not exist yet will need.
@@ -350,7 +419,7 @@ fn settings(t: &RawTopic, d: &RawTopic) -> Result<TopicSettings, String> {
         }
     }
     let redeliver = t.redeliver.or(d.redeliver).unwrap_or(true);
-    Ok(TopicSettings { geometry, policy, slow_consumer: slow, redeliver, payload_type })
+    Ok(TopicSettings { geometry, policy, slow_consumer: slow, redeliver, payload_type, requested: None })
 }
 
 #[cfg(test)]
@@ -412,6 +481,15 @@ mod tests {
         let spec = TopicSpec { max_message: Some(1 << 20), payload_budget: Some(64 << 10), ..TopicSpec::default() };
         let e = c.topic_settings("x", Some(&spec)).unwrap_err();
         assert!(e.contains("payload_budget = 65536"), "{e}");
+        let spec = TopicSpec { subscribe: Some("uid:7".into()), redeliver: Some(false), ..TopicSpec::default() };
+        let s = c.topic_settings("x", Some(&spec)).unwrap();
+        assert_eq!((s.policy.subscribe.clone(), s.redeliver), (vec![Principal::Uid(7)], false));
+        assert_eq!(s.policy.publish, vec![Principal::Anyone], "unset keys come from [defaults]");
+        assert_eq!(c.undeclared_settings(s.requested.as_deref()).policy, s.policy, "kept for reloads");
+        let bad = TopicSpec { gate: Some("alice".into()), ..TopicSpec::default() };
+        assert!(c.topic_settings("x", Some(&bad)).unwrap_err().starts_with("gate: invalid principal"));
+        let gone = TopicSpec { publish: Some("user:no-such-user-here".into()), ..TopicSpec::default() };
+        assert!(c.undeclared_settings(Some(&gone)).policy.publish.is_empty(), "closed, not opened, when unresolvable");
         let e = Config::parse("[defaults]\ncapacity = 33554432\n", "z.toml").unwrap_err();
         assert!(e.message.contains("2^24") && !e.message.contains("corrupt"), "{e}");
     }

@@ -1,15 +1,17 @@
 //! What the daemon remembers about its topics across its own restarts, beyond what the objects themselves say:
 //! the uid an on-demand topic is charged to (so `max_auto_topics_per_uid` still counts topics created before a
-//! restart, which come back adopted) and the payload type its typed handles registered (so a typed lease resumed
+//! restart, which come back adopted), the policy keys `shmbus create` set for an undeclared topic (so a restart
+//! does not open it to `[defaults]`), and the payload type its typed handles registered (so a typed lease resumed
 //! after the restart is still checked against it).
 //!
-//! `/dev/shm/.<prefix>.topics`: one line per topic, `<topic>\t<uid or ->\t<hash or ->\t<type name>`, a private
+//! `/dev/shm/.<prefix>.topics`: one line per topic, `<topic>\t<uid or ->\t<hash or ->\t<type name>` and, when
+//! the creator set policy keys, `\t<the create request's spec, in the wire codec, as hex>`, a private
 //! file of the daemon (see [`crate::private_file`]), rewritten by the upkeep when something changed (what changed
 //! less than one upkeep period before a crash can be lost: a uid then gets one topic more, a type is set again by
 //! the next typed publisher). Lines that do not parse, and topics that were not adopted, are ignored.
 
 use crate::private_file;
-use shmbus_proto::msg::TypeInfo;
+use shmbus_proto::msg::{TopicSpec, TypeInfo};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
@@ -21,6 +23,19 @@ pub struct Remembered {
     pub creator: Option<u32>,
     /// Payload type registered by its typed handles.
     pub payload_type: Option<TypeInfo>,
+    /// The policy keys its creator set (undeclared topics only).
+    pub requested: Option<TopicSpec>,
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
 /// The file of `prefix`.
@@ -29,7 +44,7 @@ pub fn path(prefix: &str) -> PathBuf {
 }
 
 fn parse(line: &str) -> Option<(String, Remembered)> {
-    let mut f = line.splitn(4, '\t');
+    let mut f = line.splitn(5, '\t');
     let topic = f.next()?;
     shmbus_proto::names::validate_topic(topic).ok()?;
     let creator = match f.next()? {
@@ -41,12 +56,16 @@ fn parse(line: &str) -> Option<(String, Remembered)> {
         s => Some(s.parse::<u64>().ok()?),
     };
     let name = f.next()?;
+    let requested = match f.next() {
+        None => None,
+        Some(h) => Some(shmbus_proto::codec::decode::<TopicSpec>(&from_hex(h)?).ok()?),
+    };
     let payload_type = match hash {
         Some(hash) if shmbus_proto::names::type_name_ok(name) => Some(TypeInfo { name: name.to_string(), hash }),
         Some(_) => return None,
         None => None,
     };
-    Some((topic.to_string(), Remembered { creator, payload_type }))
+    Some((topic.to_string(), Remembered { creator, payload_type, requested }))
 }
 
 /// What is recorded for `prefix` (empty if there is no usable file).
@@ -78,7 +97,14 @@ pub fn save(prefix: &str, topics: &BTreeMap<String, Remembered>) -> std::io::Res
     for (topic, r) in topics {
         let uid = r.creator.map_or("-".to_string(), |u| u.to_string());
         let (hash, name) = r.payload_type.as_ref().map_or(("-".to_string(), ""), |t| (t.hash.to_string(), &t.name));
-        text.push_str(&format!("{topic}\t{uid}\t{hash}\t{name}\n"));
+        text.push_str(&format!("{topic}\t{uid}\t{hash}\t{name}"));
+        if let Some(spec) = &r.requested {
+            match shmbus_proto::codec::encode(spec) {
+                Ok(b) => text.push_str(&format!("\t{}", to_hex(&b))),
+                Err(e) => tracing::warn!(topic = %topic, error = %e, "cannot remember the topic's requested policy"),
+            }
+        }
+        text.push('\n');
     }
     f.set_len(0)?;
     f.rewind()?;
@@ -100,15 +126,20 @@ mod tests {
         remove(&prefix);
         assert!(load(&prefix).is_empty());
         let mut m = BTreeMap::new();
-        m.insert("a".to_string(), Remembered { creator: Some(65534), payload_type: None });
+        m.insert("a".to_string(), Remembered { creator: Some(65534), payload_type: None, requested: None });
+        let spec = TopicSpec { subscribe: Some("uid:1000".into()), redeliver: Some(false), ..Default::default() };
+        m.insert("p".to_string(), Remembered { creator: Some(7), payload_type: None, requested: Some(spec) });
         let t = TypeInfo { name: "Vec<Order, 3>".into(), hash: 42 };
-        m.insert("b.c".to_string(), Remembered { creator: None, payload_type: Some(t) });
+        m.insert("b.c".to_string(), Remembered { creator: None, payload_type: Some(t), requested: None });
         save(&prefix, &m).unwrap();
         assert_eq!(load(&prefix), m);
         std::fs::write(path(&prefix), "a\t65534\t-\t\nnot a line\n../etc\t1\t-\t\nok\tx\t-\t\nt\t-\t7\tbad\x1b\n")
             .unwrap();
         assert_eq!(load(&prefix).len(), 1, "only the first line is valid");
+        std::fs::write(path(&prefix), "a\t1\t-\t\tzz\n").unwrap();
+        assert!(load(&prefix).is_empty(), "a requested spec that does not decode drops the line");
         m.remove("b.c");
+        m.remove("p");
         save(&prefix, &m).unwrap();
         assert_eq!(load(&prefix), m, "a shorter file replaces a longer one");
         remove(&prefix);

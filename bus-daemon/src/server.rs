@@ -337,6 +337,11 @@ fn conversation(
                 let (stats, more) = lock(state).stats_page(who, after.as_deref());
                 (Response::StatsPage { stats, more }, None)
             }
+            Request::DaemonInfo => (Response::DaemonInfo(lock(state).daemon_info()), None),
+            Request::ClientsPage { topic, after } => {
+                let r = lock(state).clients_page(who, topic.as_deref(), after);
+                (r.map(|(clients, more)| Response::ClientsPage { clients, more }).unwrap_or_else(error), None)
+            }
             Request::OpenPublisher { topic, payload_type, resume } => {
                 let req =
                     LeaseRequest { topic: &topic, kind: LeaseKind::Publisher, payload_type: &payload_type, resume };
@@ -395,6 +400,8 @@ fn request_name(req: &Request) -> String {
         Request::Stats { .. } => "stats".into(),
         Request::ListTopicsPage { .. } => "list page".into(),
         Request::StatsPage { .. } => "stats page".into(),
+        Request::DaemonInfo => "daemon info".into(),
+        Request::ClientsPage { .. } => "clients page".into(),
         Request::OpenPublisher { topic, .. } => format!("publish on {}", q(topic)),
         Request::OpenSubscriber { topic, .. } => format!("subscribe to {}", q(topic)),
         Request::Close { lease } => format!("close lease {lease}"),

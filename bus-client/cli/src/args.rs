@@ -1,5 +1,6 @@
 //! Command-line arguments.
 
+use crate::format::Format;
 use crate::parse::{parse_duration, parse_size};
 use bus_client::IdleStrategy;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
@@ -44,9 +45,26 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show publishers, subscribers (positions and lag) and counters.
     Stats(StatsArgs),
-    /// Report the socket discovery: each candidate, its directory's owner and mode, and whether it is unsafe
-    /// (a socket another user could have planted); exits nonzero when something is unsafe.
-    Doctor,
+    /// Check what breaks shared-memory buses and say how to fix it (exit 1 when anything is wrong).
+    ///
+    /// Checks the socket discovery (planted or unsafe sockets), the daemon (reachable, version, uptime), /dev/shm
+    /// size and free space against the daemon's budget, the prefix's objects (owner, mode, ones no daemon owns),
+    /// logind's RemoveIPC, descriptor limits and vm.max_map_count; each problem with how to fix it. Exit code 0
+    /// when all is fine, 1 when anything is wrong.
+    Doctor(DoctorArgs),
+    /// Wait until the daemon answers (for scripts and systemd ExecStartPost).
+    ///
+    /// Exits 0 once it does, 1 when the timeout elapses first; an untrusted daemon, an unsafe socket directory or
+    /// another protocol version fails at once.
+    WaitReady(WaitReadyArgs),
+    /// Remove the files of a prefix in /dev/shm that no live daemon or client uses.
+    ///
+    /// Objects (also ones the daemon refused as invalid), stray semaphores and the daemon's .PREFIX.* files;
+    /// never one in use: mapped or locked by a process, modified less than --min-age ago, or, while a daemon holds
+    /// the prefix, one of its topics or files.
+    Cleanup(CleanupArgs),
+    /// Show who holds which lease (pid, uid, kind, slot, since) on the topics you may see.
+    Clients(ClientsArgs),
 }
 
 /// How a handle waits.
@@ -91,6 +109,12 @@ pub struct PubArgs {
     /// How to wait while lossless subscribers hold the topic full.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
+    /// Publish all of standard input as one message (refused when larger than the topic's largest message).
+    #[arg(long, conflicts_with_all = ["messages", "count", "rate"])]
+    pub raw: bool,
+    /// Publish the whole file F as one message (as --raw, from F).
+    #[arg(long, value_name = "F", conflicts_with_all = ["messages", "count", "rate", "raw"])]
+    pub file: Option<PathBuf>,
 }
 
 /// `shmbus sub`.
@@ -116,6 +140,10 @@ pub struct SubArgs {
     /// How to wait on an empty topic.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
+    /// How to print each message: raw (the payload, then a newline), text (seq, publisher, time and the escaped
+    /// payload on one line), json (one object per line) or hex (a header line and a hex dump).
+    #[arg(long, value_enum, default_value_t, value_name = "FORMAT")]
+    pub format: Format,
 }
 
 /// `shmbus topics`.
@@ -150,6 +178,81 @@ pub struct CreateArgs {
     /// Consumer-group limit.
     #[arg(long, value_name = "N")]
     pub max_groups: Option<u32>,
+    /// Who may publish: comma-separated principals `*`, `uid:N`, `gid:N`, `user:NAME`, `group:NAME`, or `none`
+    /// (only root and the daemon's user); repeatable. Default: `[defaults] publish`.
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub publish: Option<Vec<String>>,
+    /// Who may subscribe (principals as for --publish).
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub subscribe: Option<Vec<String>>,
+    /// Who may subscribe losslessly, holding publishers back; others may only subscribe --lossy (principals as
+    /// for --publish).
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub gate: Option<Vec<String>>,
+    /// Who may create and delete the topic besides root and the daemon's user (principals as for --publish).
+    #[arg(long, value_name = "WHO", value_delimiter = ',', value_parser = parse_principal)]
+    pub admin: Option<Vec<String>>,
+    /// Milliseconds a lossless subscriber may hold publishers back before it is demoted to lossy (0: forever).
+    #[arg(long, value_name = "MS")]
+    pub slow_consumer_ms: Option<u64>,
+    /// Redeliver a dead group member's message to another member (`true`), or count it abandoned (`false`).
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub redeliver: Option<bool>,
+    /// The payload type name every typed handle must register.
+    #[arg(long, value_name = "NAME")]
+    pub payload_type: Option<String>,
+}
+
+impl CreateArgs {
+    /// A policy list as sent (comma-separated): `none` stands for the empty list.
+    pub fn principals(v: &Option<Vec<String>>) -> Option<String> {
+        v.as_ref().map(|v| v.iter().filter(|p| p.as_str() != "none").cloned().collect::<Vec<_>>().join(","))
+    }
+}
+
+/// `shmbus doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Shared-memory prefix to check when no daemon answers (the daemon's own prefix otherwise).
+    #[arg(long, value_name = "P", default_value = "shmbus", value_parser = parse_prefix)]
+    pub prefix: String,
+}
+
+/// A shared-memory prefix (`[A-Za-z0-9_-]{1,32}`).
+pub fn parse_prefix(s: &str) -> Result<String, String> {
+    shmbus_proto::names::validate_prefix(s).map(|()| s.to_string()).map_err(|e| e.to_string())
+}
+
+/// `shmbus clients`.
+#[derive(Debug, Args)]
+pub struct ClientsArgs {
+    /// Only this topic (default: all you may see).
+    pub topic: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shmbus cleanup`.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Shared-memory prefix whose files to look at.
+    #[arg(long, value_name = "P", default_value = "shmbus", value_parser = parse_prefix)]
+    pub prefix: String,
+    /// Keep files modified more recently than this (a topic being created is not yet anyone's).
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    pub min_age: Duration,
+}
+
+/// `shmbus wait-ready`.
+#[derive(Debug, Args)]
+pub struct WaitReadyArgs {
+    /// Give up after this long ("5s", "200ms", "1m"; a plain number is seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration, default_value = "30s")]
+    pub timeout: Duration,
 }
 
 /// `shmbus delete`.
@@ -173,6 +276,23 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!("{s:?} is not a positive number of messages per second")),
+    }
+}
+
+/// A policy principal, checked for its form here (names are resolved by the daemon).
+fn parse_principal(s: &str) -> Result<String, String> {
+    const FORMS: &str = "use *, uid:N, gid:N, user:NAME, group:NAME or none";
+    if s == "*" || s == "none" {
+        return Ok(s.to_string());
+    }
+    let Some((kind, v)) = s.split_once(':') else {
+        return Err(format!("{s:?} is not a principal ({FORMS})"));
+    };
+    match kind {
+        "uid" | "gid" if v.parse::<u32>().is_ok() => Ok(s.to_string()),
+        "uid" | "gid" => Err(format!("{s:?}: {v:?} is not a numeric id")),
+        "user" | "group" if !v.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not a principal ({FORMS})")),
     }
 }
 
@@ -234,6 +354,17 @@ mod tests {
         assert_eq!(s.timeout, Some(Duration::from_millis(200)));
         assert!(parse(&["sub", "t", "--group", "g", "--lossy"]).is_err(), "a group member is not lossy");
         assert!(parse(&["sub"]).is_err());
+        let Command::Sub(s) = parse(&["sub", "t", "--format", "json"]).unwrap().command else { panic!() };
+        assert_eq!(s.format, Format::Json);
+        let Command::Sub(s) = parse(&["sub", "t"]).unwrap().command else { panic!() };
+        assert_eq!(s.format, Format::Raw, "the default prints payloads as before");
+        assert!(parse(&["sub", "t", "--format", "xml"]).is_err());
+        let Command::Pub(p) = parse(&["pub", "t", "--raw"]).unwrap().command else { panic!() };
+        assert!(p.raw && p.file.is_none());
+        let Command::Pub(p) = parse(&["pub", "t", "--file", "/etc/hostname"]).unwrap().command else { panic!() };
+        assert_eq!(p.file.as_deref(), Some(std::path::Path::new("/etc/hostname")));
+        assert!(parse(&["pub", "t", "--raw", "msg"]).is_err(), "--raw takes no messages");
+        assert!(parse(&["pub", "t", "--file", "f", "--count", "2"]).is_err());
     }
 
     #[test]
@@ -245,6 +376,23 @@ mod tests {
         let Command::Create(a) = parse(&["create", "a", "b", "c"]).unwrap().command else { panic!() };
         assert_eq!(a.topics, ["a", "b", "c"]);
         assert!(parse(&["create"]).is_err(), "at least one topic");
+        let c = parse(&["create", "t", "--publish", "uid:1,group:audio", "--publish", "*", "--subscribe", "none"]);
+        let Command::Create(a) = c.unwrap().command else { panic!() };
+        assert_eq!(a.publish.as_deref(), Some(&["uid:1".to_string(), "group:audio".into(), "*".into()][..]));
+        assert_eq!(CreateArgs::principals(&a.subscribe).as_deref(), Some(""));
+        assert_eq!(CreateArgs::principals(&a.publish).as_deref(), Some("uid:1,group:audio,*"));
+        let c = parse(&["create", "t", "--redeliver", "false", "--slow-consumer-ms", "500", "--gate", "gid:0"]);
+        let Command::Create(a) = c.unwrap().command else { panic!() };
+        assert_eq!((a.redeliver, a.slow_consumer_ms), (Some(false), Some(500)));
+        for bad in [
+            &["create", "t", "--publish", "alice"][..],
+            &["create", "t", "--publish", "uid:alice"],
+            &["create", "t", "--gate", "user:"],
+            &["create", "t", "--redeliver", "maybe"],
+            &["create", "t", "--slow-consumer-ms", "soon"],
+        ] {
+            assert_eq!(parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
         assert!(matches!(
             parse(&["stats", "--json"]).unwrap().command,
             Command::Stats(StatsArgs { topic: None, json: true })
@@ -253,5 +401,10 @@ mod tests {
         assert!(matches!(parse(&["delete", "t"]).unwrap().command, Command::Delete(_)));
         assert!(parse(&["-q", "-v", "topics"]).is_err());
         assert_eq!(parse(&["frobnicate"]).unwrap_err().exit_code(), 2);
+        let Command::WaitReady(w) = parse(&["wait-ready", "--timeout", "5s"]).unwrap().command else { panic!() };
+        assert_eq!(w.timeout, Duration::from_secs(5));
+        let Command::WaitReady(w) = parse(&["wait-ready"]).unwrap().command else { panic!() };
+        assert_eq!(w.timeout, Duration::from_secs(30));
+        assert!(parse(&["wait-ready", "--timeout", "5 parsecs"]).is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! `shmbus create`: create topics (one or many, over one connection).
+//! `shmbus create`: create topics (one or many, over one connection), with a geometry and the policy keys of the
+//! configuration's topic table.
 
 use crate::args::CreateArgs;
 use anyhow::Context;
@@ -14,6 +15,13 @@ pub fn run(socket: Option<PathBuf>, a: CreateArgs) -> anyhow::Result<()> {
         max_publishers: a.max_publishers,
         max_subscribers: a.max_subscribers,
         max_groups: a.max_groups,
+        publish: CreateArgs::principals(&a.publish),
+        subscribe: CreateArgs::principals(&a.subscribe),
+        gate: CreateArgs::principals(&a.gate),
+        admin: CreateArgs::principals(&a.admin),
+        slow_consumer_ms: a.slow_consumer_ms,
+        redeliver: a.redeliver,
+        payload_type: a.payload_type.clone(),
     };
     for topic in &a.topics {
         bus.create_topic(topic, spec.clone()).with_context(|| format!("cannot create topic {topic:?}"))?;

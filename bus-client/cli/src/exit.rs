@@ -53,6 +53,9 @@ pub fn message_of(err: &anyhow::Error) -> String {
 }
 
 fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
+    if e.is::<crate::wait_ready::NotReady>() {
+        return Some(RUNTIME);
+    }
     if e.is::<NoMessageWithin>() {
         return Some(TIMEOUT);
     }

@@ -1,6 +1,6 @@
 //! `shmbus`: publish, subscribe and administer topics on the shmbus shared-memory bus.
 //!
-//! Exit codes: 0 success, 1 other runtime error, 2 usage, 3 daemon unavailable or connection failure, 4 refused
+//! Exit codes: 0 success, 1 other runtime error (also `wait-ready` timing out), 2 usage, 3 daemon unavailable or connection failure, 4 refused
 //! (no such topic, permission denied, no free slot, type mismatch, invalid name, already exists), 5 timeout.
 //!
 //! This package holds the command line (clap, anyhow, serde_json, the tracing subscriber) so that the
@@ -10,16 +10,22 @@
 #![deny(missing_docs)]
 
 mod args;
+mod cleanup;
+mod clients;
 mod create;
 mod delete;
 mod doctor;
+mod doctor_host;
 mod exit;
+mod format;
 mod parse;
 mod publish;
+mod shm_scan;
 mod stats;
 mod subscribe;
 mod table;
 mod topics;
+mod wait_ready;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -52,7 +58,10 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Create(a) => create::run(socket, a),
         args::Command::Delete(a) => delete::run(socket, a),
         args::Command::Stats(a) => stats::run(socket, a),
-        args::Command::Doctor => doctor::run(socket),
+        args::Command::Doctor(a) => doctor::run(socket, a),
+        args::Command::Cleanup(a) => cleanup::run(socket, a),
+        args::Command::Clients(a) => clients::run(socket, a),
+        args::Command::WaitReady(a) => wait_ready::run(socket, a, cli.quiet),
     }
 }
 

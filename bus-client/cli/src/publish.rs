@@ -1,4 +1,5 @@
-//! `shmbus pub`: publish arguments, generated messages or standard-input lines.
+//! `shmbus pub`: publish arguments, generated messages, standard-input lines, or all of standard input or a file
+//! as one message (`--raw`, `--file`).
 
 use crate::args::PubArgs;
 use anyhow::Context;
@@ -15,10 +16,15 @@ enum Source {
     Generated { count: u64 },
     /// One message per line of standard input.
     Stdin,
+    /// All of standard input, or of a file, as one message.
+    Whole(Option<PathBuf>),
 }
 
 impl Source {
     fn from_args(a: &PubArgs) -> Source {
+        if a.raw || a.file.is_some() {
+            return Source::Whole(a.file.clone());
+        }
         match (a.messages.is_empty(), a.count) {
             (false, count) => Source::Given {
                 msgs: a.messages.iter().map(|m| m.as_bytes().to_vec()).collect(),
@@ -60,6 +66,7 @@ pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
         .idle(a.idle.into())
         .open()
         .with_context(|| format!("cannot open a publisher on topic {:?}", a.topic))?;
+    let max = p.max_message();
     let pacer = Pacer::new(a.rate);
     let mut sent = 0u64;
     let mut send = |msg: &[u8]| -> anyhow::Result<()> {
@@ -69,6 +76,10 @@ pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
         Ok(())
     };
     match Source::from_args(&a) {
+        Source::Whole(file) => {
+            let msg = read_whole(file.as_deref(), max)?;
+            send(&msg)?;
+        }
         Source::Given { msgs, count } => {
             for m in msgs.iter().cycle().take(count as usize) {
                 send(m)?;
@@ -98,6 +109,42 @@ pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A message larger than the topic's largest (`pub --raw`, `pub --file`).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is {len} bytes or more, larger than the topic's largest message ({max} bytes; see `shmbus topics`)")]
+pub struct TooLarge {
+    /// Standard input or the file.
+    pub what: String,
+    /// Bytes read (at least).
+    pub len: u64,
+    /// The topic's largest message.
+    pub max: usize,
+}
+
+/// All of `file` (standard input when `None`), refused without reading more than `max + 1` bytes when it is
+/// larger than `max`.
+fn read_whole(file: Option<&std::path::Path>, max: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let (what, input): (String, Box<dyn Read>) = match file {
+        Some(f) => {
+            let what = format!("file {}", f.display());
+            let h = std::fs::File::open(f).with_context(|| format!("cannot open {what}"))?;
+            let len = h.metadata().with_context(|| format!("cannot stat {what}"))?.len();
+            if len > max as u64 {
+                return Err(TooLarge { what, len, max }.into());
+            }
+            (what, Box::new(h))
+        }
+        None => ("standard input".to_string(), Box::new(std::io::stdin().lock())),
+    };
+    let mut msg = Vec::new();
+    input.take(max as u64 + 1).read_to_end(&mut msg).with_context(|| format!("cannot read {what}"))?;
+    if msg.len() > max {
+        return Err(TooLarge { what, len: msg.len() as u64, max }.into());
+    }
+    Ok(msg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +157,8 @@ mod tests {
             rate: None,
             count,
             idle: Idle::Adaptive,
+            raw: false,
+            file: None,
         }
     }
 
@@ -119,6 +168,8 @@ mod tests {
         assert!(matches!(Source::from_args(&args(&[], Some(3))), Source::Generated { count: 3 }));
         assert!(matches!(Source::from_args(&args(&["a", "b"], None)), Source::Given { count: 2, .. }));
         assert!(matches!(Source::from_args(&args(&["a"], Some(5))), Source::Given { count: 5, .. }));
+        let raw = PubArgs { raw: true, ..args(&[], None) };
+        assert!(matches!(Source::from_args(&raw), Source::Whole(None)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `shmbus sub`: print a topic's messages, one per line, to standard output.
+//! `shmbus sub`: print a topic's messages to standard output, one per line (see [`crate::format`]).
 
 use crate::args::SubArgs;
 use crate::exit::NoMessageWithin;
+use crate::format::{Format, Shown};
 use anyhow::Context;
 use bus_client::{Message, RecvError, Subscriber};
 use std::io::{self, BufWriter, Write};
@@ -41,7 +42,7 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
     while a.count.is_none_or(|n| got < n) {
         match sub.try_recv() {
             Ok(m) => {
-                write_message(out, &m)?;
+                write_message(out, a.format, &m)?;
                 got += 1;
                 continue;
             }
@@ -58,7 +59,7 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
         };
         match r {
             Ok(m) => {
-                write_message(out, &m)?;
+                write_message(out, a.format, &m)?;
                 got += 1;
             }
             Err(RecvError::Timeout) => {
@@ -76,9 +77,9 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
     Ok(())
 }
 
-fn write_message(out: &mut impl Write, m: &Message<'_>) -> io::Result<()> {
-    out.write_all(m.payload())?;
-    out.write_all(b"\n")
+fn write_message(out: &mut impl Write, f: Format, m: &Message<'_>) -> io::Result<()> {
+    let shown = Shown { seq: m.seq(), publisher: m.publisher(), timestamp: m.timestamp(), payload: m.payload() };
+    crate::format::write(out, f, &shown)
 }
 
 /// Reports gaps and demotion on stderr and goes on; `Closed` ends the loop; anything else is an error.

@@ -152,6 +152,7 @@ impl State {
             groups: who.groups.to_vec(),
             action: req.kind.action().0,
             typed,
+            since: std::time::SystemTime::now(),
         };
         self.record_lease(id, lease);
         tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,

@@ -11,6 +11,7 @@
 //! * `report`: listings and counters in wire form;
 //! * [`work`]: slow work outside the lock, and the [`drive`] loop that runs a request through it.
 
+mod clients;
 mod groups;
 mod leases;
 mod report;
@@ -134,6 +135,8 @@ pub struct Lease {
     pub action: Action,
     /// Opened by a typed handle.
     pub typed: bool,
+    /// When this daemon run granted it, or restored it after a restart.
+    pub since: std::time::SystemTime,
 }
 
 impl Lease {
@@ -165,6 +168,7 @@ impl Lease {
             groups: r.groups,
             action: r.action,
             typed: r.typed,
+            since: std::time::SystemTime::now(),
         }
     }
 
@@ -213,6 +217,8 @@ pub struct State {
     /// The footprints of `topics` summed (kept by [`State::insert_topic`] and [`State::remove_topic`], so a
     /// creation does not sum thousands of them).
     topics_memory: u64,
+    /// When this daemon run started (`DaemonInfo` uptime).
+    pub started: Instant,
 }
 
 /// A lease reply and the two descriptors that go with it.
@@ -244,6 +250,7 @@ impl State {
             reclaim_cursor: None,
             slow_topics: Vec::new(),
             topics_memory: 0,
+            started: Instant::now(),
         }
     }
 

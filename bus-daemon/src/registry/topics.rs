@@ -156,10 +156,12 @@ impl State {
     /// topic that was closed (a declared one is recreated by [`create_declared`]).
     fn apply_settings(&mut self, name: &str) -> Option<Recreate> {
         let declared = self.config.topics.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone());
-        let defaults = self.config.defaults.clone();
+        let requested = self.topics.get(name)?.settings.requested.clone();
+        let undeclared = || self.config.undeclared_settings(requested.as_deref());
+        let settings = declared.clone().unwrap_or_else(undeclared);
         let e = self.topics.get_mut(name)?;
         e.declared = declared.is_some();
-        e.settings = TopicSettings { geometry: e.geometry(), ..declared.unwrap_or(defaults) };
+        e.settings = TopicSettings { geometry: e.geometry(), ..settings };
         e.segment.topic.set_group_redelivery_all(e.settings.redeliver);
         let policy = &e.settings.policy;
         let revoked: Vec<u32> =
@@ -235,16 +237,28 @@ impl State {
                 format!("uid {uid} may not create topic {name:?} (not admitted by its admin policy)"),
             ));
         }
+        let declared = self.config.topics.iter().any(|(n, _)| n == name);
+        if declared && spec.has_policy() {
+            return Err(refusal(
+                ErrorKind::InvalidRequest,
+                format!("topic {name:?} is declared in the configuration: its policy is set there, not by create"),
+            ));
+        }
         if let Some(e) = self.topics.get(name) {
-            if spec == &TopicSpec::default() || e.geometry() == s.geometry {
-                return Ok(());
+            if spec.has_geometry() && e.geometry() != s.geometry {
+                return Err(refusal(ErrorKind::AlreadyExists, format!("topic {name:?} exists with another geometry")));
             }
-            return Err(refusal(ErrorKind::AlreadyExists, format!("topic {name:?} exists with another geometry")));
+            if spec.has_policy() && !same_policy(&e.settings, &s) {
+                return Err(refusal(
+                    ErrorKind::AlreadyExists,
+                    format!("topic {name:?} exists with another policy (delete it to create it anew)"),
+                ));
+            }
+            return Ok(());
         }
         if let Some(c) = self.creating.get(name) {
             return Err(Blocked::Wait(c.ready.clone()));
         }
-        let declared = self.config.topics.iter().any(|(n, _)| n == name);
         Err(Blocked::Work(self.reserve_topic(name, s, declared, None, Some(uid))?))
     }
 
@@ -290,6 +304,14 @@ pub struct Recreate {
     pub settings: TopicSettings,
     /// Uid charged for it, if it was created on demand.
     pub creator: Option<u32>,
+}
+
+/// Whether two settings admit the same users and treat subscribers and groups alike (the geometry aside).
+fn same_policy(a: &TopicSettings, b: &TopicSettings) -> bool {
+    a.policy == b.policy
+        && a.slow_consumer == b.slow_consumer
+        && a.redeliver == b.redeliver
+        && a.payload_type == b.payload_type
 }
 
 fn refusal(kind: ErrorKind, message: impl Into<String>) -> Blocked {

@@ -144,13 +144,16 @@ impl State {
     }
 
     /// Writes what is remembered of each topic (see [`crate::remembered`]) when it changed since the last write.
-    fn persist_remembered(&mut self) {
+    pub(super) fn persist_remembered(&mut self) {
         // Only topics with something to remember are copied (most have nothing: no per-tick copy of every name).
         let now: BTreeMap<String, Remembered> = self
             .topics
             .iter()
-            .filter(|(_, e)| e.creator.is_some() || e.type_info.is_some())
-            .map(|(n, e)| (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone() }))
+            .filter(|(_, e)| e.creator.is_some() || e.type_info.is_some() || e.settings.requested.is_some())
+            .map(|(n, e)| {
+                let requested = if e.declared { None } else { e.settings.requested.as_deref().cloned() };
+                (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone(), requested })
+            })
             .filter(|(_, r)| *r != Remembered::default())
             .collect();
         if self.remembered_saved.as_ref() == Some(&now) {
@@ -163,15 +166,21 @@ impl State {
     }
 
     /// Gives adopted topics back what was remembered of them (after [`State::adopt_existing`]): the uid an
-    /// on-demand topic is charged to, and its payload type (forgotten again if no typed lease is restored).
+    /// on-demand topic is charged to, the policy keys its creator set, and its payload type (forgotten again if no typed lease is restored).
     pub fn restore_remembered(&mut self) {
         for (topic, r) in crate::remembered::load(&self.config.shm_prefix) {
-            if let Some(e) = self.topics.get_mut(&topic) {
-                if !e.declared {
-                    e.creator = r.creator;
-                }
-                e.type_info = r.payload_type;
+            let Some(e) = self.topics.get(&topic) else { continue };
+            let requested = (!e.declared).then_some(r.requested).flatten();
+            let settings = requested.as_ref().map(|spec| self.config.undeclared_settings(Some(spec)));
+            let e = self.topics.get_mut(&topic).expect("found above");
+            if !e.declared {
+                e.creator = r.creator;
             }
+            if let Some(s) = settings {
+                e.settings = crate::config::TopicSettings { geometry: e.settings.geometry, ..s };
+                e.segment.topic.set_group_redelivery_all(e.settings.redeliver);
+            }
+            e.type_info = r.payload_type;
         }
     }
 

@@ -212,9 +212,15 @@ impl State {
                 let g = p.settings.geometry;
                 tracing::info!(topic = %p.name, uid = p.by, on_demand = p.creator.is_some(), capacity = g.capacity,
                     max_message = g.max_message, memory = seg.memory(), "created topic");
+                let requested = p.settings.requested.is_some();
                 let mut entry = self.entry_for(seg, p.settings, p.declared);
                 entry.creator = p.creator;
                 self.insert_topic(p.name, entry);
+                if requested {
+                    // Written now, not at the next upkeep: a restart in between must not open the topic to
+                    // whatever `[defaults]` admits.
+                    self.persist_remembered();
+                }
                 Ok(())
             }
             Done::Group(p, r) => {

@@ -8,7 +8,13 @@ use serde::{Deserialize, Serialize};
 ///
 /// 4: [`Request::ListTopicsPage`] and [`Request::StatsPage`] (with their replies), so listings of thousands of
 /// topics come in pages that each fit a frame.
-pub const PROTOCOL_VERSION: u32 = 4;
+///
+/// 5: [`TopicSpec`] carries the policy keys of the configuration's topic table (`publish`, `subscribe`, `gate`,
+/// `admin`, `slow_consumer_ms`, `redeliver`, `payload_type`), so `shmbus create` can set them.
+///
+/// [`TopicSpec::principals`] splits a policy list. [`Request::DaemonInfo`] (version, uptime, shared memory, descriptor
+/// limit, for `shmbus doctor`) and [`Request::ClientsPage`] (who holds which lease, for `shmbus clients`).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +50,50 @@ pub struct TopicSpec {
     pub max_subscribers: Option<u32>,
     /// Consumer-group limit.
     pub max_groups: Option<u32>,
+    /// Who may publish: comma-separated principals as in the configuration (`*`, `uid:N`, `gid:N`, `user:NAME`,
+    /// `group:NAME`); empty for nobody but root and the daemon's user. One string rather than a list: a list's
+    /// declared length makes the decoder preallocate beyond the frame limit (found by the decode fuzz).
+    pub publish: Option<String>,
+    /// Who may subscribe (principals as for `publish`).
+    pub subscribe: Option<String>,
+    /// Who may subscribe losslessly, holding publishers back (principals as for `publish`).
+    pub gate: Option<String>,
+    /// Who may create and delete the topic besides root and the daemon's user (principals as for `publish`).
+    pub admin: Option<String>,
+    /// Milliseconds a lossless subscriber may hold publishers back before it is demoted (0: forever).
+    pub slow_consumer_ms: Option<u64>,
+    /// Whether a dead group member's message is redelivered (else counted abandoned).
+    pub redeliver: Option<bool>,
+    /// The payload type name every typed handle must register.
+    pub payload_type: Option<String>,
+}
+
+impl TopicSpec {
+    /// The principals of a comma-separated policy list (`publish` ... `admin`), blanks dropped.
+    pub fn principals(list: &str) -> impl Iterator<Item = &str> {
+        list.split(',').map(str::trim).filter(|p| !p.is_empty())
+    }
+
+    /// Whether any policy key (`publish` ... `payload_type`, everything but the geometry) is set.
+    pub fn has_policy(&self) -> bool {
+        self.publish.is_some()
+            || self.subscribe.is_some()
+            || self.gate.is_some()
+            || self.admin.is_some()
+            || self.slow_consumer_ms.is_some()
+            || self.redeliver.is_some()
+            || self.payload_type.is_some()
+    }
+
+    /// Whether any geometry key (`capacity` ... `max_groups`) is set.
+    pub fn has_geometry(&self) -> bool {
+        self.capacity.is_some()
+            || self.max_message.is_some()
+            || self.payload_budget.is_some()
+            || self.max_publishers.is_some()
+            || self.max_subscribers.is_some()
+            || self.max_groups.is_some()
+    }
 }
 
 /// A typed handle's payload type: refused at open when another type is already registered on the topic.
@@ -163,6 +213,68 @@ pub enum Request {
         /// Name of the last topic of the previous page.
         after: Option<String>,
     },
+    /// What the daemon is and how it runs. Answered with [`Response::DaemonInfo`].
+    DaemonInfo,
+    /// The leases of the topics the caller may see (of one topic, or all), a page at a time in lease-id order:
+    /// the leases after lease `after`. Answered with [`Response::ClientsPage`].
+    ClientsPage {
+        /// Only this topic.
+        topic: Option<String>,
+        /// Id of the last lease of the previous page.
+        after: Option<u64>,
+    },
+}
+
+/// The daemon, for `shmbus doctor` ([`Request::DaemonInfo`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfoWire {
+    /// Program and version (`shmbusd 0.1.0`).
+    pub version: String,
+    /// Process id (in the daemon's pid namespace).
+    pub pid: u32,
+    /// User id it runs as.
+    pub uid: u32,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Its shared-memory prefix.
+    pub shm_prefix: String,
+    /// Bytes of shared memory its topics use (all topics, including ones hidden from the caller).
+    pub shm_in_use: u64,
+    /// `shm_budget`: the most its topics may use together.
+    pub shm_budget: u64,
+    /// Topics it serves (all of them).
+    pub topics: u64,
+    /// Leases held (all topics).
+    pub leases: u64,
+    /// Its soft `RLIMIT_NOFILE`.
+    pub nofile: u64,
+    /// Descriptors it needs at most for its topics (2 each) and `max_connections`, plus a fixed reserve.
+    pub nofile_needed: u64,
+    /// Descriptors it has open now.
+    pub open_fds: u64,
+}
+
+/// One lease, for `shmbus clients` ([`Request::ClientsPage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientWire {
+    /// Lease id.
+    pub lease: u64,
+    /// Topic name.
+    pub topic: String,
+    /// `publisher`, `lossless`, `lossy` or `group`.
+    pub kind: String,
+    /// Publisher or subscriber slot.
+    pub slot: u32,
+    /// Group name, for members.
+    pub group: Option<String>,
+    /// Holder's pid.
+    pub pid: i32,
+    /// Holder's uid.
+    pub uid: u32,
+    /// When this daemon run granted (or, after a restart, restored) the lease: milliseconds since the Unix epoch.
+    pub since_ms: u64,
+    /// Opened by a typed handle.
+    pub typed: bool,
 }
 
 /// What a lease lets its holder do.
@@ -368,5 +480,15 @@ pub enum Response {
         kind: ErrorKind,
         /// Human-readable detail.
         message: String,
+    },
+    // New variants go last: the position of `Error` (the version-mismatch reply) must never move.
+    /// The daemon ([`Request::DaemonInfo`]).
+    DaemonInfo(DaemonInfoWire),
+    /// One page of leases ([`Request::ClientsPage`]).
+    ClientsPage {
+        /// Leases, in id order.
+        clients: Vec<ClientWire>,
+        /// More follow: ask again after the last id of this page.
+        more: bool,
     },
 }

@@ -154,6 +154,13 @@ fn spec(r: &mut Rng) -> TopicSpec {
         max_publishers: r.opt(Rng::u32),
         max_subscribers: r.opt(Rng::u32),
         max_groups: r.opt(Rng::u32),
+        publish: r.opt(Rng::string),
+        subscribe: r.opt(|r| format!("{},{}", r.string(), r.string())),
+        gate: r.opt(|_| String::new()),
+        admin: r.opt(Rng::string),
+        slow_consumer_ms: r.opt(Rng::u64),
+        redeliver: r.opt(|r| r.chance(2)),
+        payload_type: r.opt(Rng::string),
     }
 }
 
@@ -169,7 +176,7 @@ fn resume(r: &mut Rng) -> Resume {
 
 /// Request variant `variant % 10` with random fields.
 fn request(r: &mut Rng, variant: usize) -> Request {
-    match variant % 10 {
+    match variant % 12 {
         0 => Request::Hello { protocol: r.u32(), layout: r.u64(), client: r.string() },
         1 => Request::CreateTopic { name: r.string(), spec: spec(r) },
         2 => Request::DeleteTopic { name: r.string() },
@@ -189,6 +196,8 @@ fn request(r: &mut Rng, variant: usize) -> Request {
         },
         7 => Request::ListTopicsPage { after: r.opt(Rng::string) },
         8 => Request::StatsPage { after: r.opt(Rng::string) },
+        9 => Request::DaemonInfo,
+        10 => Request::ClientsPage { topic: r.opt(Rng::string), after: r.opt(Rng::u64) },
         _ => Request::Close { lease: r.u64() },
     }
 }

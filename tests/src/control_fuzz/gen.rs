@@ -140,6 +140,13 @@ impl Aim {
             max_publishers: r.opt(Rng::u32),
             max_subscribers: r.opt(Rng::u32),
             max_groups: r.opt(Rng::u32),
+            publish: r.opt(principals),
+            subscribe: r.opt(principals),
+            gate: r.opt(principals),
+            admin: r.opt(principals),
+            slow_consumer_ms: r.opt(Rng::u64),
+            redeliver: r.opt(|r| r.chance(2)),
+            payload_type: r.opt(|r| ["u64", "", "bad\u{1b}name"][r.below(3)].to_string()),
         }
     }
 
@@ -275,4 +282,10 @@ pub fn oversized(r: &mut Rng) -> Vec<u8> {
 /// The first part of `valid` (never all of it).
 pub fn truncated(r: &mut Rng, valid: &[u8]) -> Vec<u8> {
     valid[..1 + r.below(valid.len() - 1)].to_vec()
+}
+
+/// Policy lists for a create request: valid, unknown and malformed principals.
+fn principals(r: &mut Rng) -> String {
+    const SOME: [&str; 7] = ["*", "uid:0", "uid:65534", "gid:4294967295", "user:nosuchuser", "nonsense", ""];
+    (0..r.below(3)).map(|_| SOME[r.below(SOME.len())]).collect::<Vec<_>>().join(",")
 }
