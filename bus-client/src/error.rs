@@ -136,8 +136,9 @@ control_error! {
         VersionMismatch,
         /// The daemon sent something this client does not understand, or broke the lease contract.
         Protocol,
-        /// The topic does not exist and the daemon does not create topics on first use.
-        #[error("no such topic: {0}")]
+        /// The topic does not exist and the daemon does not create topics on first use; the message (the
+        /// daemon's) reads `no such topic "NAME"` and may say more.
+        #[error("{0}")]
         NoSuchTopic(String),
         /// The topic's policy does not admit this user for this role.
         #[error("permission denied: {0}")]
@@ -194,7 +195,7 @@ control_error! {
         /// The daemon sent something this client does not understand.
         Protocol,
         /// No such topic.
-        #[error("no such topic: {0}")]
+        #[error("{0}")]
         NoSuchTopic(String),
         /// The caller may not do this.
         #[error("permission denied: {0}")]

@@ -109,7 +109,7 @@ pub(crate) fn inherited_pipe(
     match inherit::take(topic, dir) {
         Some(fd) => fd.map(Some),
         None if routing.only == Some(Transport::Pipe) => Err(OpenError::NoSuchTopic(format!(
-            "{topic:?} was not handed to this process over a pipe for {} (inherited: {}), and the transport is \
+            "no such topic {topic:?}: it was not handed to this process over a pipe for {} (inherited: {}), and the transport is \
              pipe ({TRANSPORT_ENV}=pipe or BusBuilder::transport), which rules out the daemon",
             dir.verb(),
             inherit::describe()

@@ -341,7 +341,20 @@ fn clients_shows_who_holds_which_lease_within_the_visibility_rules() {
     assert!(seen.iter().all(|c| c["topic"] == "open"), "{seen:?}");
     let out = as_nobody(&d, &["clients", "hidden"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
-    assert!(text(&out.stderr).contains("no topic \"hidden\""), "{}", show(&out));
+    assert!(text(&out.stderr).contains("no such topic \"hidden\""), "{}", show(&out));
     let out = run(&d, &["clients", "no-such-topic"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+}
+
+/// "no such topic" is said once, with the name (issue 11: it read `no such topic: no topic "x"`).
+#[test]
+fn a_missing_topic_is_named_once() {
+    let d = TestDaemon::start(Some("[daemon]\nauto_create = false\n"));
+    for args in [&["stats", "nosuch"][..], &["sub", "nosuch", "--count", "1"][..]] {
+        let out = run(&d, args);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {}", show(&out));
+        assert_eq!(err.matches("no such topic").count(), 1, "{args:?}: {err}");
+        assert!(err.contains("\"nosuch\"") && !err.contains("no topic"), "{args:?}: {err}");
+    }
 }

@@ -39,7 +39,7 @@ impl State {
     ) -> Result<(Vec<ClientWire>, bool), Refusal> {
         if let Some(t) = topic {
             if !self.topics.get(t).is_some_and(|e| e.settings.policy.shows(who.cred, who.groups)) {
-                return refuse(ErrorKind::NoSuchTopic, format!("no topic {t:?}"));
+                return refuse(ErrorKind::NoSuchTopic, format!("no such topic {t:?}"));
             }
         }
         let mut ids: Vec<u64> = self

@@ -118,7 +118,7 @@ impl State {
     pub fn stats(&self, who: Asker<'_>, topic: Option<&str>) -> Result<Vec<TopicStatsWire>, Refusal> {
         if let Some(t) = topic {
             if !self.topics.get(t).is_some_and(|e| shown(e, who)) {
-                return refuse(ErrorKind::NoSuchTopic, format!("no topic {t:?}"));
+                return refuse(ErrorKind::NoSuchTopic, format!("no such topic {t:?}"));
             }
         }
         let holders = Holders::of(&self.leases);

@@ -205,7 +205,7 @@ impl State {
                 return Err(Blocked::Wait(c.ready.clone()));
             }
             if !self.config.auto_create {
-                return Err(refusal(ErrorKind::NoSuchTopic, format!("no topic {name:?} (auto-create is off)")));
+                return Err(refusal(ErrorKind::NoSuchTopic, format!("no such topic {name:?} (auto-create is off)")));
             }
             let s = self.config.topic_settings(name, None).map_err(|m| refusal(ErrorKind::InvalidRequest, m))?;
             let uid = who.cred.uid;
@@ -270,7 +270,7 @@ impl State {
             if let Some(c) = self.creating.get(name) {
                 return Err(Blocked::Wait(c.ready.clone()));
             }
-            return Err(refusal(ErrorKind::NoSuchTopic, format!("no topic {name:?}")));
+            return Err(refusal(ErrorKind::NoSuchTopic, format!("no such topic {name:?}")));
         };
         if !e.settings.policy.allows(Action::Admin, who.cred, who.groups) {
             return Err(refusal(
