@@ -244,7 +244,9 @@ impl Config {
             let g = &s.geometry;
             let cap = spec.capacity.unwrap_or(g.capacity);
             let raw = RawTopic {
-                capacity: Some(cap.checked_next_power_of_two().ok_or("capacity too large")?),
+                // The config file's rule for requests too (issue 11: the CLI turned 1000 into 1024 and 0 into 1,
+                // where the file refuses 1000): refused below with the nearest power of two suggested.
+                capacity: Some(cap),
                 max_message: spec.max_message.or(Some(g.max_message)),
                 payload_budget: spec.payload_budget,
                 max_publishers: spec.max_publishers.or(Some(g.max_publishers)),
@@ -372,7 +374,8 @@ fn find_line(src: &str, needle: &str) -> usize {
 fn geometry(t: &RawTopic, d: &RawTopic, fallback_budget: u64) -> Result<Geometry, String> {
     let capacity = t.capacity.or(d.capacity).unwrap_or(DEFAULT_CAPACITY);
     if !capacity.is_power_of_two() {
-        return Err(format!("capacity {capacity} is not a power of two"));
+        let hint = capacity.checked_next_power_of_two().filter(|_| capacity > 1).unwrap_or(2);
+        return Err(format!("capacity {capacity} is not a power of two (try {hint})"));
     }
     let budget = t.payload_budget.or(d.payload_budget);
     let g = Geometry::new(

@@ -358,3 +358,21 @@ fn a_missing_topic_is_named_once() {
         assert!(err.contains("\"nosuch\"") && !err.contains("no topic"), "{args:?}: {err}");
     }
 }
+
+/// One rule for the capacity, in requests as in the config file: a power of two, else refused with the nearest one
+/// suggested (issue 11: `--capacity 1000` became 1024 and `--capacity 0` became 1, where the file refuses 1000),
+/// and never reported as corrupted shared memory.
+#[test]
+fn capacity_follows_the_config_file_rule() {
+    let d = TestDaemon::start(None);
+    for (cap, hint) in [("1000", "try 1024"), ("0", "try 2"), ("3", "try 4")] {
+        let out = run(&d, &["create", "capx", "--capacity", cap]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "capacity {cap} was accepted: {}", show(&out));
+        assert!(err.contains("not a power of two") && err.contains(hint), "{cap}: {err}");
+        assert!(!err.contains("corrupt"), "{cap}: {err}");
+    }
+    assert!(run(&d, &["create", "capx", "--capacity", "1024"]).status.success());
+    let out = run(&d, &["topics", "--json"]);
+    assert!(text(&out.stdout).replace(' ', "").contains("\"capacity\":1024"), "{}", show(&out));
+}

@@ -160,7 +160,7 @@ pub struct CreateArgs {
     /// Topic names ([A-Za-z0-9._-], up to 64 characters each); all get the same properties, over one connection.
     #[arg(required = true, num_args = 1.., value_name = "TOPIC")]
     pub topics: Vec<String>,
-    /// Messages in flight (rounded up to a power of two).
+    /// Messages in flight: a power of two from 2 to 2^24, as in the config file.
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
     /// Largest message ("64K", "1M", or bytes).
