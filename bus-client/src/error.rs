@@ -149,8 +149,9 @@ control_error! {
         /// Another payload type is registered on the topic.
         #[error("payload type mismatch: {0}")]
         TypeMismatch(String),
-        /// The topic name (or another argument) is not valid.
-        #[error("invalid topic: {0}")]
+        /// The request is not valid: a bad topic or group name, geometry or other argument; the message says which
+        /// (it read "invalid topic: invalid group name" for an empty group; issue 11).
+        #[error("{0}")]
         InvalidTopic(String),
         /// The topic was closed (deleted or recreated) while opening.
         #[error("topic is closed")]

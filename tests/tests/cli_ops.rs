@@ -376,3 +376,14 @@ fn capacity_follows_the_config_file_rule() {
     let out = run(&d, &["topics", "--json"]);
     assert!(text(&out.stdout).replace(' ', "").contains("\"capacity\":1024"), "{}", show(&out));
 }
+
+/// A bad group name is reported as what it is, not as an invalid topic (issue 11).
+#[test]
+fn an_empty_group_name_is_named_as_such() {
+    let d = TestDaemon::start(None);
+    assert!(run(&d, &["create", "grp"]).status.success());
+    let out = run(&d, &["sub", "grp", "--group", "", "--count", "1"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(err.contains("group name") && !err.contains("invalid topic"), "{err}");
+}

@@ -41,7 +41,7 @@ fn human(t: &TopicStatsWire) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "topic {} (generation {}){}: next sequence {}, cancelled claims {}, wakeups {}, demotions {}",
+        "topic {} (generation {}){}: tail {} (the next sequence), cancelled claims {}, wakeups {}, demotions {}",
         bus_client::printable(&t.name),
         t.generation,
         if t.closed { " CLOSED" } else { "" },
@@ -113,7 +113,7 @@ mod tests {
             ..Default::default()
         };
         let s = human(&t);
-        assert!(s.starts_with("topic orders (generation 2): next sequence 100"), "{s}");
+        assert!(s.starts_with("topic orders (generation 2): tail 100 (the next sequence)"), "{s}");
         assert!(s.contains("PUBLISHER") && s.contains("42"), "{s}");
         let sub = s.lines().find(|l| l.trim_start().starts_with('3')).expect("subscriber row");
         assert!(sub.contains("lossless") && sub.contains("90") && sub.contains("10"), "{s}");
