@@ -6,24 +6,42 @@ use shmbus_tests::daemon::TestDaemon;
 use shmbus_tests::hostile::root_or_skip;
 use std::time::Duration;
 
+/// Runs the daemon in a mount namespace of its own over a 4 MiB tmpfs `/dev/shm`.
+const SMALL_SHM: [&str; 8] = [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$@\"",
+    "sh",
+];
+
+/// Whether this machine lets us mount a tmpfs in a private mount namespace (else the test prints SKIPPED).
+fn can_mount_a_private_tmpfs() -> bool {
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=4m tmpfs /dev/shm"])
+        .status();
+    let ok = probe.is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED: cannot mount a tmpfs in a mount namespace here");
+    }
+    ok
+}
+
 #[test]
 fn a_topic_bigger_than_the_free_space_of_dev_shm_is_refused_naming_both() {
     if !root_or_skip("a_topic_bigger_than_the_free_space_of_dev_shm_is_refused_naming_both") {
         return;
     }
-    let probe = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=4m tmpfs /dev/shm"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: cannot mount a tmpfs in a mount namespace here");
+    if !can_mount_a_private_tmpfs() {
         return;
     }
-    let script = "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$@\"";
-    let wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"];
     // The daemon's own limits are far above 4 MiB; only the free space can refuse.
     let d = TestDaemon::start_wrapped(
         Some("[defaults]\ncapacity = 64\nmax_message = 1024\npayload_budget = 65536\n"),
-        &wrap,
+        &SMALL_SHM,
     );
     let out = d.cli().args(["create", "big", "--max-message", "1M", "--payload-budget", "8M"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -49,19 +67,13 @@ fn the_publisher_that_finds_dev_shm_full_is_refused_cleanly_and_the_others_keep_
     if !root_or_skip(name) {
         return;
     }
-    let probe = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=4m tmpfs /dev/shm"])
-        .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPED: cannot mount a tmpfs in a mount namespace here");
+    if !can_mount_a_private_tmpfs() {
         return;
     }
-    let script = "mount -t tmpfs -o size=4m tmpfs /dev/shm && exec \"$@\"";
-    let wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"];
     // 1 MiB of payload region per topic (one publisher slot): four of them cannot all be committed in 4 MiB.
     let d = TestDaemon::start_wrapped(
         Some("[defaults]\ncapacity = 64\nmax_message = 65536\npayload_budget = 1048576\nmax_publishers = 1\n"),
-        &wrap,
+        &SMALL_SHM,
     );
     let bus = d.bus();
     let topics: Vec<String> = (0..6).map(|i| format!("fill{i}")).collect();

@@ -85,32 +85,29 @@ impl State {
     /// `ListTopics`: the topics `who` may see.
     pub fn list(&self, who: Asker<'_>) -> Vec<TopicInfo> {
         let holders = Holders::of(&self.leases);
-        self.topics.iter().filter(|(_, e)| shown(e, who)).map(|(n, e)| info(n, e, &holders)).collect()
+        self.shown_after(who, None).map(|(n, e)| info(n, e, &holders)).collect()
     }
 
     /// `ListTopicsPage`: the next page of the topics `who` may see, after `after`, and whether more follow.
     pub fn list_page(&self, who: Asker<'_>, after: Option<&str>) -> (Vec<TopicInfo>, bool) {
         let holders = Holders::of(&self.leases);
-        let from = after.map_or(Unbounded, Excluded);
-        page(
-            self.topics
-                .range::<str, _>((from, Unbounded))
-                .filter(|(_, e)| shown(e, who))
-                .map(|(n, e)| info(n, e, &holders)),
-        )
+        page(self.shown_after(who, after).map(|(n, e)| info(n, e, &holders)))
+    }
+
+    /// The topics `who` may see whose names come after `after`, in name order (one page's candidates).
+    fn shown_after<'a>(
+        &'a self,
+        who: Asker<'a>,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a String, &'a TopicEntry)> + 'a {
+        self.topics.range::<str, _>((after.map_or(Unbounded, Excluded), Unbounded)).filter(move |(_, e)| shown(e, who))
     }
 
     /// `StatsPage`: the counters of the next page of the topics `who` may see, after `after`, and whether more
     /// follow.
     pub fn stats_page(&self, who: Asker<'_>, after: Option<&str>) -> (Vec<TopicStatsWire>, bool) {
         let holders = Holders::of(&self.leases);
-        let from = after.map_or(Unbounded, Excluded);
-        page(
-            self.topics
-                .range::<str, _>((from, Unbounded))
-                .filter(|(_, e)| shown(e, who))
-                .map(|(n, e)| stats_wire(n, e, &holders)),
-        )
+        page(self.shown_after(who, after).map(|(n, e)| stats_wire(n, e, &holders)))
     }
 
     /// `Stats`: the counters of `topic`, or of every topic, that `who` may see. A topic `who` may not see is

@@ -289,16 +289,7 @@ impl Topic {
     #[inline(always)]
     pub(crate) fn wake_after_commit(&self, waiter: &dyn Waiter) {
         self.light();
-        // Inlined down to one checked load per mask word, the posting out of line: nobody sleeps while messages
-        // flow, and this ran on every send (issue 10).
-        let masks = self.inner.readers.words::<{ MASK_WORDS }>(R_DATA_WAITERS);
-        let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
-        for (w, mask) in masks.iter().enumerate().take(words) {
-            // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
-            if mask.load(Ordering::Relaxed) != 0 {
-                self.post_subscriber_word(waiter, w);
-            }
-        }
+        self.post_subscribers(waiter);
         if !self.off().geo.single_producer() {
             self.post_publishers(waiter);
         }
@@ -321,11 +312,16 @@ impl Topic {
     }
 
     /// Posts every subscriber in the data-waiter masks. The caller issued the light barrier after its store.
+    ///
+    /// Inlined down to one checked load per mask word, the posting out of line: nobody sleeps while messages flow,
+    /// and this runs on every send (issue 10).
+    #[inline(always)]
     fn post_subscribers(&self, waiter: &dyn Waiter) {
+        let masks = self.inner.readers.words::<{ MASK_WORDS }>(R_DATA_WAITERS);
         let words = (self.off().geo.max_subscribers as usize).div_ceil(64);
-        for w in 0..words {
+        for (w, mask) in masks.iter().enumerate().take(words) {
             // Relaxed: ordered by the light/heavy barrier pair (see `wait`).
-            if self.readers_word(Offsets::mask_word(R_DATA_WAITERS, w)).load(Ordering::Relaxed) != 0 {
+            if mask.load(Ordering::Relaxed) != 0 {
                 self.post_subscriber_word(waiter, w);
             }
         }
