@@ -198,6 +198,20 @@ impl TestDaemon {
         crate::shm_fixture::leftovers(&self.prefix)
     }
 
+    /// The metrics port from the daemon's log line `serving Prometheus metrics addr=127.0.0.1:P` (for a config
+    /// with `metrics = "127.0.0.1:0"`), waited for as [`TestDaemon::eventually`] does.
+    pub fn metrics_port(&self) -> u16 {
+        let mut port = None;
+        self.eventually("the daemon never said where it serves metrics", || {
+            port = self.log().lines().find(|l| l.contains("serving Prometheus metrics")).and_then(|l| {
+                let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
+                l[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+            });
+            port.is_some()
+        });
+        port.expect("eventually returned")
+    }
+
     /// Polls `f` until it is true, bounded at 30 s (a hang guard, not a speed assertion); fails with `what` and
     /// the daemon's log.
     pub fn eventually(&self, what: &str, mut f: impl FnMut() -> bool) {

@@ -58,19 +58,6 @@ fn unread_replies_do_not_exhaust_the_daemons_descriptors() {
     drop((p, s, bus, flood));
 }
 
-/// The metrics port from the daemon's log line `serving Prometheus metrics addr=127.0.0.1:P`.
-fn metrics_port(d: &TestDaemon) -> u16 {
-    let mut port = None;
-    d.eventually("the daemon never said where it serves metrics", || {
-        port = d.log().lines().find(|l| l.contains("serving Prometheus metrics")).and_then(|l| {
-            let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
-            l[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-        });
-        port.is_some()
-    });
-    port.unwrap()
-}
-
 /// Item 12, the port taken: nobody binds the metrics port first; the daemon starts anyway, logs that metrics
 /// are off and says so in `STATUS=`, and serves clients.
 #[test]
@@ -110,7 +97,7 @@ fn a_taken_metrics_port_does_not_stop_the_daemon() {
 #[test]
 fn idle_metrics_connections_do_not_hold_up_a_scrape() {
     let d = TestDaemon::start(Some("[daemon]\nmetrics = \"127.0.0.1:0\"\n"));
-    let port = metrics_port(&d);
+    let port = d.metrics_port();
     let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -14,19 +14,6 @@ const HANG: Duration = Duration::from_secs(10);
 
 const CONFIG: &str = "[daemon]\nmetrics = \"127.0.0.1:0\"\n\n[[topic]]\nname = \"metered\"\ncapacity = 64\n";
 
-/// The metrics port from the daemon's log line `serving Prometheus metrics addr=127.0.0.1:P`.
-fn metrics_port(d: &TestDaemon) -> u16 {
-    let mut port = None;
-    d.eventually("the daemon never said where it serves metrics", || {
-        port = d.log().lines().find(|l| l.contains("serving Prometheus metrics")).and_then(|l| {
-            let at = l.find("127.0.0.1:")? + "127.0.0.1:".len();
-            l[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-        });
-        port.is_some()
-    });
-    port.unwrap()
-}
-
 /// A response: the status code, the headers (names lower-cased) and the body.
 struct Reply {
     status: u16,
@@ -77,7 +64,7 @@ fn scrape_until(d: &TestDaemon, port: u16, want: &[String]) -> Reply {
 #[test]
 fn a_scrape_shows_the_traffic_and_passes_promtool() {
     let d = TestDaemon::start(Some(CONFIG));
-    let port = metrics_port(&d);
+    let port = d.metrics_port();
     let bus = d.bus();
     let mut sub = bus.subscriber("metered").unwrap();
     let mut member = bus.subscriber_builder("metered").group("workers").open().unwrap();
@@ -153,7 +140,7 @@ fn promtool_check(body: &str) {
 #[test]
 fn other_paths_are_not_found_and_other_methods_not_allowed() {
     let d = TestDaemon::start(Some(CONFIG));
-    let port = metrics_port(&d);
+    let port = d.metrics_port();
     for path in ["/", "/metric", "/metrics/extra", "/favicon.ico"] {
         let r = request(port, "GET", path);
         assert_eq!(r.status, 404, "GET {path}: {}", r.body);
@@ -181,7 +168,7 @@ fn other_paths_are_not_found_and_other_methods_not_allowed() {
 #[test]
 fn an_idle_connection_does_not_delay_a_second_scrape() {
     let d = TestDaemon::start(Some(CONFIG));
-    let port = metrics_port(&d);
+    let port = d.metrics_port();
     assert_eq!(request(port, "GET", "/metrics").status, 200);
     // Connections that never send (more than the old listener's 16 at once), one that sends half a request line,
     // one HTTP/1.1 connection that had its scrape answered and is left open by the client: none holds up the
@@ -219,7 +206,7 @@ fn every_topic_is_scraped_across_pages() {
         config.push_str(&format!("\n[[topic]]\nname = \"paged-{i:04}\"\n"));
     }
     let d = TestDaemon::start(Some(&config));
-    let port = metrics_port(&d);
+    let port = d.metrics_port();
     let r = request(port, "GET", "/metrics");
     assert_eq!(r.status, 200);
     let tails: Vec<&str> = r.body.lines().filter(|l| l.starts_with("shmbus_topic_tail{")).collect();
@@ -234,7 +221,7 @@ fn every_topic_is_scraped_across_pages() {
 fn a_flood_of_idle_connections_costs_a_bounded_number_of_threads() {
     let max = bus_daemon::metrics::MAX_CONNECTIONS;
     let d = TestDaemon::start(Some(CONFIG));
-    let port = metrics_port(&d);
+    let port = d.metrics_port();
     let pid = d.pid().expect("daemon pid");
     let threads = || std::fs::read_dir(format!("/proc/{pid}/task")).map(|t| t.count()).unwrap_or(0);
     let before = threads();
