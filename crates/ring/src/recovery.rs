@@ -4,7 +4,7 @@
 use crate::admin::Admin;
 use crate::error::AttachError;
 use crate::layout::*;
-use crate::stamp::{cursor, lap_of, seq_diff, Stamp, State};
+use crate::stamp::{cursor, lap_diff, lap_of, seq_diff, Stamp, State};
 use crate::sync::Ordering;
 use crate::wait::Waiter;
 
@@ -51,6 +51,7 @@ impl Admin {
                 }
             }
         }
+        self.advance_tail_past_finished(&off);
         let sends = self.data_word(off.pub_slot(p) + P_SENDS);
         let v = sends.load(Ordering::Acquire);
         if v & 1 == 1 {
@@ -61,6 +62,26 @@ impl Admin {
         self.wake_subscribers(waiter);
         self.wake_publishers(waiter);
         Ok(n)
+    }
+
+    /// Moves the tail past entries at it that are already finished (published, or cancelled just above), as a
+    /// claimer helps the tail along: a single producer stores the tail only after publishing, so a claim it left
+    /// behind, now a skip marker, sat at the tail, where readers that trust the tail hint would not see it until
+    /// a periodic look at the entry, and a lossy one lapped meanwhile reported it as a lost message (found by the
+    /// model test, `tests/model.rs`). Bounded by the ring's capacity.
+    fn advance_tail_past_finished(&self, off: &Offsets) {
+        let tail = self.data_word(D_TAIL);
+        for _ in 0..off.geo.capacity {
+            // Acquire: pairs with the Release/AcqRel tail stores of publishers.
+            let t = tail.load(Ordering::Acquire);
+            let s = Stamp::unpack(self.data_word(off.entry(t) + E_STAMP).load(Ordering::Acquire));
+            let finished = matches!(s.state, State::Published | State::Skipped);
+            if !finished || lap_diff(s.lap, lap_of(t, off.shift)) != 0 {
+                return;
+            }
+            // AcqRel, as a claimer's help: whoever moves the tail from `t` does it once.
+            let _ = tail.compare_exchange(t, t.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 
     /// Frees the slot of the dead subscriber `s`: it stops gating at once. If it was a group member holding a
