@@ -43,6 +43,8 @@
 #![deny(missing_docs)]
 
 mod admin;
+#[cfg(all(target_arch = "x86_64", not(loom)))]
+mod bulk;
 mod error;
 mod extents;
 mod layout;

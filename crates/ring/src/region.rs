@@ -1,8 +1,9 @@
 //! A raw memory region: the bytes of one shared-memory object, addressed by offset.
 //!
 //! The ring never forms `&mut [u8]` over memory another process writes. Every shared word is reached as an
-//! [`AtomicU64`] through [`Region::word`]; payload bytes are written with Relaxed atomic word stores by their
-//! single owner (never plain copies: a lossy reader may load them concurrently, issue 8 defect 6) and read back
+//! [`AtomicU64`] through [`Region::word`]; payload bytes are written with Relaxed atomic word stores, or from
+//! 256 bytes on x86-64 with one byte-wise atomic `rep movsb` (`crate::bulk`), by their single owner (never
+//! plain copies: a lossy reader may load them concurrently, issue 8 defect 6) and read back
 //! either in place (by a reader the protocol protects: the stamp's Release/Acquire orders the stores before its
 //! plain reads, and the cursor's Release orders its reads before the next overwrite) or word by word with atomic
 //! loads (by a lossy reader that validates afterwards, seqlock-style).
@@ -273,6 +274,15 @@ impl Region {
         // One check for the whole range (every word the loop loads), not one per word.
         self.check_words(off, dst.len().div_ceil(8) * 8);
         let mut i = 0;
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if dst.len() >= crate::bulk::MIN_BULK {
+            i = dst.len() & !7;
+            // SAFETY: the `i` bytes from `off` are inside the region (checked above for the whole range) and
+            // `dst` is a distinct, private buffer of at least `i` bytes; the copy's loads are byte-wise atomic
+            // (crate::bulk), so racing with the publisher's stores is no data race, exactly like the word loads
+            // below. The last partial word, if any, goes through the loop.
+            unsafe { crate::bulk::copy_bytewise_atomic(dst.as_mut_ptr(), self.ptr.add(off), i) };
+        }
         while i < dst.len() {
             let w = self.word_unchecked(off + i).load(Ordering::Relaxed).to_le_bytes();
             let n = (dst.len() - i).min(8);
@@ -307,6 +317,19 @@ impl Region {
         assert!(self.writable, "store_bytes on a read-only region");
         self.check_words(off, src.len().div_ceil(8) * 8);
         let mut at = off;
+        #[cfg_attr(not(all(target_arch = "x86_64", not(loom))), allow(unused_mut))]
+        let mut src = src;
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if src.len() >= crate::bulk::MIN_BULK {
+            let n = src.len() & !7;
+            // SAFETY: the `n` bytes from `off` are inside the (writable, asserted above) region, checked above
+            // for the whole range, and `src` is the caller's own buffer, never part of the region; the stores
+            // are byte-wise atomic (crate::bulk), as the word stores below are atomic, so a lossy reader loading
+            // them concurrently is no data race. Ordered before the stamp's Release store (tag STAMP) by the
+            // fast-string rule the bulk module quotes.
+            unsafe { crate::bulk::copy_bytewise_atomic(self.ptr.add(off), src.as_ptr(), n) };
+            (at, src) = (off + n, &src[n..]);
+        }
         // Eight words at a time: one loop step per cache line keeps both store ports busy (a word per step
         // spent as much on the loop as on the stores; issue 10, large messages).
         let mut lines = src.chunks_exact(64);
@@ -347,6 +370,14 @@ impl Region {
             let n = (8 - head).min(src.len());
             self.merge_word(at, head, &src[..n]);
             (at, i) = (at + 8, n);
+        }
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if src.len() - i >= crate::bulk::MIN_BULK {
+            let n = (src.len() - i) & !7;
+            // SAFETY: as in `store_bytes`: `at..at + n` is inside the writable region (checked above) and
+            // `src` is the caller's buffer; byte-wise atomic stores (crate::bulk).
+            unsafe { crate::bulk::copy_bytewise_atomic(self.ptr.add(at), src[i..].as_ptr(), n) };
+            (at, i) = (at + n, i + n);
         }
         while src.len() - i >= 8 {
             let w: [u8; 8] = src[i..i + 8].try_into().expect("8 bytes");
