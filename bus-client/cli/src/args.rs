@@ -65,6 +65,17 @@ pub enum Command {
     Cleanup(CleanupArgs),
     /// Show who holds which lease (pid, uid, kind, slot, since) on the topics you may see.
     Clients(ClientsArgs),
+    /// Record a topic's messages with their timing into a file (docs/record-format.md).
+    ///
+    /// Lossless by default (publishers wait for the recorder, nothing is missed); `--lossy` never holds them
+    /// back and writes what it missed as gap records. Stops at Ctrl-C or SIGTERM, after `--count` messages or
+    /// after `--duration`, finishing the file cleanly, and prints a one-line summary on stderr.
+    Record(RecordArgs),
+    /// Publish a recording's messages on a topic with their recorded timing.
+    ///
+    /// `--dry-run` prints the header and checks every record without publishing. A file whose tail is cut or
+    /// corrupt replays its whole records, then names what was cut and exits with 1.
+    Replay(ReplayArgs),
 }
 
 /// How a handle waits.
@@ -247,6 +258,56 @@ pub struct CleanupArgs {
     pub min_age: Duration,
 }
 
+/// `shmbus record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Topic to record.
+    pub topic: String,
+    /// File to write (refused when it exists, unless --force).
+    pub file: PathBuf,
+    /// Stop after N messages.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this long ("10s", "500ms", "1m"; a plain number is seconds).
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Never hold publishers back; messages missed when lapped are written as gap records and counted.
+    #[arg(long)]
+    pub lossy: bool,
+    /// Start from the oldest message the topic still holds (received at once, so it replays at once).
+    #[arg(long)]
+    pub from_oldest: bool,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// How to wait on an empty topic.
+    #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
+    pub idle: Idle,
+}
+
+/// `shmbus replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Recording to read.
+    pub file: PathBuf,
+    /// Topic to publish on (it may differ from the recorded one; created on first use if the daemon's
+    /// auto_create allows, as for `pub`). Not needed with --dry-run.
+    #[arg(required_unless_present = "dry_run")]
+    pub topic: Option<String>,
+    /// Speed factor for the recorded timing: 2 replays twice as fast, 0.5 at half speed.
+    #[arg(long, value_name = "X", value_parser = parse_speed, conflicts_with = "as_fast_as_possible")]
+    pub rate: Option<f64>,
+    /// Publish without waiting between messages.
+    #[arg(long)]
+    pub as_fast_as_possible: bool,
+    /// Print the header and check every record's checksum without publishing (no daemon needed).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How to wait while lossless subscribers hold the topic full.
+    #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
+    pub idle: Idle,
+}
+
 /// `shmbus wait-ready`.
 #[derive(Debug, Args)]
 pub struct WaitReadyArgs {
@@ -276,6 +337,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!("{s:?} is not a positive number of messages per second")),
+    }
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!("{s:?} is not a positive speed factor (2 is twice as fast)")),
     }
 }
 
@@ -406,5 +474,21 @@ mod tests {
         let Command::WaitReady(w) = parse(&["wait-ready"]).unwrap().command else { panic!() };
         assert_eq!(w.timeout, Duration::from_secs(30));
         assert!(parse(&["wait-ready", "--timeout", "5 parsecs"]).is_err());
+    }
+
+    #[test]
+    fn record_and_replay_options() {
+        let c = parse(&["record", "t", "f.rec", "--count", "5", "--duration", "2s", "--lossy", "--force"]);
+        let Command::Record(r) = c.unwrap().command else { panic!() };
+        assert_eq!((r.topic.as_str(), r.count, r.duration), ("t", Some(5), Some(Duration::from_secs(2))));
+        assert!(r.lossy && r.force && !r.from_oldest);
+        assert!(parse(&["record", "t"]).is_err(), "a file is needed");
+        let Command::Replay(r) = parse(&["replay", "f.rec", "u", "--rate", "2"]).unwrap().command else { panic!() };
+        assert_eq!((r.topic.as_deref(), r.rate, r.dry_run), (Some("u"), Some(2.0), false));
+        let Command::Replay(r) = parse(&["replay", "--dry-run", "f.rec"]).unwrap().command else { panic!() };
+        assert!(r.dry_run && r.topic.is_none());
+        assert!(parse(&["replay", "f.rec"]).is_err(), "a topic unless --dry-run");
+        assert!(parse(&["replay", "f.rec", "u", "--rate", "0"]).is_err());
+        assert!(parse(&["replay", "f.rec", "u", "--rate", "2", "--as-fast-as-possible"]).is_err());
     }
 }

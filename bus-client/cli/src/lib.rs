@@ -20,6 +20,9 @@ mod exit;
 mod format;
 mod parse;
 mod publish;
+mod record;
+mod record_file;
+mod replay;
 mod shm_scan;
 mod stats;
 mod subscribe;
@@ -61,6 +64,8 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Doctor(a) => doctor::run(socket, a),
         args::Command::Cleanup(a) => cleanup::run(socket, a),
         args::Command::Clients(a) => clients::run(socket, a),
+        args::Command::Record(a) => record::run(socket, a),
+        args::Command::Replay(a) => replay::run(socket, a),
         args::Command::WaitReady(a) => wait_ready::run(socket, a, cli.quiet),
     }
 }
