@@ -64,3 +64,43 @@ fn no_file_of_an_open_topic_is_writable_by_another_user_and_blocking_waits_still
     let mut p2 = bus.publisher("t").unwrap();
     p2.send(b"still").unwrap();
 }
+
+/// Issue 11, counters: `stats` shows who is asleep. A blocking subscriber waiting on an empty topic is `sleeping`
+/// (its data-waiter bit), wakes for a message and is not asleep while it holds it; a blocking publisher held by a
+/// full ring is `sleeping` (its space-waiter bit) until the subscriber reads.
+#[test]
+fn stats_show_which_handles_are_asleep() {
+    let d = TestDaemon::start(Some("[[topic]]\nname = \"t\"\ncapacity = 2\nmax_message = 64\n"));
+    let bus = d.bus();
+    let stats = |bus: &bus_client::Bus| bus.stats(Some("t")).unwrap().remove(0);
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let t0 = std::time::Instant::now();
+        while !f() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "never {what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let mut sub = bus.subscriber_builder("t").idle(IdleStrategy::Blocking).open().unwrap();
+    let mut publ = bus.publisher_builder("t").idle(IdleStrategy::Blocking).open().unwrap();
+    assert!(!stats(&bus).subscribers[0].sleeping, "not asleep before it waits");
+    let waiter = std::thread::spawn(move || {
+        let got = sub.recv_timeout(Duration::from_secs(30)).map(|m| m.payload().to_vec());
+        (sub, got)
+    });
+    until("the subscriber asleep", &|| stats(&bus).subscribers[0].sleeping);
+    publ.send(b"one").unwrap();
+    let (mut sub, got) = waiter.join().unwrap();
+    assert_eq!(got.unwrap(), b"one");
+    assert!(!stats(&bus).subscribers[0].sleeping, "awake once it received");
+
+    // Fill the ring of two, then a third send sleeps until the subscriber makes room.
+    publ.send(b"two").unwrap();
+    publ.send(b"three").unwrap();
+    let sender = std::thread::spawn(move || publ.send_timeout(b"four", Duration::from_secs(30)).map(|_| publ));
+    until("the publisher asleep", &|| stats(&bus).publishers.iter().any(|p| p.sleeping));
+    for want in [&b"two"[..], b"three", b"four"] {
+        assert_eq!(sub.recv_timeout(Duration::from_secs(30)).unwrap().payload(), want);
+    }
+    let _publ = sender.join().unwrap().expect("the held send went through");
+    assert!(stats(&bus).publishers.iter().all(|p| !p.sleeping), "no publisher asleep once it sent");
+}

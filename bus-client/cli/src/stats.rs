@@ -37,6 +37,12 @@ fn table<T>(s: &mut String, items: &[T], none: &str, header: &[&str], row: impl 
     }
 }
 
+/// A handle's wait state: asleep on its wake-up word, or running (sending, receiving, spinning or idle between
+/// calls; the segment only knows the sleepers).
+fn state(sleeping: bool) -> String {
+    if sleeping { "asleep" } else { "-" }.to_string()
+}
+
 fn human(t: &TopicStatsWire) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -54,7 +60,7 @@ fn human(t: &TopicStatsWire) -> String {
         let shape = if ty.hash == 0 { "shape not fixed".to_string() } else { format!("shape {:016x}", ty.hash) };
         let _ = writeln!(s, "  payload type {} ({shape})", bus_client::printable(&ty.name));
     }
-    let header = ["PUBLISHER", "PID", "PUBLISHED", "BYTES", "FULL", "ABORTED"];
+    let header = ["PUBLISHER", "PID", "PUBLISHED", "BYTES", "FULL", "ABORTED", "STATE"];
     table(&mut s, &t.publishers, "  no publishers\n", &header, |p| {
         vec![
             p.slot.to_string(),
@@ -63,9 +69,10 @@ fn human(t: &TopicStatsWire) -> String {
             p.bytes.to_string(),
             p.full.to_string(),
             p.aborted.to_string(),
+            state(p.sleeping),
         ]
     });
-    let header = ["SUBSCRIBER", "PID", "MODE", "GROUP", "POSITION", "LAG", "RECEIVED", "LAGGED", "SKIPPED"];
+    let header = ["SUBSCRIBER", "PID", "MODE", "GROUP", "POSITION", "LAG", "RECEIVED", "LAGGED", "SKIPPED", "STATE"];
     table(&mut s, &t.subscribers, "  no subscribers\n", &header, |x| {
         let mode = match (&x.group, x.gating, x.demoted) {
             (Some(_), _, _) => "group",
@@ -83,6 +90,7 @@ fn human(t: &TopicStatsWire) -> String {
             x.received.to_string(),
             x.lagged.to_string(),
             x.skipped.to_string(),
+            state(x.sleeping),
         ]
     });
     table(&mut s, &t.groups, "", &["GROUP", "NEXT", "REDELIVERED", "ABANDONED"], |g| {

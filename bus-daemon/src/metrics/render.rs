@@ -128,7 +128,7 @@ fn topics(out: &mut Families<'_, '_>, topics: &[TopicStatsWire]) -> Result {
     out.gauge("topic_closed", "Whether the topic is closed (1) or open (0)", per(&|t| u64::from(t.closed)))?;
     out.gauge("topic_subscribers", "Subscriber slots in use", per(&|t| t.subscribers.len() as u64))?;
     out.counter("cancelled_claims", "Claims of dead publishers cancelled", per(&|t| t.cancelled))?;
-    out.counter("wakeups", "Semaphore posts issued to wake sleeping subscribers", per(&|t| t.wakeups))?;
+    out.counter("wakeups", "Wake-ups posted to sleeping handles", per(&|t| t.wakeups))?;
     out.counter("demotions", "Slow lossless subscribers demoted to lossy", per(&|t| t.demotions))?;
     Ok(())
 }
@@ -150,6 +150,11 @@ fn publishers(out: &mut Families<'_, '_>, topics: &[TopicStatsWire]) -> Result {
     out.counter("publisher_messages_published", "Messages published by one publisher slot", per(&|p| p.published))?;
     out.counter("publisher_published_bytes", "Payload bytes published by one publisher slot", per(&|p| p.bytes))?;
     out.counter("publisher_full", "Sends of one publisher slot that found the topic full", per(&|p| p.full))?;
+    out.gauge(
+        "publisher_sleeping",
+        "Whether the publisher is asleep waiting for space (1) or not (0)",
+        per(&|p| u64::from(p.sleeping)),
+    )?;
     Ok(())
 }
 
@@ -166,6 +171,11 @@ fn subscribers(out: &mut Families<'_, '_>, topics: &[TopicStatsWire]) -> Result 
         "subscriber_demoted",
         "Whether the slow-consumer bound demoted the subscriber",
         per(&|s| u64::from(s.demoted)),
+    )?;
+    out.gauge(
+        "subscriber_sleeping",
+        "Whether the subscriber is asleep waiting for data (1) or not (0)",
+        per(&|s| u64::from(s.sleeping)),
     )?;
     out.counter("subscriber_received", "Messages the subscriber received", per(&|s| s.received))?;
     out.counter("subscriber_lagged", "Messages a lossy subscriber was lapped by", per(&|s| s.lagged))?;

@@ -172,6 +172,7 @@ fn stats_wire(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicStatsWi
         bytes: p.bytes,
         full: p.full,
         aborted: p.aborted,
+        sleeping: p.sleeping,
         pid: holders.pid(name, true, p.slot as u32),
     };
     let subscriber = |s: &SubscriberStats| SubscriberStatsWire {
@@ -184,6 +185,7 @@ fn stats_wire(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicStatsWi
         lagged: s.lagged,
         skipped: s.skipped,
         demoted: s.demoted,
+        sleeping: s.sleeping,
         pid: holders.pid(name, false, s.slot as u32),
     };
     let group = |g: &GroupStats| GroupStatsWire {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// [`TopicSpec::principals`] splits a policy list. [`Request::DaemonInfo`] (version, uptime, shared memory, descriptor
 /// limit, for `shmbus doctor`) and [`Request::ClientsPage`] (who holds which lease, for `shmbus clients`).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,6 +346,8 @@ pub struct PublisherStatsWire {
     pub full: u64,
     /// Loans aborted.
     pub aborted: u64,
+    /// Asleep waiting for space (protocol 6).
+    pub sleeping: bool,
     /// Holder pid, when leased in this daemon run.
     pub pid: Option<i32>,
 }
@@ -371,6 +373,8 @@ pub struct SubscriberStatsWire {
     pub skipped: u64,
     /// Demoted by the slow-consumer bound.
     pub demoted: bool,
+    /// Asleep waiting for data (protocol 6).
+    pub sleeping: bool,
     /// Holder pid, when leased in this daemon run.
     pub pid: Option<i32>,
 }

@@ -21,6 +21,8 @@ pub struct PublisherStats {
     /// Gate scans given up because the readers object's attach epoch kept changing under them (each refused the
     /// send as `Full`); anything but a rare count means a subscriber is misbehaving.
     pub gate_unsettled: u64,
+    /// Whether it is asleep waiting for space (its bit in the space-waiter mask is raised).
+    pub sleeping: bool,
 }
 
 /// Per-subscriber position and counters.
@@ -45,6 +47,8 @@ pub struct SubscriberStats {
     pub skipped: u64,
     /// Whether it was demoted by the slow-consumer bound.
     pub demoted: bool,
+    /// Whether it is asleep waiting for data (its bit in the data-waiter mask is raised).
+    pub sleeping: bool,
 }
 
 /// Per-group counters.
@@ -106,6 +110,7 @@ impl Topic {
                 full: d(b + P_FULL),
                 aborted: d(b + P_ABORTED),
                 gate_unsettled: d(b + P_GATE_UNSETTLED),
+                sleeping: self.waiter_bit(R_SPACE_WAITERS, p),
             };
             // Untrusted counters: test each for zero rather than summing them (a corrupted counter near
             // `u64::MAX` made the sum overflow, a panic in debug builds; found by `tests/untrusted.rs`).
@@ -134,6 +139,7 @@ impl Topic {
                 lagged: r(b + S_LAGGED),
                 skipped: r(b + S_SKIPPED),
                 demoted: flags & FLAG_DEMOTE != 0,
+                sleeping: self.waiter_bit(R_DATA_WAITERS, s),
             });
         }
         for g in 0..geo.max_groups as usize {
@@ -149,5 +155,12 @@ impl Topic {
             }
         }
         st
+    }
+
+    /// Whether slot `slot`'s bit is raised in the waiter mask at `base` (Relaxed: a snapshot, like the counters;
+    /// the bits belong to the sleepers and the wakers, a reader of them changes nothing).
+    fn waiter_bit(&self, base: usize, slot: usize) -> bool {
+        let (word, bit) = self.readers_mask(base, slot);
+        word.load(Ordering::Relaxed) & bit != 0
     }
 }
