@@ -18,14 +18,21 @@ mod doctor;
 mod doctor_host;
 mod exit;
 mod format;
+mod hz;
+mod interrupt;
 mod parse;
 mod publish;
+mod rates;
+mod screen;
 mod shm_scan;
 mod stats;
 mod subscribe;
 mod table;
+mod top;
+mod top_view;
 mod topics;
 mod wait_ready;
+mod window;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -62,6 +69,8 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Cleanup(a) => cleanup::run(socket, a),
         args::Command::Clients(a) => clients::run(socket, a),
         args::Command::WaitReady(a) => wait_ready::run(socket, a, cli.quiet),
+        args::Command::Top(a) => top::run(socket, a),
+        args::Command::Hz(a) => hz::run(socket, a),
     }
 }
 
