@@ -1,0 +1,266 @@
+//! `shmbus top` and `shmbus hz` against a private daemon with known traffic: a publisher thread sends
+//! `SIZE`-byte messages at a steady pace to a lossless subscriber that drains them, beside an idle lossy one.
+//! Every CLI run is bounded (a hang fails the test instead of stalling the suite); nothing asserts a speed.
+
+use shmbus_tests::daemon::TestDaemon;
+use shmbus_tests::hostile::{root_or_skip, NOBODY};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The size of every message the traffic sends.
+const SIZE: usize = 100;
+
+/// A publisher thread sending `SIZE`-byte messages every 2 ms, and a thread draining a lossless subscriber;
+/// an idle lossy subscriber is held beside them. Stopped and joined on drop.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<()>>,
+    _idle: bus_client::Subscriber,
+}
+
+impl Traffic {
+    /// Starts the traffic on `topic` and waits until the daemon's counters show it flowing.
+    fn start(d: &TestDaemon, topic: &str) -> Traffic {
+        let bus = d.bus();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut sub = bus.subscriber(topic).expect("lossless subscriber");
+        let idle = bus.subscriber_builder(topic).lossy().open().expect("lossy subscriber");
+        let mut publisher = bus.publisher(topic).expect("publisher");
+        let (s, n) = (stop.clone(), sent.clone());
+        let sender = std::thread::spawn(move || {
+            let payload = [0x5a_u8; SIZE];
+            while !s.load(Ordering::Relaxed) {
+                publisher.send(&payload).expect("send");
+                n.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let s = stop.clone();
+        let drain = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match sub.recv_timeout(Duration::from_millis(50)) {
+                    Ok(m) => assert_eq!(m.len(), SIZE),
+                    Err(bus_client::RecvError::Timeout) => {}
+                    Err(e) => panic!("drain: {e}"),
+                }
+            }
+        });
+        let t = Traffic { stop, sent, threads: vec![sender, drain], _idle: idle };
+        d.eventually("the traffic did not start", || t.sent() > 0);
+        t
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops both threads and returns how many messages were sent.
+    fn finish(mut self) -> u64 {
+        self.join();
+        self.sent()
+    }
+
+    fn join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            if let Err(e) = t.join() {
+                if !std::thread::panicking() {
+                    std::panic::resume_unwind(e);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `cmd` to the end, killed (and the test failed) if it takes more than 20 s.
+fn bounded(mut cmd: Command) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn shmbus");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(out) => out.expect("wait for shmbus"),
+        Err(_) => {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our child, not reaped (the waiting
+            // thread has not returned).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("shmbus did not finish within 20 s");
+        }
+    }
+}
+
+fn run(d: &TestDaemon, args: &[&str]) -> Output {
+    let mut c = d.cli();
+    c.args(args);
+    bounded(c)
+}
+
+/// `top --once --json` as `cmd`, parsed: the document and its topics by name.
+fn top_json(cmd: Command) -> (serde_json::Value, std::collections::BTreeMap<String, serde_json::Value>) {
+    let out = bounded(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let topics = v["topics"]
+        .as_array()
+        .expect("a topics array")
+        .iter()
+        .map(|t| (t["name"].as_str().expect("a name").to_string(), t.clone()))
+        .collect();
+    (v, topics)
+}
+
+fn top_once_json(d: &TestDaemon) -> (serde_json::Value, std::collections::BTreeMap<String, serde_json::Value>) {
+    let mut c = d.cli();
+    c.args(["top", "--once", "--json", "--interval", "400ms"]);
+    top_json(c)
+}
+
+#[test]
+fn top_once_json_shows_rates_while_traffic_flows_and_zero_when_idle() {
+    let d = TestDaemon::start(None);
+    for t in ["busy", "quiet"] {
+        assert_eq!(run(&d, &["create", t]).status.code(), Some(0));
+    }
+    let traffic = Traffic::start(&d, "busy");
+    let (doc, topics) = top_once_json(&d);
+    let secs = doc["interval_s"].as_f64().expect("interval_s");
+    assert!(secs >= 0.4, "the samples are at least --interval apart: {doc}");
+    let busy = &topics["busy"];
+    assert_eq!((busy["publishers"].as_u64(), busy["subscribers"].as_u64()), (Some(1), Some(2)), "{busy}");
+    let msgs = busy["messages_per_s"].as_f64().expect("a message rate");
+    let bytes = busy["bytes_per_s"].as_f64().expect("a byte rate");
+    assert!(msgs > 0.0, "traffic flows: {busy}");
+    assert!((bytes - msgs * SIZE as f64).abs() < 1e-6 * bytes, "every message is {SIZE} bytes: {busy}");
+    assert!(busy["max_lag"].is_u64(), "a subscriber's lag: {busy}");
+    assert_eq!((busy["full_per_s"].as_f64(), busy["lapped_per_s"].as_f64()), (Some(0.0), Some(0.0)), "{busy}");
+    let quiet = &topics["quiet"];
+    assert_eq!(quiet["messages_per_s"].as_f64(), Some(0.0), "{quiet}");
+    assert_eq!((quiet["publishers"].as_u64(), quiet["subscribers"].as_u64()), (Some(0), Some(0)), "{quiet}");
+    assert!(quiet["max_lag"].is_null(), "no subscriber, no lag: {quiet}");
+
+    let sent = traffic.finish();
+    let (_, topics) = top_once_json(&d);
+    let busy = &topics["busy"];
+    assert_eq!((busy["messages_per_s"].as_f64(), busy["bytes_per_s"].as_f64()), (Some(0.0), Some(0.0)), "{busy}");
+    assert_eq!(busy["published"].as_u64(), Some(sent), "every message sent is counted: {busy}");
+    assert_eq!(busy["bytes"].as_u64(), Some(sent * SIZE as u64), "{busy}");
+}
+
+#[test]
+fn top_once_prints_a_header_and_a_row_per_topic() {
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "orders", "idle"]).status.code(), Some(0));
+    let _traffic = Traffic::start(&d, "orders");
+    let out = run(&d, &["top", "--once", "--interval", "300ms"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!text.contains('\x1b'), "no terminal escapes when stdout is not a terminal: {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("2 topics: "), "{text}");
+    let header: Vec<&str> = lines[1].split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    assert_eq!(header, ["TOPIC", "MSG/S", "BYTES/S", "PUBS", "SUBS", "MAX LAG", "FULL/S", "LAPPED/S"], "{text}");
+    assert_eq!(lines.len(), 4, "a row per topic: {text}");
+    // The busy topic first; its byte rate is a number and a unit.
+    let row: Vec<&str> = lines[2].split_whitespace().collect();
+    assert_eq!(row.len(), 9, "{text}");
+    assert_eq!((row[0], row[4], row[5]), ("orders", "1", "2"), "{text}");
+    assert_ne!(row[1], "0", "a message rate while traffic flows: {text}");
+    let idle: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(idle, ["idle", "0", "0", "B", "0", "0", "-", "0", "0"], "{text}");
+}
+
+#[test]
+fn hz_reports_the_rate_and_the_exact_message_size_per_window() {
+    let d = TestDaemon::start(None);
+    let _traffic = Traffic::start(&d, "sensor");
+    let out = run(&d, &["hz", "sensor", "--count", "2", "--window", "500ms", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let windows: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {}", show(&out))))
+        .collect();
+    assert_eq!(windows.len(), 2, "one object per window: {}", show(&out));
+    for w in &windows {
+        assert_eq!(w["topic"], "sensor", "{w}");
+        let n = w["messages"].as_u64().expect("messages");
+        assert!(n > 0 && w["messages_per_s"].as_f64() > Some(0.0), "{w}");
+        assert_eq!(w["bytes"].as_u64(), Some(n * SIZE as u64), "{w}");
+        assert!(w["window_s"].as_f64() >= Some(0.5), "{w}");
+        assert!(w["lapped"].is_u64(), "{w}");
+        let s = &w["size"];
+        for k in ["min", "p50", "p99", "max"] {
+            assert_eq!(s[k].as_u64(), Some(SIZE as u64), "{k}: {w}");
+        }
+        assert_eq!(s["mean"].as_f64(), Some(SIZE as f64), "{w}");
+    }
+    let out = run(&d, &["hz", "sensor", "--count", "1", "--window", "200ms"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(line.starts_with("sensor: ") && line.contains(" msg/s  "), "{line}");
+    assert!(line.contains(&format!("size min {SIZE} B p50 {SIZE} B p99 {SIZE} B max {SIZE} B")), "{line}");
+}
+
+#[test]
+fn hz_on_a_missing_topic_fails_clearly_and_creates_nothing() {
+    // Topics are created on first use here: hz must not be such a use.
+    let d = TestDaemon::start(None);
+    let out = run(&d, &["hz", "nosuch", "--count", "1", "--window", "100ms"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot watch topic \"nosuch\": no such topic \"nosuch\""), "{}", show(&out));
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    let topics = run(&d, &["topics", "--json"]);
+    assert_eq!(topics.status.code(), Some(0), "{}", show(&topics));
+    assert!(!String::from_utf8_lossy(&topics.stdout).contains("nosuch"), "{}", show(&topics));
+}
+
+#[test]
+fn top_and_hz_show_nobody_only_the_topics_it_may_see() {
+    if !root_or_skip("top_and_hz_show_nobody_only_the_topics_it_may_see") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "open"]).status.code(), Some(0));
+    let out = run(&d, &["create", "hidden", "--publish", "uid:0", "--subscribe", "uid:0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let _traffic = Traffic::start(&d, "hidden");
+    // The scratch directory opened so that nobody can reach the socket.
+    std::fs::set_permissions(&d.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut c = d.cli();
+        c.args(args).uid(NOBODY).gid(NOBODY);
+        c
+    };
+    let (_, seen) = top_json(as_nobody(&["top", "--once", "--json", "--interval", "100ms"]));
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["open"], "{seen:?}");
+    let out = bounded(as_nobody(&["top", "--once", "--interval", "100ms"]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hidden"), "{}", show(&out));
+    let out = bounded(as_nobody(&["hz", "hidden", "--count", "1", "--window", "100ms"]));
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such topic \"hidden\""), "{}", show(&out));
+    let (_, all) = top_once_json(&d);
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["hidden", "open"], "root sees both");
+}
