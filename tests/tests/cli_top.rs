@@ -264,3 +264,88 @@ fn top_and_hz_show_nobody_only_the_topics_it_may_see() {
     let (_, all) = top_once_json(&d);
     assert_eq!(all.keys().collect::<Vec<_>>(), ["hidden", "open"], "root sees both");
 }
+
+#[test]
+fn top_shows_back_pressure_the_slowest_lag_and_lapped_messages() {
+    let d = TestDaemon::start(None);
+    for t in ["jammed", "laps"] {
+        assert_eq!(run(&d, &["create", t, "--capacity", "16"]).status.code(), Some(0));
+    }
+    let bus = d.bus();
+    // A lossless subscriber that never reads holds `jammed` full: every further try is a full event.
+    let _gate = bus.subscriber("jammed").unwrap();
+    let mut publisher = bus.publisher("jammed").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let fulls = Arc::new(AtomicU64::new(0));
+    let (s, f) = (stop.clone(), fulls.clone());
+    let jam = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            match publisher.try_send(b"jam") {
+                Ok(_) => {}
+                Err(bus_client::SendError::Full) => {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => panic!("try_send: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    d.eventually("the topic never filled", || fulls.load(Ordering::Relaxed) > 0);
+    // A lossy subscriber of `laps` lapped by 100 messages through a ring of 16.
+    let mut lossy = bus.subscriber_builder("laps").lossy().open().unwrap();
+    let mut p = bus.publisher("laps").unwrap();
+    for _ in 0..100 {
+        p.send(b"0123456789").unwrap();
+    }
+    let lapped = match lossy.try_recv() {
+        Err(bus_client::RecvError::Lagged(n)) => n,
+        other => panic!("expected a lap, got {:?}", other.map(|m| m.seq())),
+    };
+    while lossy.try_recv().is_ok() {}
+
+    let (_, topics) = top_once_json(&d);
+    stop.store(true, Ordering::Relaxed);
+    jam.join().unwrap();
+    let jammed = &topics["jammed"];
+    assert_eq!(jammed["max_lag"].as_u64(), Some(16), "the idle subscriber is a whole ring behind: {jammed}");
+    assert_eq!((jammed["published"].as_u64(), jammed["messages_per_s"].as_f64()), (Some(16), Some(0.0)), "{jammed}");
+    assert!(jammed["full_per_s"].as_f64() > Some(0.0) && jammed["full"].as_u64() > Some(0), "{jammed}");
+    let laps = &topics["laps"];
+    assert_eq!(laps["lapped"].as_u64(), Some(lapped), "what the subscriber was told: {laps}");
+    assert_eq!((laps["max_lag"].as_u64(), laps["full"].as_u64()), (Some(0), Some(0)), "{laps}");
+}
+
+#[test]
+fn hz_counts_every_message_as_seen_or_lapped() {
+    let d = TestDaemon::start(None);
+    assert_eq!(run(&d, &["create", "burst", "--capacity", "16"]).status.code(), Some(0));
+    let mut hz = d.cli();
+    hz.args(["hz", "burst", "--count", "4", "--window", "500ms", "--json"]);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(bounded(hz));
+    });
+    let bus = d.bus();
+    d.eventually("hz never attached", || bus.stats(Some("burst")).unwrap()[0].subscribers.len() == 1);
+    // Far faster than hz reads through 16 slots: some are lapped, none may be lost without being counted.
+    const SENT: u64 = 5_000;
+    let mut p = bus.publisher("burst").unwrap();
+    let start = std::time::Instant::now();
+    for i in 0..SENT {
+        p.send(&i.to_le_bytes()).unwrap();
+    }
+    let took = start.elapsed();
+    let out = rx.recv_timeout(Duration::from_secs(30)).expect("hz finished");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let (mut seen, mut lapped) = (0, 0);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let w: serde_json::Value = serde_json::from_str(line).unwrap();
+        seen += w["messages"].as_u64().unwrap();
+        lapped += w["lapped"].as_u64().unwrap();
+        if w["messages"].as_u64() > Some(0) {
+            assert_eq!((w["size"]["min"].as_u64(), w["size"]["max"].as_u64()), (Some(8), Some(8)), "{w}");
+        }
+    }
+    println!("hz saw {seen} and was lapped by {lapped} of {SENT} messages sent in {took:?}");
+    assert_eq!(seen + lapped, SENT, "seen {seen} and lapped {lapped} (sent in {took:?}): {}", show(&out));
+}
