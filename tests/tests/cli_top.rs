@@ -349,3 +349,89 @@ fn hz_counts_every_message_as_seen_or_lapped() {
     println!("hz saw {seen} and was lapped by {lapped} of {SENT} messages sent in {took:?}");
     assert_eq!(seen + lapped, SENT, "seen {seen} and lapped {lapped} (sent in {took:?}): {}", show(&out));
 }
+
+/// Starts `cmd` with its output piped, waits until its standard output holds `lines` lines that start with
+/// `marker`, sends SIGINT and returns what it printed and its exit status (all bounded).
+fn interrupt_after(mut cmd: Command, marker: &str, lines: usize) -> (String, std::process::ExitStatus) {
+    use std::io::BufRead;
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = child.id() as i32;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    let mut seen = 0;
+    while seen < lines {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => {
+                seen += usize::from(l.starts_with(marker));
+                text.push_str(&l);
+                text.push('\n');
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no {lines} lines starting with {marker:?} within 20 s:\n{text}");
+            }
+        }
+    }
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    for _ in 0..200 {
+        if let Some(st) = child.try_wait().unwrap() {
+            return (text, st);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("did not exit within 10 s of SIGINT:\n{text}");
+}
+
+#[test]
+fn ctrl_c_ends_top_and_hz_cleanly() {
+    let d = TestDaemon::start(None);
+    let _traffic = Traffic::start(&d, "ticks");
+    let mut top = d.cli();
+    top.args(["top", "--interval", "200ms"]);
+    let (text, st) = interrupt_after(top, "1 topic: ", 3);
+    assert_eq!(st.code(), Some(0), "{text}");
+    assert!(!text.contains('\x1b'), "a table per interval, no escapes off a terminal: {text:?}");
+    assert!(text.lines().filter(|l| l.starts_with("TOPIC ")).count() >= 2, "{text}");
+    let mut hz = d.cli();
+    hz.args(["hz", "ticks", "--window", "200ms"]);
+    let (text, st) = interrupt_after(hz, "ticks: ", 2);
+    assert_eq!(st.code(), Some(0), "{text}");
+}
+
+#[test]
+fn top_on_a_terminal_redraws_in_place_and_ctrl_c_restores_it() {
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("SKIPPED top_on_a_terminal_redraws_in_place_and_ctrl_c_restores_it: no script(1) for a pty");
+        return;
+    }
+    let d = TestDaemon::start(None);
+    let _traffic = Traffic::start(&d, "ticks");
+    let shmbus = shmbus_tests::daemon::binary("it-shmbus");
+    // script(1) runs top on a pseudo-terminal of 8 rows; timeout(1) sends SIGINT after 1.5 s, as Ctrl-C would.
+    let inner = format!(
+        "stty rows 8 cols 100; exec timeout --preserve-status -s INT 1.5 {} top --interval 200ms",
+        shmbus.display()
+    );
+    let mut c = Command::new("script");
+    c.args(["-qec", &inner, "/dev/null"]).env("SHMBUS_SOCKET", &d.socket).env_remove("RUST_LOG");
+    let out = bounded(c);
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "top exits 0 on SIGINT: {}", show(&out));
+    assert!(screen.starts_with("\x1b[?1049h\x1b[?25l"), "the alternate screen, the cursor hidden: {screen:?}");
+    assert!(screen.trim_end().ends_with("\x1b[?25h\x1b[?1049l"), "both restored at the end: {screen:?}");
+    let frames: Vec<&str> = screen.split("\x1b[H\x1b[2J").skip(1).collect();
+    assert!(frames.len() >= 3, "redrawn in place (sampling, then a frame per interval): {screen:?}");
+    let frame = frames[1];
+    assert!(frame.starts_with("1 topic: ") && frame.contains("TOPIC ") && frame.contains("\nticks "), "{frame:?}");
+    assert!(frame.lines().count() <= 8, "within the terminal's height: {frame:?}");
+}
