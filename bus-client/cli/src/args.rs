@@ -76,6 +76,17 @@ pub enum Command {
     /// `--dry-run` prints the header and checks every record without publishing. A file whose tail is cut or
     /// corrupt replays its whole records, then names what was cut and exits with 1.
     Replay(ReplayArgs),
+    /// A live view of every topic you may see: message and byte rates, publishers, subscribers, the slowest
+    /// subscriber's lag, back-pressure and lapped messages.
+    ///
+    /// Rates are the change of the topics' own counters between two samples --interval apart. On a terminal the
+    /// view is redrawn in place with the fastest topics that fit; otherwise a table is printed per interval.
+    Top(TopArgs),
+    /// Observed message rate, bandwidth and message sizes (min, p50, p99, max, mean) of a topic, per window.
+    ///
+    /// Attaches as a lossy subscriber, so it never holds publishers back; messages it was lapped by are counted
+    /// per window. One line (or JSON object) per --window until Ctrl-C or --count windows.
+    Hz(HzArgs),
 }
 
 /// How a handle waits.
@@ -333,6 +344,45 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// `shmbus top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Time between samples ("1s", "500ms"; a plain number is seconds).
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_period)]
+    pub interval: Duration,
+    /// Take two samples --interval apart, print one table of every topic and exit (for scripts).
+    #[arg(long)]
+    pub once: bool,
+    /// Print one JSON document instead of the table (needs --once).
+    #[arg(long, requires = "once")]
+    pub json: bool,
+}
+
+/// `shmbus hz`.
+#[derive(Debug, Args)]
+pub struct HzArgs {
+    /// Topic to watch (it must exist: hz never creates one).
+    pub topic: String,
+    /// Length of each window ("1s", "500ms"; a plain number is seconds).
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = parse_period)]
+    pub window: Duration,
+    /// Exit (with 0) after N windows.
+    #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Print one JSON object per window instead of a line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A sampling period: a duration of at least a millisecond.
+fn parse_period(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?} is too short (at least 1ms)"));
+    }
+    Ok(d)
+}
+
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
@@ -490,5 +540,24 @@ mod tests {
         assert!(parse(&["replay", "f.rec"]).is_err(), "a topic unless --dry-run");
         assert!(parse(&["replay", "f.rec", "u", "--rate", "0"]).is_err());
         assert!(parse(&["replay", "f.rec", "u", "--rate", "2", "--as-fast-as-possible"]).is_err());
+    }
+
+    #[test]
+    fn top_and_hz_options() {
+        let Command::Top(t) = parse(&["top"]).unwrap().command else { panic!() };
+        assert_eq!((t.interval, t.once, t.json), (Duration::from_secs(1), false, false));
+        let Command::Top(t) = parse(&["top", "--once", "--json", "--interval", "250ms"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((t.interval, t.once, t.json), (Duration::from_millis(250), true, true));
+        assert_eq!(parse(&["top", "--json"]).unwrap_err().exit_code(), 2, "--json needs --once");
+        assert!(parse(&["top", "--interval", "0"]).is_err());
+        let Command::Hz(h) = parse(&["hz", "t", "--count", "2", "--window", "500ms", "--json"]).unwrap().command else {
+            panic!()
+        };
+        assert_eq!((h.topic.as_str(), h.count, h.window, h.json), ("t", Some(2), Duration::from_millis(500), true));
+        assert!(parse(&["hz"]).is_err(), "a topic is needed");
+        assert!(parse(&["hz", "t", "--count", "0"]).is_err());
+        assert!(parse(&["hz", "t", "--window", "0s"]).is_err());
     }
 }

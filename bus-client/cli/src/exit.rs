@@ -52,6 +52,11 @@ pub fn message_of(err: &anyhow::Error) -> String {
     line
 }
 
+/// Whether `err` is standard output closed by its reader (`| head`): the end of the output, not a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if e.is::<crate::wait_ready::NotReady>() {
         return Some(RUNTIME);

@@ -18,17 +18,24 @@ mod doctor;
 mod doctor_host;
 mod exit;
 mod format;
+mod hz;
+mod interrupt;
 mod parse;
 mod publish;
+mod rates;
 mod record;
 mod record_file;
 mod replay;
+mod screen;
 mod shm_scan;
 mod stats;
 mod subscribe;
 mod table;
+mod top;
+mod top_view;
 mod topics;
 mod wait_ready;
+mod window;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -67,6 +74,8 @@ fn run(cli: args::Cli) -> anyhow::Result<()> {
         args::Command::Record(a) => record::run(socket, a),
         args::Command::Replay(a) => replay::run(socket, a),
         args::Command::WaitReady(a) => wait_ready::run(socket, a, cli.quiet),
+        args::Command::Top(a) => top::run(socket, a),
+        args::Command::Hz(a) => hz::run(socket, a),
     }
 }
 

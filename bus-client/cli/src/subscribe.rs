@@ -30,7 +30,7 @@ pub fn run(socket: Option<PathBuf>, a: SubArgs) -> anyhow::Result<()> {
     let mut sub = b.open().with_context(|| format!("cannot subscribe to topic {:?}", a.topic))?;
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     match pump(&mut sub, &mut out, &a) {
-        Err(e) if is_broken_pipe(&e) => Ok(()),
+        Err(e) if crate::exit::is_broken_pipe(&e) => Ok(()),
         r => r,
     }
 }
@@ -99,8 +99,4 @@ fn on_error(e: RecvError, topic: &str) -> anyhow::Result<Next> {
         }
         e => Err(e).with_context(|| format!("cannot receive from topic {topic:?}")),
     }
-}
-
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe))
 }
