@@ -50,6 +50,13 @@ pub struct RunArgs {
     /// Do not pin the harness to CPU 0 and its peer to CPU 1.
     #[arg(long, env = "SHMBUS_BENCH_NO_PIN")]
     pub no_pin: bool,
+    /// Lock every page of the harness and its peers in memory (`mlockall(MCL_CURRENT | MCL_FUTURE)`): each mapping
+    /// is faulted in whole when it is made, so no scenario takes a page fault, at the price of committing every
+    /// page of every topic (compare the shm KiB column). Needs CAP_IPC_LOCK or a large enough RLIMIT_MEMLOCK.
+    /// Huge pages are a host setting, reported in the header:
+    /// `echo always > /sys/kernel/mm/transparent_hugepage/shmem_enabled` (as root) to measure with them.
+    #[arg(long, env = MLOCK_ENV)]
+    pub mlock: bool,
     /// Write one JSON record per scenario to this file.
     #[arg(long, env = "SHMBUS_BENCH_JSON")]
     pub json: Option<PathBuf>,
@@ -61,6 +68,9 @@ pub struct RunArgs {
     #[arg(long, env = "SHMBUS_BENCH_PLOTS")]
     pub plots: Option<PathBuf>,
 }
+
+/// Set for the peers the harness starts when it runs with `--mlock` (and read by `--mlock` itself).
+pub const MLOCK_ENV: &str = "SHMBUS_BENCH_MLOCK";
 
 /// Subcommands the harness uses itself.
 #[derive(Clone, Debug, Subcommand)]

@@ -46,6 +46,15 @@ use std::process::ExitCode;
 
 /// Runs the harness or, when started as one, the peer; returns the process's exit code (1: runtime failure).
 pub fn main(cli: cli::Cli) -> ExitCode {
+    let mlock = cli.run.mlock || std::env::var_os(cli::MLOCK_ENV).is_some_and(|v| v == "true");
+    if mlock {
+        if let Err(e) = memory::lock_all() {
+            eprintln!("shmbus-bench: --mlock: mlockall failed: {e} (needs CAP_IPC_LOCK or a larger RLIMIT_MEMLOCK)");
+            return ExitCode::from(1);
+        }
+        // The peers lock themselves too. Set before any thread starts (the progress bar's comes later).
+        std::env::set_var(cli::MLOCK_ENV, "true");
+    }
     if let Some(cli::Internal::Peer(a)) = &cli.peer {
         return match peer::run(a) {
             Ok(()) => ExitCode::SUCCESS,
@@ -56,13 +65,14 @@ pub fn main(cli: cli::Cli) -> ExitCode {
         };
     }
     let a = &cli.run;
-    let (machine, records) = match run::run(a) {
+    let (mut machine, records) = match run::run(a) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("shmbus-bench: {e}");
             return ExitCode::from(1);
         }
     };
+    machine.memory = memory::mode(mlock);
     print!("{}", report::table(&machine, &records));
     let written = a
         .json

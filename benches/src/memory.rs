@@ -34,3 +34,21 @@ pub fn shm_bytes_in(dir: &Path, mine: impl Fn(&str) -> bool) -> io::Result<u64> 
     }
     Ok(total)
 }
+
+/// Locks every current and future page of this process in memory (`mlockall(MCL_CURRENT | MCL_FUTURE)`).
+pub fn lock_all() -> io::Result<()> {
+    use nix::sys::mman::{mlockall, MlockAllFlags};
+    mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).map_err(io::Error::from)
+}
+
+/// One line on how the run held its memory: locked (`--mlock`) or faulted on first touch, and the host's
+/// transparent-huge-page setting for shared memory (the bracketed word of
+/// `/sys/kernel/mm/transparent_hugepage/shmem_enabled`; `never` keeps tmpfs on 4 KiB pages).
+pub fn mode(locked: bool) -> String {
+    let lock = if locked { "mlockall (every page faulted in at map time)" } else { "pages faulted on first touch" };
+    let huge = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+        .ok()
+        .and_then(|s| s.split_whitespace().find(|w| w.starts_with('[')).map(|w| w.trim_matches(['[', ']']).to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{lock}; shmem huge pages: {huge}")
+}

@@ -117,6 +117,9 @@ pub struct Machine {
     pub pinned: bool,
     /// Runs of each scenario (the best is kept).
     pub repeat: u32,
+    /// How memory was held: `mlockall` or page faults on first touch, and the host's huge-page setting for shared
+    /// memory (see [`crate::memory::mode`]).
+    pub memory: String,
 }
 
 /// Writes `{ "machine": .., "records": [..] }` to `path`.

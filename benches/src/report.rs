@@ -59,6 +59,9 @@ pub fn table(machine: &Machine, records: &[Record]) -> String {
         "shmbus-bench: {} CPUs, {pin}, best of {} run(s) each; ratios against the best baseline (*) and the floor",
         machine.cpus, machine.repeat
     );
+    if !machine.memory.is_empty() {
+        let _ = writeln!(out, "memory: {}", machine.memory);
+    }
     let mut keys: Vec<(Mode, usize, u32)> = Vec::new();
     for r in records {
         let k = (r.mode, r.size, if r.mode == Mode::FanIn { r.publishers } else { 0 });

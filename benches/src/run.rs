@@ -138,7 +138,7 @@ pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
     }
     progress.finish();
     let unix_time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Ok((Machine { unix_time, cpus, pinned, repeat }, records))
+    Ok((Machine { unix_time, cpus, pinned, repeat, memory: String::new() }, records))
 }
 
 /// The pinning of `job`'s processes, in words.
