@@ -23,10 +23,10 @@ pub struct Args {
     /// Unlink every topic's objects when stopping.
     #[arg(long)]
     pub cleanup_on_exit: bool,
-    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    /// More logging (-v debug, -vv trace); -v and -q override RUST_LOG (default: RUST_LOG, else info).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Less logging (-q warnings only, -qq errors only).
+    /// Less logging (-q warnings only, -qq errors only); overrides RUST_LOG.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub quiet: u8,
     /// Subcommand.
@@ -48,7 +48,10 @@ pub const EXIT_CONFIG: u8 = 3;
 /// Exit code for runtime failures.
 pub const EXIT_RUNTIME: u8 = 1;
 
+/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else info; colour and timestamps as
+/// [`shmbus_os::stderr_log_style`] says (none in a file or the journal).
 fn init_logging(verbose: u8, quiet: u8) {
+    use tracing_subscriber::EnvFilter;
     let level = match (verbose as i8) - (quiet as i8) {
         i8::MIN..=-2 => "error",
         -1 => "warn",
@@ -56,9 +59,14 @@ fn init_logging(verbose: u8, quiet: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = if verbose > 0 || quiet > 0 {
+        EnvFilter::new(level)
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+    };
+    let style = shmbus_os::stderr_log_style();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(style.ansi);
+    let _ = if style.timestamps { fmt.try_init() } else { fmt.without_time().try_init() };
 }
 
 fn load(args: &Args) -> Result<Config, String> {

@@ -19,7 +19,8 @@ pub struct Cli {
     /// client does.
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
-    /// More diagnostics on stderr (-v debug, -vv trace); overrides RUST_LOG.
+    /// More diagnostics on stderr (-v debug, -vv trace); -v and -q override RUST_LOG (default: RUST_LOG, else
+    /// warnings).
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr; overrides RUST_LOG.
@@ -301,7 +302,8 @@ fn parse_size_u32(s: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("{s:?} is too large (at most 4 GiB - 1)"))
 }
 
-/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else warnings and errors.
+/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else warnings and errors; colour and
+/// timestamps as [`shmbus_os::stderr_log_style`] says (none in a file or the journal).
 pub fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let flag = match (quiet, verbose) {
@@ -314,8 +316,13 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         Some(level) => EnvFilter::new(level),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
     };
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let style = shmbus_os::stderr_log_style();
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(style.ansi);
+    let _ = if style.timestamps { fmt.try_init() } else { fmt.without_time().try_init() };
 }
 
 #[cfg(test)]

@@ -299,6 +299,7 @@ impl State {
         let Some(l) = self.forget_lease(id) else {
             return refuse(ErrorKind::InvalidRequest, format!("no lease {id}"));
         };
+        tracing::info!(topic = %l.topic, role = ?l.role, pid = l.holder.pid, uid = l.uid, lease = id, "lease released");
         if l.typed {
             self.clear_type_if_untyped(&l.topic);
         }

@@ -290,9 +290,11 @@ impl State {
         }
     }
 
-    /// One-line summary for systemd's STATUS=.
+    /// One-line summary for systemd's STATUS= and the ready log line: topics, leases, and the client
+    /// processes holding them (`3 topics, 5 leases held by 2 clients`).
     pub fn summary(&self) -> String {
-        format!("{} topics, {} leases", self.topics.len(), self.leases.len())
+        let clients: std::collections::HashSet<i32> = self.leases.values().map(|l| l.holder.pid).collect();
+        format!("{} topics, {} leases held by {} clients", self.topics.len(), self.leases.len(), clients.len())
     }
 
     /// The shared-memory footprints of every topic summed, in bytes.

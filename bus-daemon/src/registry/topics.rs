@@ -218,7 +218,7 @@ impl State {
             let admin = s.policy.allows(Action::Admin, who.cred, who.groups);
             let declared = self.config.topics.iter().any(|(n, _)| n == name);
             let charged = if admin { None } else { Some(uid) };
-            return Err(Blocked::Work(self.reserve_topic(name, s, declared, charged, Some(uid))?));
+            return Err(Blocked::Work(self.reserve_topic(name, s, declared, charged, Some(*who.cred))?));
         }
         Ok(self.topics.get_mut(name).expect("just ensured"))
     }
@@ -259,7 +259,7 @@ impl State {
         if let Some(c) = self.creating.get(name) {
             return Err(Blocked::Wait(c.ready.clone()));
         }
-        Err(Blocked::Work(self.reserve_topic(name, s, declared, None, Some(uid))?))
+        Err(Blocked::Work(self.reserve_topic(name, s, declared, None, Some(*who.cred))?))
     }
 
     /// `DeleteTopic`: needs the topic's `admin` policy; closes the topic (attached clients see `Closed`), unlinks

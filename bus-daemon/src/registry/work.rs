@@ -73,8 +73,8 @@ pub struct TopicPlan {
     pub(super) prefix: String,
     /// Uid charged for an on-demand creation (`None`: declared, or created by an admin).
     pub(super) creator: Option<u32>,
-    /// Uid that asked (`None`: the configuration), for the log.
-    pub(super) by: Option<u32>,
+    /// Who asked (`None`: the configuration), for the log.
+    pub(super) by: Option<shmbus_os::PeerCred>,
     pub(super) ready: Arc<Ready>,
 }
 
@@ -210,7 +210,7 @@ impl State {
                 p.ready.set();
                 let seg = r?;
                 let g = p.settings.geometry;
-                tracing::info!(topic = %p.name, uid = p.by, on_demand = p.creator.is_some(), capacity = g.capacity,
+                tracing::info!(topic = %p.name, uid = p.by.map(|c| c.uid), pid = p.by.map(|c| c.pid), on_demand = p.creator.is_some(), capacity = g.capacity,
                     max_message = g.max_message, memory = seg.memory(), "created topic");
                 let requested = p.settings.requested.is_some();
                 let mut entry = self.entry_for(seg, p.settings, p.declared);
@@ -250,7 +250,7 @@ impl State {
         settings: TopicSettings,
         declared: bool,
         creator: Option<u32>,
-        by: Option<u32>,
+        by: Option<shmbus_os::PeerCred>,
     ) -> Result<Box<Work>, Refusal> {
         let exhausted = |message: String| Refusal { kind: ErrorKind::ResourceExhausted, message };
         if let Some(uid) = creator {
