@@ -122,7 +122,7 @@ pub use message::{Message, OwnedMessage};
 pub use publisher::{Publisher, PublisherBuilder};
 pub use shmbus_proto::msg::{
     ClientWire, DaemonInfoWire, GeometryWire, GroupStatsWire, PublisherStatsWire, SubscriberStatsWire, TopicInfo,
-    TopicSpec, TopicStatsWire, TypeInfo,
+    TopicOrigin, TopicSpec, TopicStatsWire, TypeInfo,
 };
 pub use shmbus_proto::text::printable;
 pub use shmbus_ring::IdleStrategy;

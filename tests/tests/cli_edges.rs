@@ -1,7 +1,7 @@
 //! Operating the bus (issue 11): log lines fit for a file and for the journal, name who asked, and the rough
 //! edges a new user of the `shmbus` CLI hit, each against a private daemon.
 
-use shmbus_tests::cli::{nobody, run, show};
+use shmbus_tests::cli::{nobody, run, show, text};
 use shmbus_tests::daemon::{binary, sweep, TestDaemon};
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
@@ -89,4 +89,50 @@ fn under_the_journal_the_daemon_leaves_out_timestamps_and_colour() {
     // An inherited JOURNAL_STREAM naming another stream (stderr redirected) keeps the timestamps.
     let other = daemon_log_with_journal_stream("o", |m| format!("{}:{}", m.dev(), m.ino() + 1));
     assert!(other.contains("shmbusd ready") && other.lines().all(|l| l.is_empty() || stamped(l)), "{other}");
+}
+
+/// `create` of an existing topic says it exists (exit 0 when what was asked matches, 4 naming what differs), and
+/// the origin of a topic (config, created by request, on demand) is shown and survives a restart, which warns
+/// only about declared topics whose geometry differs from the configuration.
+#[test]
+fn create_of_an_existing_topic_says_so_and_origins_survive_a_restart() {
+    let mut d = TestDaemon::start(Some("[defaults]\ncapacity = 1024\n[[topic]]\nname = \"conf\"\ncapacity = 64\n"));
+    d.keep_topics_on_stop();
+    let out = run(&d, &["create", "asked", "--capacity", "128"]);
+    assert!(out.status.success() && text(&out.stderr).contains("created topic \"asked\""), "{}", show(&out));
+    let out = run(&d, &["create", "asked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stderr).contains("exists already") && !text(&out.stderr).contains("created"), "{}", show(&out));
+    let out = run(&d, &["create", "asked", "--capacity", "128"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stderr).contains("exists already with the geometry asked"), "{}", show(&out));
+    let out = run(&d, &["create", "asked", "--capacity", "256"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(text(&out.stderr).contains("exists with another geometry: capacity 128 (asked 256)"), "{}", show(&out));
+    assert!(run(&d, &["pub", "typo", "x"]).status.success(), "auto_create is on by default");
+    let origins = |d: &TestDaemon| {
+        let out = run(d, &["topics", "--json"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("topics --json");
+        let mut o: Vec<(String, String)> =
+            v.iter().map(|t| (t["name"].as_str().unwrap().into(), t["origin"].as_str().unwrap().into())).collect();
+        o.sort();
+        o
+    };
+    let want = [("asked", "Request"), ("conf", "Config"), ("typo", "OnDemand")];
+    let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(origins(&d), want);
+    let table = text(&run(&d, &["topics"]).stdout);
+    assert!(table.lines().any(|l| l.starts_with("asked ") && l.ends_with("created by request")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("typo ") && l.ends_with("on demand")), "{table}");
+    let remembered = format!("/dev/shm/.{}.topics", d.prefix);
+    d.eventually("the on-demand topic is remembered", || {
+        std::fs::read_to_string(&remembered).is_ok_and(|t| t.contains("on-demand"))
+    });
+    d.stop_with(libc::SIGKILL);
+    d.write_config("[defaults]\ncapacity = 1024\n[[topic]]\nname = \"conf\"\ncapacity = 32\n");
+    d.spawn();
+    assert_eq!(origins(&d), want, "origins survive a restart");
+    let log = d.log();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains("differs from the configuration")).collect();
+    assert!(warned.len() == 1 && warned[0].contains("topic=conf"), "only the declared topic: {warned:?}\n{log}");
 }

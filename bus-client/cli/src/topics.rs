@@ -29,7 +29,7 @@ fn render(topics: &[TopicInfo]) -> String {
                 format!("{}/{}", t.publishers, t.geometry.max_publishers),
                 format!("{}/{}", t.subscribers, t.geometry.max_subscribers),
                 human_bytes(t.memory),
-                if t.declared { "config" } else { "on demand" }.to_string(),
+                t.origin.label().to_string(),
             ]
         })
         .collect();
@@ -60,6 +60,7 @@ mod tests {
             subscribers: 2,
             declared: true,
             memory: 9 << 20,
+            origin: bus_client::TopicOrigin::Config,
         };
         let s = render(&[t]);
         let lines: Vec<&str> = s.lines().collect();
@@ -67,5 +68,6 @@ mod tests {
         assert!(lines[0].starts_with("NAME"));
         assert!(lines[1].contains("orders") && lines[1].contains("1/8") && lines[1].contains("2/32"), "{s}");
         assert!(lines[1].contains("64.0 KiB") && lines[1].contains("9.0 MiB"), "{s}");
+        assert!(lines[1].ends_with("config"), "{s}");
     }
 }

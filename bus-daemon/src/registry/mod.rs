@@ -95,6 +95,9 @@ pub struct TopicEntry {
     pub holding_since: HashMap<u32, Instant>,
     /// Uid charged for creating the topic on demand (`None`: declared, created by an admin, or adopted).
     pub creator: Option<u32>,
+    /// Created on first use (`auto_create`), not by a create request or the configuration; remembered across
+    /// restarts (see [`crate::remembered`]).
+    pub on_demand: bool,
     /// Group slots being opened outside the lock: name and what waiters wait on.
     pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
     /// When each open group was opened (a group no lease joined within a grace time is closed by the upkeep).

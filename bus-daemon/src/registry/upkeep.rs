@@ -149,10 +149,13 @@ impl State {
         let now: BTreeMap<String, Remembered> = self
             .topics
             .iter()
-            .filter(|(_, e)| e.creator.is_some() || e.type_info.is_some() || e.settings.requested.is_some())
+            .filter(|(_, e)| {
+                e.creator.is_some() || e.on_demand || e.type_info.is_some() || e.settings.requested.is_some()
+            })
             .map(|(n, e)| {
                 let requested = if e.declared { None } else { e.settings.requested.as_deref().cloned() };
-                (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone(), requested })
+                let on_demand = e.on_demand && !e.declared;
+                (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone(), requested, on_demand })
             })
             .filter(|(_, r)| *r != Remembered::default())
             .collect();
@@ -175,6 +178,7 @@ impl State {
             let e = self.topics.get_mut(&topic).expect("found above");
             if !e.declared {
                 e.creator = r.creator;
+                e.on_demand = r.on_demand;
             }
             if let Some(s) = settings {
                 e.settings = crate::config::TopicSettings { geometry: e.settings.geometry, ..s };

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// [`TopicSpec::principals`] splits a policy list. [`Request::DaemonInfo`] (version, uptime, shared memory, descriptor
 /// limit, for `shmbus doctor`) and [`Request::ClientsPage`] (who holds which lease, for `shmbus clients`).
-pub const PROTOCOL_VERSION: u32 = 5;
+///
+/// 6: [`TopicInfo::origin`] tells a topic created by a create request from one created on first use.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +333,30 @@ pub struct TopicInfo {
     pub declared: bool,
     /// Bytes of shared memory the topic uses.
     pub memory: u64,
+    /// How the topic came to be (protocol 6).
+    pub origin: TopicOrigin,
+}
+
+/// How a topic came to be, as `shmbus topics` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicOrigin {
+    /// Declared in the configuration.
+    Config,
+    /// Created by a create request (`shmbus create`, `Bus::create_topic`), or adopted with nothing remembered.
+    Request,
+    /// Created on first use (`auto_create`).
+    OnDemand,
+}
+
+impl TopicOrigin {
+    /// The label `shmbus topics` prints: `config`, `created by request`, `on demand`.
+    pub fn label(self) -> &'static str {
+        match self {
+            TopicOrigin::Config => "config",
+            TopicOrigin::Request => "created by request",
+            TopicOrigin::OnDemand => "on demand",
+        }
+    }
 }
 
 /// One publisher's counters.

@@ -241,6 +241,7 @@ fn response(r: &mut Rng, variant: usize) -> Response {
                     subscribers: r.u32(),
                     declared: r.chance(2),
                     memory: r.u64(),
+                    origin: if r.chance(2) { TopicOrigin::Request } else { TopicOrigin::OnDemand },
                 })
                 .collect(),
         ),
