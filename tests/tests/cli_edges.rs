@@ -136,3 +136,21 @@ fn create_of_an_existing_topic_says_so_and_origins_survive_a_restart() {
     let warned: Vec<&str> = log.lines().filter(|l| l.contains("differs from the configuration")).collect();
     assert!(warned.len() == 1 && warned[0].contains("topic=conf"), "only the declared topic: {warned:?}\n{log}");
 }
+
+/// A refused subscription names the real reason: subscribing denied, or only holding publishers back (issue 11:
+/// `nobody` was told "may not hold publishers back" on a topic it may not subscribe to at all).
+#[test]
+fn a_refused_subscription_names_the_real_reason() {
+    let d = TestDaemon::start(Some(concat!(
+        "[[topic]]\nname = \"secret\"\nsubscribe = [\"uid:0\"]\n",
+        "[[topic]]\nname = \"gated\"\nsubscribe = [\"*\"]\ngate = [\"uid:0\"]\n"
+    )));
+    let out = nobody(&d, &["sub", "secret", "--count", "1", "--timeout", "2s"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(err.contains("may not subscribe to \"secret\"") && !err.contains("hold publishers back"), "{err}");
+    let out = nobody(&d, &["sub", "gated", "--count", "1", "--timeout", "2s"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(err.contains("may not hold publishers back on \"gated\"") && err.contains("--lossy"), "{err}");
+}
