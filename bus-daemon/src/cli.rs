@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Parser)]
 #[command(name = "shmbusd", version, about)]
 pub struct Args {
-    /// Configuration file (TOML). Without it, an embedded default runs (topics created on first use).
-    #[arg(long, env = "SHMBUS_CONFIG", global = true)]
+    /// Configuration file (TOML). Without it the daemon runs an embedded default (topics created on first use);
+    /// `validate` needs it.
+    #[arg(long, env = "SHMBUS_CONFIG", global = true, value_name = "FILE", help_heading = "Global options")]
     pub config: Option<PathBuf>,
     /// Control socket path (default: $XDG_RUNTIME_DIR/shmbus/control.sock, /run/shmbus/control.sock as root, or a
     /// per-user directory under the temp dir).
@@ -37,7 +38,8 @@ pub struct Args {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a configuration file and exit (0 when valid).
+    /// Check the configuration file given with --config (required) as the daemon's start would, and exit: 0 when
+    /// valid, 3 when not (the reason on stderr).
     Validate,
 }
 
@@ -81,20 +83,6 @@ fn load(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
-/// Whether the declared topics that do not exist yet fit in the free space of /dev/shm (statvfs).
-fn fits_in_dev_shm(c: &Config) -> Result<(), String> {
-    let need = c.declared_bytes_to_create();
-    let free = crate::limits::free_bytes("/dev/shm")?;
-    if need > free {
-        return Err(format!(
-            "the declared topics need {} of /dev/shm, but only {} are free",
-            crate::limits::bytes(need),
-            crate::limits::bytes(free)
-        ));
-    }
-    Ok(())
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -104,7 +92,7 @@ pub fn main() -> ExitCode {
             eprintln!("shmbusd validate: --config FILE is required");
             return ExitCode::from(EXIT_USAGE);
         };
-        return match load(&args).and_then(|c| fits_in_dev_shm(&c).map(|()| c)) {
+        return match load(&args).and_then(|c| crate::preflight::check(&c).map(|()| c)) {
             Ok(c) => {
                 println!("{}: valid ({} declared topics)", path.display(), c.topics.len());
                 ExitCode::SUCCESS

@@ -154,3 +154,52 @@ fn a_refused_subscription_names_the_real_reason() {
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert!(err.contains("may not hold publishers back on \"gated\"") && err.contains("--lossy"), "{err}");
 }
+
+/// `validate` runs the start's checks: a configuration whose declared topics the daemon's descriptor limit cannot
+/// hold is refused by both (issue 11: validate accepted what the daemon then failed on), and `--help` is true.
+#[test]
+fn validate_refuses_what_the_daemon_refuses() {
+    let dir = std::env::temp_dir().join(format!("shmbus-preflight-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = String::from("[defaults]\ncapacity = 16\nmax_message = 256\npayload_budget = 4096\n");
+    for i in 0..40 {
+        cfg.push_str(&format!("[[topic]]\nname = \"t{i}\"\n"));
+    }
+    let path = dir.join("many.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let limited = |args: &[&str]| {
+        // `timeout`: a daemon that (wrongly) starts must not hang the test.
+        let mut c = Command::new("timeout");
+        c.args(["20", "prlimit", "--nofile=256:256", "--"]).arg(binary("it-shmbusd")).args(args);
+        c.arg("--config").arg(&path).env_remove("NOTIFY_SOCKET").env_remove("RUST_LOG").stdin(Stdio::null());
+        c.output().expect("timeout and prlimit are installed")
+    };
+    let out = limited(&["validate"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("40 declared topics") && err.contains("RLIMIT_NOFILE = 256"), "{err}");
+    // The daemon under the same limit refuses the same file.
+    let prefix = format!("sedg{}pf", std::process::id());
+    let socket = dir.join("control.sock");
+    let out = limited(&["--cleanup-on-exit", "--shm-prefix", &prefix, "--socket", socket.to_str().unwrap()]);
+    sweep(&prefix);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success() && out.status.code() != Some(124), "{}", show(&out));
+    assert!(text(&out.stderr).contains("RLIMIT_NOFILE = 256"), "{}", show(&out));
+}
+
+/// `--help` lists the global options under their own heading, both programs state one rule for `-v` and
+/// `RUST_LOG`, and `shmbusd validate --help` promises nothing validate does not do.
+#[test]
+fn help_is_true_and_groups_the_global_options() {
+    let help = |bin: &str, args: &[&str]| text(&Command::new(binary(bin)).args(args).output().unwrap().stdout);
+    let sub = help("it-shmbus", &["sub", "--help"]);
+    let (own, global) = sub.split_once("Global options:").unwrap_or_else(|| panic!("no heading: {sub}"));
+    assert!(own.contains("--timeout") && !own.contains("--socket") && !own.contains("--verbose"), "{sub}");
+    assert!(global.contains("--socket") && global.contains("--verbose") && global.contains("--quiet"), "{sub}");
+    let rule = "-v and -q override RUST_LOG";
+    assert!(help("it-shmbus", &["--help"]).contains(rule));
+    assert!(help("it-shmbusd", &["--help"]).contains(rule));
+    let validate = help("it-shmbusd", &["validate", "--help"]);
+    assert!(validate.contains("(required)") && validate.contains("`validate` needs it"), "{validate}");
+}

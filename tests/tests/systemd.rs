@@ -87,7 +87,7 @@ fn validate_names_the_bad_line() {
     let out = Command::new(binary("it-shmbusd")).args(["validate", "--config"]).arg(&bad).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("bad.toml:4:") && err.contains("power of two"), "{err}");
+    assert!(err.contains("bad.toml:6:1: ") && err.contains("power of two"), "the key's line: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -8,6 +8,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The heading under which `--help` lists the options every command takes.
+const GLOBAL: &str = "Global options";
+
 /// Publish, subscribe and administer topics on the shmbus shared-memory bus.
 #[derive(Debug, Parser)]
 #[command(name = "shmbus", version, propagate_version = true)]
@@ -17,14 +20,14 @@ pub struct Cli {
     /// Control socket of the daemon (default: $SHMBUS_SOCKET, else the standard locations). The variable is read
     /// by the client library, not here, so that a set-user-ID or set-group-ID `shmbus` ignores it like every
     /// client does.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub socket: Option<PathBuf>,
     /// More diagnostics on stderr (-v debug, -vv trace); -v and -q override RUST_LOG (default: RUST_LOG, else
     /// warnings).
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors on stderr; overrides RUST_LOG.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
