@@ -203,3 +203,30 @@ fn help_is_true_and_groups_the_global_options() {
     let validate = help("it-shmbusd", &["validate", "--help"]);
     assert!(validate.contains("(required)") && validate.contains("`validate` needs it"), "{validate}");
 }
+
+/// `sub --idle-exit D` drains and exits 0 once idle for D (`--timeout` stays an error after messages), and
+/// `pub --timeout D` gives up with 5 naming the lossless subscriber that holds the topic full (issue 11: pub
+/// blocked forever behind a stopped subscriber).
+#[test]
+fn sub_drains_until_idle_and_pub_times_out_naming_who_holds_it() {
+    let d = TestDaemon::start(None);
+    assert!(run(&d, &["create", "drain", "--capacity", "4"]).status.success());
+    assert!(run(&d, &["pub", "drain", "a", "b", "c"]).status.success());
+    let out = run(&d, &["sub", "drain", "--from-oldest", "--idle-exit", "300ms"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(text(&out.stdout), "a\nb\nc\n", "{}", show(&out));
+    let out = run(&d, &["sub", "drain", "--from-oldest", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(5), "--timeout is an error even after messages: {}", show(&out));
+    assert!(run(&d, &["sub", "drain", "--idle-exit", "1s", "--timeout", "1s"]).status.code() == Some(2));
+    // A lossless subscriber that never reads holds the 4-entry topic full.
+    let bus = d.bus();
+    let _stuck = bus.subscriber("drain").unwrap();
+    let out = run(&d, &["pub", "drain", "--timeout", "300ms", "1", "2", "3", "4", "5", "6"]);
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("no room on topic \"drain\" within 300ms (4 messages sent before)"), "{err}");
+    assert!(
+        err.contains(&format!("held back by the lossless subscriber in slot 0 (pid {}", std::process::id())),
+        "{err}"
+    );
+}

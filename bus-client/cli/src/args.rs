@@ -113,6 +113,10 @@ pub struct PubArgs {
     /// How to wait while lossless subscribers hold the topic full.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
+    /// Give up (exit 5, naming the lossless subscriber that holds the topic full) when a message finds no room
+    /// for this long ("5s", "200ms"); default: wait as long as it takes.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// Publish all of standard input as one message (refused when larger than the topic's largest message).
     #[arg(long, conflicts_with_all = ["messages", "count", "rate"])]
     pub raw: bool,
@@ -138,9 +142,13 @@ pub struct SubArgs {
     /// Start from the oldest message the topic still holds instead of the next one.
     #[arg(long)]
     pub from_oldest: bool,
-    /// Exit with code 5 when no message arrives for this long ("5s", "200ms"; a plain number is seconds).
+    /// Exit with code 5 (an error) when no message arrives for this long ("5s", "200ms"; a plain number is
+    /// seconds), also after messages were received. To drain a topic and end with 0, use --idle-exit.
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Drain, then exit 0 once no message has arrived for D (also when none came at all).
+    #[arg(long, value_name = "D", value_parser = parse_duration, conflicts_with = "timeout")]
+    pub idle_exit: Option<Duration>,
     /// How to wait on an empty topic.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,

@@ -53,7 +53,7 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
             },
         }
         out.flush()?;
-        let r = match a.timeout {
+        let r = match a.timeout.or(a.idle_exit) {
             Some(d) => sub.recv_timeout(d),
             None => sub.recv(),
         };
@@ -62,6 +62,7 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
                 write_message(out, a.format, &m)?;
                 got += 1;
             }
+            Err(RecvError::Timeout) if a.idle_exit.is_some() => break,
             Err(RecvError::Timeout) => {
                 out.flush()?;
                 let within = a.timeout.expect("only recv_timeout times out");
