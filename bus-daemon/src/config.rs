@@ -75,6 +75,7 @@ struct RawDaemon {
     socket_dir_mode: Option<u32>,
     metrics: Option<String>,
     remove_invalid: Option<bool>,
+    remove_unused_after: Option<String>,
     max_topic_bytes: Option<u64>,
     shm_budget: Option<u64>,
     max_auto_topics_per_uid: Option<u32>,
@@ -138,6 +139,8 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Unlink objects under the prefix that fail validation at start (default: keep them, log).
     pub remove_invalid: bool,
+    /// Remove topics created on first use that no lease has held for this long (default: keep them).
+    pub remove_unused_after: Option<Duration>,
     /// Resource limits (shared memory, on-demand topics, connections, request timeout).
     pub limits: Limits,
     /// Defaults for topics created on request.
@@ -223,6 +226,10 @@ impl Config {
             let why = format!("socket_dir_mode {socket_dir_mode:#o} must give the owner rwx and nobody else write");
             return Err(err(find_line(src, "socket_dir_mode"), why));
         }
+        let remove_unused_after = match &raw.daemon.remove_unused_after {
+            None => None,
+            Some(v) => Some(parse_duration(v).map_err(|m| err(find_line(src, "remove_unused_after"), m))?),
+        };
         let limits = daemon_limits(&raw.daemon).map_err(|(key, m)| err(find_line(src, key), m))?;
         let base = RawTopic::default();
         let defaults_at = find_line(src, "[defaults]");
@@ -256,6 +263,7 @@ impl Config {
             socket_dir_mode,
             metrics,
             remove_invalid: raw.daemon.remove_invalid.unwrap_or(false),
+            remove_unused_after,
             limits,
             defaults,
             topics,
@@ -393,6 +401,25 @@ fn daemon_limits(d: &RawDaemon) -> Result<Limits, (&'static str, String)> {
     })
 }
 
+/// A duration as `"90s"`, `"30m"`, `"1h"`, `"500ms"` or `"2d"`: positive, one number and one unit.
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    let bad = || format!("remove_unused_after = {v:?} is not a duration (e.g. \"90s\", \"30m\", \"1h\")");
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = v[..split].parse().map_err(|_| bad())?;
+    let ms = match &v[split..] {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(ms) {
+        Some(0) | None => Err(bad()),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
 /// The line and column of the first line that starts with `needle` (a key or a table header); (0, 0) if none.
 fn find_line(src: &str, needle: &str) -> (usize, usize) {
     src.lines()
@@ -510,6 +537,18 @@ publish = [\"uid:x\"]
         assert_eq!(ok.topics.len(), 2);
         assert_eq!(ok.topics[0].1.geometry.capacity, 64);
         assert!(!ok.auto_create);
+    }
+
+    #[test]
+    fn remove_unused_after_is_off_by_default_and_takes_a_duration() {
+        assert_eq!(Config::default().remove_unused_after, None);
+        let c = Config::parse("[daemon]\nremove_unused_after = \"1h\"\n", "u.toml").unwrap();
+        assert_eq!(c.remove_unused_after, Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "1", "h", "0s", "1.5h", "-1s", "1 h", "10y"] {
+            let e = Config::parse(&format!("[daemon]\nremove_unused_after = {bad:?}\n"), "u.toml").unwrap_err();
+            assert_eq!(e.line, 2, "{bad:?}: {e}");
+        }
     }
 
     #[test]

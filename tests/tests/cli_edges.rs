@@ -230,3 +230,30 @@ fn sub_drains_until_idle_and_pub_times_out_naming_who_holds_it() {
         "{err}"
     );
 }
+
+/// Under `auto_create`, a topic made by a first `pub` or `sub` is announced on stderr, and with
+/// `remove_unused_after` the daemon removes it once no lease held it that long; topics created by request and
+/// declared ones stay (issue 11: a typo made a topic that stayed across restarts).
+#[test]
+fn on_demand_topics_are_announced_and_removed_when_unused() {
+    let d = TestDaemon::start(Some("[daemon]\nremove_unused_after = \"1s\"\n[[topic]]\nname = \"conf\"\n"));
+    assert!(run(&d, &["create", "asked"]).status.success());
+    let out = run(&d, &["sub", "ordres", "--idle-exit", "100ms"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stderr).contains("created topic \"ordres\" on demand"), "{}", show(&out));
+    let out = run(&d, &["pub", "ordres", "x"]);
+    assert!(out.status.success() && !text(&out.stderr).contains("on demand"), "said once: {}", show(&out));
+    // Held by a lease, it stays however long.
+    let bus = d.bus();
+    let held = bus.subscriber("ordres").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let names = |d: &TestDaemon| -> Vec<String> { d.bus().topics().unwrap().into_iter().map(|t| t.name).collect() };
+    assert!(names(&d).contains(&"ordres".to_string()), "a held topic is in use");
+    drop(held);
+    d.eventually("the unused on-demand topic is removed", || !names(&d).contains(&"ordres".to_string()));
+    assert!(!d.leftovers().iter().any(|n| n.contains(".ordres.")), "{:?}", d.leftovers());
+    let mut left = names(&d);
+    left.sort();
+    assert_eq!(left, ["asked", "conf"], "declared and requested topics stay");
+    assert!(d.log().contains("removed a topic created on demand"), "{}", d.log());
+}

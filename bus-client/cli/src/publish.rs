@@ -63,11 +63,15 @@ impl Pacer {
 
 pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
     let bus = crate::connect(socket)?;
+    let missing = crate::missing(&bus, &a.topic);
     let mut p = bus
         .publisher_builder(&a.topic)
         .idle(a.idle.into())
         .open()
         .with_context(|| format!("cannot open a publisher on topic {:?}", a.topic))?;
+    if missing {
+        crate::say_created_on_demand(&a.topic);
+    }
     let max = p.max_message();
     let pacer = Pacer::new(a.rate);
     let mut sent = 0u64;

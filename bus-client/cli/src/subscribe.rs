@@ -27,7 +27,11 @@ pub fn run(socket: Option<PathBuf>, a: SubArgs) -> anyhow::Result<()> {
     if a.from_oldest {
         b = b.from_oldest();
     }
+    let missing = crate::missing(&bus, &a.topic);
     let mut sub = b.open().with_context(|| format!("cannot subscribe to topic {:?}", a.topic))?;
+    if missing {
+        crate::say_created_on_demand(&a.topic);
+    }
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     match pump(&mut sub, &mut out, &a) {
         Err(e) if is_broken_pipe(&e) => Ok(()),

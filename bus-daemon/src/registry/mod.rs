@@ -98,6 +98,8 @@ pub struct TopicEntry {
     /// Created on first use (`auto_create`), not by a create request or the configuration; remembered across
     /// restarts (see [`crate::remembered`]).
     pub on_demand: bool,
+    /// Since when no lease has held this on-demand topic, as the upkeep last saw (`remove_unused_after`).
+    pub unused_since: Option<Instant>,
     /// Group slots being opened outside the lock: name and what waiters wait on.
     pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
     /// When each open group was opened (a group no lease joined within a grace time is closed by the upkeep).

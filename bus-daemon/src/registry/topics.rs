@@ -76,6 +76,7 @@ impl State {
             holding_since: HashMap::new(),
             creator: None,
             on_demand: false,
+            unused_since: None,
             opening: HashMap::new(),
             group_opened: HashMap::new(),
             // 0: a slot that never claimed (new topics, and adopted slots nobody used) needs no scan.

@@ -140,7 +140,36 @@ impl State {
         self.slow_topics =
             self.topics.iter().filter(|(_, e)| e.settings.slow_consumer.is_some()).map(|(n, _)| n.clone()).collect();
         self.close_memberless_groups();
+        self.remove_unused();
         self.persist_remembered();
+    }
+
+    /// Removes the topics created on first use that no lease has held for `[daemon] remove_unused_after` (off by
+    /// default): a typo such as `shmbus sub ordres` under `auto_create` does not stay for ever. Declared topics
+    /// and topics created by request are never removed; the time counts from when this daemon run saw the topic
+    /// unused.
+    fn remove_unused(&mut self) {
+        let Some(after) = self.config.remove_unused_after else { return };
+        let used: std::collections::HashSet<&str> = self.leases.values().map(|l| l.topic.as_str()).collect();
+        let now = Instant::now();
+        let mut unused = Vec::new();
+        for (name, e) in self.topics.iter_mut().filter(|(_, e)| e.on_demand && !e.declared) {
+            if used.contains(name.as_str()) || self.creating.contains_key(name) {
+                e.unused_since = None;
+                continue;
+            }
+            let since = *e.unused_since.get_or_insert(now);
+            if now.duration_since(since) >= after {
+                unused.push(name.clone());
+            }
+        }
+        for name in unused {
+            if let Some(e) = self.remove_topic(&name) {
+                e.segment.close_and_unlink(&*e.waiter);
+                tracing::info!(topic = %name, after_ms = after.as_millis() as u64,
+                    "removed a topic created on demand that no one used for remove_unused_after");
+            }
+        }
     }
 
     /// Writes what is remembered of each topic (see [`crate::remembered`]) when it changed since the last write.
