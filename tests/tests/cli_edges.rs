@@ -257,3 +257,49 @@ fn on_demand_topics_are_announced_and_removed_when_unused() {
     assert_eq!(left, ["asked", "conf"], "declared and requested topics stay");
     assert!(d.log().contains("removed a topic created on demand"), "{}", d.log());
 }
+
+/// Objects refused as invalid (and ones planted later) are listed by `topics --all` with their reason and
+/// removed by `delete`, for admins only; the hint of a creation they block names the commands (issue 11).
+#[test]
+fn invalid_objects_are_listed_and_deleted_by_admins() {
+    let mut d = TestDaemon::start(None);
+    d.keep_topics_on_stop();
+    d.stop_with(libc::SIGTERM);
+    let prefix = d.prefix.clone();
+    let plant = |name: &str| {
+        let p = std::path::Path::new("/dev/shm").join(format!("{prefix}.{name}"));
+        std::fs::write(&p, vec![0x5a; 4096]).unwrap();
+        p
+    };
+    let ghost = [plant("ghost.data"), plant("ghost.readers")];
+    d.spawn();
+    let late = plant("late.data");
+    let out = run(&d, &["topics", "--all"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let table = text(&out.stdout);
+    let row = |n: &str| table.lines().find(|l| l.starts_with(&format!("{n} "))).unwrap_or_default().to_string();
+    assert!(row("ghost").contains("invalid: failed validation"), "{table}");
+    assert!(row("late").contains("invalid: not a topic of this daemon"), "{table}");
+    assert!(!text(&run(&d, &["topics"]).stdout).contains("ghost"), "only with --all");
+    let out = run(&d, &["topics", "--all", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["invalid"].as_array().map(Vec::len), Some(2), "{v}");
+    let out = run(&d, &["sub", "ghost", "--count", "1"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(text(&out.stderr).contains("shmbus delete ghost"), "the hint names a command: {}", show(&out));
+    // nobody administers nothing here: sees none of them and may not delete them.
+    let out = nobody(&d, &["topics", "--all"]).output().unwrap();
+    assert!(out.status.success() && !text(&out.stdout).contains("ghost"), "{}", show(&out));
+    let out = nobody(&d, &["delete", "ghost"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(ghost.iter().all(|p| p.exists()), "{}", show(&out));
+    for name in ["ghost", "late"] {
+        let out = run(&d, &["delete", name]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    }
+    assert!(ghost.iter().chain([&late]).all(|p| !p.exists()));
+    let out = run(&d, &["delete", "ghost"]);
+    assert_eq!(out.status.code(), Some(4), "gone: {}", show(&out));
+    assert!(text(&out.stderr).contains("no such topic"), "{}", show(&out));
+    assert!(d.log().contains("deleted objects that were no topic"), "{}", d.log());
+}

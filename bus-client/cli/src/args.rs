@@ -164,6 +164,10 @@ pub struct TopicsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list the objects under the daemon's prefix that are no topic (refused as invalid, or planted), on
+    /// names you administer, with state "invalid: REASON"; `shmbus delete NAME` removes them.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `shmbus create`.

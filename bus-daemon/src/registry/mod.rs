@@ -13,6 +13,7 @@
 
 mod clients;
 mod groups;
+mod invalid;
 mod leases;
 mod report;
 mod restore;
@@ -207,6 +208,8 @@ pub struct State {
     next_generation: u64,
     /// Topics being created outside the lock.
     creating: HashMap<String, work::Creating>,
+    /// Why the objects of a name could not be adopted or created over (see [`State::list_invalid`]).
+    invalid: BTreeMap<String, String>,
     /// Derives and checks resume tokens (an in-memory key until [`crate::run`] loads the prefix's key file).
     pub resume_key: ResumeKey,
     /// The lease table on disk (in memory only until [`State::restore_leases`] loads the prefix's file).
@@ -256,6 +259,7 @@ impl State {
             slow_topics: Vec::new(),
             topics_memory: 0,
             started: Instant::now(),
+            invalid: BTreeMap::new(),
         }
     }
 

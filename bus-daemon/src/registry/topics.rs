@@ -53,7 +53,8 @@ impl State {
                         tracing::error!(topic = %t, error = %e, "removing objects that fail validation");
                         shmbus_shm::unlink_all(&prefix, &t);
                     } else {
-                        tracing::error!(topic = %t, error = %e, "refusing to adopt objects that fail validation; left in place");
+                        tracing::error!(topic = %t, error = %e, "refusing to adopt objects that fail validation; left in place (shmbus topics --all lists them, shmbus delete removes them)");
+                        self.invalid.insert(t.clone(), format!("failed validation: {e}"));
                     }
                 }
             }
@@ -285,7 +286,7 @@ impl State {
             if let Some(c) = self.creating.get(name) {
                 return Err(Blocked::Wait(c.ready.clone()));
             }
-            return Err(refusal(ErrorKind::NoSuchTopic, format!("no such topic {name:?}")));
+            return self.delete_invalid(who, name);
         };
         if !e.settings.policy.allows(Action::Admin, who.cred, who.groups) {
             return Err(refusal(

@@ -177,7 +177,7 @@ fn create_segment(p: &TopicPlan) -> Result<Segment, Refusal> {
             kind: ErrorKind::AlreadyExists,
             // Left over from a run that could not adopt it (it failed validation): say so.
             message: format!(
-                "objects for topic {:?} already exist and could not be adopted ({e}); remove them or start with remove_invalid",
+                "objects for topic {:?} already exist and could not be adopted ({e}); remove them with `shmbus delete {0}` (admin) or `shmbus cleanup`, or set remove_invalid = true in the daemon's [daemon] table",
                 p.name
             ),
         }),
