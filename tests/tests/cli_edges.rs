@@ -303,3 +303,19 @@ fn invalid_objects_are_listed_and_deleted_by_admins() {
     assert!(text(&out.stderr).contains("no such topic"), "{}", show(&out));
     assert!(d.log().contains("deleted objects that were no topic"), "{}", d.log());
 }
+
+/// The tables show a topic's generation as 6 hex digits (it was a 19-digit number); `--json` keeps all of it.
+#[test]
+fn generations_are_short_in_tables_and_whole_in_json() {
+    let d = TestDaemon::start(None);
+    assert!(run(&d, &["create", "gen"]).status.success());
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&run(&d, &["topics", "--json"]).stdout).unwrap();
+    let full = v[0]["generation"].as_u64().unwrap();
+    let short = format!("{:06x}", full & 0xff_ffff);
+    let table = text(&run(&d, &["topics"]).stdout);
+    let row = table.lines().find(|l| l.starts_with("gen ")).unwrap_or_default();
+    assert!(row.split_whitespace().nth(1) == Some(short.as_str()), "{table}");
+    assert!(!table.contains(&full.to_string()), "{table}");
+    let stats = text(&run(&d, &["stats", "gen"]).stdout);
+    assert!(stats.contains(&format!("(generation {short})")) && !stats.contains(&full.to_string()), "{stats}");
+}

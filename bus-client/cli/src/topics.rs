@@ -31,7 +31,7 @@ fn render(topics: &[TopicInfo], invalid: &[InvalidObject]) -> String {
         .map(|t| {
             vec![
                 t.name.clone(),
-                t.generation.to_string(),
+                crate::table::short_generation(t.generation),
                 t.geometry.capacity.to_string(),
                 human_bytes(t.geometry.max_message as u64),
                 format!("{}/{}", t.publishers, t.geometry.max_publishers),
@@ -68,7 +68,7 @@ mod tests {
         };
         let t = TopicInfo {
             name: "orders".into(),
-            generation: 1,
+            generation: 1_764_650_098_123_456_789,
             geometry,
             publishers: 1,
             subscribers: 2,
@@ -85,5 +85,6 @@ mod tests {
         assert!(lines[1].contains("orders") && lines[1].contains("1/8") && lines[1].contains("2/32"), "{s}");
         assert!(lines[1].contains("64.0 KiB") && lines[1].contains("9.0 MiB"), "{s}");
         assert!(lines[1].ends_with("config"), "{s}");
+        assert!(lines[1].contains(" 81c115 ") && !lines[1].contains("1764650098"), "6 hex digits: {s}");
     }
 }
