@@ -319,3 +319,35 @@ fn generations_are_short_in_tables_and_whole_in_json() {
     let stats = text(&run(&d, &["stats", "gen"]).stdout);
     assert!(stats.contains(&format!("(generation {short})")) && !stats.contains(&full.to_string()), "{stats}");
 }
+
+/// What a stopped daemon leaves in /dev/shm is what the README says: the topics' objects and its key, lease and
+/// remembered-topics files, not its lock file; `--cleanup-on-exit` leaves nothing.
+#[test]
+fn a_stopped_daemon_leaves_what_the_readme_lists() {
+    let files = |prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.strip_prefix('.').unwrap_or(n).starts_with(&format!("{prefix}.")))
+            .map(|n| n.replace(prefix, "P"))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut d = TestDaemon::start(None);
+    // Started with --cleanup-on-exit: start again without it.
+    d.stop_with(libc::SIGTERM);
+    d.keep_topics_on_stop();
+    d.spawn();
+    assert!(run(&d, &["create", "demo"]).status.success());
+    d.stop_with(libc::SIGTERM);
+    assert_eq!(files(&d.prefix), [".P.key", ".P.leases", ".P.topics", "P.demo.data", "P.demo.readers"]);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    for f in [".P.key", ".P.leases", ".P.topics", "P.demo.data", "P.demo.readers"] {
+        assert!(readme.contains(&format!(" {f}\n")), "the README's listing shows {f}");
+    }
+    let mut clean = TestDaemon::start(None);
+    assert!(run(&clean, &["create", "demo"]).status.success());
+    clean.stop_with(libc::SIGTERM);
+    assert_eq!(files(&clean.prefix), Vec::<String>::new(), "--cleanup-on-exit");
+}
