@@ -26,20 +26,20 @@ pub fn run(socket: Option<PathBuf>, a: CreateArgs) -> anyhow::Result<()> {
     // Which exist already, to say so: the daemon answers an existing topic it would create the same way with
     // success (idempotent), and one whose asked geometry or policy differs with a refusal naming the difference.
     let existing: Vec<String> = bus.topics().map(|t| t.into_iter().map(|t| t.name).collect()).unwrap_or_default();
-    let mut created = 0;
+    let mut created = Vec::new();
     for topic in &a.topics {
         bus.create_topic(topic, spec.clone()).with_context(|| format!("cannot create topic {topic:?}"))?;
         if existing.contains(topic) {
             let how = if spec.has_geometry() { "with the geometry asked" } else { "(nothing changed)" };
             eprintln!("shmbus: topic {topic:?} exists already {how}");
         } else {
-            created += 1;
+            created.push(topic);
         }
     }
-    match (created, a.topics.as_slice()) {
-        (0, _) => {}
-        (1, [one]) => eprintln!("shmbus: created topic {one:?}"),
-        (n, _) => eprintln!("shmbus: created {n} topics"),
+    match created.as_slice() {
+        [] => {}
+        [one] => eprintln!("shmbus: created topic {one:?}"),
+        many => eprintln!("shmbus: created {} topics", many.len()),
     }
     Ok(())
 }
