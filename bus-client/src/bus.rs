@@ -8,7 +8,7 @@ use crate::subscriber::{Subscriber, SubscriberBuilder};
 use crate::transport::{self, Routing, Transport, TRANSPORT_ENV};
 use crate::typed::{TypedPublisher, TypedSubscriber};
 use serde::{de::DeserializeOwned, Serialize};
-use shmbus_proto::msg::{ClientWire, DaemonInfoWire, TopicInfo, TopicSpec, TopicStatsWire};
+use shmbus_proto::msg::{ClientWire, DaemonInfoWire, InvalidObject, TopicInfo, TopicSpec, TopicStatsWire};
 use shmbus_proto::{names, Request, Response};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -383,6 +383,15 @@ impl Bus {
                 }
                 other => return Err(unexpected("stats", &other)),
             }
+        }
+    }
+
+    /// The objects under the daemon's prefix that are no topic (refused as invalid, or planted), on names you
+    /// administer, and how many more were left out; `delete` removes them.
+    pub fn invalid_objects(&self) -> Result<(Vec<InvalidObject>, u32), ControlError> {
+        match self.request(Request::ListInvalid)? {
+            Response::Invalid { objects, omitted } => Ok((objects, omitted)),
+            other => Err(unexpected("invalid objects", &other)),
         }
     }
 

@@ -141,6 +141,7 @@ pub(crate) fn describe(r: &Response) -> &'static str {
         Response::Error { .. } => "error",
         Response::DaemonInfo(_) => "daemon information",
         Response::ClientsPage { .. } => "clients page",
+        Response::Invalid { .. } => "invalid objects",
     }
 }
 

@@ -121,8 +121,8 @@ pub use loan::Loan;
 pub use message::{Message, OwnedMessage};
 pub use publisher::{Publisher, PublisherBuilder};
 pub use shmbus_proto::msg::{
-    ClientWire, DaemonInfoWire, GeometryWire, GroupStatsWire, PublisherStatsWire, SubscriberStatsWire, TopicInfo,
-    TopicSpec, TopicStatsWire, TypeInfo,
+    ClientWire, DaemonInfoWire, GeometryWire, GroupStatsWire, InvalidObject, PublisherStatsWire, SubscriberStatsWire,
+    TopicInfo, TopicOrigin, TopicSpec, TopicStatsWire, TypeInfo,
 };
 pub use shmbus_proto::text::printable;
 pub use shmbus_ring::IdleStrategy;

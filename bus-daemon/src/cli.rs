@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 #[derive(Debug, Parser)]
 #[command(name = "shmbusd", version, about)]
 pub struct Args {
-    /// Configuration file (TOML). Without it, an embedded default runs (topics created on first use).
-    #[arg(long, env = "SHMBUS_CONFIG", global = true)]
+    /// Configuration file (TOML). Without it the daemon runs an embedded default (topics created on first use);
+    /// `validate` needs it.
+    #[arg(long, env = "SHMBUS_CONFIG", global = true, value_name = "FILE", help_heading = "Global options")]
     pub config: Option<PathBuf>,
     /// Control socket path (default: $XDG_RUNTIME_DIR/shmbus/control.sock, /run/shmbus/control.sock as root, or a
     /// per-user directory under the temp dir).
@@ -23,10 +24,10 @@ pub struct Args {
     /// Unlink every topic's objects when stopping.
     #[arg(long)]
     pub cleanup_on_exit: bool,
-    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    /// More logging (-v debug, -vv trace); -v and -q override RUST_LOG (default: RUST_LOG, else info).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Less logging (-q warnings only, -qq errors only).
+    /// Less logging (-q warnings only, -qq errors only); overrides RUST_LOG.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub quiet: u8,
     /// Subcommand.
@@ -37,7 +38,8 @@ pub struct Args {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a configuration file and exit (0 when valid).
+    /// Check the configuration file given with --config (required) as the daemon's start would, and exit: 0 when
+    /// valid, 3 when not (the reason on stderr).
     Validate,
 }
 
@@ -48,7 +50,10 @@ pub const EXIT_CONFIG: u8 = 3;
 /// Exit code for runtime failures.
 pub const EXIT_RUNTIME: u8 = 1;
 
+/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else info; colour and timestamps as
+/// [`shmbus_os::stderr_log_style`] says (none in a file or the journal).
 fn init_logging(verbose: u8, quiet: u8) {
+    use tracing_subscriber::EnvFilter;
     let level = match (verbose as i8) - (quiet as i8) {
         i8::MIN..=-2 => "error",
         -1 => "warn",
@@ -56,9 +61,14 @@ fn init_logging(verbose: u8, quiet: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = if verbose > 0 || quiet > 0 {
+        EnvFilter::new(level)
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+    };
+    let style = shmbus_os::stderr_log_style();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(style.ansi);
+    let _ = if style.timestamps { fmt.try_init() } else { fmt.without_time().try_init() };
 }
 
 fn load(args: &Args) -> Result<Config, String> {
@@ -73,20 +83,6 @@ fn load(args: &Args) -> Result<Config, String> {
     Ok(cfg)
 }
 
-/// Whether the declared topics that do not exist yet fit in the free space of /dev/shm (statvfs).
-fn fits_in_dev_shm(c: &Config) -> Result<(), String> {
-    let need = c.declared_bytes_to_create();
-    let free = crate::limits::free_bytes("/dev/shm")?;
-    if need > free {
-        return Err(format!(
-            "the declared topics need {} of /dev/shm, but only {} are free",
-            crate::limits::bytes(need),
-            crate::limits::bytes(free)
-        ));
-    }
-    Ok(())
-}
-
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args = Args::parse();
@@ -96,7 +92,7 @@ pub fn main() -> ExitCode {
             eprintln!("shmbusd validate: --config FILE is required");
             return ExitCode::from(EXIT_USAGE);
         };
-        return match load(&args).and_then(|c| fits_in_dev_shm(&c).map(|()| c)) {
+        return match load(&args).and_then(|c| crate::preflight::check(&c).map(|()| c)) {
             Ok(c) => {
                 println!("{}: valid ({} declared topics)", path.display(), c.topics.len());
                 ExitCode::SUCCESS

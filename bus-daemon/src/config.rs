@@ -40,14 +40,16 @@ use shmbus_ring::Geometry;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// An invalid configuration, naming the line.
+/// An invalid configuration, naming the line and column of the key at fault (`file:line:column: message`).
 #[derive(Debug, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
+#[error("{path}:{line}{}: {message}", if *.column > 0 { format!(":{}", .column) } else { String::new() })]
 pub struct ConfigError {
     /// The file.
     pub path: String,
     /// 1-based line (0 when unknown).
     pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
     /// What is wrong.
     pub message: String,
 }
@@ -73,6 +75,7 @@ struct RawDaemon {
     socket_dir_mode: Option<u32>,
     metrics: Option<String>,
     remove_invalid: Option<bool>,
+    remove_unused_after: Option<String>,
     max_topic_bytes: Option<u64>,
     shm_budget: Option<u64>,
     max_auto_topics_per_uid: Option<u32>,
@@ -136,6 +139,8 @@ pub struct Config {
     pub metrics: Option<std::net::SocketAddr>,
     /// Unlink objects under the prefix that fail validation at start (default: keep them, log).
     pub remove_invalid: bool,
+    /// Remove topics created on first use that no lease has held for this long (default: keep them).
+    pub remove_unused_after: Option<Duration>,
     /// Resource limits (shared memory, on-demand topics, connections, request timeout).
     pub limits: Limits,
     /// Defaults for topics created on request.
@@ -157,8 +162,26 @@ const DEFAULT_PUBLISHERS: u32 = 8;
 const DEFAULT_SUBSCRIBERS: u32 = 32;
 const DEFAULT_GROUPS: u32 = 8;
 
-fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|&b| b == b'\n').count() + 1
+/// The 1-based line and column of byte `offset` of `src` (toml's spans are byte offsets).
+fn line_of(src: &str, offset: usize) -> (usize, usize) {
+    let before = &src[..offset.min(src.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (before.bytes().filter(|&b| b == b'\n').count() + 1, before[line_start..].chars().count() + 1)
+}
+
+/// Where to point for `message`, an error about the table whose header is at `table`: the line and column of the
+/// key the message starts with (`capacity 100 is not ...`, `publish: ...`), if the table sets it; else the header.
+fn blame(src: &str, table: (usize, usize), message: &str) -> (usize, usize) {
+    let body = src.lines().enumerate().skip(table.0).take_while(|(_, l)| !l.trim_start().starts_with('['));
+    for (i, l) in body {
+        let Some((key, _)) = l.split_once('=') else { continue };
+        let key = key.trim();
+        let named = message.strip_prefix(key).is_some_and(|rest| rest.starts_with([' ', ':', '=']));
+        if !key.is_empty() && named {
+            return (i + 1, l.len() - l.trim_start().len() + 1);
+        }
+    }
+    table
 }
 
 impl Config {
@@ -167,6 +190,7 @@ impl Config {
         let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
             path: path.display().to_string(),
             line: 0,
+            column: 0,
             message: format!("cannot read: {e}"),
         })?;
         Config::parse(&src, &path.display().to_string())
@@ -174,10 +198,15 @@ impl Config {
 
     /// Parses and validates configuration text (`origin` names it in errors).
     pub fn parse(src: &str, origin: &str) -> Result<Config, ConfigError> {
-        let err = |line: usize, message: String| ConfigError { path: origin.to_string(), line, message };
+        let err = |(line, column): (usize, usize), message: String| ConfigError {
+            path: origin.to_string(),
+            line,
+            column,
+            message,
+        };
         let raw: RawConfig = toml::from_str(src).map_err(|e| {
-            let line = e.span().map(|s| line_of(src, s.start)).unwrap_or(0);
-            err(line, e.message().to_string())
+            let at = e.span().map(|s| line_of(src, s.start)).unwrap_or((0, 0));
+            err(at, e.message().to_string())
         })?;
         let prefix = raw.daemon.shm_prefix.clone().unwrap_or_else(|| names::DEFAULT_PREFIX.to_string());
         names::validate_prefix(&prefix).map_err(|e| err(find_line(src, "shm_prefix"), e.to_string()))?;
@@ -197,26 +226,32 @@ impl Config {
             let why = format!("socket_dir_mode {socket_dir_mode:#o} must give the owner rwx and nobody else write");
             return Err(err(find_line(src, "socket_dir_mode"), why));
         }
+        let remove_unused_after = match &raw.daemon.remove_unused_after {
+            None => None,
+            Some(v) => Some(parse_duration(v).map_err(|m| err(find_line(src, "remove_unused_after"), m))?),
+        };
         let limits = daemon_limits(&raw.daemon).map_err(|(key, m)| err(find_line(src, key), m))?;
         let base = RawTopic::default();
-        let defaults = settings(&raw.defaults, &base).map_err(|m| err(find_line(src, "[defaults]"), m))?;
+        let defaults_at = find_line(src, "[defaults]");
+        let defaults = settings(&raw.defaults, &base).map_err(|m| err(blame(src, defaults_at, &m), m))?;
         limits
             .check_topic("a topic with the [defaults] settings", &defaults.geometry, None)
-            .map_err(|m| err(find_line(src, "[defaults]"), m))?;
+            .map_err(|m| err(blame(src, defaults_at, &m), m))?;
         let mut declared_bytes = 0u64;
         let mut topics: Vec<(String, TopicSettings)> = Vec::new();
         for t in &raw.topic {
             let line = line_of(src, t.span().start);
+            let at = |m: &str| blame(src, line, m);
             let v = t.get_ref();
             let name = v.name.clone().ok_or_else(|| err(line, "topic without a name".into()))?;
             names::validate_topic(&name).map_err(|e| err(line, e.to_string()))?;
             if topics.iter().any(|(n, _)| *n == name) {
                 return Err(err(line, format!("topic {name:?} declared twice")));
             }
-            let s = settings(v, &raw.defaults).map_err(|m| err(line, format!("topic {name:?}: {m}")))?;
+            let s = settings(v, &raw.defaults).map_err(|m| err(at(&m), format!("topic {name:?}: {m}")))?;
             limits
                 .check_topic(&format!("topic {name:?}"), &s.geometry, Some(declared_bytes))
-                .map_err(|m| err(line, m))?;
+                .map_err(|m| err(at(&m), m))?;
             declared_bytes += limits::footprint(&s.geometry);
             topics.push((name, s));
         }
@@ -228,6 +263,7 @@ impl Config {
             socket_dir_mode,
             metrics,
             remove_invalid: raw.daemon.remove_invalid.unwrap_or(false),
+            remove_unused_after,
             limits,
             defaults,
             topics,
@@ -365,8 +401,31 @@ fn daemon_limits(d: &RawDaemon) -> Result<Limits, (&'static str, String)> {
     })
 }
 
-fn find_line(src: &str, needle: &str) -> usize {
-    src.lines().position(|l| l.trim_start().starts_with(needle)).map(|i| i + 1).unwrap_or(0)
+/// A duration as `"90s"`, `"30m"`, `"1h"`, `"500ms"` or `"2d"`: positive, one number and one unit.
+fn parse_duration(v: &str) -> Result<Duration, String> {
+    let bad = || format!("remove_unused_after = {v:?} is not a duration (e.g. \"90s\", \"30m\", \"1h\")");
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = v[..split].parse().map_err(|_| bad())?;
+    let ms = match &v[split..] {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(ms) {
+        Some(0) | None => Err(bad()),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// The line and column of the first line that starts with `needle` (a key or a table header); (0, 0) if none.
+fn find_line(src: &str, needle: &str) -> (usize, usize) {
+    src.lines()
+        .enumerate()
+        .find(|(_, l)| l.trim_start().starts_with(needle))
+        .map_or((0, 0), |(i, l)| (i + 1, l.len() - l.trim_start().len() + 1))
 }
 
 /// The geometry of `t` with defaults `d`; `fallback_budget` applies when neither sets `payload_budget`. A budget
@@ -403,15 +462,19 @@ fn principals(list: &Option<Vec<String>>, fallback: &Option<Vec<String>>) -> Res
 fn settings(t: &RawTopic, d: &RawTopic) -> Result<TopicSettings, String> {
     let geometry = geometry(t, d, DEFAULT_BUDGET)?;
     let policy = Policy {
-        publish: principals(&t.publish, &d.publish)?,
-        subscribe: principals(&t.subscribe, &d.subscribe)?,
+        publish: principals(&t.publish, &d.publish).map_err(|e| format!("publish: {e}"))?,
+        subscribe: principals(&t.subscribe, &d.subscribe).map_err(|e| format!("subscribe: {e}"))?,
         gate: match t.gate.as_ref().or(d.gate.as_ref()) {
             None => vec![Principal::Anyone],
-            Some(v) => v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>()?,
+            Some(v) => {
+                v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>().map_err(|e| format!("gate: {e}"))?
+            }
         },
         admin: match t.admin.as_ref().or(d.admin.as_ref()) {
             None => Vec::new(),
-            Some(v) => v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>()?,
+            Some(v) => {
+                v.iter().map(|s| Principal::parse(s)).collect::<Result<_, _>>().map_err(|e| format!("admin: {e}"))?
+            }
         },
     };
     let slow = t.slow_consumer_ms.or(d.slow_consumer_ms).filter(|&ms| ms > 0).map(Duration::from_millis);
@@ -442,12 +505,50 @@ mod tests {
     fn declared_topics_and_errors_name_the_line() {
         let src = "[daemon]\nauto_create = false\n\n[[topic]]\nname = \"orders\"\ncapacity = 64\npublish = [\"uid:0\"]\n\n[[topic]]\nname = \"bad\"\ncapacity = 100\n";
         let e = Config::parse(src, "x.toml").unwrap_err();
-        assert_eq!(e.line, 9, "{e}");
-        assert!(e.message.contains("power of two"), "{e}");
+        assert_eq!((e.line, e.column), (11, 1), "the key's line, not its table's (issue 11): {e}");
+        assert!(e.message.contains("power of two") && e.to_string().starts_with("x.toml:11:1: "), "{e}");
+        let e = Config::parse(
+            "[defaults]
+
+  capacity = 3
+",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (3, 3), "{e}");
+        let e = Config::parse(
+            "[defaults]
+max_message = 1
+publish = [\"uid:x\"]
+",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = Config::parse(
+            "[daemon]
+  bogus = 1
+",
+            "x.toml",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.column), (2, 3), "toml's own span: {e}");
         let ok = Config::parse(&src.replace("100", "128"), "x.toml").unwrap();
         assert_eq!(ok.topics.len(), 2);
         assert_eq!(ok.topics[0].1.geometry.capacity, 64);
         assert!(!ok.auto_create);
+    }
+
+    #[test]
+    fn remove_unused_after_is_off_by_default_and_takes_a_duration() {
+        assert_eq!(Config::default().remove_unused_after, None);
+        let c = Config::parse("[daemon]\nremove_unused_after = \"1h\"\n", "u.toml").unwrap();
+        assert_eq!(c.remove_unused_after, Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "1", "h", "0s", "1.5h", "-1s", "1 h", "10y"] {
+            let e = Config::parse(&format!("[daemon]\nremove_unused_after = {bad:?}\n"), "u.toml").unwrap_err();
+            assert_eq!(e.line, 2, "{bad:?}: {e}");
+        }
     }
 
     #[test]

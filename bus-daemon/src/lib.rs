@@ -37,6 +37,7 @@ pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod prefix_lock;
+pub mod preflight;
 pub mod private_file;
 pub mod registry;
 pub mod remembered;

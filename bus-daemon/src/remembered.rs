@@ -5,7 +5,8 @@
 //! after the restart is still checked against it).
 //!
 //! `/dev/shm/.<prefix>.topics`: one line per topic, `<topic>\t<uid or ->\t<hash or ->\t<type name>` and, when
-//! the creator set policy keys, `\t<the create request's spec, in the wire codec, as hex>`, a private
+//! the creator set policy keys, `\t<the create request's spec, in the wire codec, as hex>` (`-` when none), then for
+//! a topic created on first use `\ton-demand` (a file without it loads as "created by request"), a private
 //! file of the daemon (see [`crate::private_file`]), rewritten by the upkeep when something changed (what changed
 //! less than one upkeep period before a crash can be lost: a uid then gets one topic more, a type is set again by
 //! the next typed publisher). Lines that do not parse, and topics that were not adopted, are ignored.
@@ -25,6 +26,8 @@ pub struct Remembered {
     pub payload_type: Option<TypeInfo>,
     /// The policy keys its creator set (undeclared topics only).
     pub requested: Option<TopicSpec>,
+    /// Created on first use (`auto_create`), not by a create request.
+    pub on_demand: bool,
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -44,7 +47,7 @@ pub fn path(prefix: &str) -> PathBuf {
 }
 
 fn parse(line: &str) -> Option<(String, Remembered)> {
-    let mut f = line.splitn(5, '\t');
+    let mut f = line.splitn(6, '\t');
     let topic = f.next()?;
     shmbus_proto::names::validate_topic(topic).ok()?;
     let creator = match f.next()? {
@@ -57,7 +60,7 @@ fn parse(line: &str) -> Option<(String, Remembered)> {
     };
     let name = f.next()?;
     let requested = match f.next() {
-        None => None,
+        None | Some("-") => None,
         Some(h) => Some(shmbus_proto::codec::decode::<TopicSpec>(&from_hex(h)?).ok()?),
     };
     let payload_type = match hash {
@@ -65,7 +68,12 @@ fn parse(line: &str) -> Option<(String, Remembered)> {
         Some(_) => return None,
         None => None,
     };
-    Some((topic.to_string(), Remembered { creator, payload_type, requested }))
+    let on_demand = match f.next() {
+        None => false,
+        Some("on-demand") => true,
+        Some(_) => return None,
+    };
+    Some((topic.to_string(), Remembered { creator, payload_type, requested, on_demand }))
 }
 
 /// What is recorded for `prefix` (empty if there is no usable file).
@@ -104,6 +112,12 @@ pub fn save(prefix: &str, topics: &BTreeMap<String, Remembered>) -> std::io::Res
                 Err(e) => tracing::warn!(topic = %topic, error = %e, "cannot remember the topic's requested policy"),
             }
         }
+        if r.on_demand {
+            if r.requested.is_none() {
+                text.push_str("\t-");
+            }
+            text.push_str("\ton-demand");
+        }
         text.push('\n');
     }
     f.set_len(0)?;
@@ -126,11 +140,15 @@ mod tests {
         remove(&prefix);
         assert!(load(&prefix).is_empty());
         let mut m = BTreeMap::new();
-        m.insert("a".to_string(), Remembered { creator: Some(65534), payload_type: None, requested: None });
+        m.insert("a".to_string(), Remembered { creator: Some(65534), ..Default::default() });
+        m.insert("d".to_string(), Remembered { creator: Some(1), on_demand: true, ..Default::default() });
         let spec = TopicSpec { subscribe: Some("uid:1000".into()), redeliver: Some(false), ..Default::default() };
-        m.insert("p".to_string(), Remembered { creator: Some(7), payload_type: None, requested: Some(spec) });
+        m.insert(
+            "p".to_string(),
+            Remembered { creator: Some(7), requested: Some(spec), on_demand: true, ..Default::default() },
+        );
         let t = TypeInfo { name: "Vec<Order, 3>".into(), hash: 42 };
-        m.insert("b.c".to_string(), Remembered { creator: None, payload_type: Some(t), requested: None });
+        m.insert("b.c".to_string(), Remembered { payload_type: Some(t), ..Default::default() });
         save(&prefix, &m).unwrap();
         assert_eq!(load(&prefix), m);
         std::fs::write(path(&prefix), "a\t65534\t-\t\nnot a line\n../etc\t1\t-\t\nok\tx\t-\t\nt\t-\t7\tbad\x1b\n")
@@ -140,6 +158,7 @@ mod tests {
         assert!(load(&prefix).is_empty(), "a requested spec that does not decode drops the line");
         m.remove("b.c");
         m.remove("p");
+        m.remove("d");
         save(&prefix, &m).unwrap();
         assert_eq!(load(&prefix), m, "a shorter file replaces a longer one");
         remove(&prefix);

@@ -338,6 +338,10 @@ fn conversation(
                 (Response::StatsPage { stats, more }, None)
             }
             Request::DaemonInfo => (Response::DaemonInfo(lock(state).daemon_info()), None),
+            Request::ListInvalid => {
+                let (objects, omitted) = lock(state).list_invalid(who);
+                (Response::Invalid { objects, omitted }, None)
+            }
             Request::ClientsPage { topic, after } => {
                 let r = lock(state).clients_page(who, topic.as_deref(), after);
                 (r.map(|(clients, more)| Response::ClientsPage { clients, more }).unwrap_or_else(error), None)
@@ -402,6 +406,7 @@ fn request_name(req: &Request) -> String {
         Request::StatsPage { .. } => "stats page".into(),
         Request::DaemonInfo => "daemon info".into(),
         Request::ClientsPage { .. } => "clients page".into(),
+        Request::ListInvalid => "list invalid".into(),
         Request::OpenPublisher { topic, .. } => format!("publish on {}", q(topic)),
         Request::OpenSubscriber { topic, .. } => format!("subscribe to {}", q(topic)),
         Request::Close { lease } => format!("close lease {lease}"),

@@ -1,5 +1,6 @@
 //! Multi-process integration, stress and crash tests of shmbus on real shared memory.
 //!
+//! * [`cli`]: running the `shmbus` CLI against a test daemon, as root or as `nobody`.
 //! * [`shm_fixture`]: a topic under a unique shm prefix, created as the daemon would and removed on drop.
 //! * [`control_fuzz`]: the hostile side of the control-plane fuzz (`tests/control_fuzz.rs`, helper `control-fuzzer`).
 //! * [`hostile`]: a second account (`nobody`) for the trust tests: scratch directories and a fake daemon.
@@ -21,6 +22,7 @@
 
 pub mod bus_peer;
 pub mod bus_run;
+pub mod cli;
 pub mod control_fuzz;
 pub mod daemon;
 pub mod hostile;

@@ -1,17 +1,9 @@
 //! The operator commands of the `shmbus` CLI against a private daemon (its own socket and shm prefix per test):
 //! `wait-ready`, `create` with policy keys, `sub --format`, `pub --raw`, `doctor`, `cleanup` and `clients`.
 
+use shmbus_tests::cli::{as_nobody, run, show, text};
 use shmbus_tests::daemon::{binary, TestDaemon};
 use std::process::{Command, Output, Stdio};
-
-/// Standard output and error of a finished command, for assertion messages.
-fn show(o: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, text(&o.stdout), text(&o.stderr))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A `shmbus` CLI pointed at `socket` (no daemon needed there).
 fn cli_at(socket: &std::path::Path) -> Command {
@@ -48,17 +40,6 @@ fn wait_ready_refuses_bad_durations() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {}", show(&out));
         assert!(text(&out.stderr).contains("--timeout"), "{bad}: {}", show(&out));
     }
-}
-
-/// Runs the CLI as `nobody` (the scratch directory opened so that it can reach the socket).
-fn as_nobody(d: &TestDaemon, args: &[&str]) -> Output {
-    use std::os::unix::process::CommandExt;
-    std::fs::set_permissions(&d.dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    d.cli().args(args).uid(65534).gid(65534).stdin(Stdio::null()).output().unwrap()
-}
-
-fn run(d: &TestDaemon, args: &[&str]) -> Output {
-    d.cli().args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 #[test]

@@ -87,7 +87,7 @@ fn validate_names_the_bad_line() {
     let out = Command::new(binary("it-shmbusd")).args(["validate", "--config"]).arg(&bad).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("bad.toml:4:") && err.contains("power of two"), "{err}");
+    assert!(err.contains("bad.toml:6:1: ") && err.contains("power of two"), "the key's line: {err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -115,4 +115,22 @@ fn sighup_adds_topics_and_never_changes_geometry_under_clients() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(d.socket.exists(), "SIGHUP reloads, it does not stop the daemon");
+}
+
+/// STATUS= carries the topics, the leases and how many client processes hold them (issue 11).
+#[test]
+fn status_line_counts_topics_leases_and_clients() {
+    let dir = std::env::temp_dir().join(format!("shmbus-status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let d = TestDaemon::start_with_env(None, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let ready = expect(&sock, "READY=1", Duration::from_secs(20));
+    assert!(ready.contains("STATUS=ready: 0 topics, 0 leases held by 0 clients"), "{ready:?}");
+    let bus = d.bus();
+    let _p = bus.publisher("counted").unwrap();
+    let _s = bus.subscriber("counted").unwrap();
+    expect(&sock, "STATUS=1 topics, 2 leases held by 1 clients", Duration::from_secs(20));
+    let _ = std::fs::remove_dir_all(&dir);
 }

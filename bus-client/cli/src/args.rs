@@ -8,6 +8,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The heading under which `--help` lists the options every command takes.
+const GLOBAL: &str = "Global options";
+
 /// Publish, subscribe and administer topics on the shmbus shared-memory bus.
 #[derive(Debug, Parser)]
 #[command(name = "shmbus", version, propagate_version = true)]
@@ -17,13 +20,14 @@ pub struct Cli {
     /// Control socket of the daemon (default: $SHMBUS_SOCKET, else the standard locations). The variable is read
     /// by the client library, not here, so that a set-user-ID or set-group-ID `shmbus` ignores it like every
     /// client does.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", help_heading = GLOBAL)]
     pub socket: Option<PathBuf>,
-    /// More diagnostics on stderr (-v debug, -vv trace); overrides RUST_LOG.
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    /// More diagnostics on stderr (-v debug, -vv trace); -v and -q override RUST_LOG (default: RUST_LOG, else
+    /// warnings).
+    #[arg(short, long, global = true, action = ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors on stderr; overrides RUST_LOG.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
@@ -131,6 +135,10 @@ pub struct PubArgs {
     /// How to wait while lossless subscribers hold the topic full.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
+    /// Give up (exit 5, naming the lossless subscriber that holds the topic full) when a message finds no room
+    /// for this long ("5s", "200ms"); default: wait as long as it takes.
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// Publish all of standard input as one message (refused when larger than the topic's largest message).
     #[arg(long, conflicts_with_all = ["messages", "count", "rate"])]
     pub raw: bool,
@@ -156,9 +164,13 @@ pub struct SubArgs {
     /// Start from the oldest message the topic still holds instead of the next one.
     #[arg(long)]
     pub from_oldest: bool,
-    /// Exit with code 5 when no message arrives for this long ("5s", "200ms"; a plain number is seconds).
+    /// Exit with code 5 (an error) when no message arrives for this long ("5s", "200ms"; a plain number is
+    /// seconds), also after messages were received. To drain a topic and end with 0, use --idle-exit.
     #[arg(long, value_name = "D", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Drain, then exit 0 once no message has arrived for D (also when none came at all).
+    #[arg(long, value_name = "D", value_parser = parse_duration, conflicts_with = "timeout")]
+    pub idle_exit: Option<Duration>,
     /// How to wait on an empty topic.
     #[arg(long, value_enum, default_value_t, value_name = "STRATEGY")]
     pub idle: Idle,
@@ -174,6 +186,10 @@ pub struct TopicsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also list the objects under the daemon's prefix that are no topic (refused as invalid, or planted), on
+    /// names you administer, with state "invalid: REASON"; `shmbus delete NAME` removes them.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `shmbus create`.
@@ -419,7 +435,8 @@ fn parse_size_u32(s: &str) -> Result<u32, String> {
     u32::try_from(v).map_err(|_| format!("{s:?} is too large (at most 4 GiB - 1)"))
 }
 
-/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else warnings and errors.
+/// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else warnings and errors; colour and
+/// timestamps as [`shmbus_os::stderr_log_style`] says (none in a file or the journal).
 pub fn init_logging(verbose: u8, quiet: bool) {
     use tracing_subscriber::EnvFilter;
     let flag = match (quiet, verbose) {
@@ -432,8 +449,13 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         Some(level) => EnvFilter::new(level),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
     };
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let style = shmbus_os::stderr_log_style();
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(style.ansi);
+    let _ = if style.timestamps { fmt.try_init() } else { fmt.without_time().try_init() };
 }
 
 #[cfg(test)]

@@ -23,13 +23,23 @@ pub fn run(socket: Option<PathBuf>, a: CreateArgs) -> anyhow::Result<()> {
         redeliver: a.redeliver,
         payload_type: a.payload_type.clone(),
     };
+    // Which exist already, to say so: the daemon answers an existing topic it would create the same way with
+    // success (idempotent), and one whose asked geometry or policy differs with a refusal naming the difference.
+    let existing: Vec<String> = bus.topics().map(|t| t.into_iter().map(|t| t.name).collect()).unwrap_or_default();
+    let mut created = Vec::new();
     for topic in &a.topics {
         bus.create_topic(topic, spec.clone()).with_context(|| format!("cannot create topic {topic:?}"))?;
+        if existing.contains(topic) {
+            let how = if spec.has_geometry() { "with the geometry asked" } else { "(nothing changed)" };
+            eprintln!("shmbus: topic {topic:?} exists already {how}");
+        } else {
+            created.push(topic);
+        }
     }
-    if let [one] = a.topics.as_slice() {
-        eprintln!("shmbus: created topic {one:?}");
-    } else {
-        eprintln!("shmbus: created {} topics", a.topics.len());
+    match created.as_slice() {
+        [] => {}
+        [one] => eprintln!("shmbus: created topic {one:?}"),
+        many => eprintln!("shmbus: created {} topics", many.len()),
     }
     Ok(())
 }

@@ -25,6 +25,20 @@ pub struct NoMessageWithin {
     pub received: u64,
 }
 
+/// `pub --timeout` elapsed while the topic was full.
+#[derive(Debug, thiserror::Error)]
+#[error("no room on topic {topic:?} within {within:?} ({sent} messages sent before){}", held_by.as_deref().map(|h| format!(": held back by {h}")).unwrap_or_default())]
+pub struct NoRoomWithin {
+    /// The topic.
+    pub topic: String,
+    /// The timeout.
+    pub within: std::time::Duration,
+    /// Messages sent before.
+    pub sent: u64,
+    /// The lossless subscriber that holds the topic full, if the daemon's stats name one.
+    pub held_by: Option<String>,
+}
+
 /// The exit code for `err`: the first error in its chain that says more than "runtime error".
 pub fn code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
@@ -61,7 +75,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if e.is::<crate::wait_ready::NotReady>() {
         return Some(RUNTIME);
     }
-    if e.is::<NoMessageWithin>() {
+    if e.is::<NoMessageWithin>() || e.is::<NoRoomWithin>() {
         return Some(TIMEOUT);
     }
     if let Some(e) = e.downcast_ref::<ConnectError>() {

@@ -88,3 +88,18 @@ fn connect(socket: Option<std::path::PathBuf>) -> anyhow::Result<bus_client::Bus
     }
     b.connect().context("cannot connect to the shmbus daemon")
 }
+
+/// Whether `topic` does not exist for the caller, so that opening it would create it on demand (`auto_create`).
+/// A topic the caller may not see is "no such topic" too, but then the open is refused, so nothing is said.
+fn missing(bus: &bus_client::Bus, topic: &str) -> bool {
+    matches!(bus.stats(Some(topic)), Err(bus_client::ControlError::NoSuchTopic(_)))
+}
+
+/// Says on stderr that opening `topic` created it (issue 11: a typo such as `shmbus sub ordres` silently made a
+/// topic that outlives restarts).
+fn say_created_on_demand(topic: &str) {
+    eprintln!(
+        "shmbus: created topic {topic:?} on demand (auto_create); it stays until deleted (`shmbus delete {topic}`) \
+         or, if the daemon sets remove_unused_after, unused that long"
+    );
+}

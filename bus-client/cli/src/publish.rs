@@ -2,7 +2,9 @@
 //! as one message (`--raw`, `--file`).
 
 use crate::args::PubArgs;
+use crate::exit::NoRoomWithin;
 use anyhow::Context;
+use bus_client::SendError;
 use std::io::BufRead;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -61,17 +63,33 @@ impl Pacer {
 
 pub fn run(socket: Option<PathBuf>, a: PubArgs) -> anyhow::Result<()> {
     let bus = crate::connect(socket)?;
+    let missing = crate::missing(&bus, &a.topic);
     let mut p = bus
         .publisher_builder(&a.topic)
         .idle(a.idle.into())
         .open()
         .with_context(|| format!("cannot open a publisher on topic {:?}", a.topic))?;
+    if missing {
+        crate::say_created_on_demand(&a.topic);
+    }
     let max = p.max_message();
     let pacer = Pacer::new(a.rate);
     let mut sent = 0u64;
     let mut send = |msg: &[u8]| -> anyhow::Result<()> {
         pacer.wait(sent);
-        p.send(msg).with_context(|| format!("cannot publish message {sent} on {:?}", a.topic))?;
+        let r = match a.timeout {
+            Some(d) => p.send_timeout(msg, d),
+            None => p.send(msg),
+        };
+        match r {
+            Err(SendError::Timeout) if a.timeout.is_some() => {
+                let within = a.timeout.expect("matched");
+                return Err(
+                    NoRoomWithin { topic: a.topic.clone(), within, sent, held_by: holder(&bus, &a.topic) }.into()
+                );
+            }
+            r => r.with_context(|| format!("cannot publish message {sent} on {:?}", a.topic))?,
+        };
         sent += 1;
         Ok(())
     };
@@ -123,6 +141,14 @@ pub struct TooLarge {
 
 /// All of `file` (standard input when `None`), refused without reading more than `max + 1` bytes when it is
 /// larger than `max`.
+/// The lossless subscriber furthest behind on `topic` (the one holding it full), as the daemon's stats show it.
+fn holder(bus: &bus_client::Bus, topic: &str) -> Option<String> {
+    let stats = bus.stats(Some(topic)).ok()?;
+    let s = stats.first()?.subscribers.iter().filter(|s| s.gating).max_by_key(|s| s.lag)?;
+    let pid = s.pid.map(|p| format!("pid {p}, ")).unwrap_or_default();
+    Some(format!("the lossless subscriber in slot {} ({pid}{} messages behind)", s.slot, s.lag))
+}
+
 fn read_whole(file: Option<&std::path::Path>, max: usize) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
     let (what, input): (String, Box<dyn Read>) = match file {
@@ -157,6 +183,7 @@ mod tests {
             rate: None,
             count,
             idle: Idle::Adaptive,
+            timeout: None,
             raw: false,
             file: None,
         }

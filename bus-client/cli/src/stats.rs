@@ -49,7 +49,7 @@ fn human(t: &TopicStatsWire) -> String {
         s,
         "topic {} (generation {}){}: tail {} (the next sequence), cancelled claims {}, wakeups {}, demotions {}",
         bus_client::printable(&t.name),
-        t.generation,
+        crate::table::short_generation(t.generation),
         if t.closed { " CLOSED" } else { "" },
         t.tail,
         t.cancelled,
@@ -108,7 +108,7 @@ mod tests {
     fn human_output_shows_positions_and_lag() {
         let t = TopicStatsWire {
             name: "orders".into(),
-            generation: 2,
+            generation: 0x1234_5678_9abc,
             tail: 100,
             publishers: vec![PublisherStatsWire { slot: 0, published: 100, pid: Some(42), ..Default::default() }],
             subscribers: vec![SubscriberStatsWire {
@@ -121,7 +121,7 @@ mod tests {
             ..Default::default()
         };
         let s = human(&t);
-        assert!(s.starts_with("topic orders (generation 2): tail 100 (the next sequence)"), "{s}");
+        assert!(s.starts_with("topic orders (generation 789abc): tail 100 (the next sequence)"), "{s}");
         assert!(s.contains("PUBLISHER") && s.contains("42"), "{s}");
         let sub = s.lines().find(|l| l.trim_start().starts_with('3')).expect("subscriber row");
         assert!(sub.contains("lossless") && sub.contains("90") && sub.contains("10"), "{s}");

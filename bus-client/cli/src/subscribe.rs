@@ -27,7 +27,11 @@ pub fn run(socket: Option<PathBuf>, a: SubArgs) -> anyhow::Result<()> {
     if a.from_oldest {
         b = b.from_oldest();
     }
+    let missing = crate::missing(&bus, &a.topic);
     let mut sub = b.open().with_context(|| format!("cannot subscribe to topic {:?}", a.topic))?;
+    if missing {
+        crate::say_created_on_demand(&a.topic);
+    }
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     match pump(&mut sub, &mut out, &a) {
         Err(e) if crate::exit::is_broken_pipe(&e) => Ok(()),
@@ -53,7 +57,7 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
             },
         }
         out.flush()?;
-        let r = match a.timeout {
+        let r = match a.timeout.or(a.idle_exit) {
             Some(d) => sub.recv_timeout(d),
             None => sub.recv(),
         };
@@ -62,6 +66,7 @@ fn pump(sub: &mut Subscriber, out: &mut impl Write, a: &SubArgs) -> anyhow::Resu
                 write_message(out, a.format, &m)?;
                 got += 1;
             }
+            Err(RecvError::Timeout) if a.idle_exit.is_some() => break,
             Err(RecvError::Timeout) => {
                 out.flush()?;
                 let within = a.timeout.expect("only recv_timeout times out");

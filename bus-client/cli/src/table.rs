@@ -32,6 +32,13 @@ pub fn render(indent: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A topic generation as the tables show it: its low 24 bits in hex (`3fa9c2`). Generations start from the
+/// daemon's clock in nanoseconds and grow by one per creation, so the low digits tell two generations of a topic
+/// apart while staying short; `--json` keeps the full value.
+pub fn short_generation(g: u64) -> String {
+    format!("{:06x}", g & 0xff_ffff)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -85,7 +85,18 @@ impl State {
         let (action, wording) = req.kind.action();
         let e = self.topic_for_use(who, action, topic)?;
         if !e.settings.policy.allows(action, who.cred, who.groups) {
-            let message = format!("uid {} may not {wording} {topic:?}", who.cred.uid);
+            // A gating subscription needs the subscribe list and the gate list: name the one that refused.
+            let may_subscribe = e.settings.policy.allows(Action::Subscribe, who.cred, who.groups);
+            let message = match action {
+                Action::SubscribeGating if !may_subscribe => {
+                    format!("uid {} may not subscribe to {topic:?}", who.cred.uid)
+                }
+                Action::SubscribeGating => format!(
+                    "uid {} may not {wording} {topic:?} (not in its gate list; it may subscribe --lossy)",
+                    who.cred.uid
+                ),
+                _ => format!("uid {} may not {wording} {topic:?}", who.cred.uid),
+            };
             return Err(Blocked::Refused(Refusal { kind: ErrorKind::PermissionDenied, message }));
         }
         Self::check_type(e, req.payload_type, req.kind.publisher())?;
@@ -299,6 +310,7 @@ impl State {
         let Some(l) = self.forget_lease(id) else {
             return refuse(ErrorKind::InvalidRequest, format!("no lease {id}"));
         };
+        tracing::info!(topic = %l.topic, role = ?l.role, pid = l.holder.pid, uid = l.uid, lease = id, "lease released");
         if l.typed {
             self.clear_type_if_untyped(&l.topic);
         }

@@ -13,6 +13,7 @@
 
 mod clients;
 mod groups;
+mod invalid;
 mod leases;
 mod report;
 mod restore;
@@ -95,6 +96,11 @@ pub struct TopicEntry {
     pub holding_since: HashMap<u32, Instant>,
     /// Uid charged for creating the topic on demand (`None`: declared, created by an admin, or adopted).
     pub creator: Option<u32>,
+    /// Created on first use (`auto_create`), not by a create request or the configuration; remembered across
+    /// restarts (see [`crate::remembered`]).
+    pub on_demand: bool,
+    /// Since when no lease has held this on-demand topic, as the upkeep last saw (`remove_unused_after`).
+    pub unused_since: Option<Instant>,
     /// Group slots being opened outside the lock: name and what waiters wait on.
     pub opening: HashMap<usize, (String, Arc<work::Ready>)>,
     /// When each open group was opened (a group no lease joined within a grace time is closed by the upkeep).
@@ -202,6 +208,8 @@ pub struct State {
     next_generation: u64,
     /// Topics being created outside the lock.
     creating: HashMap<String, work::Creating>,
+    /// Why the objects of a name could not be adopted or created over (see [`State::list_invalid`]).
+    invalid: BTreeMap<String, String>,
     /// Derives and checks resume tokens (an in-memory key until [`crate::run`] loads the prefix's key file).
     pub resume_key: ResumeKey,
     /// The lease table on disk (in memory only until [`State::restore_leases`] loads the prefix's file).
@@ -251,6 +259,7 @@ impl State {
             slow_topics: Vec::new(),
             topics_memory: 0,
             started: Instant::now(),
+            invalid: BTreeMap::new(),
         }
     }
 
@@ -290,9 +299,11 @@ impl State {
         }
     }
 
-    /// One-line summary for systemd's STATUS=.
+    /// One-line summary for systemd's STATUS= and the ready log line: topics, leases, and the client
+    /// processes holding them (`3 topics, 5 leases held by 2 clients`).
     pub fn summary(&self) -> String {
-        format!("{} topics, {} leases", self.topics.len(), self.leases.len())
+        let clients: std::collections::HashSet<i32> = self.leases.values().map(|l| l.holder.pid).collect();
+        format!("{} topics, {} leases held by {} clients", self.topics.len(), self.leases.len(), clients.len())
     }
 
     /// The shared-memory footprints of every topic summed, in bytes.

@@ -159,6 +159,11 @@ fn info(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicInfo {
         subscribers,
         declared: e.declared,
         memory: e.segment.memory(),
+        origin: match (e.declared, e.on_demand) {
+            (true, _) => TopicOrigin::Config,
+            (false, true) => TopicOrigin::OnDemand,
+            (false, false) => TopicOrigin::Request,
+        },
     }
 }
 

@@ -33,7 +33,11 @@ impl State {
                     let declared = self.config.topics.iter().any(|(n, _)| *n == t);
                     let mut settings = settings;
                     if settings.geometry != seg.topic.geometry() {
-                        tracing::warn!(topic = %t, "adopted topic keeps its existing geometry, which differs from the configuration");
+                        // Only a declared topic's geometry is the configuration's: [defaults] is for topics not
+                        // created yet, and a created one kept the geometry it was asked for.
+                        if declared {
+                            tracing::warn!(topic = %t, "adopted topic keeps its existing geometry, which differs from the configuration");
+                        }
                         settings.geometry = seg.topic.geometry();
                     }
                     let entry = self.entry_for(seg, settings, declared);
@@ -49,7 +53,8 @@ impl State {
                         tracing::error!(topic = %t, error = %e, "removing objects that fail validation");
                         shmbus_shm::unlink_all(&prefix, &t);
                     } else {
-                        tracing::error!(topic = %t, error = %e, "refusing to adopt objects that fail validation; left in place");
+                        tracing::error!(topic = %t, error = %e, "refusing to adopt objects that fail validation; left in place (shmbus topics --all lists them, shmbus delete removes them)");
+                        self.invalid.insert(t.clone(), format!("failed validation: {e}"));
                     }
                 }
             }
@@ -71,6 +76,8 @@ impl State {
             waiter,
             holding_since: HashMap::new(),
             creator: None,
+            on_demand: false,
+            unused_since: None,
             opening: HashMap::new(),
             group_opened: HashMap::new(),
             // 0: a slot that never claimed (new topics, and adopted slots nobody used) needs no scan.
@@ -120,7 +127,7 @@ impl State {
         if let Some(c) = self.creating.get(name) {
             return Err(Blocked::Wait(c.ready.clone()));
         }
-        Err(Blocked::Work(self.reserve_topic(name, settings, true, None, None)?))
+        Err(Blocked::Work(self.reserve_topic(name, settings, true, None, None, false)?))
     }
 
     /// Applies a new configuration (SIGHUP): new topics appear, and every existing topic takes its new policy and
@@ -174,7 +181,12 @@ impl State {
         self.forget_leases_of(name);
         tracing::warn!(topic = %name, revoked = revoked.len(), uids = ?revoked, generation = e.segment.topic.generation(),
             "the new policy does not admit some leases: topic closed, to be recreated as a new generation");
-        (!e.declared).then(|| Recreate { name: name.to_string(), settings: e.settings, creator: e.creator })
+        (!e.declared).then(|| Recreate {
+            name: name.to_string(),
+            settings: e.settings,
+            creator: e.creator,
+            on_demand: e.on_demand,
+        })
     }
 
     /// Recreates an undeclared topic that a reload closed (see [`State::reload`]), unless it exists again.
@@ -185,7 +197,7 @@ impl State {
         if let Some(c) = self.creating.get(&r.name) {
             return Err(Blocked::Wait(c.ready.clone()));
         }
-        Err(Blocked::Work(self.reserve_topic(&r.name, r.settings.clone(), false, r.creator, None)?))
+        Err(Blocked::Work(self.reserve_topic(&r.name, r.settings.clone(), false, r.creator, None, r.on_demand)?))
     }
 
     /// Finds a topic, creating it on first use when allowed: on-demand creation is open to users the topic's
@@ -218,7 +230,7 @@ impl State {
             let admin = s.policy.allows(Action::Admin, who.cred, who.groups);
             let declared = self.config.topics.iter().any(|(n, _)| n == name);
             let charged = if admin { None } else { Some(uid) };
-            return Err(Blocked::Work(self.reserve_topic(name, s, declared, charged, Some(uid))?));
+            return Err(Blocked::Work(self.reserve_topic(name, s, declared, charged, Some(*who.cred), !declared)?));
         }
         Ok(self.topics.get_mut(name).expect("just ensured"))
     }
@@ -245,8 +257,12 @@ impl State {
             ));
         }
         if let Some(e) = self.topics.get(name) {
-            if spec.has_geometry() && e.geometry() != s.geometry {
-                return Err(refusal(ErrorKind::AlreadyExists, format!("topic {name:?} exists with another geometry")));
+            let differs = geometry_differences(spec, &e.geometry(), &s.geometry);
+            if !differs.is_empty() {
+                return Err(refusal(
+                    ErrorKind::AlreadyExists,
+                    format!("topic {name:?} exists with another geometry: {differs} (delete it to create it anew)"),
+                ));
             }
             if spec.has_policy() && !same_policy(&e.settings, &s) {
                 return Err(refusal(
@@ -259,7 +275,7 @@ impl State {
         if let Some(c) = self.creating.get(name) {
             return Err(Blocked::Wait(c.ready.clone()));
         }
-        Err(Blocked::Work(self.reserve_topic(name, s, declared, None, Some(uid))?))
+        Err(Blocked::Work(self.reserve_topic(name, s, declared, None, Some(*who.cred), false)?))
     }
 
     /// `DeleteTopic`: needs the topic's `admin` policy; closes the topic (attached clients see `Closed`), unlinks
@@ -270,7 +286,7 @@ impl State {
             if let Some(c) = self.creating.get(name) {
                 return Err(Blocked::Wait(c.ready.clone()));
             }
-            return Err(refusal(ErrorKind::NoSuchTopic, format!("no such topic {name:?}")));
+            return self.delete_invalid(who, name);
         };
         if !e.settings.policy.allows(Action::Admin, who.cred, who.groups) {
             return Err(refusal(
@@ -304,6 +320,8 @@ pub struct Recreate {
     pub settings: TopicSettings,
     /// Uid charged for it, if it was created on demand.
     pub creator: Option<u32>,
+    /// It was created on first use.
+    pub on_demand: bool,
 }
 
 /// Whether two settings admit the same users and treat subscribers and groups alike (the geometry aside).
@@ -312,6 +330,23 @@ fn same_policy(a: &TopicSettings, b: &TopicSettings) -> bool {
         && a.slow_consumer == b.slow_consumer
         && a.redeliver == b.redeliver
         && a.payload_type == b.payload_type
+}
+
+/// The asked geometry keys of `spec` in which the existing topic (`have`) differs from what the request makes of
+/// them (`asked`), as `capacity 1024 (asked 64), max_message 65536 (asked 1024)`; empty when none differs.
+fn geometry_differences(spec: &TopicSpec, have: &shmbus_ring::Geometry, asked: &shmbus_ring::Geometry) -> String {
+    let budget = |g: &shmbus_ring::Geometry| g.region_bytes * g.max_publishers as u64;
+    let keys: [(&str, bool, u64, u64); 6] = [
+        ("capacity", spec.capacity.is_some(), have.capacity.into(), asked.capacity.into()),
+        ("max_message", spec.max_message.is_some(), have.max_message.into(), asked.max_message.into()),
+        ("payload_budget", spec.payload_budget.is_some(), budget(have), budget(asked)),
+        ("max_publishers", spec.max_publishers.is_some(), have.max_publishers.into(), asked.max_publishers.into()),
+        ("max_subscribers", spec.max_subscribers.is_some(), have.max_subscribers.into(), asked.max_subscribers.into()),
+        ("max_groups", spec.max_groups.is_some(), have.max_groups.into(), asked.max_groups.into()),
+    ];
+    let differs: Vec<String> =
+        keys.iter().filter(|k| k.1 && k.2 != k.3).map(|(key, _, h, a)| format!("{key} {h} (asked {a})")).collect();
+    differs.join(", ")
 }
 
 fn refusal(kind: ErrorKind, message: impl Into<String>) -> Blocked {

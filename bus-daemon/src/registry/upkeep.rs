@@ -140,7 +140,36 @@ impl State {
         self.slow_topics =
             self.topics.iter().filter(|(_, e)| e.settings.slow_consumer.is_some()).map(|(n, _)| n.clone()).collect();
         self.close_memberless_groups();
+        self.remove_unused();
         self.persist_remembered();
+    }
+
+    /// Removes the topics created on first use that no lease has held for `[daemon] remove_unused_after` (off by
+    /// default): a typo such as `shmbus sub ordres` under `auto_create` does not stay for ever. Declared topics
+    /// and topics created by request are never removed; the time counts from when this daemon run saw the topic
+    /// unused.
+    fn remove_unused(&mut self) {
+        let Some(after) = self.config.remove_unused_after else { return };
+        let used: std::collections::HashSet<&str> = self.leases.values().map(|l| l.topic.as_str()).collect();
+        let now = Instant::now();
+        let mut unused = Vec::new();
+        for (name, e) in self.topics.iter_mut().filter(|(_, e)| e.on_demand && !e.declared) {
+            if used.contains(name.as_str()) || self.creating.contains_key(name) {
+                e.unused_since = None;
+                continue;
+            }
+            let since = *e.unused_since.get_or_insert(now);
+            if now.duration_since(since) >= after {
+                unused.push(name.clone());
+            }
+        }
+        for name in unused {
+            if let Some(e) = self.remove_topic(&name) {
+                e.segment.close_and_unlink(&*e.waiter);
+                tracing::info!(topic = %name, after_ms = after.as_millis() as u64,
+                    "removed a topic created on demand that no one used for remove_unused_after");
+            }
+        }
     }
 
     /// Writes what is remembered of each topic (see [`crate::remembered`]) when it changed since the last write.
@@ -149,10 +178,13 @@ impl State {
         let now: BTreeMap<String, Remembered> = self
             .topics
             .iter()
-            .filter(|(_, e)| e.creator.is_some() || e.type_info.is_some() || e.settings.requested.is_some())
+            .filter(|(_, e)| {
+                e.creator.is_some() || e.on_demand || e.type_info.is_some() || e.settings.requested.is_some()
+            })
             .map(|(n, e)| {
                 let requested = if e.declared { None } else { e.settings.requested.as_deref().cloned() };
-                (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone(), requested })
+                let on_demand = e.on_demand && !e.declared;
+                (n.clone(), Remembered { creator: e.creator, payload_type: e.type_info.clone(), requested, on_demand })
             })
             .filter(|(_, r)| *r != Remembered::default())
             .collect();
@@ -175,6 +207,7 @@ impl State {
             let e = self.topics.get_mut(&topic).expect("found above");
             if !e.declared {
                 e.creator = r.creator;
+                e.on_demand = r.on_demand;
             }
             if let Some(s) = settings {
                 e.settings = crate::config::TopicSettings { geometry: e.settings.geometry, ..s };

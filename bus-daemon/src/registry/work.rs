@@ -73,8 +73,10 @@ pub struct TopicPlan {
     pub(super) prefix: String,
     /// Uid charged for an on-demand creation (`None`: declared, or created by an admin).
     pub(super) creator: Option<u32>,
-    /// Uid that asked (`None`: the configuration), for the log.
-    pub(super) by: Option<u32>,
+    /// Created on first use (see [`TopicEntry::on_demand`](super::TopicEntry)).
+    pub(super) on_demand: bool,
+    /// Who asked (`None`: the configuration), for the log.
+    pub(super) by: Option<shmbus_os::PeerCred>,
     pub(super) ready: Arc<Ready>,
 }
 
@@ -175,7 +177,7 @@ fn create_segment(p: &TopicPlan) -> Result<Segment, Refusal> {
             kind: ErrorKind::AlreadyExists,
             // Left over from a run that could not adopt it (it failed validation): say so.
             message: format!(
-                "objects for topic {:?} already exist and could not be adopted ({e}); remove them or start with remove_invalid",
+                "objects for topic {:?} already exist and could not be adopted ({e}); remove them with `shmbus delete {0}` (admin) or `shmbus cleanup`, or set remove_invalid = true in the daemon's [daemon] table",
                 p.name
             ),
         }),
@@ -210,11 +212,12 @@ impl State {
                 p.ready.set();
                 let seg = r?;
                 let g = p.settings.geometry;
-                tracing::info!(topic = %p.name, uid = p.by, on_demand = p.creator.is_some(), capacity = g.capacity,
+                tracing::info!(topic = %p.name, uid = p.by.map(|c| c.uid), pid = p.by.map(|c| c.pid), on_demand = p.on_demand, capacity = g.capacity,
                     max_message = g.max_message, memory = seg.memory(), "created topic");
                 let requested = p.settings.requested.is_some();
                 let mut entry = self.entry_for(seg, p.settings, p.declared);
                 entry.creator = p.creator;
+                entry.on_demand = p.on_demand;
                 self.insert_topic(p.name, entry);
                 if requested {
                     // Written now, not at the next upkeep: a restart in between must not open the topic to
@@ -250,7 +253,8 @@ impl State {
         settings: TopicSettings,
         declared: bool,
         creator: Option<u32>,
-        by: Option<u32>,
+        by: Option<shmbus_os::PeerCred>,
+        on_demand: bool,
     ) -> Result<Box<Work>, Refusal> {
         let exhausted = |message: String| Refusal { kind: ErrorKind::ResourceExhausted, message };
         if let Some(uid) = creator {
@@ -276,7 +280,8 @@ impl State {
         let generation = self.next_generation;
         self.next_generation += 1;
         let prefix = self.config.shm_prefix.clone();
-        let plan = TopicPlan { name: name.into(), settings, declared, generation, prefix, creator, by, ready };
+        let plan =
+            TopicPlan { name: name.into(), settings, declared, generation, prefix, creator, on_demand, by, ready };
         Ok(Box::new(Work::CreateTopic(plan)))
     }
 

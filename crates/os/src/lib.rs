@@ -12,6 +12,7 @@
 //! - [`fork`]: a fork generation, so that values a forked child must not use can tell.
 //! - [`stat`]: who owns a descriptor or path and who may write it.
 //! - [`secure`]: whether the environment may be trusted (set-user-ID and set-group-ID programs).
+//! - [`log_style`]: colour and timestamps for log lines on stderr (a terminal, `NO_COLOR`, the journal).
 //! - [`mod@pipe`], [`sigpipe`] (writing without `SIGPIPE`), [`cred`], [`membarrier`], [`clock`]: the small rest.
 //!
 //! Every failure is an [`OsError`] saying which operation failed on which object.
@@ -51,6 +52,7 @@ pub mod fdpass;
 pub mod fork;
 pub mod futex;
 pub mod lock;
+pub mod log_style;
 pub mod map;
 pub mod membarrier;
 pub mod pipe;
@@ -76,6 +78,7 @@ pub use fdpass::{recv_with_fds, send_with_fds, unread_by_peer, MAX_FDS};
 pub use fork::{count_forks, fork_generation};
 pub use futex::FutexWait;
 pub use lock::{is_byte_locked, try_lock_byte, unlock_byte};
+pub use log_style::{stderr_is_journal, stderr_log_style, LogStyle};
 pub use map::Mapping;
 pub use membarrier::{global_expedited, register_global_expedited};
 pub use pipe::{default_sighup, ignore_sigpipe, pipe, set_cloexec, set_nonblocking, Pipe, PIPE_BUF};

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 ///
 /// [`TopicSpec::principals`] splits a policy list. [`Request::DaemonInfo`] (version, uptime, shared memory, descriptor
 /// limit, for `shmbus doctor`) and [`Request::ClientsPage`] (who holds which lease, for `shmbus clients`).
+///
+/// 6: [`TopicInfo::origin`] tells a topic created by a create request from one created on first use;
+/// [`Request::ListInvalid`] lists the objects under the prefix that are no topic (refused as invalid at adoption,
+/// or planted), for `shmbus topics --all`; the publisher and subscriber rows of the stats carry `sleeping` (the
+/// handle's waiter bit).
 pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
@@ -223,7 +228,22 @@ pub enum Request {
         /// Id of the last lease of the previous page.
         after: Option<u64>,
     },
+    /// Objects under the daemon's prefix that are no topic of it, on names whose `admin` policy admits the
+    /// caller (protocol 6). Answered with [`Response::Invalid`].
+    ListInvalid,
 }
+
+/// Objects in /dev/shm under the daemon's prefix that are no topic ([`Request::ListInvalid`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidObject {
+    /// The topic name the objects are named after.
+    pub name: String,
+    /// Why they are no topic (the validation error, or that they appeared after the start).
+    pub reason: String,
+}
+
+/// Most [`InvalidObject`]s one [`Response::Invalid`] carries (names up to 64 bytes, reasons cut to 200).
+pub const MAX_INVALID_LISTED: usize = 200;
 
 /// The daemon, for `shmbus doctor` ([`Request::DaemonInfo`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -331,6 +351,30 @@ pub struct TopicInfo {
     pub declared: bool,
     /// Bytes of shared memory the topic uses.
     pub memory: u64,
+    /// How the topic came to be (protocol 6).
+    pub origin: TopicOrigin,
+}
+
+/// How a topic came to be, as `shmbus topics` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicOrigin {
+    /// Declared in the configuration.
+    Config,
+    /// Created by a create request (`shmbus create`, `Bus::create_topic`), or adopted with nothing remembered.
+    Request,
+    /// Created on first use (`auto_create`).
+    OnDemand,
+}
+
+impl TopicOrigin {
+    /// The label `shmbus topics` prints: `config`, `created by request`, `on demand`.
+    pub fn label(self) -> &'static str {
+        match self {
+            TopicOrigin::Config => "config",
+            TopicOrigin::Request => "created by request",
+            TopicOrigin::OnDemand => "on demand",
+        }
+    }
 }
 
 /// One publisher's counters.
@@ -494,5 +538,12 @@ pub enum Response {
         clients: Vec<ClientWire>,
         /// More follow: ask again after the last id of this page.
         more: bool,
+    },
+    /// Objects that are no topic ([`Request::ListInvalid`]), at most [`MAX_INVALID_LISTED`].
+    Invalid {
+        /// In name order.
+        objects: Vec<InvalidObject>,
+        /// How many more were left out.
+        omitted: u32,
     },
 }

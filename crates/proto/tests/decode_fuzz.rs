@@ -174,9 +174,10 @@ fn resume(r: &mut Rng) -> Resume {
     Resume { generation: r.u64(), slot: r.u32(), token: ResumeToken(token) }
 }
 
-/// Request variant `variant % 10` with random fields.
+/// Request variant `variant % 13` with random fields.
 fn request(r: &mut Rng, variant: usize) -> Request {
-    match variant % 12 {
+    match variant % 13 {
+        11 => Request::ListInvalid,
         0 => Request::Hello { protocol: r.u32(), layout: r.u64(), client: r.string() },
         1 => Request::CreateTopic { name: r.string(), spec: spec(r) },
         2 => Request::DeleteTopic { name: r.string() },
@@ -214,9 +215,13 @@ fn geometry(r: &mut Rng) -> GeometryWire {
     }
 }
 
-/// Response variant `variant % 8` with random fields (short lists).
+/// Response variant `variant % 9` with random fields (short lists).
 fn response(r: &mut Rng, variant: usize) -> Response {
-    match variant % 8 {
+    match variant % 9 {
+        7 => Response::Invalid {
+            objects: (0..r.below(3)).map(|_| InvalidObject { name: r.string(), reason: r.string() }).collect(),
+            omitted: r.u32(),
+        },
         0 => Response::Hello { protocol: r.u32(), layout: r.u64(), daemon: r.string() },
         1 => Response::Lease(LeaseReply {
             lease: r.u64(),
@@ -241,6 +246,7 @@ fn response(r: &mut Rng, variant: usize) -> Response {
                     subscribers: r.u32(),
                     declared: r.chance(2),
                     memory: r.u64(),
+                    origin: if r.chance(2) { TopicOrigin::Request } else { TopicOrigin::OnDemand },
                 })
                 .collect(),
         ),

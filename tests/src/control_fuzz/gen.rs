@@ -161,7 +161,8 @@ impl Aim {
 
     /// A request other than `Hello`, with random field values.
     pub fn request(&self, r: &mut Rng, privileged: bool) -> Request {
-        match r.below(17) {
+        match r.below(18) {
+            17 => Request::ListInvalid,
             16 => Request::ListTopicsPage { after: r.opt(|r| self.name(r, privileged)) },
             0 => Request::CreateTopic { name: self.name(r, privileged), spec: self.spec(r) },
             1 => Request::DeleteTopic { name: self.name(r, privileged) },

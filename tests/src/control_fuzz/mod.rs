@@ -428,6 +428,8 @@ impl Worker<'_> {
             (Response::Topics(_), Request::ListTopics) | (Response::Stats(_), Request::Stats { .. }) => true,
             (Response::TopicsPage { .. }, Request::ListTopicsPage { .. })
             | (Response::StatsPage { .. }, Request::StatsPage { .. }) => true,
+            // Only admins see what is no topic (an unprivileged peer administers no name here).
+            (Response::Invalid { objects, .. }, Request::ListInvalid) => self.plan.privileged || objects.is_empty(),
             _ => false,
         };
         match fits {
