@@ -13,7 +13,7 @@
 //!   lossy subscriber;
 //! * **scale** ([`scale`]): 10, 100, 1,000 and 10,000 idle topics on a fresh private daemon each: create rate,
 //!   listing, stats and restart adoption times, the daemon's memory and descriptors and /dev/shm per topic (in the
-//!   full run, about 10 s at 1,000 topics; not in `--quick` unless `--scenarios scale` asks).
+//!   full run, under a second at 1,000 topics in a release build; not in `--quick` unless `--scenarios scale` asks).
 //!
 //! The transports ([`transport::Kind`]): the floors (a cache line bounced between two processes, a pair of
 //! named semaphores, memcpy in one process), a minimal framed SPSC ring over shared memory, pipes, a Unix stream

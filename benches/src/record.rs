@@ -88,7 +88,7 @@ pub struct Scale {
     pub stats_secs: Option<f64>,
     /// Seconds from starting the daemon again after a `SIGKILL` until it listed every topic.
     pub adopt_secs: Option<f64>,
-    /// The daemon's resident set with the topics (`VmRSS`), in bytes.
+    /// The daemon's resident set with the topics (`VmRSS`, after the listings), in bytes.
     pub daemon_rss: Option<u64>,
     /// Its growth per topic, in bytes.
     pub daemon_rss_per_topic: Option<f64>,

@@ -1,7 +1,8 @@
 //! The `scale` scenario (issue 13): for each topic count, a fresh private daemon, that many idle topics of the
 //! default geometry created over one connection, and what they cost: the create rate, how long listing them and
 //! their counters takes, how long a daemon started again after a `SIGKILL` takes to answer with all of them, and
-//! per topic the daemon's resident set and descriptors and the /dev/shm objects and committed bytes.
+//! per topic the daemon's resident set and descriptors (after the listings, which read every topic's header) and
+//! the /dev/shm objects and committed bytes.
 //!
 //! A count the host cannot hold is a record with `skipped` and the reason, not a failure: its hard
 //! `RLIMIT_NOFILE` (the daemon raises its soft limit to it and keeps its topics' two descriptors each within
@@ -100,7 +101,6 @@ fn run(n: u64, index: usize, r: &mut Record) -> io::Result<Option<String>> {
     }
     let took = t.elapsed().as_secs_f64();
     let (objects, bytes) = crate::memory::shm_objects(&prefix)?;
-    let (rss, fds) = daemon_figures(&daemon)?;
 
     let t = Instant::now();
     let listed = client.topics().map_err(|e| io::Error::other(format!("listing: {e}")))?.len() as u64;
@@ -111,6 +111,8 @@ fn run(n: u64, index: usize, r: &mut Record) -> io::Result<Option<String>> {
     if listed != n || counted != n {
         return Err(io::Error::other(format!("{n} topics created, {listed} listed, {counted} in the stats")));
     }
+    // After the listings, which read every topic's header: the daemon's steady idle state.
+    let (rss, fds) = daemon_figures(&daemon)?;
     drop(client);
 
     let t = Instant::now();
