@@ -2,8 +2,8 @@
 //!
 //! `scenario` is one of `latency-busy` and `latency-blocking` (ping-pong; by whether the transport's receiver
 //! busy-polls or sleeps), `throughput` (1→1, one way), `fan-in` (N→1), `fan-out` (1→3), `group` (1→a consumer
-//! group of 2), `lossy` (1→1 lossy subscriber) and `scale` (idle topics on a private daemon, no messages: one record per
-//! topic count in `topics`, with the `scale_*` fields, or `skipped` when the host cannot hold that many);
+//! group of 2), `lossy` (1→1 lossy subscriber) and `scale` (idle topics on a private daemon, no messages: one
+//! record per topic count in `topics`, with the [`Scale`] fields, or `skipped` when the host cannot hold that many);
 //! `publishers` and `subscribers` count processes.
 
 use crate::measure::Mode;
@@ -173,8 +173,9 @@ pub fn write_json(path: &Path, machine: &Machine, records: &[Record]) -> io::Res
 
 /// The CSV header (the JSON fields in the same order).
 const HEADER: &str = "transport,baseline,floor,scenario,size,publishers,subscribers,messages,runs,p50_ns,p99_ns,\
-p999_ns,max_ns,msgs_per_sec,mb_per_sec,delivered,lapped,shm_bytes,harness_peak_rss,peer_peak_rss,pinning,error,skipped,topics,create_per_sec,list_secs,stats_secs,adopt_secs,\
-daemon_rss,daemon_rss_per_topic,daemon_fds,daemon_fds_per_topic,shm_objects,shm_objects_per_topic,shm_bytes_per_topic";
+p999_ns,max_ns,msgs_per_sec,mb_per_sec,delivered,lapped,shm_bytes,harness_peak_rss,peer_peak_rss,pinning,error,\
+skipped,topics,create_per_sec,list_secs,stats_secs,adopt_secs,daemon_rss,daemon_rss_per_topic,daemon_fds,\
+daemon_fds_per_topic,shm_objects,shm_objects_per_topic,shm_bytes_per_topic";
 
 /// Writes a header and one line per record to `path`.
 pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {

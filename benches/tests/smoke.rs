@@ -182,6 +182,8 @@ fn every_transport_and_scenario_produces_numbers() {
     let header = std::fs::read_to_string(&csv).expect("csv");
     assert!(header.starts_with("transport,") && header.contains(",shm_bytes,"), "{header}");
     assert_eq!(header.lines().count(), records.len() + 1);
+    let columns = header.lines().next().map_or(0, |h| h.split(',').count());
+    assert!(header.lines().all(|l| l.split(',').count() == columns), "every CSV line has {columns} fields:\n{header}");
     assert!(svg(&plots.join("latency-64.svg")) && svg(&plots.join("throughput.svg")), "plots in {}", plots.display());
     for f in ["create", "topics", "stats", "adopt", "rss", "fds", "shm", "objects"] {
         assert!(svg(&plots.join(format!("scale-{f}.svg"))), "scale-{f}.svg in {}", plots.display());
