@@ -159,7 +159,7 @@ pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
     }
     for (i, &n) in scale.iter().enumerate() {
         progress.start(format!("shmbus scale, {n} idle topics"));
-        let r = crate::scale::measure(n, i, pinned);
+        let r = crate::scale::measure(crate::scale::kind(&args.transports), n, i, pinned);
         progress.step();
         if let Some(why) = &r.skipped {
             progress.note(&format!("shmbus-bench: scale {n} skipped: {why}"));
@@ -295,5 +295,26 @@ fn footprint(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> Option<u64> {
             Some(bus.topic_bytes(&down).ok()? + bus.topic_bytes(&up).ok()?)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(a: &[&str]) -> RunArgs {
+        crate::cli::Cli::parse_from(std::iter::once("shmbus-bench").chain(a.iter().copied())).run
+    }
+
+    #[test]
+    fn scale_is_in_the_full_run_and_in_quick_only_when_asked() {
+        assert_eq!(scale_counts(&args(&[])), crate::scale::COUNTS);
+        assert!(scale_counts(&args(&["--quick"])).is_empty());
+        assert_eq!(scale_counts(&args(&["--quick", "--scenarios", "scale", "--scale-counts", "5,7"])), [5, 7]);
+        assert!(scale_counts(&args(&["--transports", "pipe"])).is_empty(), "no shmbus transport asked");
+        assert!(scale_counts(&args(&["--scenarios", "latency"])).is_empty());
+        assert!(plan(&args(&["--scenarios", "scale"])).is_empty(), "no message scenario");
+        assert_eq!(crate::scale::kind(&[Kind::Pipe, Kind::ShmbusBusy]), Kind::ShmbusBusy);
     }
 }

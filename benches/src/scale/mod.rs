@@ -24,8 +24,11 @@ pub const COUNTS: [u64; 4] = [10, 100, 1_000, 10_000];
 /// The longest a restarted daemon may take to answer with every topic.
 const ADOPT_LIMIT: Duration = Duration::from_secs(300);
 
-/// The transport the records name: the daemon's, though no message moves.
-pub const KIND: Kind = Kind::ShmbusBlocking;
+/// The transport the records name (the first shmbus one `--transports` asks for, else `shmbus-blocking`): the
+/// daemon's, though no message moves.
+pub fn kind(asked: &[Kind]) -> Kind {
+    asked.iter().copied().find(|k| k.needs_daemon()).unwrap_or(Kind::ShmbusBlocking)
+}
 
 /// Why `n` topics cannot be held here, checked before starting (the descriptor limit).
 pub fn too_many(n: u64) -> Option<String> {
@@ -40,10 +43,10 @@ pub fn too_many(n: u64) -> Option<String> {
     })
 }
 
-/// One record for `n` topics; `index` makes the daemon's prefix unique within the run; `pinned`: the harness
-/// is pinned to CPU 0 (the daemon it starts inherits that).
-pub fn measure(n: u64, index: usize, pinned: bool) -> Record {
-    let mut r = Record::new(KIND, Mode::Scale, 0, n, 0, 0);
+/// One record of `kind` for `n` topics; `index` makes the daemon's prefix unique within the run; `pinned`: the
+/// harness is pinned to CPU 0 (the daemon it starts inherits that).
+pub fn measure(kind: Kind, n: u64, index: usize, pinned: bool) -> Record {
+    let mut r = Record::new(kind, Mode::Scale, 0, n, 0, 0);
     r.pinning = if pinned { "harness and daemon on CPU 0" } else { "none" }.into();
     r.scale.topics = Some(n);
     if let Some(why) = too_many(n) {
