@@ -268,9 +268,9 @@ pub fn descriptors(i: &DaemonInfoWire) -> Finding {
     let admits = max_topics(i.nofile);
     let want = i.topics.saturating_add(margin(i.topics));
     let what = format!(
-        "daemon descriptors: {} open, soft limit {} (admits {admits} topics; it has {}, wanted headroom to {want}), \
-         needs up to {} ({} topics at 2 each, its connections, a reserve)",
-        i.open_fds, i.nofile, i.topics, i.nofile_needed, i.topics
+        "daemon descriptors: {} open, soft limit {}, {} topics (its topics at 2 each, its connections and a reserve \
+         need up to {})",
+        i.open_fds, i.nofile, i.topics, i.nofile_needed
     );
     let mut why = Vec::new();
     if admits < want {
@@ -281,15 +281,16 @@ pub fn descriptors(i: &DaemonInfoWire) -> Finding {
         ));
     }
     if i.nofile < i.nofile_needed {
-        why.push(format!("the limit is below the {} its topics and connections may need", i.nofile_needed));
+        why.push(format!("it is below the {} they may need", i.nofile_needed));
     }
     if i.open_fds.saturating_mul(5) > i.nofile.saturating_mul(4) {
-        why.push(format!("{} descriptors open, more than 80% of the limit", i.open_fds));
+        why.push("more than 80% of it is open".into());
     }
     if why.is_empty() {
-        return Finding::ok(what);
+        return Finding::ok(format!("{what}; it admits {admits} topics"));
     }
-    // Enough for the wanted topics (2 each within half of the limit) and the connections, a power of two.
+    // Enough for the wanted topics (2 each within half of the limit), their connections, and twice what is open;
+    // a power of two.
     let topics_need = (want * 2 + DAEMON_FIXED_FDS) * 2;
     let fds_need = i.open_fds.saturating_mul(2);
     let n = topics_need.max(i.nofile_needed + 2 * (want - i.topics)).max(fds_need).next_power_of_two();
