@@ -32,9 +32,18 @@ pub struct RunArgs {
     /// Transports to measure, comma separated (default: all).
     #[arg(long, env = "SHMBUS_BENCH_TRANSPORTS", value_delimiter = ',', value_enum)]
     pub transports: Vec<Kind>,
-    /// Scenarios to run, comma separated (default: all).
+    /// Scenarios to run, comma separated (default: all; --quick: all but scale).
     #[arg(long, env = "SHMBUS_BENCH_SCENARIOS", value_delimiter = ',', value_enum)]
     pub scenarios: Vec<Mode>,
+    /// Topic counts of the scale scenario, comma separated (default 10,100,1000,10000; a count the host's
+    /// descriptor limit or /dev/shm cannot hold is reported as skipped).
+    #[arg(
+        long,
+        env = "SHMBUS_BENCH_SCALE_COUNTS",
+        value_delimiter = ',',
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub scale_counts: Vec<u64>,
     /// Round trips recorded per latency scenario (default 100000, fewer above 16 KiB: 4 GiB worth at least 1000;
     /// --quick a quarter), after a tenth as many unrecorded.
     #[arg(long, env = "SHMBUS_BENCH_ROUNDS")]

@@ -69,38 +69,53 @@ impl PrivateBus {
     /// Starts a daemon with topics for `pairs` (two-process scenarios) and `multi` (multi-process scenarios)
     /// under a prefix unique to this process, and waits for its socket.
     pub fn start(pairs: &[usize], multi: &[usize]) -> io::Result<PrivateBus> {
-        let prefix = format!("shbench{}", std::process::id());
+        PrivateBus::with_config(&format!("shbench{}", std::process::id()), &config(pairs, multi))
+    }
+
+    /// Starts a daemon with the configuration `text` under shm prefix `prefix` (its scratch directory is named
+    /// after it), and waits for its socket.
+    pub fn with_config(prefix: &str, text: &str) -> io::Result<PrivateBus> {
         let dir = std::env::temp_dir().join(format!("shmbus-{prefix}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        let conf = dir.join("shmbus.toml");
-        std::fs::write(&conf, config(pairs, multi))?;
+        std::fs::write(dir.join("shmbus.toml"), text)?;
         let socket = dir.join("control.sock");
-        let log = std::fs::File::create(dir.join("shmbusd.log"))?;
-        let child = Command::new(binary()?)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--shm-prefix")
-            .arg(&prefix)
-            .arg("--config")
-            .arg(&conf)
-            .arg("--cleanup-on-exit")
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let mut bus = PrivateBus { socket, prefix, dir, child };
+        let child = spawn(&dir, &socket, prefix)?;
+        let mut bus = PrivateBus { socket, prefix: prefix.to_string(), dir, child };
         let deadline = Instant::now() + Duration::from_secs(20);
         while UnixStream::connect(&bus.socket).is_err() {
             if bus.child.try_wait()?.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(bus.dir.join("shmbusd.log")).unwrap_or_default();
-                return Err(io::Error::other(format!("shmbusd did not come up; log:\n{log}")));
+                return Err(io::Error::other(format!("shmbusd did not come up; log:\n{}", bus.log())));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(bus)
+    }
+
+    /// Kills the daemon with `SIGKILL` (its topics stay in /dev/shm) and starts it again on the same prefix and
+    /// socket; returns at once, before the new one answers.
+    pub fn kill_and_restart(&mut self) -> io::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        let _ = std::fs::remove_file(&self.socket);
+        self.child = spawn(&self.dir, &self.socket, &self.prefix)?;
+        Ok(())
+    }
+
+    /// Whether the daemon process has exited.
+    pub fn exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("shmbusd.log")).unwrap_or_default()
+    }
+
+    /// Its shm prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Bytes that topic `topic`'s objects (data and readers) occupy in `/dev/shm`.
@@ -112,6 +127,25 @@ impl PrivateBus {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Starts `bench-shmbusd` on `socket` and `prefix` with `dir/shmbus.toml` and `--cleanup-on-exit`, its log
+/// appended to `dir/shmbusd.log`.
+fn spawn(dir: &std::path::Path, socket: &std::path::Path, prefix: &str) -> io::Result<Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("shmbusd.log"))?;
+    Command::new(binary()?)
+        .arg("--socket")
+        .arg(socket)
+        .arg("--shm-prefix")
+        .arg(prefix)
+        .arg("--config")
+        .arg(dir.join("shmbus.toml"))
+        .arg("--cleanup-on-exit")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
 }
 
 impl Drop for PrivateBus {

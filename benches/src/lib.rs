@@ -10,7 +10,10 @@
 //!   1 KiB, 64 KiB and 1 MiB by default;
 //! * **throughput**: one way, back to back, messages/s and MB/s, from 8 B to 64 KiB;
 //! * **multi-process** (shmbus only, [`multi`]): fan-in 2→1 and 4→1, fan-out 1→3, a consumer group of 2, and a
-//!   lossy subscriber.
+//!   lossy subscriber;
+//! * **scale** ([`scale`]): 10, 100, 1,000 and 10,000 idle topics on a fresh private daemon each: create rate,
+//!   listing, stats and restart adoption times, the daemon's memory and descriptors and /dev/shm per topic (in the
+//!   full run, under a second at 1,000 topics in a release build; not in `--quick` unless `--scenarios scale` asks).
 //!
 //! The transports ([`transport::Kind`]): the floors (a cache line bounced between two processes, a pair of
 //! named semaphores, memcpy in one process), a minimal framed SPSC ring over shared memory, pipes, a Unix stream
@@ -39,6 +42,7 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod scale;
 pub mod transport;
 pub mod watchdog;
 

@@ -31,12 +31,15 @@ pub enum Mode {
     Group,
     /// One publisher, one lossy subscriber process: published per second, delivered and lapped counts.
     Lossy,
+    /// Many idle topics on a private daemon (no messages): create rate, listing and adoption times, the daemon's
+    /// memory and descriptors and /dev/shm per topic ([`crate::scale`]). In the full run, not in `--quick`.
+    Scale,
 }
 
 impl Mode {
     /// Every scenario, in the order of a run.
     pub fn all() -> Vec<Mode> {
-        vec![Mode::Latency, Mode::Throughput, Mode::FanIn, Mode::FanOut, Mode::Group, Mode::Lossy]
+        vec![Mode::Latency, Mode::Throughput, Mode::FanIn, Mode::FanOut, Mode::Group, Mode::Lossy, Mode::Scale]
     }
 
     /// The name on the command line.
@@ -48,12 +51,13 @@ impl Mode {
             Mode::FanOut => "fan-out",
             Mode::Group => "group",
             Mode::Lossy => "lossy",
+            Mode::Scale => "scale",
         }
     }
 
     /// Whether this scenario runs between more than two processes (shmbus only).
     pub fn is_multi(self) -> bool {
-        !matches!(self, Mode::Latency | Mode::Throughput)
+        matches!(self, Mode::FanIn | Mode::FanOut | Mode::Group | Mode::Lossy)
     }
 }
 
@@ -147,6 +151,7 @@ pub fn serve(link: &mut dyn Duplex, mode: Mode, size: usize, c: Counts) -> io::R
             }
             link.send(&buf)?;
         }
+        Mode::Scale => return Err(io::Error::other("the scale scenario has no peer")),
     }
     Ok(())
 }

@@ -24,15 +24,35 @@ pub fn shm_bytes(stem: &str) -> io::Result<u64> {
     shm_bytes_in(Path::new("/dev/shm"), |n| n.strip_prefix(stem).is_some_and(|r| r.starts_with('.')))
 }
 
+/// How many files of `/dev/shm` have names starting with `stem` followed by `.`, and the bytes they occupy.
+pub fn shm_objects(stem: &str) -> io::Result<(u64, u64)> {
+    shm_usage_in(Path::new("/dev/shm"), |n| n.strip_prefix(stem).is_some_and(|r| r.starts_with('.')))
+}
+
 /// Bytes that the files of `dir` whose names pass `mine` occupy.
 pub fn shm_bytes_in(dir: &Path, mine: impl Fn(&str) -> bool) -> io::Result<u64> {
-    let mut total = 0;
+    shm_usage_in(dir, mine).map(|(_, bytes)| bytes)
+}
+
+/// How many files of `dir` have names that pass `mine`, and the bytes they occupy.
+fn shm_usage_in(dir: &Path, mine: impl Fn(&str) -> bool) -> io::Result<(u64, u64)> {
+    let (mut count, mut total) = (0, 0);
     for e in std::fs::read_dir(dir)?.flatten() {
         if mine(&e.file_name().to_string_lossy()) {
+            count += 1;
             total += e.metadata().map_or(0, |m| m.blocks() * 512);
         }
     }
-    Ok(total)
+    Ok((count, total))
+}
+
+/// Resident set (`VmRSS`) and open descriptors of process `pid`.
+pub fn process(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    Some((kib * 1024, fds))
 }
 
 /// Locks every current and future page of this process in memory (`mlockall(MCL_CURRENT | MCL_FUTURE)`).

@@ -1,5 +1,6 @@
 //! SVG plots of a run (`--plots DIR`): `latency-SIZE.svg`, the latency percentiles of each transport at one
-//! message size (log scale), and `throughput.svg`, each transport's 1→1 MB/s against the message size (log-log).
+//! message size (log scale), `throughput.svg`, each transport's 1→1 MB/s against the message size (log-log), and
+//! for the scale scenario `scale-FIGURE.svg`, each figure against the topic count (log x axis; [`crate::scale::plot`]).
 
 use crate::measure::Mode;
 use crate::record::Record;
@@ -28,16 +29,17 @@ pub fn write(dir: &Path, records: &[Record]) -> io::Result<()> {
     if !rows.is_empty() {
         throughput(&dir.join("throughput.svg"), &rows).map_err(fail)?;
     }
+    crate::scale::plot::write(dir, &ok).map_err(fail)?;
     Ok(())
 }
 
 /// An axis label without decimals.
-fn whole(v: &f64) -> String {
+pub(crate) fn whole(v: &f64) -> String {
     format!("{v:.0}")
 }
 
 /// A range for a log axis that holds `vals` (a decade when they are all equal or missing).
-fn span(vals: impl Iterator<Item = f64>) -> (f64, f64) {
+pub(crate) fn span(vals: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = vals.filter(|v| *v > 0.0).fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     if hi <= 0.0 {
         return (1.0, 10.0);

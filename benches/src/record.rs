@@ -2,7 +2,9 @@
 //!
 //! `scenario` is one of `latency-busy` and `latency-blocking` (ping-pong; by whether the transport's receiver
 //! busy-polls or sleeps), `throughput` (1→1, one way), `fan-in` (N→1), `fan-out` (1→3), `group` (1→a consumer
-//! group of 2) and `lossy` (1→1 lossy subscriber); `publishers` and `subscribers` count processes.
+//! group of 2), `lossy` (1→1 lossy subscriber) and `scale` (idle topics on a private daemon, no messages: one
+//! record per topic count in `topics`, with the [`Scale`] fields, or `skipped` when the host cannot hold that many);
+//! `publishers` and `subscribers` count processes.
 
 use crate::measure::Mode;
 use crate::transport::Kind;
@@ -63,6 +65,43 @@ pub struct Record {
     pub pinning: String,
     /// Why the scenario has no numbers, if it failed.
     pub error: Option<String>,
+    /// Why the scenario was not run on this host (scale: a topic count its limits cannot hold); not a failure.
+    pub skipped: Option<String>,
+    /// The scale scenario's figures (scale only).
+    #[serde(flatten)]
+    pub scale: Scale,
+}
+
+/// What a number of idle topics cost a private daemon (the `scale` scenario, [`crate::scale`]); every field
+/// `None` in the other scenarios. Per-topic figures are the growth from the daemon with no topics, divided by
+/// `topics`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Scale {
+    /// Idle topics of the default geometry.
+    pub topics: Option<u64>,
+    /// Topics created per second, one creation request after the other over one connection (as `shmbus create
+    /// a b c …` does).
+    pub create_per_sec: Option<f64>,
+    /// Seconds the listing of every topic took (`Bus::topics`, as `shmbus topics`; paged).
+    pub list_secs: Option<f64>,
+    /// Seconds the counters of every topic took (`Bus::stats`, as `shmbus stats --json`; paged).
+    pub stats_secs: Option<f64>,
+    /// Seconds from starting the daemon again after a `SIGKILL` until it listed every topic.
+    pub adopt_secs: Option<f64>,
+    /// The daemon's resident set with the topics (`VmRSS`, after the listings), in bytes.
+    pub daemon_rss: Option<u64>,
+    /// Its growth per topic, in bytes.
+    pub daemon_rss_per_topic: Option<f64>,
+    /// Descriptors the daemon had open with the topics.
+    pub daemon_fds: Option<u64>,
+    /// Their growth per topic.
+    pub daemon_fds_per_topic: Option<f64>,
+    /// Objects under the daemon's prefix in /dev/shm.
+    pub shm_objects: Option<u64>,
+    /// Objects per topic.
+    pub shm_objects_per_topic: Option<f64>,
+    /// /dev/shm committed per topic (`st_blocks * 512` of the prefix's objects, `shm_bytes` in all), in bytes.
+    pub shm_bytes_per_topic: Option<f64>,
 }
 
 /// The `scenario` name of `mode` for transport `kind`.
@@ -102,6 +141,8 @@ impl Record {
             peer_peak_rss: None,
             pinning: String::new(),
             error: None,
+            skipped: None,
+            scale: Scale::default(),
         }
     }
 }
@@ -135,7 +176,9 @@ pub fn write_json(path: &Path, machine: &Machine, records: &[Record]) -> io::Res
 
 /// The CSV header (the JSON fields in the same order).
 const HEADER: &str = "transport,baseline,floor,scenario,size,publishers,subscribers,messages,runs,p50_ns,p99_ns,\
-p999_ns,max_ns,msgs_per_sec,mb_per_sec,delivered,lapped,shm_bytes,harness_peak_rss,peer_peak_rss,pinning,error";
+p999_ns,max_ns,msgs_per_sec,mb_per_sec,delivered,lapped,shm_bytes,harness_peak_rss,peer_peak_rss,pinning,error,\
+skipped,topics,create_per_sec,list_secs,stats_secs,adopt_secs,daemon_rss,daemon_rss_per_topic,daemon_fds,\
+daemon_fds_per_topic,shm_objects,shm_objects_per_topic,shm_bytes_per_topic";
 
 /// Writes a header and one line per record to `path`.
 pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
@@ -143,6 +186,7 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
     writeln!(f, "{HEADER}")?;
     let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
     let optf = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
+    let optg = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
     let text = |s: &str| s.replace([',', '\n'], ";");
     for r in records {
         let fields = [
@@ -168,6 +212,19 @@ pub fn write_csv(path: &Path, records: &[Record]) -> io::Result<()> {
             opt(r.peer_peak_rss),
             text(&r.pinning),
             text(r.error.as_deref().unwrap_or("")),
+            text(r.skipped.as_deref().unwrap_or("")),
+            opt(r.scale.topics),
+            optf(r.scale.create_per_sec),
+            optg(r.scale.list_secs),
+            optg(r.scale.stats_secs),
+            optg(r.scale.adopt_secs),
+            opt(r.scale.daemon_rss),
+            optf(r.scale.daemon_rss_per_topic),
+            opt(r.scale.daemon_fds),
+            optg(r.scale.daemon_fds_per_topic),
+            opt(r.scale.shm_objects),
+            optg(r.scale.shm_objects_per_topic),
+            optf(r.scale.shm_bytes_per_topic),
         ];
         writeln!(f, "{}", fields.join(","))?;
     }

@@ -34,7 +34,7 @@ fn of(rows: &[&Record], kind: Kind, f: impl Fn(&Record) -> Option<f64>) -> Optio
     rows.iter().find(|r| r.transport == kind && r.error.is_none()).and_then(|r| f(r))
 }
 
-fn num(v: Option<u64>) -> String {
+pub(crate) fn num(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| v.to_string())
 }
 
@@ -77,6 +77,7 @@ pub fn table(machine: &Machine, records: &[Record]) -> String {
         match mode {
             Mode::Latency => latency(&mut out, size, &rows),
             Mode::Throughput => throughput(&mut out, size, &rows),
+            Mode::Scale => crate::scale::table::render(&mut out, &rows),
             _ => multi(&mut out, mode, size, &rows),
         }
     }

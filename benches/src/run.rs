@@ -81,9 +81,8 @@ impl Job {
 /// Every scenario the options ask for, in order: by scenario, then size, then transport.
 fn plan(args: &RunArgs) -> Vec<Job> {
     let kinds: Vec<Kind> = if args.transports.is_empty() { Kind::all() } else { args.transports.clone() };
-    let modes = if args.scenarios.is_empty() { Mode::all() } else { args.scenarios.clone() };
     let mut jobs = Vec::new();
-    for &mode in &modes {
+    for mode in modes(args).into_iter().filter(|&m| m != Mode::Scale) {
         for size in sizes(args, mode) {
             for &kind in kinds.iter().filter(|k| k.supports(mode, size)) {
                 let fan_ins: &[u32] = if mode == Mode::FanIn { &FAN_IN } else { &[1] };
@@ -92,6 +91,27 @@ fn plan(args: &RunArgs) -> Vec<Job> {
         }
     }
     jobs
+}
+
+/// The scenarios the options ask for: `--scenarios`, else all (`--quick`: all but scale).
+fn modes(args: &RunArgs) -> Vec<Mode> {
+    if !args.scenarios.is_empty() {
+        return args.scenarios.clone();
+    }
+    Mode::all().into_iter().filter(|&m| !(args.quick && m == Mode::Scale)).collect()
+}
+
+/// The topic counts of the scale scenario, if the options ask for it (and for a shmbus transport).
+fn scale_counts(args: &RunArgs) -> Vec<u64> {
+    let shmbus = args.transports.is_empty() || args.transports.iter().any(|k| k.needs_daemon());
+    if !shmbus || !modes(args).contains(&Mode::Scale) {
+        return Vec::new();
+    }
+    if args.scale_counts.is_empty() {
+        crate::scale::COUNTS.to_vec()
+    } else {
+        args.scale_counts.clone()
+    }
 }
 
 /// Runs everything the options ask for; shows progress on stderr.
@@ -106,7 +126,8 @@ pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
     let cpus = crate::pin::available();
     let pinned = !args.no_pin && cpus >= 2 && crate::pin::pin(0);
     let repeat = args.repeat.max(1);
-    let progress = Progress::new(jobs.len() as u64 * u64::from(repeat));
+    let scale = scale_counts(args);
+    let progress = Progress::new(jobs.len() as u64 * u64::from(repeat) + scale.len() as u64);
     let mut records = Vec::new();
     for job in jobs {
         let (publishers, subscribers) = crate::multi::shape(job.mode, job.fan_in);
@@ -135,6 +156,18 @@ pub fn run(args: &RunArgs) -> io::Result<(Machine, Vec<Record>)> {
             r.runs = repeat;
             records.push(r);
         }
+    }
+    for (i, &n) in scale.iter().enumerate() {
+        progress.start(format!("shmbus scale, {n} idle topics"));
+        let r = crate::scale::measure(crate::scale::kind(&args.transports), n, i, pinned);
+        progress.step();
+        if let Some(why) = &r.skipped {
+            progress.note(&format!("shmbus-bench: scale {n} skipped: {why}"));
+        }
+        if let Some(e) = &r.error {
+            progress.note(&format!("shmbus-bench: scale {n} failed: {e}"));
+        }
+        records.push(r);
     }
     progress.finish();
     let unix_time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -262,5 +295,26 @@ fn footprint(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> Option<u64> {
             Some(bus.topic_bytes(&down).ok()? + bus.topic_bytes(&up).ok()?)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(a: &[&str]) -> RunArgs {
+        crate::cli::Cli::parse_from(std::iter::once("shmbus-bench").chain(a.iter().copied())).run
+    }
+
+    #[test]
+    fn scale_is_in_the_full_run_and_in_quick_only_when_asked() {
+        assert_eq!(scale_counts(&args(&[])), crate::scale::COUNTS);
+        assert!(scale_counts(&args(&["--quick"])).is_empty());
+        assert_eq!(scale_counts(&args(&["--quick", "--scenarios", "scale", "--scale-counts", "5,7"])), [5, 7]);
+        assert!(scale_counts(&args(&["--transports", "pipe"])).is_empty(), "no shmbus transport asked");
+        assert!(scale_counts(&args(&["--scenarios", "latency"])).is_empty());
+        assert!(plan(&args(&["--scenarios", "scale"])).is_empty(), "no message scenario");
+        assert_eq!(crate::scale::kind(&[Kind::Pipe, Kind::ShmbusBusy]), Kind::ShmbusBusy);
     }
 }

@@ -1,6 +1,7 @@
 //! The harness end to end with tiny counts (a few seconds): every transport, baseline and scenario at 64 B
-//! produces a record with numbers and the documented fields, the table, JSON, CSV and SVG plots are written,
-//! and nothing is left in /dev/shm, even when the test fails. No assertion on speed.
+//! produces a record with numbers and the documented fields, the scale scenario at 10 and 50 topics has its
+//! figures and a count no host holds is skipped (not failed), the table, JSON, CSV and SVG plots are written, and
+//! nothing is left in /dev/shm, even when the test fails. No assertion on speed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,6 +110,29 @@ fn mlock_locks_the_harness_and_its_peers() {
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
 
+/// The scale records: 10 and 50 topics measured (two objects each, some /dev/shm, two daemon descriptors each),
+/// 10^8 skipped with a reason, none failed.
+fn scale(records: &[serde_json::Value], table: &str) {
+    let scale: Vec<&serde_json::Value> = records.iter().filter(|r| r["scenario"] == "scale").collect();
+    let topics: Vec<u64> = scale.iter().filter_map(|r| r["topics"].as_u64()).collect();
+    assert_eq!(topics, [10, 50, 100_000_000], "{scale:#?}");
+    for r in &scale[..2] {
+        assert!(r["error"].is_null() && r["skipped"].is_null(), "{r}");
+        for f in ["create_per_sec", "list_secs", "stats_secs", "adopt_secs", "daemon_rss_per_topic"] {
+            assert!(r[f].as_f64().is_some_and(|v| v > 0.0), "{f} in {r}");
+        }
+        assert_eq!(r["shm_objects_per_topic"].as_f64(), Some(2.0), "{r}");
+        assert!(r["shm_bytes_per_topic"].as_f64().is_some_and(|b| b >= 4096.0), "{r}");
+        let fds = r["daemon_fds_per_topic"].as_f64().expect("daemon_fds_per_topic");
+        assert!((1.5..=2.5).contains(&fds), "2 descriptors per topic: {r}");
+        assert!(r["daemon_rss"].is_u64() && r["daemon_fds"].is_u64() && r["shm_bytes"].is_u64(), "{r}");
+    }
+    let far = scale[2];
+    assert!(far["error"].is_null() && far["skipped"].as_str().is_some_and(|s| !s.is_empty()), "{far}");
+    assert!(far["create_per_sec"].is_null(), "{far}");
+    assert!(table.contains("scale:") && table.contains("100000000 skipped: "), "{table}");
+}
+
 fn svg(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|s| s.contains("<svg"))
 }
@@ -119,7 +143,9 @@ fn every_transport_and_scenario_produces_numbers() {
     let (json, csv, plots) = (base.with_extension("json"), base.with_extension("csv"), base.with_extension("plots"));
     let mut cleanup = Cleanup { pid: None, files: vec![json.clone(), csv.clone(), plots.clone()] };
     let mut args: Vec<std::ffi::OsString> =
-        ["--sizes", "64", "--rounds", "200", "--messages", "2000", "--no-pin", "--json"].map(Into::into).into();
+        ["--sizes", "64", "--rounds", "200", "--messages", "2000", "--no-pin"].map(Into::into).into();
+    // 10^8 topics: no host's descriptor limit (4 * 10^8) or /dev/shm (400 TiB of footprint) holds them.
+    args.extend(["--scale-counts", "10,50,100000000", "--json"].map(Into::into));
     args.extend([json.as_os_str().into(), "--csv".into(), csv.as_os_str().into(), "--plots".into()]);
     args.push(plots.as_os_str().into());
     let (pid, table) = run(&args, &mut cleanup);
@@ -153,7 +179,8 @@ fn every_transport_and_scenario_produces_numbers() {
     assert_eq!(with("fan-out"), 3);
     assert_eq!(with("group"), 3);
     assert_eq!(with("lossy"), 3);
-    for r in records {
+    scale(records, &table);
+    for r in records.iter().filter(|r| r["scenario"] != "scale") {
         assert!(r["error"].is_null(), "{r}");
         for f in FIELDS {
             assert!(r.get(f).is_some(), "no {f} in {r}");
@@ -182,7 +209,12 @@ fn every_transport_and_scenario_produces_numbers() {
     let header = std::fs::read_to_string(&csv).expect("csv");
     assert!(header.starts_with("transport,") && header.contains(",shm_bytes,"), "{header}");
     assert_eq!(header.lines().count(), records.len() + 1);
+    let columns = header.lines().next().map_or(0, |h| h.split(',').count());
+    assert!(header.lines().all(|l| l.split(',').count() == columns), "every CSV line has {columns} fields:\n{header}");
     assert!(svg(&plots.join("latency-64.svg")) && svg(&plots.join("throughput.svg")), "plots in {}", plots.display());
+    for f in ["create", "topics", "stats", "adopt", "rss", "fds", "shm", "objects"] {
+        assert!(svg(&plots.join(format!("scale-{f}.svg"))), "scale-{f}.svg in {}", plots.display());
+    }
 
     let left = leftovers(pid);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");

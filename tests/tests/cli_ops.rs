@@ -237,6 +237,26 @@ fn doctor_finds_a_planted_stale_object_and_a_too_small_dev_shm() {
     assert!(text(&out.stderr).contains("found 2 problem(s)"), "{}", show(&out));
 }
 
+/// A daemon whose descriptor limit (256, soft and hard, so it cannot raise it) admits 32 topics: with 10 topics,
+/// less than the margin doctor wants beyond them, doctor says so with a `fix:` naming `LimitNOFILE=`.
+#[test]
+fn doctor_warns_when_the_descriptor_limit_leaves_too_few_topics() {
+    let d = TestDaemon::start_wrapped(None, &["prlimit", "--nofile=256:256", "--"]);
+    let names: Vec<String> = (0..10).map(|i| format!("fd{i}")).collect();
+    let mut args = vec!["create"];
+    args.extend(names.iter().map(String::as_str));
+    assert_eq!(run(&d, &args).status.code(), Some(0));
+    let out = run(&d, &["doctor"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let o = text(&out.stdout);
+    let lines: Vec<&str> = o.lines().collect();
+    let at = lines.iter().position(|l| l.contains("daemon descriptors")).unwrap_or_else(|| panic!("{o}"));
+    assert!(lines[at].starts_with("PROBLEM") && lines[at].contains("soft limit 256"), "{o}");
+    assert!(lines[at].contains("admits at most 32 topics, fewer than 10 + a margin"), "{o}");
+    let fix = lines.get(at + 1).copied().unwrap_or_default();
+    assert!(fix.trim_start().starts_with("fix: ") && fix.contains("LimitNOFILE="), "{o}");
+}
+
 #[test]
 fn doctor_without_a_daemon_says_so_and_exits_1() {
     let dir = std::env::temp_dir().join(format!("shmbus-doctor-{}", std::process::id()));

@@ -243,24 +243,70 @@ fn system_uid_max() -> u32 {
         .map_or(1000, |m| m.saturating_add(1))
 }
 
+/// Topics of headroom doctor wants the descriptor limit to admit beyond the daemon's current ones: a quarter
+/// more, at least [`MIN_MARGIN`].
+fn margin(topics: u64) -> u64 {
+    (topics / 4).max(MIN_MARGIN)
+}
+
+/// The least topic headroom doctor asks for.
+const MIN_MARGIN: u64 = 64;
+
+/// Descriptors the daemon holds whatever its topics and connections (`bus-daemon/src/fd_limit.rs`, `FIXED`).
+const DAEMON_FIXED_FDS: u64 = 64;
+
+/// Most topics the daemon creates under a soft limit of `nofile`: their 2 descriptors each within half of it,
+/// less the fixed reserve (the daemon's own bound, `fd_limit::max_topics`).
+pub fn max_topics(nofile: u64) -> u64 {
+    (nofile / 2).saturating_sub(DAEMON_FIXED_FDS) / 2
+}
+
+/// The daemon's descriptor limit against its topics and what it has open: a problem when the limit admits fewer
+/// topics than it has plus a margin ([`margin`]), when it is below what its topics and connections may need, or
+/// when more than 80% of it is open.
+pub fn descriptors(i: &DaemonInfoWire) -> Finding {
+    let admits = max_topics(i.nofile);
+    let want = i.topics.saturating_add(margin(i.topics));
+    let what = format!(
+        "daemon descriptors: {} open, soft limit {}, {} topics (its topics at 2 each, its connections and a reserve \
+         need up to {})",
+        i.open_fds, i.nofile, i.topics, i.nofile_needed
+    );
+    let mut why = Vec::new();
+    if admits < want {
+        why.push(format!(
+            "the limit admits at most {admits} topics, fewer than {} + a margin of {}",
+            i.topics,
+            want - i.topics
+        ));
+    }
+    if i.nofile < i.nofile_needed {
+        why.push(format!("it is below the {} they may need", i.nofile_needed));
+    }
+    if i.open_fds.saturating_mul(5) > i.nofile.saturating_mul(4) {
+        why.push("more than 80% of it is open".into());
+    }
+    if why.is_empty() {
+        return Finding::ok(format!("{what}; it admits {admits} topics"));
+    }
+    // Enough for the wanted topics (2 each within half of the limit), their connections, and twice what is open;
+    // a power of two.
+    let topics_need = (want * 2 + DAEMON_FIXED_FDS) * 2;
+    let fds_need = i.open_fds.saturating_mul(2);
+    let n = topics_need.max(i.nofile_needed + 2 * (want - i.topics)).max(fds_need).next_power_of_two();
+    Finding::problem(
+        format!("{what}: {}", why.join("; ")),
+        format!(
+            "raise it: set LimitNOFILE={n} in the unit (deploy/shmbus.service has 65536), or `ulimit -n {n}` \
+             before starting shmbusd"
+        ),
+    )
+}
+
 fn limits(info: Option<&DaemonInfoWire>) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(i) = info {
-        let what = format!(
-            "daemon descriptors: {} open, soft limit {}, needs up to {} ({} topics at 2 each, its connections, a reserve)",
-            i.open_fds, i.nofile, i.nofile_needed, i.topics
-        );
-        out.push(if i.nofile < i.nofile_needed {
-            Finding::problem(
-                what,
-                format!(
-                    "raise it: LimitNOFILE={} in the unit, or `ulimit -n` before starting shmbusd",
-                    i.nofile_needed
-                ),
-            )
-        } else {
-            Finding::ok(what)
-        });
+        out.push(descriptors(i));
     }
     if let Ok(t) = std::fs::read_to_string("/proc/sys/vm/max_map_count") {
         if let Ok(max) = t.trim().parse::<u64>() {
@@ -299,6 +345,28 @@ mod tests {
         std::fs::write(dir.join("logind.conf.d/99-z.txt"), "[Login]\nRemoveIPC=yes\n").unwrap();
         assert!(!logind_remove_ipc(&dir).0, "only *.conf counts");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn info(nofile: u64, topics: u64, open_fds: u64) -> DaemonInfoWire {
+        let nofile_needed = 2 * topics + 3 * 64 + DAEMON_FIXED_FDS;
+        DaemonInfoWire { nofile, topics, open_fds, nofile_needed, ..Default::default() }
+    }
+
+    #[test]
+    fn descriptor_limit_against_topics_and_open_descriptors() {
+        assert_eq!(max_topics(65_536), 16_352);
+        assert_eq!(max_topics(256), 32);
+        assert!(descriptors(&info(65_536, 1_000, 2_100)).ok);
+        // 4,968 topics admitted under 20,000: 4,900 topics leave less than a quarter more.
+        let f = descriptors(&info(20_000, 4_900, 9_900));
+        assert!(!f.ok && f.what.contains("admits at most 4968 topics"), "{f:?}");
+        let fix = f.fix.unwrap();
+        assert!(fix.contains("LimitNOFILE=32768"), "{fix}");
+        // Enough topics, but 85% of the limit open.
+        let f = descriptors(&info(20_000, 100, 17_000));
+        assert!(!f.ok && f.what.contains("more than 80%") && !f.what.contains("admits at most"), "{f:?}");
+        assert!(f.fix.unwrap().contains("LimitNOFILE=65536"));
+        assert!(descriptors(&info(20_000, 100, 15_900)).ok, "79.5% open");
     }
 
     #[test]
