@@ -45,6 +45,8 @@ pub(crate) struct LeaseSpec {
     pub(crate) topic: String,
     pub(crate) kind: LeaseKind,
     pub(crate) payload_type: Option<TypeInfo>,
+    /// Bound on the lease request's round trip when opening (`None`: the bus's request timeout).
+    pub(crate) open_timeout: Option<Duration>,
 }
 
 /// Publisher or subscriber, with the subscriber's options.
@@ -186,7 +188,7 @@ impl Control {
 
     /// Asks for a lease and registers it (under the connection lock, so a reconnection cannot miss it).
     pub(crate) fn open_lease(self: &Arc<Self>, spec: &LeaseSpec) -> Result<Granted, ConnError> {
-        let timeout = self.config.timeout;
+        let timeout = spec.open_timeout.unwrap_or(self.config.timeout);
         let req = spec.request(None);
         self.with_conn(|conn, epoch| match conn.request(&req, timeout)? {
             Reply { response: Response::Lease(reply), fds } => {

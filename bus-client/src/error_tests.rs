@@ -51,6 +51,11 @@ fn lag_and_demotion_are_transient_and_the_ends_are_not() {
     assert!(RecvError::Lagged(2).is_lag());
     assert_eq!(RecvError::Lagged(2).lagged(), Some(2));
     assert!(transient.iter().chain(&end).filter(|e| e.is_lag()).count() == 1, "only Lagged is a lag");
+    let all: Vec<_> = transient.iter().chain(&end).collect();
+    let only = |f: fn(&RecvError) -> bool| all.iter().filter(|e| f(e)).map(|e| e.to_string()).collect::<Vec<_>>();
+    assert_eq!(only(RecvError::is_empty), ["no message available"]);
+    assert_eq!(only(RecvError::is_timeout), ["timed out waiting for a message"]);
+    assert_eq!(only(RecvError::is_closed), ["topic is closed"]);
 }
 
 #[test]
