@@ -12,9 +12,16 @@ use std::path::PathBuf;
 /// What to do about a daemon that cannot be reached, for the message of `DaemonUnavailable`.
 fn unavailable_hint(e: &io::Error) -> String {
     let env = shmbus_proto::names::SOCKET_ENV;
+    // The CLI's flag, named for its users; a program of their own has its own way, or the variable.
+    let flag = "shmbus: --socket";
     match e.kind() {
-        io::ErrorKind::PermissionDenied => format!("this user may not use that socket; set {env} to one it may use"),
-        _ => format!("is shmbusd running? start it, or set {env} to its socket"),
+        io::ErrorKind::PermissionDenied => {
+            format!("this user may not use that socket; set {env} ({flag}) to one it may use")
+        }
+        io::ErrorKind::ConnectionRefused => {
+            format!("nothing listens there, a stale socket? is shmbusd running? start it, or set {env} ({flag}) to its socket")
+        }
+        _ => format!("is shmbusd running? start it, or set {env} ({flag}) to its socket"),
     }
 }
 
@@ -39,8 +46,10 @@ macro_rules! control_error {
         pub enum $name {
             /// Nothing listens at the control socket (the daemon is not running, or the path is wrong). The
             /// message carries the OS reason and what to do, as in "daemon unavailable at /run/shmbus/shmbusd.sock:
-            /// No such file or directory (os error 2) (is shmbusd running? start it, or set SHMBUS_SOCKET to its
-            /// socket)"; the reason is also the error's `source`.
+            /// No such file or directory (os error 2) (is shmbusd running? start it, or set SHMBUS_SOCKET
+            /// (shmbus: --socket) to its socket)"; a refused connection (`ECONNREFUSED`) also suggests a stale
+            /// socket file, a refused permission (`EACCES`) another socket. The reason is also the error's
+            /// `source`.
             #[error("daemon unavailable at {}: {source} ({})", path.display(), unavailable_hint(source))]
             DaemonUnavailable {
                 /// The socket path tried.

@@ -65,7 +65,7 @@ fn display_is_short_and_lowercase() {
     assert_eq!(SendError::TooLarge { len: 10, max: 4 }.to_string(), "message of 10 bytes exceeds the maximum of 4");
     let e = OpenError::DaemonUnavailable { path: "/run/x.sock".into(), source: io::Error::from_raw_os_error(2) };
     let want = "daemon unavailable at /run/x.sock: No such file or directory (os error 2) (is shmbusd running? \
-                start it, or set SHMBUS_SOCKET to its socket)";
+                start it, or set SHMBUS_SOCKET (shmbus: --socket) to its socket)";
     assert_eq!(e.to_string(), want, "the OS reason and a hint");
     assert!(std::error::Error::source(&e).is_some(), "the reason is also the source, for programs that walk it");
     let e = ConnectError::from(ConnError::Unavailable {
@@ -73,7 +73,14 @@ fn display_is_short_and_lowercase() {
         source: io::Error::from_raw_os_error(13),
     });
     let want = "daemon unavailable at /run/y.sock: Permission denied (os error 13) (this user may not use that \
-                socket; set SHMBUS_SOCKET to one it may use)";
+                socket; set SHMBUS_SOCKET (shmbus: --socket) to one it may use)";
+    assert_eq!(e.to_string(), want);
+    let e = ConnectError::from(ConnError::Unavailable {
+        path: "/run/z.sock".into(),
+        source: io::Error::from_raw_os_error(111),
+    });
+    let want = "daemon unavailable at /run/z.sock: Connection refused (os error 111) (nothing listens there, a stale \
+                socket? is shmbusd running? start it, or set SHMBUS_SOCKET (shmbus: --socket) to its socket)";
     assert_eq!(e.to_string(), want);
     let e = ConnectError::UntrustedDaemon { path: "/s.sock".into(), uid: 65534 };
     let want = "untrusted daemon at /s.sock: uid 65534 is not root, this user or the daemon user (to allow it, \

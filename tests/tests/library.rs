@@ -102,6 +102,7 @@ fn an_unreachable_daemon_is_explained_with_the_os_reason_and_a_hint() {
     let e = bus_client::Bus::connect_to(&dead).unwrap_err().to_string();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(e.contains(&format!("os error {}", libc::ECONNREFUSED)) && e.contains("is shmbusd running?"), "{e}");
+    assert!(e.contains("a stale socket?") && e.contains("--socket"), "{e}");
 }
 
 /// Collects what a `tracing` subscriber formats.
