@@ -74,8 +74,8 @@ impl SubscriberBuilder {
         payload_type(info: TypeInfo) => payload_type = Some(info);
         /// Bound on the daemon's answer to this open (default: the bus's
         /// [`request_timeout`](crate::BusBuilder::request_timeout), 10 s); past it, `open` returns
-        /// [`OpenError::Timeout`]. (Connecting first, if the bus is disconnected, and sending the closes of
-        /// handles dropped just before are bounded by the bus's timeouts.)
+        /// [`OpenError::Timeout`]. It also bounds the handshake when the bus has to reconnect first; the `Close`s
+        /// of handles dropped just before go first and may add up to [`CLOSE_TIMEOUT`](crate::CLOSE_TIMEOUT).
         ///
         /// ```no_run
         /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
