@@ -75,7 +75,9 @@ impl BusBuilder {
         socket(path: impl Into<PathBuf>) => socket = Some(path.into());
         /// How this client introduces itself to the daemon (default: program name and library version).
         client_name(name: impl Into<String>) => client = Some(name.into());
-        /// Bound on one control request's round trip (default 10 s).
+        /// Bound on one control request's round trip (default 10 s): connecting, opening a handle (unless its
+        /// builder sets `open_timeout`), topic administration. A daemon that does not answer in time gives
+        /// `Timeout` errors.
         request_timeout(timeout: Duration) => timeout = timeout;
         /// Whether a background thread reconnects and re-registers open handles after the daemon restarts (default
         /// `true`). Without it, reconnection happens on the next request only.

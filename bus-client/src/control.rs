@@ -45,6 +45,8 @@ pub(crate) struct LeaseSpec {
     pub(crate) topic: String,
     pub(crate) kind: LeaseKind,
     pub(crate) payload_type: Option<TypeInfo>,
+    /// Bound on the lease request's round trip when opening (`None`: the bus's request timeout).
+    pub(crate) open_timeout: Option<Duration>,
 }
 
 /// Publisher or subscriber, with the subscriber's options.
@@ -167,7 +169,7 @@ impl Control {
     /// Connects now if not connected.
     pub(crate) fn connect(self: &Arc<Self>) -> Result<(), ConnError> {
         let mut st = lock(&self.state);
-        self.ensure(&mut st).map(drop)
+        self.ensure(&mut st, self.config.timeout).map(drop)
     }
 
     /// The daemon's self-description, when connected.
@@ -178,7 +180,7 @@ impl Control {
     /// One request; an `Error` response becomes `ConnError::Refused`.
     pub(crate) fn request(self: &Arc<Self>, req: &Request) -> Result<Response, ConnError> {
         let timeout = self.config.timeout;
-        self.with_conn(|conn, _| match conn.request(req, timeout)?.response {
+        self.with_conn(timeout, |conn, _| match conn.request(req, timeout)?.response {
             Response::Error { kind, message } => Err(ConnError::Refused { kind, message }),
             r => Ok(r),
         })
@@ -186,9 +188,9 @@ impl Control {
 
     /// Asks for a lease and registers it (under the connection lock, so a reconnection cannot miss it).
     pub(crate) fn open_lease(self: &Arc<Self>, spec: &LeaseSpec) -> Result<Granted, ConnError> {
-        let timeout = self.config.timeout;
+        let timeout = spec.open_timeout.unwrap_or(self.config.timeout);
         let req = spec.request(None);
-        self.with_conn(|conn, epoch| match conn.request(&req, timeout)? {
+        self.with_conn(timeout, |conn, epoch| match conn.request(&req, timeout)? {
             Reply { response: Response::Lease(reply), fds } => {
                 let local = self.next_local.fetch_add(1, Ordering::Relaxed);
                 let closed = Arc::new(AtomicBool::new(false));
@@ -278,20 +280,25 @@ impl Control {
         }
     }
 
-    /// Runs `f` on the connection, connecting first if needed. A connection that turns out to be dead (the
-    /// daemon restarted while we were idle) is replaced once; any connection-level error drops the connection.
-    fn with_conn<T>(self: &Arc<Self>, f: impl Fn(&mut Conn, u64) -> Result<T, ConnError>) -> Result<T, ConnError> {
+    /// Runs `f` on the connection, connecting first if needed (the handshake bounded by `timeout`). A connection
+    /// that turns out to be dead (the daemon restarted while we were idle) is replaced once; any connection-level
+    /// error drops the connection.
+    fn with_conn<T>(
+        self: &Arc<Self>,
+        timeout: Duration,
+        f: impl Fn(&mut Conn, u64) -> Result<T, ConnError>,
+    ) -> Result<T, ConnError> {
         let mut st = lock(&self.state);
         // Closes queued by dropped handles go first: a request after a drop must find the lease given back.
         self.send_closes(&mut st);
-        let fresh = self.ensure(&mut st)?;
+        let fresh = self.ensure(&mut st, timeout)?;
         let epoch = st.epoch;
         let r = f(st.conn.as_mut().expect("connected"), epoch);
         let r = match r {
             Err(ConnError::Io(e)) if !fresh && is_disconnect(&e) => {
                 tracing::debug!(error = %e, "control connection was lost; reconnecting");
                 self.drop_conn(&mut st);
-                self.ensure(&mut st)?;
+                self.ensure(&mut st, timeout)?;
                 let epoch = st.epoch;
                 f(st.conn.as_mut().expect("connected"), epoch)
             }
@@ -306,12 +313,12 @@ impl Control {
         r
     }
 
-    /// Connects if not connected; `true` if a new connection was made.
-    fn ensure(self: &Arc<Self>, st: &mut State) -> Result<bool, ConnError> {
+    /// Connects if not connected; `true` if a new connection was made. The handshake is bounded by `timeout`; re-registering the open leases by the bus's request timeout.
+    fn ensure(self: &Arc<Self>, st: &mut State, timeout: Duration) -> Result<bool, ConnError> {
         if st.conn.is_some() {
             return Ok(false);
         }
-        let conn = Conn::open(&self.config.path, self.config.discovered, &self.config.client, self.config.timeout)?;
+        let conn = Conn::open(&self.config.path, self.config.discovered, &self.config.client, timeout)?;
         tracing::debug!(socket = %self.config.path.display(), daemon = %conn.daemon, "connected to the daemon");
         st.conn = Some(conn);
         st.epoch += 1;

@@ -12,9 +12,16 @@ use std::path::PathBuf;
 /// What to do about a daemon that cannot be reached, for the message of `DaemonUnavailable`.
 fn unavailable_hint(e: &io::Error) -> String {
     let env = shmbus_proto::names::SOCKET_ENV;
+    // The CLI's flag, named for its users; a program of their own has its own way, or the variable.
+    let flag = "shmbus: --socket";
     match e.kind() {
-        io::ErrorKind::PermissionDenied => format!("this user may not use that socket; set {env} to one it may use"),
-        _ => format!("is shmbusd running? start it, or set {env} to its socket"),
+        io::ErrorKind::PermissionDenied => {
+            format!("this user may not use that socket; set {env} ({flag}) to one it may use")
+        }
+        io::ErrorKind::ConnectionRefused => {
+            format!("nothing listens there, a stale socket? is shmbusd running? start it, or set {env} ({flag}) to its socket")
+        }
+        _ => format!("is shmbusd running? start it, or set {env} ({flag}) to its socket"),
     }
 }
 
@@ -39,8 +46,10 @@ macro_rules! control_error {
         pub enum $name {
             /// Nothing listens at the control socket (the daemon is not running, or the path is wrong). The
             /// message carries the OS reason and what to do, as in "daemon unavailable at /run/shmbus/shmbusd.sock:
-            /// No such file or directory (os error 2) (is shmbusd running? start it, or set SHMBUS_SOCKET to its
-            /// socket)"; the reason is also the error's `source`.
+            /// No such file or directory (os error 2) (is shmbusd running? start it, or set SHMBUS_SOCKET
+            /// (shmbus: --socket) to its socket)"; a refused connection (`ECONNREFUSED`) also suggests a stale
+            /// socket file, a refused permission (`EACCES`) another socket. The reason is also the error's
+            /// `source`.
             #[error("daemon unavailable at {}: {source} ({})", path.display(), unavailable_hint(source))]
             DaemonUnavailable {
                 /// The socket path tried.
@@ -267,6 +276,35 @@ pub enum SendError {
 }
 
 /// Receiving failed (or reports something the caller must know about).
+///
+/// One type for every receive call; which variants each call can return:
+///
+/// | call | can return |
+/// |---|---|
+/// | `recv`, `iter`, `for m in &mut sub` | `Lagged`, `Demoted`, `Closed`, `Corrupted`, `Forked` |
+/// | `try_recv`, `try_iter` | those, and `Empty` (`try_iter` ends there instead) |
+/// | `recv_timeout`, `recv_deadline` | those of `recv`, and `Timeout` |
+/// | typed and `*_value` calls | those of the untyped call, and `Decode` |
+///
+/// So a `recv()` caller need not handle `Empty` or `Timeout`; `is_lag`, `is_empty`, `is_timeout`, `is_closed`
+/// and [`RecvError::is_transient`] answer the usual questions without a full `match`. (A split into one error
+/// type per call, as `std::sync::mpsc` has, would break every caller; these helpers are additive.)
+///
+/// ```
+/// # let (mut p, mut sub) = bus_client::pipe::channel("helpers")?;
+/// # p.send(b"x")?;
+/// # drop(p);
+/// loop {
+///     match sub.recv_timeout(std::time::Duration::from_millis(10)) {
+///         Ok(m) => println!("{:?}", m.payload()),
+///         Err(e) if e.is_timeout() => continue, // nothing yet: do other work
+///         Err(e) if e.is_closed() => break,    // the topic is gone: the end
+///         Err(e) if e.is_lag() => eprintln!("{e}"), // messages were missed: note it and go on
+///         Err(e) => return Err(e.into()),
+///     }
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
     /// Nothing to read right now (`try_recv` only).
@@ -321,6 +359,40 @@ impl RecvError {
     /// ```
     pub fn is_lag(&self) -> bool {
         matches!(self, RecvError::Lagged(_))
+    }
+
+    /// Whether nothing was there to read ([`RecvError::Empty`]; `try_recv` only).
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Empty.is_empty());
+    /// assert!(!RecvError::Timeout.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        matches!(self, RecvError::Empty)
+    }
+
+    /// Whether a waiting call ran out of time ([`RecvError::Timeout`]; `recv_timeout` and `recv_deadline` only).
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Timeout.is_timeout());
+    /// assert!(!RecvError::Empty.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvError::Timeout)
+    }
+
+    /// Whether the topic is closed ([`RecvError::Closed`]: deleted or recreated; on a pipe, every writer gone
+    /// and everything read): final, nothing more will come.
+    ///
+    /// ```
+    /// use bus_client::RecvError;
+    /// assert!(RecvError::Closed.is_closed());
+    /// assert!(!RecvError::Lagged(1).is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvError::Closed)
     }
 
     /// Whether the subscriber can go on receiving after this error: it reports something about the stream (a

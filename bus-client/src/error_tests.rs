@@ -51,6 +51,11 @@ fn lag_and_demotion_are_transient_and_the_ends_are_not() {
     assert!(RecvError::Lagged(2).is_lag());
     assert_eq!(RecvError::Lagged(2).lagged(), Some(2));
     assert!(transient.iter().chain(&end).filter(|e| e.is_lag()).count() == 1, "only Lagged is a lag");
+    let all: Vec<_> = transient.iter().chain(&end).collect();
+    let only = |f: fn(&RecvError) -> bool| all.iter().filter(|e| f(e)).map(|e| e.to_string()).collect::<Vec<_>>();
+    assert_eq!(only(RecvError::is_empty), ["no message available"]);
+    assert_eq!(only(RecvError::is_timeout), ["timed out waiting for a message"]);
+    assert_eq!(only(RecvError::is_closed), ["topic is closed"]);
 }
 
 #[test]
@@ -60,7 +65,7 @@ fn display_is_short_and_lowercase() {
     assert_eq!(SendError::TooLarge { len: 10, max: 4 }.to_string(), "message of 10 bytes exceeds the maximum of 4");
     let e = OpenError::DaemonUnavailable { path: "/run/x.sock".into(), source: io::Error::from_raw_os_error(2) };
     let want = "daemon unavailable at /run/x.sock: No such file or directory (os error 2) (is shmbusd running? \
-                start it, or set SHMBUS_SOCKET to its socket)";
+                start it, or set SHMBUS_SOCKET (shmbus: --socket) to its socket)";
     assert_eq!(e.to_string(), want, "the OS reason and a hint");
     assert!(std::error::Error::source(&e).is_some(), "the reason is also the source, for programs that walk it");
     let e = ConnectError::from(ConnError::Unavailable {
@@ -68,7 +73,14 @@ fn display_is_short_and_lowercase() {
         source: io::Error::from_raw_os_error(13),
     });
     let want = "daemon unavailable at /run/y.sock: Permission denied (os error 13) (this user may not use that \
-                socket; set SHMBUS_SOCKET to one it may use)";
+                socket; set SHMBUS_SOCKET (shmbus: --socket) to one it may use)";
+    assert_eq!(e.to_string(), want);
+    let e = ConnectError::from(ConnError::Unavailable {
+        path: "/run/z.sock".into(),
+        source: io::Error::from_raw_os_error(111),
+    });
+    let want = "daemon unavailable at /run/z.sock: Connection refused (os error 111) (nothing listens there, a stale \
+                socket? is shmbusd running? start it, or set SHMBUS_SOCKET (shmbus: --socket) to its socket)";
     assert_eq!(e.to_string(), want);
     let e = ConnectError::UntrustedDaemon { path: "/s.sock".into(), uid: 65534 };
     let want = "untrusted daemon at /s.sock: uid 65534 is not root, this user or the daemon user (to allow it, \

@@ -1,10 +1,11 @@
 //! Iterating over a subscriber: [`Iter`] (blocking), [`TryIter`] (what is available now), [`TypedIter`] (decoded
-//! values), and `for m in &mut sub`.
+//! values), [`TypedMessageIter`] (decoded values with their metadata), and `for m in &mut sub`.
 
 use crate::error::RecvError;
 use crate::message::OwnedMessage;
 use crate::subscriber::Subscriber;
 use crate::typed::{decode, TypedSubscriber};
+use crate::typed_msg::TypedMessage;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
@@ -132,6 +133,33 @@ impl<T: DeserializeOwned> Iterator for TypedIter<'_, T> {
     }
 }
 
+/// Blocking iterator of decoded values with their metadata, from [`TypedSubscriber::iter_messages`]; it behaves
+/// as [`TypedIter`].
+#[derive(Debug)]
+pub struct TypedMessageIter<'a, T> {
+    sub: &'a mut Subscriber,
+    done: bool,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<'a, T> TypedMessageIter<'a, T> {
+    pub(crate) fn new(sub: &'a mut Subscriber) -> TypedMessageIter<'a, T> {
+        TypedMessageIter { sub, done: false, _t: PhantomData }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for TypedMessageIter<'_, T> {
+    type Item = Result<TypedMessage<T>, RecvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let r = self.sub.recv().and_then(|m| TypedMessage::decode(&m));
+        item(&mut self.done, r)
+    }
+}
+
 /// `for v in &mut typed_sub` is `for v in typed_sub.iter()`.
 impl<'a, T: DeserializeOwned> IntoIterator for &'a mut TypedSubscriber<T> {
     type Item = Result<T, RecvError>;
@@ -185,6 +213,26 @@ mod tests {
         assert!(matches!(items[1], Err(RecvError::Decode(_))));
         assert_eq!(items[2], Ok(8));
         assert_eq!(typed.iter().count(), 0, "closed");
+    }
+
+    #[test]
+    fn typed_messages_carry_their_metadata_and_go_on_past_a_bad_payload() {
+        let (mut p, s) = pipe::channel("typed-meta").unwrap();
+        let mut typed = crate::TypedSubscriber::<u32>::from_untyped(s);
+        assert_eq!(typed.try_recv_message().unwrap_err(), RecvError::Empty);
+        p.send_value(&7u32).unwrap();
+        p.send(b"").unwrap(); // not a u32
+        p.send_value(&8u32).unwrap();
+        let first = typed.recv_message_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!((first.value, first.seq, first.publisher), (7, 0, p.id()));
+        assert!(first.timestamp > 0);
+        drop(p);
+        let rest: Vec<_> = typed.iter_messages().collect();
+        assert_eq!(rest.len(), 2, "{rest:?}");
+        assert!(matches!(rest[0], Err(RecvError::Decode(_))));
+        let last = rest[1].as_ref().unwrap();
+        assert_eq!((last.value, last.seq), (8, 2));
+        assert_eq!(typed.recv_message().unwrap_err(), RecvError::Closed);
     }
 
     #[test]

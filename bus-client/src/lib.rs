@@ -6,6 +6,8 @@
 //!
 //! * **One total order.** Every message of a topic gets a sequence number; every subscriber sees messages in
 //!   that order, across all publishers. Each message carries its sequence, publisher id and publish timestamp.
+//!   Sequence numbers increase but are not necessarily consecutive: an aborted [`Loan`] skips its number,
+//!   unseen by subscribers and never reported as loss (loss is reported only as [`RecvError::Lagged`]).
 //! * **Lossless by default.** A lossless subscriber (or consumer group) holds publishers back: they never
 //!   overwrite what it has not read. [`Publisher::try_send`] then returns [`SendError::Full`]; [`Publisher::send`]
 //!   waits (per its [`IdleStrategy`]); [`Publisher::send_timeout`] waits at most a bound.
@@ -79,6 +81,7 @@ mod control;
 mod endpoint;
 mod error;
 mod fork;
+mod held;
 mod iter;
 mod keeper;
 mod lease;
@@ -92,6 +95,7 @@ mod source;
 mod subscriber;
 mod transport;
 pub mod typed;
+mod typed_msg;
 mod verify;
 
 /// Socket discovery and the checks behind it, for diagnostics such as `shmbus doctor`: which candidates exist,
@@ -116,7 +120,7 @@ pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
 pub use fork::generation as fork_generation;
-pub use iter::{Iter, TryIter, TypedIter};
+pub use iter::{Iter, TryIter, TypedIter, TypedMessageIter};
 pub use loan::Loan;
 pub use message::{Message, OwnedMessage};
 pub use publisher::{Publisher, PublisherBuilder};
@@ -129,6 +133,7 @@ pub use shmbus_ring::IdleStrategy;
 pub use subscriber::{Subscriber, SubscriberBuilder};
 pub use transport::{Transport, TRANSPORT_ENV};
 pub use typed::{TypedPublisher, TypedSubscriber};
+pub use typed_msg::TypedMessage;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,27 @@ use crate::pipe_io::PipeLoan;
 use crate::transport::OnTransport;
 
 /// A zero-copy loan from [`Publisher::loan`](crate::Publisher::loan): write the message in place, then [`Loan::commit`].
-/// Dropping it without committing aborts it (subscribers pass over a counted skip marker).
+///
+/// Dropping it without committing aborts it. The loan took its sequence number ([`Loan::seq`]) when it was made
+/// (on shared memory the position is claimed before the loan is written), and an aborted loan's number is
+/// skipped: subscribers never see it, it is never reported as loss (no [`RecvError::Lagged`]), and the next
+/// message carries a later number. The same rule holds on both transports, so sequence numbers increase but are
+/// not necessarily consecutive (see [`Message::seq`]).
+///
+/// [`RecvError::Lagged`]: crate::RecvError::Lagged
+/// [`Message::seq`]: crate::Message::seq
+///
+/// ```
+/// let (mut p, mut s) = bus_client::pipe::channel("abort")?;
+/// p.send(b"a")?; // seq 0
+/// drop(p.loan(3)?); // aborted: seq 1 is skipped
+/// p.send(b"b")?; // seq 2
+/// assert_eq!(s.recv()?.seq(), 0);
+/// assert_eq!(s.recv()?.seq(), 2, "no message and no Lagged for the aborted loan");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// On shared memory:
 ///
 /// ```no_run
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -62,7 +82,7 @@ impl Loan<'_> {
         self.len() == 0
     }
 
-    /// The sequence number the message will carry.
+    /// The sequence number the message will carry (skipped if the loan is aborted).
     pub fn seq(&self) -> u64 {
         match &self.0 {
             OnTransport::Shm(l) => l.seq(),

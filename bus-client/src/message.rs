@@ -21,6 +21,11 @@ impl Message<'_> {
 
     /// Ring sequence number: one total order across all publishers of the topic. On a pipe: the message's
     /// number among its publisher's messages (from 0).
+    ///
+    /// Sequence numbers increase but need not be consecutive: an aborted [`Loan`](crate::Loan) had its number
+    /// taken and it is skipped, on both transports. Subscribers never see an aborted loan and it is never
+    /// reported as loss; lost messages are reported only by [`RecvError::Lagged`](crate::RecvError::Lagged), so
+    /// do not count gaps in `seq` to detect loss.
     pub fn seq(&self) -> u64 {
         match &self.0 {
             OnTransport::Shm(m) => m.seq(),

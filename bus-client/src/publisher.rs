@@ -24,11 +24,19 @@ pub struct PublisherBuilder {
     topic: String,
     idle: IdleStrategy,
     payload_type: Option<TypeInfo>,
+    open_timeout: Option<Duration>,
 }
 
 impl PublisherBuilder {
     pub(crate) fn new(control: Arc<Control>, routing: Arc<Routing>, topic: &str) -> PublisherBuilder {
-        PublisherBuilder { control, routing, topic: topic.into(), idle: IdleStrategy::default(), payload_type: None }
+        PublisherBuilder {
+            control,
+            routing,
+            topic: topic.into(),
+            idle: IdleStrategy::default(),
+            payload_type: None,
+            open_timeout: None,
+        }
     }
 
     setters! {
@@ -38,6 +46,22 @@ impl PublisherBuilder {
         /// Registers a payload type with the daemon; a topic refuses handles of another type
         /// ([`OpenError::TypeMismatch`]). [`PublisherBuilder::open_typed`] sets it from the Rust type.
         payload_type(info: TypeInfo) => payload_type = Some(info);
+        /// Bound on the daemon's answer to this open (default: the bus's
+        /// [`request_timeout`](crate::BusBuilder::request_timeout), 10 s); past it, `open` returns
+        /// [`OpenError::Timeout`]. It also bounds the handshake when the bus has to reconnect first; the `Close`s
+        /// of handles dropped just before go first and may add up to [`CLOSE_TIMEOUT`](crate::CLOSE_TIMEOUT).
+        ///
+        /// ```no_run
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// use std::time::Duration;
+        /// let bus = bus_client::Bus::connect()?;
+        /// match bus.publisher_builder("orders").open_timeout(Duration::from_millis(200)).open() {
+        ///     Err(bus_client::OpenError::Timeout(why)) => eprintln!("the daemon is busy or stopped: {why}"),
+        ///     r => drop(r?),
+        /// }
+        /// # Ok(()) }
+        /// ```
+        open_timeout(timeout: Duration) => open_timeout = Some(timeout);
     }
 
     /// Opens the publisher: on the pipe the parent handed over for this topic if there is one (see the
@@ -46,7 +70,12 @@ impl PublisherBuilder {
         if let Some(t) = inherited_pipe(&self.routing, &self.topic, Direction::Write)? {
             return Publisher::from_pipe_as(&self.topic, vec![t.fd], t.id, t.live);
         }
-        let spec = LeaseSpec { topic: self.topic, kind: LeaseKind::Publisher, payload_type: self.payload_type };
+        let spec = LeaseSpec {
+            topic: self.topic,
+            kind: LeaseKind::Publisher,
+            payload_type: self.payload_type,
+            open_timeout: self.open_timeout,
+        };
         let a = lease::open(&self.control, spec)?;
         let Role::Publisher { slot } = a.role else { unreachable!("lease::open checks the role") };
         // The counter-extrapolated wall clock: a vDSO read per message cost as much as the rest of a send.
@@ -109,6 +138,9 @@ impl Publisher {
     /// Publishes `msg`, waiting (per the idle strategy) while lossless subscribers hold the topic full. Returns
     /// the message's sequence number.
     ///
+    /// On shared memory, a send that has waited a second logs (at warn level, at most once per 10 s per
+    /// publisher) which lossless subscriber slot holds it back; `shmbus clients` maps the slot to a process.
+    ///
     /// ```
     /// let (mut p, mut s) = bus_client::pipe::channel("doc")?;
     /// assert_eq!(p.send(b"first")?, 0);
@@ -156,10 +188,11 @@ impl Publisher {
     }
 
     /// Lends `len` bytes of shared memory to write a message in place, waiting for room like `send`.
-    /// [`Loan::commit`] publishes it; dropping the loan aborts it (subscribers pass over it; nobody stalls).
+    /// [`Loan::commit`] publishes it; dropping the loan aborts it: subscribers pass over it, nobody stalls, and
+    /// its sequence number is skipped without being reported as loss (see [`Loan`]).
     ///
     /// On a pipe the loan is a buffer of this publisher, written like `send` on commit (once every pipe has
-    /// room); an aborted loan uses no sequence number.
+    /// room); an aborted loan skips its sequence number there too.
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, SendError> {
         self.loan_with(len, Wait::Forever)
     }

@@ -4,11 +4,13 @@
 use crate::attached::Attached;
 use crate::endpoint::Endpoint;
 use crate::error::SendError;
+use crate::held::{HeldLog, WARN_AFTER};
+use crate::lease::Lease;
 use crate::loan::Loan;
 use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeWriter;
-use crate::transport::OnTransport;
-use std::time::Duration;
+use crate::transport::{OnTransport, Transport};
+use std::time::{Duration, Instant};
 
 /// The transport side of a publisher: what [`Publisher`](crate::Publisher)'s operations do on it.
 pub(crate) trait Sink: Endpoint + Send {
@@ -34,50 +36,92 @@ pub(crate) trait Sink: Endpoint + Send {
     }
 }
 
-/// A publisher on shared memory.
-pub(crate) type ShmSink = Attached<shmbus_ring::Publisher>;
+/// A publisher on shared memory, and the rate limit of its "who holds me back" warning.
+pub(crate) struct ShmSink {
+    at: Attached<shmbus_ring::Publisher>,
+    held: HeldLog,
+}
+
+impl ShmSink {
+    pub(crate) fn new(ring: shmbus_ring::Publisher, lease: Lease) -> ShmSink {
+        ShmSink { at: Attached::new(ring, lease), held: HeldLog::default() }
+    }
+}
+
+impl Endpoint for ShmSink {
+    fn topic(&self) -> &str {
+        self.at.topic()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.at.is_closed()
+    }
+
+    fn transport(&self) -> Transport {
+        self.at.transport()
+    }
+
+    fn debug_fields(&self, d: &mut std::fmt::DebugStruct<'_, '_>) {
+        self.at.debug_fields(d)
+    }
+}
 
 impl Sink for ShmSink {
     fn send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
-        self.check::<SendError>()?;
-        Ok(self.ring.send(msg)?)
+        self.at.check::<SendError>()?;
+        match self.at.ring.try_send(msg) {
+            Err(shmbus_ring::SendError::Full) => {}
+            r => return Ok(r?),
+        }
+        // Held back: wait in steps of `WARN_AFTER`, saying (rate-limited) who holds the topic full.
+        let start = Instant::now();
+        loop {
+            match self.at.ring.send_timeout(msg, WARN_AFTER) {
+                Err(shmbus_ring::SendError::Timeout) => {
+                    let slot = self.at.ring.slot();
+                    self.held.waited(self.at.ring.topic(), self.at.lease.topic(), slot, start.elapsed());
+                    self.at.check::<SendError>()?;
+                }
+                r => return Ok(r?),
+            }
+        }
     }
 
     fn try_send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
-        self.check::<SendError>()?;
-        Ok(self.ring.try_send(msg)?)
+        self.at.check::<SendError>()?;
+        Ok(self.at.ring.try_send(msg)?)
     }
 
     fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<u64, SendError> {
-        self.check::<SendError>()?;
-        Ok(self.ring.send_timeout(msg, timeout)?)
+        self.at.check::<SendError>()?;
+        Ok(self.at.ring.send_timeout(msg, timeout)?)
     }
 
     fn try_send_batch(&mut self, msgs: &[&[u8]]) -> Result<usize, SendError> {
-        self.check::<SendError>()?;
-        Ok(self.ring.try_send_batch(msgs)?)
+        self.at.check::<SendError>()?;
+        Ok(self.at.ring.try_send_batch(msgs)?)
     }
 
     fn loan(&mut self, len: usize, wait: Wait) -> Result<Loan<'_>, SendError> {
-        self.check::<SendError>()?;
+        self.at.check::<SendError>()?;
         let ring = match wait {
-            Wait::Now => self.ring.try_loan(len)?,
-            Wait::Until(d) => self.ring.loan(len, Some(d))?,
-            Wait::Forever => self.ring.loan(len, None)?,
+            Wait::Now => self.at.ring.try_loan(len)?,
+            Wait::Until(d) => self.at.ring.loan(len, Some(d))?,
+            Wait::Forever => self.at.ring.loan(len, None)?,
         };
         Ok(Loan(OnTransport::Shm(ring)))
     }
 
     fn max_message(&self) -> usize {
-        self.ring.max_message()
+        self.at.ring.max_message()
     }
 
     fn id(&self) -> u32 {
-        self.ring.slot() as u32
+        self.at.ring.slot() as u32
     }
 
     fn published(&self) -> u64 {
-        self.ring.published()
+        self.at.ring.published()
     }
 }
 

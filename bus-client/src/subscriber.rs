@@ -28,6 +28,7 @@ pub struct SubscriberBuilder {
     from_oldest: bool,
     idle: IdleStrategy,
     payload_type: Option<TypeInfo>,
+    open_timeout: Option<Duration>,
 }
 
 impl SubscriberBuilder {
@@ -40,6 +41,7 @@ impl SubscriberBuilder {
             from_oldest: false,
             idle: IdleStrategy::default(),
             payload_type: None,
+            open_timeout: None,
         }
     }
 
@@ -70,6 +72,22 @@ impl SubscriberBuilder {
         ///
         /// [`PublisherBuilder::payload_type`]: crate::PublisherBuilder::payload_type
         payload_type(info: TypeInfo) => payload_type = Some(info);
+        /// Bound on the daemon's answer to this open (default: the bus's
+        /// [`request_timeout`](crate::BusBuilder::request_timeout), 10 s); past it, `open` returns
+        /// [`OpenError::Timeout`]. It also bounds the handshake when the bus has to reconnect first; the `Close`s
+        /// of handles dropped just before go first and may add up to [`CLOSE_TIMEOUT`](crate::CLOSE_TIMEOUT).
+        ///
+        /// ```no_run
+        /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// use std::time::Duration;
+        /// let bus = bus_client::Bus::connect()?;
+        /// match bus.subscriber_builder("orders").open_timeout(Duration::from_millis(200)).open() {
+        ///     Err(bus_client::OpenError::Timeout(why)) => eprintln!("the daemon is busy or stopped: {why}"),
+        ///     r => drop(r?),
+        /// }
+        /// # Ok(()) }
+        /// ```
+        open_timeout(timeout: Duration) => open_timeout = Some(timeout);
     }
 
     /// Opens the subscriber: on the pipe the parent handed over for this topic if there is one (see the
@@ -80,7 +98,8 @@ impl SubscriberBuilder {
             return Subscriber::from_pipe(&self.topic, vec![t.fd]);
         }
         let kind = LeaseKind::Subscriber { mode: self.mode.clone(), from_oldest: self.from_oldest };
-        let spec = LeaseSpec { topic: self.topic, kind, payload_type: self.payload_type };
+        let spec =
+            LeaseSpec { topic: self.topic, kind, payload_type: self.payload_type, open_timeout: self.open_timeout };
         let a = lease::open(&self.control, spec)?;
         let Role::Subscriber { slot, group } = a.role else { unreachable!("lease::open checks the role") };
         let mode = match (&self.mode, group) {
@@ -163,7 +182,8 @@ impl Subscriber {
     }
 
     /// Waits (per the idle strategy) for the next message. The message borrows the subscriber; dropping it
-    /// releases the message to publishers.
+    /// releases the message to publishers. Never returns `Empty` or `Timeout` (see [`RecvError`] for which
+    /// variants each call can return).
     ///
     /// ```
     /// let (mut p, mut s) = bus_client::pipe::channel("doc")?;
@@ -177,14 +197,31 @@ impl Subscriber {
         self.recv_with(Wait::Forever)
     }
 
-    /// The next message if one is available now, else [`RecvError::Empty`].
+    /// The next message if one is available now, else [`RecvError::Empty`] (never `Timeout`).
     #[inline]
     pub fn try_recv(&mut self) -> Result<Message<'_>, RecvError> {
         self.recv_with(Wait::Now)
     }
 
-    /// Waits at most `timeout` for the next message ([`RecvError::Timeout`]). A timeout too long to represent
-    /// waits for ever.
+    /// Waits at most `timeout` for the next message ([`RecvError::Timeout`], never `Empty`). A timeout too long
+    /// to represent waits for ever. A zero-copy loop that also does other work:
+    ///
+    /// ```
+    /// # let (mut p, mut sub) = bus_client::pipe::channel("zero-copy-timeout")?;
+    /// # p.send(b"a")?;
+    /// # drop(p);
+    /// use std::time::Duration;
+    /// loop {
+    ///     match sub.recv_timeout(Duration::from_millis(100)) {
+    ///         Ok(m) => println!("{} bytes, read in place", m.len()), // released when `m` drops
+    ///         Err(e) if e.is_timeout() => { /* housekeeping */ }
+    ///         Err(e) if e.is_transient() => eprintln!("{e}"), // a lap: reported, reading goes on
+    ///         Err(e) if e.is_closed() => break,
+    ///         Err(e) => return Err(e.into()),
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message<'_>, RecvError> {
         self.recv_with(Wait::timeout(timeout))
     }

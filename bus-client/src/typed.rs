@@ -213,6 +213,23 @@ impl<T: DeserializeOwned> TypedSubscriber<T> {
         TypedSubscriber { inner, _t: PhantomData }
     }
 
+    /// Reads `T` values from an untyped subscriber (for example one end of [`pipe::channel`]). Nothing is
+    /// registered or checked: a payload that is not a `T` surfaces as [`RecvError::Decode`]. To have the daemon
+    /// check the type, open with [`SubscriberBuilder::open_typed`] instead.
+    ///
+    /// [`pipe::channel`]: crate::pipe::channel
+    ///
+    /// ```
+    /// let (mut p, s) = bus_client::pipe::channel("typed")?;
+    /// let mut typed = bus_client::TypedSubscriber::<u32>::from_untyped(s);
+    /// p.send_value(&5u32)?;
+    /// assert_eq!(typed.recv()?, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_untyped(inner: Subscriber) -> Self {
+        TypedSubscriber::new(inner)
+    }
+
     /// Waits for the next value.
     pub fn recv(&mut self) -> Result<T, RecvError> {
         self.inner.recv_value()

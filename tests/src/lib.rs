@@ -10,6 +10,7 @@
 //! * [`peer`]: the helper process itself (`ring-peer`), which opens a topic by name and plays one role.
 //! * [`msg`]: the self-checking message format of the ring tests.
 //! * [`kid`]: one pipe-test helper process (`pipe-child`) under test.
+//! * [`stopped`]: a process held with `SIGSTOP`, continued on drop (a daemon that does not answer).
 //! * [`stream`]: the self-checking message stream of the pipe tests (shared by `tests/pipe.rs` and `pipe-child`).
 //!
 //! The ring tests live in `tests/`: `stress.rs` (a million messages, many producers and consumers of every kind),
@@ -31,6 +32,7 @@ pub mod msg;
 pub mod peer;
 pub mod peers;
 pub mod shm_fixture;
+pub mod stopped;
 pub mod stream;
 
 /// Byte of the readers object whose OFD lock a peer holds for its lease: the daemon's own rule

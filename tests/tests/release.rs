@@ -2,36 +2,8 @@
 //! `Close` round trip, up to `CLOSE_TIMEOUT` with the daemon stopped), and the daemon still gets every lease back.
 
 use shmbus_tests::daemon::TestDaemon;
+use shmbus_tests::stopped::Stopped;
 use std::time::{Duration, Instant};
-
-/// Continues the daemon when dropped, so that a failing test never leaves it stopped.
-struct Stopped(u32);
-
-impl Stopped {
-    fn new(pid: u32) -> Stopped {
-        // SAFETY: kill(2) with a valid signal number on a process this test started.
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !state(pid).is_some_and(|s| s == 'T' || s == 't') {
-            assert!(Instant::now() < deadline, "the daemon did not stop");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Stopped(pid)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        // SAFETY: as in `new`.
-        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
-    }
-}
-
-/// The process state letter from /proc/PID/stat.
-fn state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
-}
 
 #[test]
 fn dropping_handles_does_not_wait_for_a_stopped_daemon() {

@@ -15,6 +15,8 @@
 //! * **Order and metadata.** [`Message::seq`](crate::Message::seq) is the sequence number of the message among
 //!   those of its writer (from 0), [`Message::publisher`](crate::Message::publisher) the writer's id
 //!   ([`Publisher::id`]), and [`Message::timestamp`](crate::Message::timestamp) the writer's clock at sending.
+//!   As on shared memory, an aborted [`Loan`](crate::Loan) skips its number (increasing, not necessarily
+//!   consecutive; never reported as loss).
 //!   Each writer's messages arrive in order; messages of different writers (several writers on one pipe, or one
 //!   subscriber reading several pipes) interleave in no particular order, and `(publisher, seq)` identifies a
 //!   message.

@@ -335,12 +335,18 @@ fn loans_are_written_on_commit() {
     assert_eq!(rx.try_recv().unwrap_err(), RecvError::Empty, "nothing before commit");
     assert_eq!(l.commit(), 0);
     assert_eq!(rx.recv().unwrap().payload(), b"hello");
-    drop(tx.loan(3).unwrap()); // aborted: no message, no sequence number
+    let aborted = tx.loan(3).unwrap();
+    assert_eq!(aborted.seq(), 1);
+    drop(aborted); // aborted: no message; its sequence number is skipped, as on shared memory
     let mut l = tx.loan_timeout(3 * PIPE_BUF, LONG).unwrap();
     l.write_at(PIPE_BUF, b"abc");
-    assert_eq!(l.commit_len(PIPE_BUF + 3), 1);
+    assert_eq!(l.commit_len(PIPE_BUF + 3), 2);
     let m = rx.recv().unwrap();
-    assert_eq!((m.seq(), m.len(), &m.payload()[PIPE_BUF..]), (1, PIPE_BUF + 3, &b"abc"[..]));
+    assert_eq!((m.seq(), m.len(), &m.payload()[PIPE_BUF..]), (2, PIPE_BUF + 3, &b"abc"[..]));
+    drop(m);
+    assert_eq!(tx.send(b"after").unwrap(), 3, "a send after a commit takes the next number");
+    assert_eq!(rx.recv().unwrap().seq(), 3);
+    assert_eq!(rx.try_recv().unwrap_err(), RecvError::Empty, "the aborted loan is never delivered nor reported");
 }
 
 /// Writes raw frames of one message, or only some of them, as a writer dying mid-message would.

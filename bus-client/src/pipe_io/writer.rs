@@ -37,7 +37,10 @@ pub(crate) struct PipeWriter {
     topic: String,
     outs: Vec<File>,
     id: u32,
+    /// The next sequence number (aborted loans skip theirs).
     seq: u64,
+    /// Messages sent.
+    sent: u64,
     fork_gen: u64,
     /// Set when every reader is gone.
     closed: bool,
@@ -78,6 +81,7 @@ impl PipeWriter {
             outs: Vec::with_capacity(outs.len()),
             id: id.unwrap_or_else(random_id),
             seq: 0,
+            sent: 0,
             fork_gen: fork::generation(),
             closed: false,
             loan_buf: Vec::new(),
@@ -106,9 +110,9 @@ impl PipeWriter {
         self.id
     }
 
-    /// Messages sent (the next sequence number).
+    /// Messages sent (the next sequence number, unless loans were aborted).
     pub(crate) fn published(&self) -> u64 {
-        self.seq
+        self.sent
     }
 
     pub(crate) fn max_message(&self) -> usize {
@@ -172,6 +176,7 @@ impl PipeWriter {
             return Err(SendError::Closed);
         }
         self.seq += 1;
+        self.sent += 1;
         Ok(seq)
     }
 
@@ -195,7 +200,7 @@ impl PipeWriter {
         let mut buf = std::mem::take(&mut self.loan_buf);
         buf.clear();
         buf.resize(len, 0);
-        Ok(PipeLoan { writer: self, buf })
+        Ok(PipeLoan { writer: self, buf, committed: false })
     }
 
     fn drop_output(&mut self, i: usize) {
@@ -341,10 +346,13 @@ fn gone(e: io::Error) -> Stop {
     Stop::Gone
 }
 
-/// A pipe [`Loan`](crate::Loan): a buffer written as one message on commit.
+/// A pipe [`Loan`](crate::Loan): a buffer written as one message on commit. Its sequence number is taken when
+/// it ends, committed or not: an aborted loan's number is skipped, as on shared memory, where the position is
+/// claimed before the loan is written.
 pub(crate) struct PipeLoan<'a> {
     writer: &'a mut PipeWriter,
     buf: Vec<u8>,
+    committed: bool,
 }
 
 impl std::fmt::Debug for PipeLoan<'_> {
@@ -371,6 +379,7 @@ impl PipeLoan<'_> {
     pub(crate) fn commit_len(mut self, len: usize) -> u64 {
         assert!(len <= self.buf.len(), "commit_len({len}) exceeds the loan of {} bytes", self.buf.len());
         let seq = self.writer.seq;
+        self.committed = true;
         let buf = std::mem::take(&mut self.buf);
         if let Err(e) = self.writer.send(&buf[..len], Wait::Forever) {
             tracing::debug!(topic = %self.writer.topic, error = %e, "a committed pipe loan was not delivered");
@@ -383,6 +392,10 @@ impl PipeLoan<'_> {
 
 impl Drop for PipeLoan<'_> {
     fn drop(&mut self) {
+        if !self.committed {
+            // Aborted: its number is skipped (subscribers see a gap, never a loss report), as on shared memory.
+            self.writer.seq += 1;
+        }
         // Give the buffer back for the next loan.
         self.writer.loan_buf = std::mem::take(&mut self.buf);
     }
