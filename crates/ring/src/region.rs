@@ -2,7 +2,7 @@
 //!
 //! The ring never forms `&mut [u8]` over memory another process writes. Every shared word is reached as an
 //! [`AtomicU64`] through [`Region::word`]; payload bytes are written with Relaxed atomic word stores, or from
-//! 256 bytes on x86-64 with one byte-wise atomic `rep movsb` (`crate::bulk`), by their single owner (never
+//! 8 KiB on x86-64 with one byte-wise atomic `rep movsb` (`crate::bulk`), by their single owner (never
 //! plain copies: a lossy reader may load them concurrently, issue 8 defect 6) and read back
 //! either in place (by a reader the protocol protects: the stamp's Release/Acquire orders the stores before its
 //! plain reads, and the cursor's Release orders its reads before the next overwrite) or word by word with atomic
