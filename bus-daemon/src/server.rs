@@ -43,6 +43,8 @@ fn granted(r: Result<Granted, Refusal>) -> (Response, Option<[OwnedFd; 2]>) {
 const MAX_REPLY_TEXT: usize = 1024;
 /// Most characters of peer text (escaped) a log line carries.
 const MAX_LOG_TEXT: usize = 256;
+/// Most characters of a client's name (escaped) kept with its leases for `shmbus clients`.
+const MAX_CLIENT_NAME: usize = 64;
 
 /// Peer text, escaped and cut to `max` characters. Refusal messages quote the names a peer sent: a name of a
 /// megabyte of control characters escapes to six, which made a reply too large for a frame (the daemon dropped a
@@ -265,7 +267,9 @@ fn conversation(
     state: &Mutex<State>,
     timeout: Duration,
 ) -> Result<std::convert::Infallible, Ended> {
-    let who = Asker { conn, cred, groups, holder: shmbus_os::ProcessId::of(cred.pid) };
+    let anonymous = Asker { conn, cred, groups, holder: shmbus_os::ProcessId::of(cred.pid), client: None };
+    // The name the handshake gave, kept with the connection's leases (`shmbus clients`).
+    let mut client_name: Option<String> = None;
     let mut reader = FrameReader::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut greeted = false;
@@ -289,6 +293,7 @@ fn conversation(
                     }
                     // The client name is free text from the peer: escaped, so it cannot forge a log line or steer a terminal.
                     tracing::debug!(conn, client = %shown(&client, MAX_LOG_TEXT), "handshake");
+                    client_name = Some(shown(&client, MAX_CLIENT_NAME).into_owned());
                     greeted = true;
                     let daemon = format!("shmbusd {}", env!("CARGO_PKG_VERSION"));
                     send(
@@ -309,6 +314,7 @@ fn conversation(
             }
         }
         await_read(stream, timeout)?;
+        let who = Asker { client: client_name.as_deref(), ..anonymous };
         let what = request_name(&req);
         let (resp, fds) = match req {
             Request::Hello { .. } => {

@@ -321,6 +321,14 @@ fn clients_shows_who_holds_which_lease_within_the_visibility_rules() {
     let out = run(&d, &["clients", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // The name a client gives in its handshake is shown with its leases (the default: program and version).
+    let named = bus_client::Bus::builder().socket(&d.socket).client_name("order-router\u{1b}[2J").connect().unwrap();
+    let _n = named.subscriber_builder("open").lossy().open().unwrap();
+    let out = run(&d, &["clients", "open"]);
+    let t = text(&out.stdout);
+    assert!(t.lines().next().is_some_and(|h| h.contains("NAME")), "{t}");
+    assert!(t.contains("order-router\\u{1b}[2J") && !t.contains('\u{1b}'), "the name, escaped: {t}");
+    drop(_n);
     let me = std::process::id() as i64;
     let kinds: Vec<(String, String)> =
         all.iter().map(|c| (c["topic"].as_str().unwrap().into(), c["kind"].as_str().unwrap().into())).collect();
@@ -330,6 +338,7 @@ fn clients_shows_who_holds_which_lease_within_the_visibility_rules() {
     }
     assert!(all.iter().all(|c| c["pid"].as_i64() == Some(me) && c["uid"].as_u64() == Some(0)), "{all:?}");
     assert!(all.iter().all(|c| c["since_ms"].as_u64() > Some(0) && c["slot"].is_u64()), "{all:?}");
+    assert!(all.iter().all(|c| c["name"].as_str().is_some_and(|n| n.contains(env!("CARGO_PKG_VERSION")))), "{all:?}");
     let out = run(&d, &["clients", "open"]);
     let t = text(&out.stdout);
     assert_eq!(t.lines().count(), 3, "a header and two leases: {t}");

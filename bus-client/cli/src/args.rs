@@ -67,7 +67,7 @@ pub enum Command {
     /// never one in use: mapped or locked by a process, modified less than --min-age ago, or, while a daemon holds
     /// the prefix, one of its topics or files.
     Cleanup(CleanupArgs),
-    /// Show who holds which lease (pid, uid, kind, slot, since) on the topics you may see.
+    /// Show who holds which lease (pid, uid, client name, kind, slot, since) on the topics you may see.
     Clients(ClientsArgs),
     /// Record a topic's messages with their timing into a file (docs/record-format.md).
     ///

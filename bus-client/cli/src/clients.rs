@@ -1,4 +1,5 @@
-//! `shmbus clients`: who holds which lease (pid, uid, kind, slot, since) on the topics the caller may see.
+//! `shmbus clients`: who holds which lease (pid, uid, client name, kind, slot, since) on the topics the caller may
+//! see.
 
 use crate::args::ClientsArgs;
 use anyhow::Context;
@@ -27,12 +28,13 @@ fn render(clients: &[ClientWire]) -> String {
                 c.group.as_deref().map_or_else(|| "-".to_string(), |g| bus_client::printable(g).into_owned()),
                 c.pid.to_string(),
                 c.uid.to_string(),
+                c.name.as_deref().map_or_else(|| "-".to_string(), |n| bus_client::printable(n).into_owned()),
                 since(c.since_ms),
                 c.lease.to_string(),
             ]
         })
         .collect();
-    crate::table::render("", &["TOPIC", "KIND", "SLOT", "GROUP", "PID", "UID", "SINCE", "LEASE"], &rows)
+    crate::table::render("", &["TOPIC", "KIND", "SLOT", "GROUP", "PID", "UID", "NAME", "SINCE", "LEASE"], &rows)
 }
 
 /// The grant time, to the second, UTC.
@@ -57,11 +59,12 @@ mod tests {
             uid: 1000,
             since_ms: 1_764_640_505_123,
             typed: false,
+            name: Some("billing-worker".into()),
         };
         let s = render(&[c]);
         let lines: Vec<&str> = s.lines().collect();
         assert!(lines[0].starts_with("TOPIC") && lines[0].contains("SINCE"), "{s}");
-        for want in ["orders", "group", "billing", "4242", "1000", "2025-12-02T01:55:05Z"] {
+        for want in ["orders", "group", "billing", "4242", "1000", "billing-worker", "2025-12-02T01:55:05Z"] {
             assert!(lines[1].contains(want), "{want}: {s}");
         }
     }

@@ -77,6 +77,7 @@ impl State {
             uid: l.uid,
             since_ms: l.since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
             typed: l.typed,
+            name: l.client.clone(),
         }
     }
 }

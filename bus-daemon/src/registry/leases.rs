@@ -21,6 +21,8 @@ pub struct Asker<'a> {
     pub groups: &'a [u32],
     /// The peer's process, identified while it is connected.
     pub holder: ProcessId,
+    /// The name the peer gave in its handshake, escaped and cut (shown by `shmbus clients`; free text).
+    pub client: Option<&'a str>,
 }
 
 /// The kind of lease asked for.
@@ -164,6 +166,7 @@ impl State {
             action: req.kind.action().0,
             typed,
             since: std::time::SystemTime::now(),
+            client: who.client.map(str::to_string),
         };
         self.record_lease(id, lease);
         tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,

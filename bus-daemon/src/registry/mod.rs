@@ -143,6 +143,8 @@ pub struct Lease {
     pub typed: bool,
     /// When this daemon run granted it, or restored it after a restart.
     pub since: std::time::SystemTime,
+    /// The holder's client name (its handshake's, escaped); not kept across a restart.
+    pub client: Option<String>,
 }
 
 impl Lease {
@@ -175,6 +177,7 @@ impl Lease {
             action: r.action,
             typed: r.typed,
             since: std::time::SystemTime::now(),
+            client: None,
         }
     }
 

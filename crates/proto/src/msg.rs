@@ -295,6 +295,9 @@ pub struct ClientWire {
     pub since_ms: u64,
     /// Opened by a typed handle.
     pub typed: bool,
+    /// The holder's client name, as its handshake gave it (escaped; free text: not an identity). `None` for a
+    /// lease restored after a daemon restart (protocol 6).
+    pub name: Option<String>,
 }
 
 /// What a lease lets its holder do.
