@@ -92,6 +92,7 @@ fn a_scrape_shows_the_traffic_and_passes_promtool() {
         format!("shmbus_group_members{{{t},group=\"workers\"}} 1"),
         format!("shmbus_group_claim_position{{{t},group=\"workers\"}} 3"),
         format!("shmbus_group_redelivered_total{{{t},group=\"workers\"}} 0"),
+        format!("shmbus_group_delivered_to_members{{{t},group=\"workers\"}} 3"),
         "shmbus_leases{role=\"publisher\"} 1".into(),
         "shmbus_leases{role=\"subscriber\"} 2".into(),
     ];

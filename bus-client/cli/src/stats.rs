@@ -93,8 +93,9 @@ fn human(t: &TopicStatsWire) -> String {
             state(x.sleeping),
         ]
     });
-    table(&mut s, &t.groups, "", &["GROUP", "NEXT", "REDELIVERED", "ABANDONED"], |g| {
-        vec![g.name.clone(), g.next.to_string(), g.redelivered.to_string(), g.abandoned.to_string()]
+    table(&mut s, &t.groups, "", &["GROUP", "NEXT", "DELIVERED", "REDELIVERED", "ABANDONED"], |g| {
+        let name = bus_client::printable(&g.name).into_owned();
+        vec![name, g.next.to_string(), g.delivered.to_string(), g.redelivered.to_string(), g.abandoned.to_string()]
     });
     s
 }

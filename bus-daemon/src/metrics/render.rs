@@ -199,6 +199,11 @@ fn groups(out: &mut Families<'_, '_>, topics: &[TopicStatsWire]) -> Result {
     )?;
     out.counter("group_redelivered", "Messages redelivered after a member died", per(&|_, g| g.redelivered))?;
     out.counter("group_abandoned", "Messages abandoned by dead members", per(&|_, g| g.abandoned))?;
+    out.gauge(
+        "group_delivered_to_members",
+        "Messages the group's current members received (a member that leaves takes its count along)",
+        per(&|_, g| g.delivered),
+    )?;
     Ok(())
 }
 
@@ -227,7 +232,7 @@ mod tests {
                     PublisherStatsWire { slot: 1, published: 2, bytes: 20, ..Default::default() },
                 ],
                 subscribers: vec![sub(0, None), sub(1, Some("g"))],
-                groups: vec![GroupStatsWire { name: "g".into(), next: 4, redelivered: 1, abandoned: 0 }],
+                groups: vec![GroupStatsWire { name: "g".into(), next: 4, redelivered: 1, abandoned: 0, delivered: 3 }],
                 ..Default::default()
             }],
             publisher_leases: 2,

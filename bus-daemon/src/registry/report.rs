@@ -198,6 +198,12 @@ fn stats_wire(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicStatsWi
         next: g.next,
         redelivered: g.redelivered,
         abandoned: g.abandoned,
+        // Wrapping: untrusted counters (a corrupted one near u64::MAX must not overflow the sum).
+        delivered: st
+            .subscribers
+            .iter()
+            .filter(|s| s.group == Some(g.index))
+            .fold(0u64, |n, s| n.wrapping_add(s.received)),
     };
     TopicStatsWire {
         name: name.to_string(),

@@ -437,6 +437,9 @@ pub struct GroupStatsWire {
     pub redelivered: u64,
     /// Messages abandoned by dead members.
     pub abandoned: u64,
+    /// Messages the current members received (the sum of their counters: a member that left takes its count
+    /// with it; protocol 6).
+    pub delivered: u64,
 }
 
 /// A topic's counters.
