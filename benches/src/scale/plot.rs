@@ -122,30 +122,27 @@ fn scale(path: &Path, f: &Figure, rows: &[&Record], note: &str) -> Result<()> {
         b.caption(caption.clone(), ("sans-serif", 22)).margin(12).x_label_area_size(40).y_label_area_size(80);
         b
     };
+    // One body for both y axes (their coordinate types differ, so a function would need plotters' bounds).
+    macro_rules! draw {
+        ($y:expr) => {{
+            let mut chart = builder(&root).build_cartesian_2d((xmin..xmax).log_scale(), $y)?;
+            chart
+                .configure_mesh()
+                .x_label_formatter(&whole)
+                .y_label_formatter(&short)
+                .x_desc("topics")
+                .y_desc(f.unit)
+                .draw()?;
+            chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?.label("shmbus");
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }};
+    }
     if f.log {
         let (lo, hi) = span(pts.iter().map(|p| p.1));
-        let mut chart = builder(&root).build_cartesian_2d((xmin..xmax).log_scale(), (lo..hi).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_label_formatter(&whole)
-            .y_label_formatter(&short)
-            .x_desc("topics")
-            .y_desc(f.unit)
-            .draw()?;
-        chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?.label("shmbus");
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        draw!((lo..hi).log_scale());
     } else {
         let hi = pts.iter().map(|p| p.1).fold(0f64, f64::max).max(1e-3) * 1.25;
-        let mut chart = builder(&root).build_cartesian_2d((xmin..xmax).log_scale(), 0f64..hi)?;
-        chart
-            .configure_mesh()
-            .x_label_formatter(&whole)
-            .y_label_formatter(&short)
-            .x_desc("topics")
-            .y_desc(f.unit)
-            .draw()?;
-        chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?.label("shmbus");
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        draw!(0f64..hi);
     }
     root.present()?;
     Ok(())
