@@ -1,7 +1,13 @@
 //! [`Stopped`]: a process held with `SIGSTOP` (a daemon that does not answer), continued on drop so that a failing
 //! test never leaves it stopped.
 
+use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
+
+/// Sends `sig` to process `pid` (a child the test started); a process already gone is no error.
+pub fn signal(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
 
 /// Continues the process when dropped.
 pub struct Stopped(u32);
@@ -9,8 +15,7 @@ pub struct Stopped(u32);
 impl Stopped {
     /// Stops `pid` and waits until the kernel reports it stopped.
     pub fn new(pid: u32) -> Stopped {
-        // SAFETY: kill(2) with a valid signal number on a process the test started.
-        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        signal(pid, Signal::SIGSTOP);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !state(pid).is_some_and(|s| s == 'T' || s == 't') {
             assert!(Instant::now() < deadline, "process {pid} did not stop");
@@ -22,8 +27,7 @@ impl Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        // SAFETY: as in `new`.
-        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+        signal(self.0, Signal::SIGCONT);
     }
 }
 

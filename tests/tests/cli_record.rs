@@ -3,7 +3,9 @@
 //! a lossy recorder's gaps, and the refusals (an existing file, a payload too large for the target topic).
 
 use bus_client::{RecvError, TopicSpec};
+use nix::sys::signal::Signal;
 use shmbus_tests::daemon::TestDaemon;
+use shmbus_tests::stopped::signal;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -201,20 +203,17 @@ fn sigterm_finishes_the_file_and_a_lossy_recorder_counts_its_gaps() {
     let rec = spawn(c);
     wait_subscribers(&d, "src", 1);
     // Stopped, the recorder is lapped: 200 messages through a ring of 64.
-    // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
-    unsafe { libc::kill(rec.id() as i32, libc::SIGSTOP) };
+    signal(rec.id(), Signal::SIGSTOP);
     let bus = d.bus();
     let mut p = bus.publisher("src").unwrap();
     for i in 0..200u32 {
         p.send(&i.to_le_bytes()).unwrap();
     }
-    // SAFETY: as above.
-    unsafe { libc::kill(rec.id() as i32, libc::SIGCONT) };
+    signal(rec.id(), Signal::SIGCONT);
     d.eventually("the recorder never caught up", || {
         bus.stats(Some("src")).is_ok_and(|s| s[0].subscribers.first().is_some_and(|x| x.position == 200))
     });
-    // SAFETY: as above.
-    unsafe { libc::kill(rec.id() as i32, libc::SIGTERM) };
+    signal(rec.id(), Signal::SIGTERM);
     let out = finish(rec, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let err = text(&out.stderr);

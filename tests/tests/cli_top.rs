@@ -2,8 +2,10 @@
 //! `SIZE`-byte messages at a steady pace to a lossless subscriber that drains them, beside an idle lossy one.
 //! Every CLI run is bounded (a hang fails the test instead of stalling the suite); nothing asserts a speed.
 
+use nix::sys::signal::Signal;
 use shmbus_tests::daemon::TestDaemon;
 use shmbus_tests::hostile::{root_or_skip, NOBODY};
+use shmbus_tests::stopped::signal;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -103,9 +105,8 @@ fn bounded(mut cmd: Command) -> Output {
     match rx.recv_timeout(Duration::from_secs(20)) {
         Ok(out) => out.expect("wait for shmbus"),
         Err(_) => {
-            // SAFETY: kill has no memory-safety preconditions; the pid is our child, not reaped (the waiting
-            // thread has not returned).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            // The pid is our child, not reaped (the waiting thread has not returned).
+            signal(pid, Signal::SIGKILL);
             panic!("shmbus did not finish within 20 s");
         }
     }
@@ -380,8 +381,8 @@ fn interrupt_after(mut cmd: Command, marker: &str, lines: usize) -> (String, std
             }
         }
     }
-    // SAFETY: kill has no memory-safety preconditions; the pid is our child, not yet reaped.
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    // The pid is our child, not yet reaped.
+    signal(pid as u32, Signal::SIGINT);
     for _ in 0..200 {
         if let Some(st) = child.try_wait().unwrap() {
             return (text, st);
