@@ -12,8 +12,12 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-/// The longest a single scenario may take before the watchdog stops the run.
-const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+/// The longest a single scenario may take before the watchdog stops the run: 300 s, or
+/// `SHMBUS_BENCH_SCENARIO_LIMIT_SECS` (the smoke test stops a run this way).
+fn scenario_limit() -> Duration {
+    let secs = std::env::var("SHMBUS_BENCH_SCENARIO_LIMIT_SECS").ok().and_then(|v| v.parse().ok());
+    Duration::from_secs(secs.unwrap_or(300))
+}
 /// Default latency sizes.
 const LATENCY_SIZES: [usize; 4] = [64, 1024, 65536, 1 << 20];
 /// Default throughput sizes.
@@ -220,7 +224,7 @@ fn scenario(job: &Job, c: Counts, bus: Option<&PrivateBus>, pinned: bool, r: &mu
             bus,
             pinned,
         };
-        let watchdog = Watchdog::arm(job.describe(), vec![bus.pid()], SCENARIO_LIMIT);
+        let watchdog = Watchdog::arm(job.describe(), vec![bus.pid()], scenario_limit());
         let o = crate::multi::run(&plan, &mut |pid| watchdog.watch(pid))?;
         rates(r, o.msgs_per_sec, job.size);
         r.delivered = Some(o.delivered);
@@ -252,7 +256,7 @@ fn pair(job: &Job, c: Counts, bus: Option<&PrivateBus>, pinned: bool, r: &mut Re
     drop(cmd);
     let mut pids = vec![peer.id()];
     pids.extend(bus.map(PrivateBus::pid));
-    let _watchdog = Watchdog::arm(job.describe(), pids, SCENARIO_LIMIT);
+    let _watchdog = Watchdog::arm(job.describe(), pids, scenario_limit());
     let outcome = setup.connect(&mut peer).and_then(|mut link| {
         match mode {
             Mode::Latency => {

@@ -1,6 +1,8 @@
 //! A bound on each scenario: a transport that hangs (a peer that died while the harness busy-polls) must not
-//! hang the run. On expiry the watchdog kills the given processes and exits with code 3.
+//! hang the run. On expiry the watchdog kills the given processes, removes the link objects this harness created
+//! (its exit skips their destructors) and exits with code 3.
 
+use nix::sys::signal::Signal;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,10 +25,10 @@ impl Watchdog {
                 eprintln!("shmbus-bench: {what} did not finish within {limit:?}; stopping");
                 let pids = watched.lock().map(|p| p.clone()).unwrap_or_default();
                 for p in pids {
-                    // SAFETY: kill has no memory-safety preconditions; the pids are this process's children.
-                    unsafe { libc::kill(p as i32, libc::SIGTERM) };
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGTERM);
                 }
                 std::thread::sleep(Duration::from_millis(500));
+                remove_own_objects();
                 std::process::exit(3);
             }
         });
@@ -44,5 +46,19 @@ impl Watchdog {
 impl Drop for Watchdog {
     fn drop(&mut self) {
         drop(self.stop.take());
+    }
+}
+
+/// Removes what the links of this harness left in /dev/shm and /dev/mqueue: names with `shbench<our pid>-` (the
+/// scenario links, see `run::pair`; the private daemon's topics, `shbench<pid>.…`, are the daemon's to remove on
+/// SIGTERM). A run stopped by the watchdog left its shm-ring object behind before this.
+fn remove_own_objects() {
+    let mine = format!("shbench{}-", std::process::id());
+    for dir in ["/dev/shm", "/dev/mqueue"] {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().contains(&mine) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }

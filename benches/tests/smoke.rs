@@ -219,3 +219,34 @@ fn every_transport_and_scenario_produces_numbers() {
     let left = leftovers(pid);
     assert!(left.is_empty(), "left in /dev/shm: {left:?}");
 }
+
+/// A scenario the watchdog stops (a 1-second limit on a run of 10^8 round trips) ends the harness with code 3 and
+/// leaves nothing in /dev/shm: its exit skips the link's destructor, so the watchdog removes the link's objects
+/// (the shm-ring's file stayed behind before).
+#[test]
+fn a_run_the_watchdog_stops_leaves_nothing_behind() {
+    let mut cleanup = Cleanup { pid: None, files: vec![] };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmbus-bench"))
+        .args(["--sizes", "64", "--transports", "shm-ring", "--scenarios", "latency", "--rounds", "100000000"])
+        .arg("--no-pin")
+        .env("SHMBUS_BENCH_SCENARIO_LIMIT_SECS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the harness");
+    cleanup.pid = Some(child.id());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the watchdog did not stop the run within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("read stderr");
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("did not finish within 1s"), "{err}");
+    let left = leftovers(child.id());
+    assert!(left.is_empty(), "left in /dev/shm: {left:?}");
+}
