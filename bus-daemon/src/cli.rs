@@ -52,7 +52,13 @@ pub const EXIT_RUNTIME: u8 = 1;
 
 /// Sets up logging to stderr: `-v`/`-q` when given, else `RUST_LOG`, else info; colour and timestamps as
 /// [`shmbus_os::stderr_log_style`] says (none in a file or the journal).
-fn init_logging(verbose: u8, quiet: u8) {
+///
+/// When stderr is a pipe or a socket (the journal's stream, a supervisor's pipe), through [`crate::log_queue`]: a
+/// stderr that blocks costs log lines, never the control plane. A file or a terminal is written directly (in
+/// order, at once: tests read the log file right after a request). The returned guard flushes what is queued
+/// when dropped (for at most a second).
+fn init_logging(verbose: u8, quiet: u8) -> Option<crate::log_queue::FlushOnDrop> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let level = match (verbose as i8) - (quiet as i8) {
         i8::MIN..=-2 => "error",
@@ -67,9 +73,32 @@ fn init_logging(verbose: u8, quiet: u8) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
     };
     let style = shmbus_os::stderr_log_style();
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(style.ansi);
+    let (writer, guard) = match stderr_may_block() {
+        true => match crate::log_queue::LogQueue::start(std::io::stderr(), LOG_QUEUE_LINES) {
+            Ok((q, guard)) => (BoxMakeWriter::new(q), Some(guard)),
+            Err(e) => {
+                eprintln!("shmbusd: cannot start the log writer thread ({e}): logging to stderr directly");
+                (BoxMakeWriter::new(std::io::stderr), None)
+            }
+        },
+        false => (BoxMakeWriter::new(std::io::stderr), None),
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(style.ansi);
     let _ = if style.timestamps { fmt.try_init() } else { fmt.without_time().try_init() };
+    guard
 }
+
+/// Whether stderr is a pipe or a socket, whose reader may stop reading (a file or a terminal does not block for
+/// long).
+fn stderr_may_block() -> bool {
+    use std::os::fd::AsFd;
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr().as_fd()) else { return false };
+    let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT;
+    kind == nix::sys::stat::SFlag::S_IFIFO || kind == nix::sys::stat::SFlag::S_IFSOCK
+}
+
+/// Log lines queued for stderr before more are dropped (see `init_logging`).
+const LOG_QUEUE_LINES: usize = 16 * 1024;
 
 fn load(args: &Args) -> Result<Config, String> {
     let mut cfg = match &args.config {
@@ -86,7 +115,7 @@ fn load(args: &Args) -> Result<Config, String> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.verbose, args.quiet);
+    let _log = init_logging(args.verbose, args.quiet);
     if let Some(Command::Validate) = args.command {
         let Some(path) = &args.config else {
             eprintln!("shmbusd validate: --config FILE is required");

@@ -34,6 +34,7 @@ pub mod conns;
 pub mod fd_limit;
 pub mod lease_file;
 pub mod limits;
+pub mod log_queue;
 pub mod metrics;
 pub mod policy;
 pub mod prefix_lock;
