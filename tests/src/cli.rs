@@ -2,7 +2,8 @@
 //! printed in assertion messages.
 
 use crate::daemon::TestDaemon;
-use std::process::{Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 /// Standard output and error of a finished command, for assertion messages.
 pub fn show(o: &Output) -> String {
@@ -31,4 +32,28 @@ pub fn nobody(d: &TestDaemon, args: &[&str]) -> std::process::Command {
     let mut c = d.cli();
     c.args(args).uid(65534).gid(65534).stdin(Stdio::null());
     c
+}
+
+/// Runs `cmd` (no standard input, output captured) to the end; killed, and the test failed, after `limit`.
+pub fn bounded(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    bounded_child(child, limit)
+}
+
+/// Waits for `child` (its output piped) within `limit`, reading its output meanwhile (a command that prints
+/// more than a pipe holds must not look hung); kills it, and fails the test, after `limit`.
+pub fn bounded_child(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.expect("wait for the command"),
+        Err(_) => {
+            // The pid is our child, not reaped (the waiting thread has not returned).
+            crate::stopped::signal(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("the command did not finish within {limit:?}");
+        }
+    }
 }

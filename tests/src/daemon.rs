@@ -129,23 +129,32 @@ impl TestDaemon {
     }
 
     /// Sends `sig` and waits (bounded) for the process to exit.
+    ///
+    /// # Panics
+    /// If it has not exited 15 s later (it is killed first).
     pub fn stop_with(&mut self, sig: i32) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
-            unsafe { libc::kill(c.id() as i32, sig) };
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                if c.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    panic!("shmbusd did not stop after signal {sig}; log:\n{}", self.log());
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        if !self.stop_within(sig) {
+            panic!("shmbusd did not stop after signal {sig}; log:\n{}", self.log());
         }
+    }
+
+    /// Sends `sig` and waits up to 15 s for the process to exit, then kills it; returns whether it exited on
+    /// `sig`. Never panics: `Drop` uses it, and a panic there while a failed test unwinds aborts the test process
+    /// before the objects are swept (a daemon that would not stop left them all in /dev/shm).
+    fn stop_within(&mut self, sig: i32) -> bool {
+        let Some(mut c) = self.child.take() else { return true };
+        // SAFETY: kill has no memory-safety preconditions; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(c.id() as i32, sig) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while c.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// The daemon's process id.
@@ -230,9 +239,13 @@ impl TestDaemon {
 
 impl Drop for TestDaemon {
     fn drop(&mut self) {
-        self.stop_with(libc::SIGTERM);
+        let stopped = self.stop_within(libc::SIGTERM);
+        let log = if stopped { String::new() } else { self.log() };
         sweep(&self.prefix);
         let _ = std::fs::remove_dir_all(&self.dir);
+        if !stopped && !std::thread::panicking() {
+            panic!("shmbusd did not stop after SIGTERM; log:\n{log}");
+        }
     }
 }
 

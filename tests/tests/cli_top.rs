@@ -3,6 +3,7 @@
 //! Every CLI run is bounded (a hang fails the test instead of stalling the suite); nothing asserts a speed.
 
 use nix::sys::signal::Signal;
+use shmbus_tests::cli::show;
 use shmbus_tests::daemon::TestDaemon;
 use shmbus_tests::hostile::{root_or_skip, NOBODY};
 use shmbus_tests::stopped::signal;
@@ -85,31 +86,9 @@ impl Drop for Traffic {
     }
 }
 
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Runs `cmd` to the end, killed (and the test failed) if it takes more than 20 s.
-fn bounded(mut cmd: Command) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn shmbus");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(out) => out.expect("wait for shmbus"),
-        Err(_) => {
-            // The pid is our child, not reaped (the waiting thread has not returned).
-            signal(pid, Signal::SIGKILL);
-            panic!("shmbus did not finish within 20 s");
-        }
-    }
+fn bounded(cmd: Command) -> Output {
+    shmbus_tests::cli::bounded(cmd, Duration::from_secs(20))
 }
 
 fn run(d: &TestDaemon, args: &[&str]) -> Output {
