@@ -76,6 +76,7 @@ struct RawDaemon {
     metrics: Option<String>,
     remove_invalid: Option<bool>,
     remove_unused_after: Option<String>,
+    return_idle_after: Option<String>,
     max_topic_bytes: Option<u64>,
     shm_budget: Option<u64>,
     max_auto_topics_per_uid: Option<u32>,
@@ -141,6 +142,9 @@ pub struct Config {
     pub remove_invalid: bool,
     /// Remove topics created on first use that no lease has held for this long (default: keep them).
     pub remove_unused_after: Option<Duration>,
+    /// Give an idle topic's index ring and payload pages back to /dev/shm once no lease has held it for this
+    /// long, forgetting what it retained (default 5 minutes; `"never"`: keep them committed).
+    pub return_idle_after: Option<Duration>,
     /// Resource limits (shared memory, on-demand topics, connections, request timeout).
     pub limits: Limits,
     /// Defaults for topics created on request.
@@ -228,7 +232,16 @@ impl Config {
         }
         let remove_unused_after = match &raw.daemon.remove_unused_after {
             None => None,
-            Some(v) => Some(parse_duration(v).map_err(|m| err(find_line(src, "remove_unused_after"), m))?),
+            Some(v) => Some(
+                parse_duration("remove_unused_after", v).map_err(|m| err(find_line(src, "remove_unused_after"), m))?,
+            ),
+        };
+        let return_idle_after = match raw.daemon.return_idle_after.as_deref() {
+            None => Some(RETURN_IDLE_AFTER),
+            Some("never") => None,
+            Some(v) => {
+                Some(parse_duration("return_idle_after", v).map_err(|m| err(find_line(src, "return_idle_after"), m))?)
+            }
         };
         let limits = daemon_limits(&raw.daemon).map_err(|(key, m)| err(find_line(src, key), m))?;
         let base = RawTopic::default();
@@ -264,6 +277,7 @@ impl Config {
             metrics,
             remove_invalid: raw.daemon.remove_invalid.unwrap_or(false),
             remove_unused_after,
+            return_idle_after,
             limits,
             defaults,
             topics,
@@ -401,9 +415,12 @@ fn daemon_limits(d: &RawDaemon) -> Result<Limits, (&'static str, String)> {
     })
 }
 
+/// Default of `[daemon] return_idle_after`.
+pub const RETURN_IDLE_AFTER: Duration = Duration::from_secs(300);
+
 /// A duration as `"90s"`, `"30m"`, `"1h"`, `"500ms"` or `"2d"`: positive, one number and one unit.
-fn parse_duration(v: &str) -> Result<Duration, String> {
-    let bad = || format!("remove_unused_after = {v:?} is not a duration (e.g. \"90s\", \"30m\", \"1h\")");
+fn parse_duration(key: &str, v: &str) -> Result<Duration, String> {
+    let bad = || format!("{key} = {v:?} is not a duration (e.g. \"90s\", \"30m\", \"1h\")");
     let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let n: u64 = v[..split].parse().map_err(|_| bad())?;
     let ms = match &v[split..] {
@@ -544,11 +561,25 @@ publish = [\"uid:x\"]
         assert_eq!(Config::default().remove_unused_after, None);
         let c = Config::parse("[daemon]\nremove_unused_after = \"1h\"\n", "u.toml").unwrap();
         assert_eq!(c.remove_unused_after, Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("k", "250ms"), Ok(Duration::from_millis(250)));
         for bad in ["", "1", "h", "0s", "1.5h", "-1s", "1 h", "10y"] {
             let e = Config::parse(&format!("[daemon]\nremove_unused_after = {bad:?}\n"), "u.toml").unwrap_err();
             assert_eq!(e.line, 2, "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn return_idle_after_defaults_to_five_minutes_and_never_turns_it_off() {
+        assert_eq!(Config::default().return_idle_after, Some(RETURN_IDLE_AFTER));
+        let c = Config::parse("[daemon]\nreturn_idle_after = \"2s\"\n", "r.toml").unwrap();
+        assert_eq!(c.return_idle_after, Some(Duration::from_secs(2)));
+        assert_eq!(
+            Config::parse("[daemon]\nreturn_idle_after = \"never\"\n", "r.toml").unwrap().return_idle_after,
+            None
+        );
+        let e = Config::parse("\n[daemon]\nreturn_idle_after = \"soon\"\n", "r.toml").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("return_idle_after"), "{e}");
     }
 
     #[test]

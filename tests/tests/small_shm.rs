@@ -104,10 +104,27 @@ fn the_publisher_that_finds_dev_shm_full_is_refused_cleanly_and_the_others_keep_
     let (t, err) = refused.unwrap_or_else(|| panic!("six 1 MiB regions fitted in a 4 MiB /dev/shm\n{}", d.log()));
     assert!(!open.is_empty(), "no publisher fitted at all (refused on {t}: {err})");
     assert!(err.contains("shared memory") && err.contains("/dev/shm") && err.contains("free"), "{t}: {err}");
+    assert!(err.contains("cannot commit 1048576 bytes"), "the error names the space asked: {err}");
     // The ones that got their region still work, and nothing crashed.
     for (p, s) in &mut open {
         p.send(b"still").unwrap();
         assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap().payload(), b"still");
     }
     assert!(bus.topics().unwrap().len() >= topics.len(), "the daemon lost topics\n{}", d.log());
+
+    // Layout 4 commits a topic's index ring at its first lease, a subscriber's too: fill what is left of the
+    // daemon's /dev/shm (from inside its mount namespace) and a subscriber of a topic never leased is refused
+    // cleanly, naming the index ring, instead of faulting when it reads the ring.
+    let never = topics.last().unwrap();
+    let pid = d.pid().expect("daemon pid").to_string();
+    let fill = "avail=$(df --output=avail -B1 /dev/shm | tail -1); fallocate -l \"$avail\" /dev/shm/filler";
+    let st = std::process::Command::new("nsenter").args(["-t", &pid, "-m", "sh", "-c", fill]).status().unwrap();
+    assert!(st.success(), "could not fill the daemon's /dev/shm");
+    let r = bus.subscriber(never);
+    let rm = std::process::Command::new("nsenter").args(["-t", &pid, "-m", "rm", "-f", "/dev/shm/filler"]).status();
+    let err = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("index ring") && err.contains("free"), "a subscriber on a full /dev/shm: {err:?}");
+    assert!(rm.is_ok_and(|s| s.success()));
+    let mut s = bus.subscriber(never).expect("a subscriber once there is room again");
+    assert!(s.try_recv().is_err());
 }

@@ -140,6 +140,13 @@ impl State {
     ) -> Result<Granted, Refusal> {
         let topic = req.topic;
         let publisher = req.kind.publisher();
+        // Every participant reads the index ring (layout 4 commits none of it at creation, and an idle topic's
+        // is given back): reserve it first, so a full /dev/shm refuses the lease rather than faulting a client.
+        let e = self.topics.get_mut(topic).expect("topic exists");
+        let asked = e.segment.extents().index.len();
+        e.segment.commit_index().map_err(|x| super::out_of_shm(topic, "the index ring", asked, x))?;
+        e.returned = false;
+        e.idle_since = None;
         let slot = match req.resume {
             Some(r) => self.resumable(topic, publisher, r, who.cred)?,
             None => self.take_free_slot(topic, publisher)?,
@@ -240,7 +247,8 @@ impl State {
         if publisher {
             // The slot's payload region is committed only once a publisher takes it (issue 13): a full /dev/shm
             // refuses the lease here instead of faulting the publisher later.
-            e.segment.commit_publisher(slot as usize).map_err(|x| super::out_of_shm(topic, "a publisher", x))?;
+            let asked = e.segment.extents().region(slot as usize).len();
+            e.segment.commit_publisher(slot as usize).map_err(|x| super::out_of_shm(topic, "a publisher", asked, x))?;
             // A previous holder may have died mid-claim: cancel before handing the slot over.
             let _ = t.cancel_claims_of(slot as usize, &*e.waiter);
         } else if t.subscriber_active(slot as usize) {

@@ -65,12 +65,15 @@ impl From<SegmentError> for Refusal {
 }
 
 /// A refusal for shared memory the daemon could not commit for `what` on `topic` (`ENOSPC`: /dev/shm is full).
-pub(super) fn out_of_shm(topic: &str, what: &str, e: shmbus_os::OsError) -> Refusal {
+pub(super) fn out_of_shm(topic: &str, what: &str, asked: usize, e: shmbus_os::OsError) -> Refusal {
     let kind = if e.raw_os_error() == Some(libc::ENOSPC) { ErrorKind::ResourceExhausted } else { ErrorKind::Internal };
     let free = crate::limits::free_bytes("/dev/shm").map(crate::limits::bytes).unwrap_or_else(|_| "?".into());
+    let asked = crate::limits::bytes(asked as u64);
     Refusal {
         kind,
-        message: format!("cannot commit shared memory for {what} of topic {topic:?} ({free} of /dev/shm free): {e}"),
+        message: format!(
+            "cannot commit {asked} of shared memory for {what} of topic {topic:?} ({free} of /dev/shm free): {e}"
+        ),
     }
 }
 
@@ -108,6 +111,11 @@ pub struct TopicEntry {
     /// Per publisher slot, the claim-phase counter when the upkeep last found (or made) the slot free of claims;
     /// a slot no lease holds whose counter has not moved since is skipped (see `State::reclaim_unheld`).
     pub claims_checked: Vec<u64>,
+    /// Whether the index ring and payload pages were given back since the last lease was granted (a new topic
+    /// has none committed), and since when no lease has held the topic (`[daemon] return_idle_after`).
+    pub returned: bool,
+    /// See `returned`.
+    pub idle_since: Option<Instant>,
 }
 
 impl TopicEntry {

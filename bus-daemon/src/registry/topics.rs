@@ -82,6 +82,9 @@ impl State {
             group_opened: HashMap::new(),
             // 0: a slot that never claimed (new topics, and adopted slots nobody used) needs no scan.
             claims_checked: vec![0; geo.max_publishers as usize],
+            // An adopted topic may hold committed pages of its last run: the upkeep looks at it once.
+            returned: false,
+            idle_since: None,
         }
     }
 

@@ -12,6 +12,8 @@ const GROUP_GRACE: Duration = Duration::from_secs(2);
 
 /// Most topics one [`State::drop_truncated`] call checks (the upkeep runs it every 50 ms tick).
 pub const TRUNCATION_CHECKS: usize = 64;
+/// Most idle topics one reclaim pass gives the pages of back (see `State::return_idle`).
+pub const RETURN_SLICE: usize = 256;
 /// Topics without leases whose slots one periodic reclaim pass (every 500 ms) looks at.
 pub const RECLAIM_SLICE: usize = 256;
 
@@ -141,7 +143,50 @@ impl State {
             self.topics.iter().filter(|(_, e)| e.settings.slow_consumer.is_some()).map(|(n, _)| n.clone()).collect();
         self.close_memberless_groups();
         self.remove_unused();
+        self.return_idle();
         self.persist_remembered();
+    }
+
+    /// Gives the index ring and payload pages of topics no lease has held for `[daemon] return_idle_after` back
+    /// to /dev/shm (issue 13): an idle topic then commits only its header page and readers object, whatever it
+    /// carried before. What it retained is forgotten (no reader attached could still read it: the ring refuses
+    /// while a subscriber slot is in use, a group has unread messages, or a claim is in flight; see
+    /// `Admin::forget_retained`). Under the state lock, which every lease grant takes, so no lease appears
+    /// meanwhile; the time counts from when this daemon run saw the topic unused.
+    fn return_idle(&mut self) {
+        let Some(after) = self.config.return_idle_after else { return };
+        let used: std::collections::HashSet<&str> = self.leases.values().map(|l| l.topic.as_str()).collect();
+        let now = Instant::now();
+        // A bounded number per pass, so a restart that adopted many topics does not stall the control plane
+        // in one pass (each return is a punch and two `madvise` calls).
+        let mut budget = RETURN_SLICE;
+        for (name, e) in self.topics.iter_mut().filter(|(_, e)| !e.returned) {
+            if used.contains(name.as_str()) || self.creating.contains_key(name) || !e.opening.is_empty() {
+                e.idle_since = None;
+                continue;
+            }
+            let since = *e.idle_since.get_or_insert(now);
+            if now.duration_since(since) < after || budget == 0 {
+                continue;
+            }
+            budget -= 1;
+            match e.segment.return_idle() {
+                Ok(bytes) => {
+                    e.returned = true;
+                    // The ring reset every claim-phase counter: nothing to scan for until a publisher claims.
+                    e.claims_checked.iter_mut().for_each(|c| *c = 0);
+                    if bytes > 0 {
+                        tracing::info!(topic = %name, bytes, after_ms = after.as_millis() as u64,
+                            "gave an idle topic's index and payload pages back to /dev/shm");
+                    }
+                }
+                Err(why) => {
+                    // Looked at again after another `after` (a group with unread messages stays as it is).
+                    e.idle_since = Some(now);
+                    tracing::debug!(topic = %name, %why, "idle topic keeps its pages");
+                }
+            }
+        }
     }
 
     /// Removes the topics created on first use that no lease has held for `[daemon] remove_unused_after` (off by

@@ -143,7 +143,9 @@ impl Work {
                 let seg = &p.segment;
                 let is_dead = |pub_slot: usize| !seg.holder_alive(true, pub_slot as u32);
                 // The group's ledger is committed only now (issue 13); opening writes every word of it.
-                let r = seg.commit_group(p.index).map_err(|x| super::out_of_shm(&p.topic, "a consumer group", x));
+                let r = seg.commit_group(p.index).map_err(|x| {
+                    super::out_of_shm(&p.topic, "a consumer group", seg.extents().ledger(p.index).len(), x)
+                });
                 let r = r.and_then(|()| {
                     seg.topic
                         .open_group(p.index, p.from_oldest, &*p.waiter, &is_dead)
@@ -216,6 +218,8 @@ impl State {
                     max_message = g.max_message, memory = seg.memory(), "created topic");
                 let requested = p.settings.requested.is_some();
                 let mut entry = self.entry_for(seg, p.settings, p.declared);
+                // Created just now: nothing of the index ring or the payload regions is committed to give back.
+                entry.returned = true;
                 entry.creator = p.creator;
                 entry.on_demand = p.on_demand;
                 self.insert_topic(p.name, entry);

@@ -1,8 +1,10 @@
 //! Where the parts of a topic's two objects lie that are needed at different times, so the owner can commit
 //! each part of the shared memory only when something will touch it (issue 13):
 //!
-//! * the data object's head (header, publisher slots, index ring) and the readers object outside the group
-//!   ledgers are touched by every participant from creation on;
+//! * the data object's header and publisher slots, and the readers object outside the group ledgers, are touched
+//!   by every participant from creation on;
+//! * the index ring once any participant attaches (layout 4: a zero-filled entry is pristine, so creation writes
+//!   none; [`Admin::forget_retained`](crate::Admin::forget_retained) lets the owner return its pages);
 //! * a consumer group's ledger only once the group opens ([`Admin::open_group`](crate::Admin::open_group)
 //!   rewrites every word of it, so nothing written before is read);
 //! * a publisher slot's payload region only once a publisher holds the slot.
@@ -17,6 +19,8 @@ use std::ops::Range;
 pub struct Extents {
     /// Data object: header, publisher slots and index ring (everything before the payload regions).
     pub data_head: Range<usize>,
+    /// Data object: the index ring (the end of `data_head`; before it, the header and publisher slots).
+    pub index: Range<usize>,
     /// Data object: the payload regions, one per publisher slot, in slot order, to the end of the object.
     pub payload: Range<usize>,
     /// Readers object: the group ledgers, one per group slot, in slot order.
@@ -34,6 +38,7 @@ impl Extents {
         let ledger_bytes = geo.capacity as usize * 8;
         Extents {
             data_head: 0..off.regions,
+            index: off.index..off.regions,
             payload: off.regions..geo.data_len(),
             ledgers: off.ledgers..off.ledgers + ledger_bytes * geo.max_groups as usize,
             readers_len: geo.readers_len(),
@@ -73,6 +78,7 @@ mod tests {
             let off = Offsets::new(geo);
             let x = Extents::of(&geo);
             assert_eq!(x.data_head, 0..off.index + geo.capacity as usize * geo.entry_bytes as usize);
+            assert_eq!(x.index, off.index..x.data_head.end);
             assert_eq!(x.payload.end, geo.data_len());
             for p in 0..geo.max_publishers as usize {
                 assert_eq!(x.region(p).start, off.region(p));

@@ -27,7 +27,7 @@ pub const DATA_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSD1");
 #[doc(hidden)]
 pub const READERS_MAGIC: u64 = u64::from_le_bytes(*b"SHMBUSR1");
 /// Layout version written by this build. Bump on any change of offsets or encodings.
-pub const LAYOUT_VERSION: u64 = 3;
+pub const LAYOUT_VERSION: u64 = 4;
 /// Bytes of an index entry before its inline payload (stamp, meta, position, timestamp).
 pub(crate) const ENTRY_HEADER: usize = 32;
 /// Largest supported index capacity.
@@ -207,6 +207,11 @@ pub(crate) const H_CHECKSUM: usize = 88;
 pub(crate) const H_BARRIER: usize = 96;
 /// [`H_BARRIER`] value of a topic whose participants all use `membarrier`.
 pub(crate) const BARRIER_MEMBARRIER: u64 = 1;
+/// Data object header only: the retention floor, the oldest sequence a reader starting "from the oldest" may be
+/// given (the origin at creation; the tail when the owner returned an idle topic's pages, whose entries then read
+/// as pristine). Written by the owner only, while no handle is attached; untrusted like every shared word (see
+/// `Topic::oldest_retained`).
+pub(crate) const H_FLOOR: usize = 104;
 /// Data object: closed flag, on its own line (read by publishers per send, by subscribers when idle).
 pub(crate) const D_CLOSED: usize = LINE;
 /// Data object: the claim cursor (next sequence), on its own line.
@@ -445,7 +450,8 @@ fn header_fields(word: impl Fn(usize) -> u64, magic: u64, len: u64) -> Result<He
     Ok(Header { geometry, origin, generation })
 }
 
-/// Initializes a zero-filled data object and readers object for `geo` (the daemon's job at topic creation).
+/// Initializes a zero-filled data object and readers object for `geo` (the daemon's job at topic creation): only
+/// the headers, the tail and the retention floor are written.
 /// `origin` is the first sequence number (a multiple of the capacity); `generation` identifies this incarnation.
 /// The owner calls it through [`Admin::create`](crate::Admin::create); public only for the property tests.
 #[doc(hidden)]
@@ -466,19 +472,11 @@ pub fn initialize(
     if !data.is_writable() || !readers.is_writable() {
         return Err(AttachError::ReadOnly);
     }
-    let off = Offsets::new(*geo);
-    let lap0 = crate::stamp::lap_of(origin, off.shift).wrapping_sub(1);
-    let free = crate::stamp::Stamp::pack(lap0, crate::stamp::State::Skipped, 0);
-    for i in 0..geo.capacity as u64 {
-        data.word(off.entry(i) + E_STAMP).store(free, Ordering::Relaxed);
-    }
-    let done = crate::stamp::Stamp::pack(lap0, crate::stamp::State::Published, 0);
-    for g in 0..geo.max_groups as usize {
-        for i in 0..geo.capacity as u64 {
-            readers.word(off.ledger(g, i)).store(done, Ordering::Relaxed);
-        }
-    }
+    // Nothing of the index ring or the ledgers is written (layout 4): a zero-filled entry reads as pristine, free
+    // at any lap, and `Admin::open_group` writes every word of a ledger before the group serves anyone. So none
+    // of their pages is touched, or committed, before a participant needs it (issue 13).
     data.word(D_TAIL).store(origin, Ordering::Relaxed);
+    data.word(H_FLOOR).store(origin, Ordering::Relaxed);
     // The creator's own registration decides the topic's barrier mode: a creator that can use membarrier makes
     // a topic whose every participant must (processes that cannot are refused at attach); one that cannot makes
     // a full-fence topic anyone can join.

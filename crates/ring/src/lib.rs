@@ -47,6 +47,7 @@ mod admin;
 mod bulk;
 mod error;
 mod extents;
+mod idle;
 mod layout;
 mod publisher;
 mod recovery;
@@ -62,6 +63,7 @@ pub mod wait;
 pub use admin::Admin;
 pub use error::{AttachError, RecvError, SendError};
 pub use extents::Extents;
+pub use idle::NotIdle;
 /// Layout internals for the property tests and for the daemon's size sanity checks; not a stable API.
 #[doc(hidden)]
 pub use layout::{initialize, parse_header, read_header, Header, DATA_MAGIC, LINE, READERS_MAGIC};

@@ -15,17 +15,25 @@ pub const LAP_MASK: u64 = (1 << 48) - 1;
 const OWNER_MASK: u64 = (1 << OWNER_BITS) - 1;
 
 /// State of an index entry (or of a consumer-group ledger word).
+///
+/// Layout 4: the word 0 is [`State::Pristine`], what a zero-filled page holds, so a topic's index needs no
+/// writing at creation (and none of its pages committed) and the owner may punch the pages of an idle topic out
+/// again (issue 13). Every word the protocol stores has a non-zero state code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u64)]
 pub enum State {
+    /// Index only: the word 0, never written since the page was zero-filled: a free entry (a claimer takes it as
+    /// the previous lap's), nothing to read yet (a reader waits as for an unpublished entry). Whatever lap the
+    /// ring is at, so it needs no origin of its own. Never stored by [`Stamp::pack`]'s callers.
+    Pristine = 0,
     /// Index: claimed by its owner, being written. Ledger: handed to the member named by the owner bits.
-    Claimed = 0,
+    Claimed = 1,
     /// Index: published. Ledger: done (consumed, skipped or abandoned).
-    Published = 1,
+    Published = 2,
     /// Index: a cancelled claim or an aborted loan, readers pass over it. Ledger: waiting to be redelivered.
-    Skipped = 2,
-    /// Never written by the protocol; a stamp in this state is corruption.
-    Invalid = 3,
+    Skipped = 3,
+    /// State code 0 with a non-zero lap or owner: never written by the protocol, so corruption.
+    Invalid = 4,
 }
 
 /// A decoded stamp.
@@ -40,19 +48,21 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// Packs a stamp into a word.
+    /// Packs a stamp into a word (`state` is [`State::Claimed`], [`State::Published`] or [`State::Skipped`];
+    /// the other two have no code of their own).
     #[inline]
     pub fn pack(lap: u64, state: State, owner: u32) -> u64 {
-        ((lap & LAP_MASK) << LAP_SHIFT) | ((state as u64) << STATE_SHIFT) | (owner as u64 & OWNER_MASK)
+        ((lap & LAP_MASK) << LAP_SHIFT) | (((state as u64) & 3) << STATE_SHIFT) | (owner as u64 & OWNER_MASK)
     }
 
     /// Unpacks a word.
     #[inline]
     pub fn unpack(w: u64) -> Stamp {
         let state = match (w >> STATE_SHIFT) & 3 {
-            0 => State::Claimed,
-            1 => State::Published,
-            2 => State::Skipped,
+            1 => State::Claimed,
+            2 => State::Published,
+            3 => State::Skipped,
+            _ if w == 0 => State::Pristine,
             _ => State::Invalid,
         };
         Stamp { lap: w >> LAP_SHIFT, state, owner: (w & OWNER_MASK) as u32 }
@@ -128,6 +138,13 @@ mod tests {
             let state = [State::Claimed, State::Published, State::Skipped][st as usize];
             let s = Stamp::unpack(Stamp::pack(lap, state, owner));
             prop_assert_eq!(s, Stamp { lap, state, owner });
+            prop_assert_ne!(Stamp::pack(lap, state, owner), 0, "a stored stamp never reads as pristine");
+        }
+
+        #[test]
+        fn state_code_zero_is_pristine_only_as_the_zero_word(w in any::<u64>()) {
+            let s = Stamp::unpack(w & !(3 << STATE_SHIFT));
+            prop_assert_eq!(s.state, if w & !(3 << STATE_SHIFT) == 0 { State::Pristine } else { State::Invalid });
         }
 
         #[test]

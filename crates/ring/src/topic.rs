@@ -401,14 +401,17 @@ impl Topic {
         Ok((begin, tail))
     }
 
-    /// Oldest sequence still retained by the index (at most `capacity - 1` back, and never before the origin).
+    /// Oldest sequence still retained by the index: at most `capacity - 1` back, and never below the retention
+    /// floor (the origin, or the tail at which the owner last returned the topic's pages: `Admin::forget_retained`).
+    /// The floor is a shared word: one ahead of the tail (corruption) gives the tail.
     pub(crate) fn oldest_retained(&self, tail: u64) -> u64 {
         let cap = self.geometry().capacity as u64;
-        let origin = self.origin();
-        if seq_diff(tail, origin) < cap as i64 {
-            origin
-        } else {
-            tail.wrapping_sub(cap).wrapping_add(1)
+        // Acquire: pairs with the owner's Release store of the floor.
+        let floor = self.data_word(H_FLOOR).load(Ordering::Acquire);
+        match seq_diff(tail, floor) {
+            d if d < 0 => tail,
+            d if d < cap as i64 => floor,
+            _ => tail.wrapping_sub(cap).wrapping_add(1),
         }
     }
 

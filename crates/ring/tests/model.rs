@@ -181,6 +181,13 @@ enum Op {
     EndHold {
         kill: bool,
     },
+    /// With no subscriber attached: detach every live publisher, reap the dead ones, then let the owner return
+    /// the topic's pages (`Admin::forget_retained`, then the index ring and payload regions zeroed from the first
+    /// boundary of a `1 << page_shift`-byte page on, as a punch of whole pages does: what comes before keeps its
+    /// stamps).
+    ReturnIdle {
+        page_shift: u8,
+    },
 }
 
 fn size() -> impl Strategy<Value = Size> {
@@ -205,6 +212,7 @@ fn op() -> impl Strategy<Value = Op> {
         20 => (0u8..4).prop_map(|slot| Op::Recv { slot }),
         8 => (0u8..4).prop_map(|slot| Op::Hold { slot }),
         6 => any::<bool>().prop_map(|kill| Op::EndHold { kill }),
+        2 => (7u8..=13).prop_map(|page_shift| Op::ReturnIdle { page_shift }),
     ]
 }
 
@@ -320,11 +328,18 @@ struct Model {
     groups: Vec<GroupModel>,
     demotions: u64,
     cancelled: u64,
+    /// Retention floor (relative): the tail when the pages were last returned; no reader starts below it.
+    floor: u64,
 }
 
 impl Model {
     fn tail(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// The oldest position a reader "from the oldest" starts at, for a tail word of `tail`.
+    fn oldest(&self, tail: u64) -> u64 {
+        (tail + 1).saturating_sub(self.cap).max(self.floor)
     }
 
     fn lost(&self, s: &Sent) -> bool {
@@ -419,6 +434,8 @@ enum PubSlot {
 struct World {
     known: Known,
     admin: Admin,
+    /// The data object (to zero what a punch of the returned pages would).
+    data: Region,
     origin: u64,
     max_message: usize,
     subs: Vec<Option<Subscriber>>,
@@ -461,7 +478,9 @@ macro_rules! check {
 
 impl World {
     fn new(geo: &Geometry, origin: u64, known: Known) -> World {
-        let admin = Admin::heap(geo, origin).expect("valid geometry");
+        let data = Region::heap(geo.data_len());
+        let admin =
+            Admin::create(data.clone(), Region::heap(geo.readers_len()), geo, origin, 1).expect("valid geometry");
         let pubs = (0..geo.max_publishers as usize)
             .map(|p| PubSlot::Live(Publisher::attach(&admin, p, w(), PublisherOptions::default()).unwrap()))
             .collect();
@@ -478,10 +497,12 @@ impl World {
             groups: vec![GroupModel::default(); geo.max_groups as usize],
             demotions: 0,
             cancelled: 0,
+            floor: 0,
         };
         World {
             known,
             admin,
+            data,
             origin,
             max_message: geo.max_message as usize,
             subs: (0..geo.max_subscribers).map(|_| None).collect(),
@@ -778,7 +799,7 @@ impl World {
                 let s = Subscriber::attach(&self.admin, slot, opts, w(), &|p: usize| dead[p]);
                 check!(self, s.is_ok(), "attach {mode:?} to slot {slot}: {:?}", s.err());
                 let s = s.unwrap();
-                let oldest = if from_oldest { (tail + 1).saturating_sub(self.m.cap) } else { tail };
+                let oldest = if from_oldest { self.m.oldest(tail) } else { tail };
                 let (kind, next) = match mode {
                     Mode::Lossless => (Kind::Lossless { demote_pending: false }, oldest),
                     Mode::Lossy => (Kind::Lossy, oldest),
@@ -828,7 +849,7 @@ impl World {
                 }
                 let tail = self.real_tail()?;
                 let mut from_oldest = from_oldest;
-                let oldest = (tail + 1).saturating_sub(self.m.cap);
+                let oldest = self.m.oldest(tail);
                 if from_oldest && self.known.group_reclaimed_payload && self.m.window_lost(oldest) {
                     from_oldest = false;
                 }
@@ -970,8 +991,45 @@ impl World {
                     self.recv(slot)?
                 }
             }
+            Op::ReturnIdle { page_shift } => self.return_idle(1 << page_shift)?,
             Op::Hold { .. } | Op::EndHold { .. } => {}
         }
+        Ok(())
+    }
+
+    /// [`Op::ReturnIdle`]: what the daemon does to a topic no lease has held for a while.
+    fn return_idle(&mut self, page: usize) -> Result<(), TestCaseError> {
+        if self.m.subs.iter().any(Option::is_some) {
+            return Ok(());
+        }
+        for p in 0..self.pubs.len() {
+            match std::mem::replace(&mut self.pubs[p], PubSlot::Free) {
+                PubSlot::Live(publisher) => drop(publisher),
+                PubSlot::Dead => {
+                    self.pubs[p] = PubSlot::Dead;
+                    self.step(Op::Reap { p: p as u8 })?;
+                }
+                PubSlot::Free => {}
+            }
+        }
+        let tail = self.m.tail();
+        let unread = self.m.groups.iter().position(|g| g.open && (g.next < tail || !g.again.is_empty()));
+        let r = self.admin.forget_retained();
+        match unread {
+            Some(g) => {
+                check!(self, r == Err(NotIdle::Group(g)), "forget_retained with group {g} behind: {r:?}");
+                return Ok(());
+            }
+            None => check!(self, r.is_ok(), "forget_retained of an idle topic: {r:?}"),
+        }
+        self.m.tail_lags = false;
+        check!(self, self.real_tail()? == tail, "tail word after forget_retained");
+        let x = Extents::of(&self.admin.geometry());
+        let from = x.index.start.div_ceil(page) * page;
+        for off in (from..x.payload.end).step_by(8) {
+            self.data.poke_word(off, 0);
+        }
+        self.m.floor = tail;
         Ok(())
     }
 

@@ -539,9 +539,10 @@ impl Harness {
             _ => false,
         };
         let meta = len | (publisher << 32) | ((in_region as u64) << 48);
-        let state = if f.state < 4 { 1 } else { f.state as u64 - 4 };
+        // Mostly published (code 2), else any raw code, `Invalid`'s 0 included.
+        let state = if f.state < 4 { 2 } else { f.state as u64 - 4 };
         let lap = (seq >> geo.capacity.trailing_zeros()).wrapping_add(f.lap as i64 as u64);
-        let stamp = Stamp::pack(lap, State::Claimed, publisher as u32) | (state << STATE_SHIFT);
+        let stamp = raw_stamp(lap, state, publisher as u32);
         self.data.poke_word(e + 8, meta);
         self.data.poke_word(e + 16, pos);
         self.data.poke_word(e, stamp);
@@ -644,9 +645,8 @@ impl Harness {
             Value::Ones => u64::MAX,
             Value::Stamp { lap, state, owner } => {
                 let base = Stamp::unpack(cur).lap;
-                let w = Stamp::pack(base.wrapping_add(lap as i64 as u64), State::Claimed, owner as u32);
-                // Raw state bits: `Stamp::pack` cannot express `Invalid` (3), which corruption can.
-                w | ((state as u64 % 4) << STATE_SHIFT)
+                // Raw state bits: `Stamp::pack` cannot express code 0 with a lap (`Invalid`), which corruption can.
+                raw_stamp(base.wrapping_add(lap as i64 as u64), state as u64 % 4, owner as u32)
             }
             Value::Cursor { flags, delta } => {
                 cursor::pack(((flags as u64) & 3) << 62, tail.wrapping_add(delta as i64 as u64))
@@ -688,8 +688,7 @@ impl Harness {
                     let flags = ((cursor_flags as u64) & 3) << 62;
                     self.readers.poke_word(self.lay.group(g), cursor::pack(flags, c));
                     let shift = geo.capacity.trailing_zeros();
-                    let lw = Stamp::pack((c >> shift).wrapping_add(lap as i64 as u64), State::Claimed, owner as u32)
-                        | ((state as u64 % 4) << STATE_SHIFT);
+                    let lw = raw_stamp((c >> shift).wrapping_add(lap as i64 as u64), state as u64 % 4, owner as u32);
                     self.readers.poke_word(self.lay.ledger(g, (c & (geo.capacity as u64 - 1)) as usize), lw);
                     for s in 2..4 {
                         self.run(&Act::Recv { s, calls: 4 });
@@ -1110,9 +1109,11 @@ fn mirrors_match_the_layout() {
     assert_eq!(lay.region(2), geo.data_len());
     assert_eq!(lay.readers_end(), geo.readers_len());
     assert!(lay.ledger(1, 7) + 8 <= lay.wake(false, 0));
-    for i in 0..8 {
-        assert_eq!(Stamp::unpack(data.peek_word(lay.entry(i))).state, State::Skipped);
-        assert_eq!(Stamp::unpack(readers.peek_word(lay.ledger(1, i))).state, State::Published);
+    // Layout 4: nothing of the index ring or the ledgers is written; a zero entry is pristine.
+    for i in 0..geo.capacity as usize {
+        assert_eq!(data.peek_word(lay.entry(i)), 0);
+        assert_eq!(Stamp::unpack(data.peek_word(lay.entry(i))).state, State::Pristine);
+        assert_eq!(readers.peek_word(lay.ledger(1, i)), 0);
     }
     let topic = Admin::adopt(data.clone(), readers.clone()).unwrap();
     let w = Arc::new(PollWaiter);
@@ -1276,4 +1277,9 @@ fn regression_huge_lags() {
         assert!(matches!(s.try_recv(), Err(RecvError::Lagged(n)) if n > 1 << 62));
     }
     let _ = topic.stats();
+}
+
+/// A stamp word with raw state code `code` (0-3), which `Stamp::pack` may not express.
+fn raw_stamp(lap: u64, code: u64, owner: u32) -> u64 {
+    (Stamp::pack(lap, State::Claimed, owner) & !(3 << STATE_SHIFT)) | ((code & 3) << STATE_SHIFT)
 }

@@ -3,12 +3,14 @@
 //! lease, closing and unlinking.
 //!
 //! What an idle topic commits (issue 13): the objects are created sparse, and only the parts every participant
-//! touches from the start are reserved (`fallocate`): the data object's header, publisher slots and index ring,
-//! and the readers object outside the group ledgers. A group's ledger is reserved when the group opens
+//! touches from the start are reserved (`fallocate`): the data object's header and publisher slots, and the
+//! readers object outside the group ledgers. The index ring is reserved when the first lease is granted
+//! ([`Segment::commit_index`]; layout 4 writes nothing of it at creation), a group's ledger when the group opens
 //! ([`Segment::commit_group`]), a publisher slot's payload region when a publisher lease takes the slot
-//! ([`Segment::commit_publisher`]); a full /dev/shm is then a refusal of that request, never a `SIGBUS`. The
-//! daemon maps the objects without pre-faulting and drops the pages initialization touched from its resident set,
-//! so its RSS follows what it reads (headers and slot lines), not the topics' sizes.
+//! ([`Segment::commit_publisher`]); a full /dev/shm is then a refusal of that request, never a `SIGBUS`. A topic
+//! idle long enough gives the index ring and payload pages back ([`Segment::return_idle`]). The daemon maps the
+//! objects without pre-faulting and drops the pages initialization touched from its resident set, so its RSS
+//! follows what it reads (headers and slot lines), not the topics' sizes.
 
 use crate::map::{map_regions_with, Mapped};
 use shmbus_os::{Access, Expected, Mapping, OsError, ShmObject};
@@ -116,15 +118,15 @@ impl Segment {
         let readers = ShmObject::create_sparse(&rn, geo.readers_len() as u64, modes.objects)?;
         undo.0.push(Box::new(move || drop(ShmObject::unlink(&rn))));
         let extents = Extents::of(geo);
-        data.reserve_range(0, extents.data_head.end as u64)?;
-        // All of it, ledgers included: initialization writes them (the layout's initial words) before they are
-        // released below, and a write to an unreserved page of a full /dev/shm would fault.
-        readers.reserve_range(0, extents.readers_len as u64)?;
+        // Initialization writes the headers, the tail and the floor (layout 4: nothing of the index ring or the
+        // ledgers), and every participant touches the slot lines and wake-up words: reserve those, so a full
+        // /dev/shm fails here and no write below can fault.
+        data.reserve_range(0, extents.index.start as u64)?;
+        readers.reserve_range(0, extents.ledgers.start as u64)?;
+        readers.reserve_range(extents.ledgers.end as u64, (extents.readers_len - extents.ledgers.end) as u64)?;
         let m = map_both(&data, &readers, geo)?;
         let t = Admin::create(m.data, m.readers, geo, 0, generation)
             .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
-        // Nothing reads a ledger before its group opens, which rewrites every word: release the pages.
-        readers.release_range(extents.ledgers.start as u64, extents.ledgers.len() as u64)?;
         let seg =
             Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, maps: m.maps, extents, topic: t };
         seg.forget_pages();
@@ -175,6 +177,35 @@ impl Segment {
             Access::ReadWrite => self.data.reopen(Access::ReadWrite)?,
         };
         Ok((data, self.readers.reopen(Access::ReadWrite)?))
+    }
+
+    /// Where the parts of the topic's objects lie (what each commit reserves).
+    pub fn extents(&self) -> &Extents {
+        &self.extents
+    }
+
+    /// Reserves the index ring before a lease is granted (every participant reads it, a publisher writes it; a
+    /// read fault on a hole commits a page too): a full /dev/shm refuses the lease instead of faulting a client
+    /// later. Idempotent, and cheap once reserved.
+    pub fn commit_index(&self) -> Result<(), OsError> {
+        let r = &self.extents.index;
+        self.data.reserve_range(r.start as u64, r.len() as u64)
+    }
+
+    /// Gives an idle topic's index ring and payload regions back to /dev/shm, if the ring agrees that nothing
+    /// is retained that anyone could still read ([`Admin::forget_retained`]). The caller guarantees that no
+    /// lease of the topic exists (and none is granted meanwhile). Returns the bytes of /dev/shm given back, or
+    /// why the topic is not idle.
+    pub fn return_idle(&self) -> Result<u64, ReturnRefused> {
+        let page = shmbus_os::page_size();
+        self.topic.forget_retained().map_err(ReturnRefused::NotIdle)?;
+        let before = self.committed();
+        let x = &self.extents;
+        // Through the end of the last page (past the object's end is allowed), so no partial page is kept.
+        let end = self.topic.geometry().data_len().div_ceil(page) * page;
+        self.data.release_range(x.index.start as u64, (end - x.index.start) as u64).map_err(ReturnRefused::Os)?;
+        self.forget_pages();
+        Ok(before.saturating_sub(self.committed()))
     }
 
     /// Reserves the ledger of group slot `g` before the group opens (opening writes every word of it): a full
@@ -234,6 +265,17 @@ impl Segment {
         let _ = self.topic.close(waiter);
         unlink_all(&self.prefix, &self.topic_name);
     }
+}
+
+/// Why [`Segment::return_idle`] gave nothing back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnRefused {
+    /// The ring still retains something someone could read, or a claim is in flight.
+    #[error("not idle: {0}")]
+    NotIdle(shmbus_ring::NotIdle),
+    /// Punching the pages out failed (nothing was lost: the floor moved, the pages stay as they were).
+    #[error(transparent)]
+    Os(OsError),
 }
 
 /// Unlinks a topic's two objects (since layout version 2 a topic has no other file).

@@ -367,7 +367,8 @@ impl Publisher {
             let w = stamp.load(Ordering::Acquire);
             let s = Stamp::unpack(w);
             match (lap_diff(s.lap, lap_of(seq, off.shift)), s.state) {
-                (-1, State::Published | State::Skipped) => {
+                // A pristine entry (never written since its page was zero-filled) is free, whatever the lap.
+                (-1, State::Published | State::Skipped) | (_, State::Pristine) => {
                     // Relaxed: the Release fence in `claim` orders it before the writes (tag SEQLOCK); we are the
                     // only producer, so no compare-and-swap is needed.
                     stamp.store(
@@ -402,7 +403,9 @@ impl Publisher {
             let s = Stamp::unpack(w);
             let lap = lap_of(seq, off.shift);
             match (lap_diff(s.lap, lap), s.state) {
-                (-1, State::Published | State::Skipped) => {
+                // Pristine: free whatever the lap (first in the match: at lap 0 it would otherwise read as a
+                // claim of this lap to help past).
+                (_, State::Pristine) | (-1, State::Published | State::Skipped) => {
                     let claimed = Stamp::pack(lap, State::Claimed, self.slot as u32);
                     // AcqRel: the winner owns the entry (the owner is recorded in the same word, so a dead
                     // claimer is found from the ring alone); Acquire on the previous occupant's publish.

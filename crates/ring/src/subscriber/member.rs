@@ -134,6 +134,8 @@ impl Subscriber {
         let sw = self.topic.data_word(self.topic.off().entry(r.c) + E_STAMP).load(Ordering::Acquire);
         let s = Stamp::unpack(sw);
         match (lap_diff(s.lap, r.lap), s.state) {
+            // Not written yet, whatever the lap: nothing to take.
+            (_, State::Pristine) => Some(Ok(self.retract(r.me, r.c))),
             (0, State::Published) => {
                 if self.hold(r, r.lw) {
                     r.advance();

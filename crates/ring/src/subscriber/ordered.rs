@@ -89,10 +89,14 @@ impl Subscriber {
                 return self.caught_up();
             }
             if d > 0 {
+                if s.state == State::Pristine {
+                    // Not written yet (its lap bits are 0, which may compare as ahead of any lap).
+                    return self.caught_up();
+                }
                 return Err(self.resync(c));
             }
             match s.state {
-                State::Claimed => return self.caught_up(),
+                State::Claimed | State::Pristine => return self.caught_up(),
                 State::Invalid => {
                     return Err(self.pass_corrupted(c, !lossy, RecvError::Corrupted { what: "invalid entry state" }))
                 }
