@@ -199,7 +199,7 @@ fn an_idle_topics_replaced_object_is_never_handed_out() {
 
     // Unlinked with nothing in its place (as logind's RemoveIPC does): the lease is refused, nothing is listed.
     std::fs::remove_file(shm_path(&names::data_object(&d.prefix, "t0002"))).unwrap();
-    let e = d.bus().publisher("t0002").err().expect("a lease on an unlinked topic");
+    let Err(e) = d.bus().publisher("t0002") else { panic!("a lease on an unlinked topic") };
     assert!(e.to_string().contains("unlinked") || e.to_string().contains("no such topic"), "{e}");
     let left: Vec<String> = d.leftovers().into_iter().filter(|n| n.contains(".t0002.")).collect();
     assert!(left.is_empty(), "the topic's remaining object is unlinked too: {left:?}");

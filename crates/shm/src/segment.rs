@@ -9,10 +9,14 @@
 //! ([`Segment::commit_publisher`]); a full /dev/shm is then a refusal of that request, never a `SIGBUS`. The
 //! daemon maps the objects without pre-faulting and drops the pages initialization touched from its resident set,
 //! so its RSS follows what it reads (headers and slot lines), not the topics' sizes.
+//!
+//! The segment's own descriptors live in `objects.rs`: the daemon closes those of idle topics
+//! ([`Segment::close_fds`]) and every use reopens them by name, checked to be the very files created or adopted
+//! ([`Segment::open_fds`]). Code here that needs a descriptor goes through `self.objects.with(|data, readers| …)`.
 
 use crate::map::{map_regions_with, Mapped};
-use crate::objects::Objects;
 pub use crate::objects::Health;
+use crate::objects::Objects;
 use shmbus_os::{Access, Expected, Mapping, OsError, ReopenError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
