@@ -38,6 +38,15 @@ fn limited_daemon(test: &str) -> Option<TestDaemon> {
     Some(TestDaemon::start_wrapped(Some(&config()), &["prlimit", &nofile, "--"]))
 }
 
+/// Whether the daemon `pid` has a descriptor of object `name` open (`/proc/PID/fd/*` links).
+fn has_open(pid: u32, name: &str) -> bool {
+    let want = PathBuf::from(format!("/dev/shm{name}"));
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the daemon's /proc/PID/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|p| p == want)
+}
+
 fn open_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the daemon's /proc/PID/fd").count() as u64
 }
@@ -91,6 +100,10 @@ fn a_thousand_topics_fit_in_512_descriptors_and_are_leased_and_adopted() {
     assert_eq!(d.bus().topics().expect("list").len(), N);
 
     // The first topics' descriptors were closed long ago (the cache holds 64): leasing them reopens by name.
+    let data = |t: &str| names::data_object(&d.prefix, t);
+    let readers = |t: &str| names::readers_object(&d.prefix, t);
+    assert!(!has_open(pid, &data("t0000")) && !has_open(pid, &readers("t0000")), "t0000's descriptors are closed");
+    assert!(has_open(pid, &data("t0999")) && has_open(pid, &readers("t0999")), "t0999 is among the cached");
     let bus = d.bus();
     for t in ["t0000", "t0001", "t0500", "t0999"] {
         round_trip(&bus, t);
@@ -99,6 +112,7 @@ fn a_thousand_topics_fit_in_512_descriptors_and_are_leased_and_adopted() {
     for t in ["t0002", "t0003", "t0004"] {
         held.push(bus.subscriber(t).expect("subscribe"));
     }
+    assert!(has_open(pid, &data("t0002")) && has_open(pid, &readers("t0004")), "topics in use keep theirs");
     let fds = open_fds(pid);
     let bound = fd_limit::needed(held.len() as u64, CONNECTIONS, NOFILE);
     assert!(fds <= bound, "{fds} descriptors open with {} topics in use, the bound is {bound}", held.len());

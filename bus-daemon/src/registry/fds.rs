@@ -154,8 +154,9 @@ impl State {
                 }
                 Err(SegmentError::Unreachable { why, .. }) => {
                     self.drop_unreachable(name, &why);
+                    // The topic is gone now (`NoSuchTopic`, whose message clients show; `Closed` carries none).
                     return refuse(
-                        ErrorKind::Closed,
+                        ErrorKind::NoSuchTopic,
                         format!("topic {name:?} was removed: its objects can no longer be reached by name ({why})"),
                     );
                 }

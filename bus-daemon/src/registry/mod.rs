@@ -64,7 +64,7 @@ impl From<SegmentError> for Refusal {
         }
         let kind = match &e {
             SegmentError::Os(o) if o.raw_os_error() == Some(libc::ENOSPC) => ErrorKind::ResourceExhausted,
-            SegmentError::Unreachable { .. } => ErrorKind::Closed,
+            SegmentError::Unreachable { .. } => ErrorKind::NoSuchTopic,
             SegmentError::Os(o) if o.raw_os_error() == Some(libc::EEXIST) => ErrorKind::AlreadyExists,
             SegmentError::Name(_) => ErrorKind::InvalidRequest,
             _ => ErrorKind::Internal,
