@@ -126,7 +126,8 @@ impl Fake {
     }
 
     fn lock_held(&self, publisher: bool, slot: u32) -> bool {
-        shmbus_os::is_byte_locked(self.segment.readers_fd(), names::lock_offset(publisher, slot)).unwrap()
+        let readers = self.segment.readers_fd().unwrap();
+        shmbus_os::is_byte_locked(std::os::fd::AsFd::as_fd(&readers), names::lock_offset(publisher, slot)).unwrap()
     }
 
     fn join(mut self) {
@@ -382,7 +383,7 @@ fn objects_group_writable_or_of_another_owner_are_refused() {
         return;
     }
     let fake = simple_fake(1, 1);
-    std::os::unix::fs::fchown(fake.segment.readers_fd(), Some(65534), None).unwrap();
+    std::os::unix::fs::fchown(fake.segment.readers_fd().unwrap(), Some(65534), None).unwrap();
     let bus = Bus::builder().socket(&fake.path).auto_reconnect(false).connect().expect("connect");
     let e = bus.subscriber(TOPIC).unwrap_err();
     let want = "the readers object is owned by uid 65534, the daemon runs as uid 0";

@@ -156,9 +156,10 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     // Before touching shared memory: a daemon that cannot own its socket's directory does not start at all.
     prepare_dir(&socket, opts.config.socket_dir_mode)?;
     let mut systemd = systemd::Systemd::new();
-    // Two descriptors per topic (see `fd_limit`): a host of thousands of topics needs more than a soft 1,024.
+    // Two descriptors per topic in use or cached (see `fd_limit`): more than a soft 1,024 leaves room for more.
     if let Some(soft) = fd_limit::raise() {
-        tracing::debug!(nofile = soft, max_topics = fd_limit::max_topics(soft), "descriptor limit");
+        let max_topics = fd_limit::max_map_count().map(fd_limit::max_topics);
+        tracing::debug!(nofile = soft, cache_topics = fd_limit::cache_topics(soft), ?max_topics, "descriptor limit");
     }
     // Before anything under the prefix is adopted: a second daemon on the same prefix stops here, touching nothing.
     let _prefix_lock = prefix_lock::PrefixLock::acquire(&opts.config.shm_prefix)?;
@@ -192,6 +193,7 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
     let mut conns: Vec<(std::os::unix::net::UnixStream, std::thread::JoinHandle<()>)> = Vec::new();
     let mut last_orphan_scan = Instant::now();
     let mut rescan_until = Instant::now();
+    let mut last_emfile: Option<Instant> = None;
     while !controls.shutdown.load(Ordering::Relaxed) {
         let mut pfd = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
         let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(50u16));
@@ -202,6 +204,20 @@ pub fn run(opts: RunOptions, controls: Controls) -> Result<(), DaemonError> {
                     conns.extend(server::accept(id, stream, &state, &gate, timeout, &controls.shutdown));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // Out of descriptors: close the idle topics' and accept again; with none to close the connection
+                // stays queued (poll() would wake at once: wait a tick instead of spinning) and is said once a
+                // second at most.
+                Err(e) if fd_limit::exhausted(e.raw_os_error()) => {
+                    if server::lock(&state).shed_idle_fds() > 0 {
+                        continue;
+                    }
+                    if last_emfile.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                        tracing::warn!(error = %e, "{}", fd_limit::exhausted_message("a new connection"));
+                        last_emfile = Some(Instant::now());
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     break;

@@ -155,8 +155,9 @@ fn a_refused_subscription_names_the_real_reason() {
     assert!(err.contains("may not hold publishers back on \"gated\"") && err.contains("--lossy"), "{err}");
 }
 
-/// `validate` runs the start's checks: a configuration whose declared topics the daemon's descriptor limit cannot
-/// hold is refused by both (issue 11: validate accepted what the daemon then failed on), and `--help` is true.
+/// `validate` runs the start's checks: a configuration whose declared topics /dev/shm cannot hold is refused by
+/// both (issue 11: validate accepted what the daemon then failed on), and `--help` is true. The descriptor limit
+/// no longer bounds the topics (their descriptors follow use, issue 13): 40 declared topics validate under 256.
 #[test]
 fn validate_refuses_what_the_daemon_refuses() {
     let dir = std::env::temp_dir().join(format!("shmbus-preflight-{}", std::process::id()));
@@ -165,27 +166,40 @@ fn validate_refuses_what_the_daemon_refuses() {
     for i in 0..40 {
         cfg.push_str(&format!("[[topic]]\nname = \"t{i}\"\n"));
     }
-    let path = dir.join("many.toml");
-    std::fs::write(&path, &cfg).unwrap();
-    let limited = |args: &[&str]| {
+    let many = dir.join("many.toml");
+    std::fs::write(&many, &cfg).unwrap();
+    // Twice what /dev/shm has free, in one declared topic.
+    let free = bus_daemon::limits::free_bytes("/dev/shm").expect("statvfs /dev/shm");
+    let budget = free.saturating_mul(2).next_power_of_two();
+    let huge = dir.join("huge.toml");
+    let limit = budget.saturating_mul(4);
+    let big = format!(
+        "[daemon]\nshm_budget = {limit}\nmax_topic_bytes = {limit}\n[defaults]\npayload_budget = {budget}\n\
+         [[topic]]\nname = \"huge\"\n"
+    );
+    std::fs::write(&huge, big).unwrap();
+    let limited = |path: &std::path::Path, args: &[&str]| {
         // `timeout`: a daemon that (wrongly) starts must not hang the test.
         let mut c = Command::new("timeout");
         c.args(["20", "prlimit", "--nofile=256:256", "--"]).arg(binary("it-shmbusd")).args(args);
-        c.arg("--config").arg(&path).env_remove("NOTIFY_SOCKET").env_remove("RUST_LOG").stdin(Stdio::null());
+        c.arg("--config").arg(path).env_remove("NOTIFY_SOCKET").env_remove("RUST_LOG").stdin(Stdio::null());
         c.output().expect("timeout and prlimit are installed")
     };
-    let out = limited(&["validate"]);
+    let out = limited(&many, &["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(text(&out.stdout).contains("valid (40 declared topics)"), "{}", show(&out));
+    let out = limited(&huge, &["validate"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let err = text(&out.stderr);
-    assert!(err.contains("40 declared topics") && err.contains("RLIMIT_NOFILE = 256"), "{err}");
+    assert!(err.contains("the declared topics need") && err.contains("of /dev/shm, but only"), "{err}");
     // The daemon under the same limit refuses the same file.
     let prefix = format!("sedg{}pf", std::process::id());
     let socket = dir.join("control.sock");
-    let out = limited(&["--cleanup-on-exit", "--shm-prefix", &prefix, "--socket", socket.to_str().unwrap()]);
+    let out = limited(&huge, &["--cleanup-on-exit", "--shm-prefix", &prefix, "--socket", socket.to_str().unwrap()]);
     sweep(&prefix);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!out.status.success() && out.status.code() != Some(124), "{}", show(&out));
-    assert!(text(&out.stderr).contains("RLIMIT_NOFILE = 256"), "{}", show(&out));
+    assert!(text(&out.stderr).contains("of /dev/shm, but only"), "{}", show(&out));
 }
 
 /// `--help` lists the global options under their own heading, both programs state one rule for `-v` and

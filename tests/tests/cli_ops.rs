@@ -237,8 +237,9 @@ fn doctor_finds_a_planted_stale_object_and_a_too_small_dev_shm() {
     assert!(text(&out.stderr).contains("found 2 problem(s)"), "{}", show(&out));
 }
 
-/// A daemon whose descriptor limit (256, soft and hard, so it cannot raise it) admits 32 topics: with 10 topics,
-/// less than the margin doctor wants beyond them, doctor says so with a `fix:` naming `LimitNOFILE=`.
+/// A daemon whose descriptor limit (256, soft and hard, so it cannot raise it) is below what its 512 connections'
+/// descriptors alone may need: its 10 topics are created (descriptors follow use, not the topic count), and doctor
+/// says the limit leaves no room for topics in use, with a `fix:` naming `LimitNOFILE=`.
 #[test]
 fn doctor_warns_when_the_descriptor_limit_leaves_too_few_topics() {
     let d = TestDaemon::start_wrapped(None, &["prlimit", "--nofile=256:256", "--"]);
@@ -252,7 +253,7 @@ fn doctor_warns_when_the_descriptor_limit_leaves_too_few_topics() {
     let lines: Vec<&str> = o.lines().collect();
     let at = lines.iter().position(|l| l.contains("daemon descriptors")).unwrap_or_else(|| panic!("{o}"));
     assert!(lines[at].starts_with("PROBLEM") && lines[at].contains("soft limit 256"), "{o}");
-    assert!(lines[at].contains("admits at most 32 topics, fewer than 10 + a margin"), "{o}");
+    assert!(lines[at].contains("leaves room for 0 more topics in use, fewer than a margin of 64"), "{o}");
     let fix = lines.get(at + 1).copied().unwrap_or_default();
     assert!(fix.trim_start().starts_with("fix: ") && fix.contains("LimitNOFILE="), "{o}");
 }

@@ -9,6 +9,7 @@ use shmbus_tests::msg;
 use shmbus_tests::peer::member::{check_exactly_once, read_records};
 use shmbus_tests::peers::{field_u64, PeerId, Peers};
 use shmbus_tests::shm_fixture::ShmFixture;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 const EXE: &str = env!("CARGO_BIN_EXE_ring-peer");
@@ -83,7 +84,8 @@ fn lossless(
 }
 
 fn lease_locked(fx: &ShmFixture, publisher: bool, slot: usize) -> bool {
-    is_byte_locked(fx.segment.readers_fd(), lease_lock_offset(publisher, slot)).expect("probe lease lock")
+    is_byte_locked(fx.segment.readers_fd().expect("readers fd").as_fd(), lease_lock_offset(publisher, slot))
+        .expect("probe lease lock")
 }
 
 #[test]

@@ -55,11 +55,17 @@ fn create(d: &TestDaemon, names: &[String], extra: &[&str]) {
 
 #[test]
 fn a_thousand_idle_topics_commit_their_headers_only_and_are_all_listed_and_adopted() {
-    // Two descriptors per topic, within half of the soft limit the daemon raises to the hard one.
-    let need = 2 * (N + BIG) as u64 * 2 + 256;
+    // Descriptors follow use, not the topics (`bus_daemon::fd_limit`): the daemon needs its fixed share, its
+    // connections' and its idle cache's whatever the count. The topics need two mappings each.
     let hard = shmbus_os_hard_nofile();
+    let need = bus_daemon::fd_limit::needed(0, bus_daemon::limits::DEFAULT_MAX_CONNECTIONS.into(), hard);
     if hard < need {
-        eprintln!("SKIPPED: RLIMIT_NOFILE hard limit {hard} is below the {need} descriptors this test needs");
+        eprintln!("SKIPPED: RLIMIT_NOFILE hard limit {hard} is below the {need} descriptors the daemon needs");
+        return;
+    }
+    let maps = bus_daemon::fd_limit::max_map_count().unwrap_or(u64::MAX);
+    if bus_daemon::fd_limit::max_topics(maps) < (N + BIG) as u64 {
+        eprintln!("SKIPPED: vm.max_map_count {maps} admits fewer than the {} topics this test needs", N + BIG);
         return;
     }
     let mut d = TestDaemon::start(Some("[daemon]\nshm_budget = 1099511627776\nreturn_idle_after = \"1s\"\n"));

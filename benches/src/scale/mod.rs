@@ -4,9 +4,9 @@
 //! per topic the daemon's resident set and descriptors (after the listings, which read every topic's header) and
 //! the /dev/shm objects and committed bytes.
 //!
-//! A count the host cannot hold is a record with `skipped` and the reason, not a failure: its hard
-//! `RLIMIT_NOFILE` (the daemon raises its soft limit to it and keeps its topics' two descriptors each within
-//! half, `bus_daemon::fd_limit`), or /dev/shm's free space for the topics' whole footprint (a creation checks it).
+//! A count the host cannot hold is a record with `skipped` and the reason, not a failure: its `vm.max_map_count`
+//! (two mappings per topic; the daemon's descriptors follow use, not the count, `bus_daemon::fd_limit`), or
+//! /dev/shm's free space for the topics' whole footprint (a creation checks it).
 
 pub mod plot;
 pub mod table;
@@ -30,15 +30,15 @@ pub fn kind(asked: &[Kind]) -> Kind {
     asked.iter().copied().find(|k| k.needs_daemon()).unwrap_or(Kind::ShmbusBlocking)
 }
 
-/// Why `n` topics cannot be held here, checked before starting (the descriptor limit).
+/// Why `n` topics cannot be held here, checked before starting (the mappings they need).
 pub fn too_many(n: u64) -> Option<String> {
-    let (_, hard) = bus_daemon::fd_limit::current()?;
-    let admits = bus_daemon::fd_limit::max_topics(hard);
+    let maps = bus_daemon::fd_limit::max_map_count()?;
+    let admits = bus_daemon::fd_limit::max_topics(maps);
     (n > admits).then(|| {
         format!(
-            "the hard RLIMIT_NOFILE {hard} admits {admits} topics (2 descriptors each within half of the limit); \
-             {n} need a limit of at least {}",
-            (n * bus_daemon::fd_limit::PER_TOPIC + bus_daemon::fd_limit::FIXED) * 2
+            "vm.max_map_count {maps} admits {admits} topics ({} mappings each); {n} need at least {}",
+            bus_daemon::fd_limit::MAPS_PER_TOPIC,
+            n * bus_daemon::fd_limit::MAPS_PER_TOPIC + bus_daemon::fd_limit::MAP_RESERVE
         )
     })
 }

@@ -243,57 +243,56 @@ fn system_uid_max() -> u32 {
         .map_or(1000, |m| m.saturating_add(1))
 }
 
-/// Topics of headroom doctor wants the descriptor limit to admit beyond the daemon's current ones: a quarter
-/// more, at least [`MIN_MARGIN`].
-fn margin(topics: u64) -> u64 {
-    (topics / 4).max(MIN_MARGIN)
+/// Topics in use (held by a lease) of headroom doctor wants the descriptor limit to leave beyond the daemon's
+/// leases: a quarter more, at least [`MIN_MARGIN`].
+fn margin(leases: u64) -> u64 {
+    (leases / 4).max(MIN_MARGIN)
 }
 
-/// The least topic headroom doctor asks for.
+/// The least headroom doctor asks for, in topics in use.
 const MIN_MARGIN: u64 = 64;
 
-/// Descriptors the daemon holds whatever its topics and connections (`bus-daemon/src/fd_limit.rs`, `FIXED`).
-const DAEMON_FIXED_FDS: u64 = 64;
+/// Descriptors of one topic whose descriptors are open (`bus-daemon/src/fd_limit.rs`, `PER_TOPIC`).
+const PER_TOPIC: u64 = 2;
 
-/// Most topics the daemon creates under a soft limit of `nofile`: their 2 descriptors each within half of it,
-/// less the fixed reserve (the daemon's own bound, `fd_limit::max_topics`).
-pub fn max_topics(nofile: u64) -> u64 {
-    (nofile / 2).saturating_sub(DAEMON_FIXED_FDS) / 2
+/// Descriptors the daemon keeps for idle topics under a soft limit of `nofile`: a quarter of it, 2 per topic
+/// (the daemon's own cache, `fd_limit::cache_topics`).
+pub fn cache_fds(nofile: u64) -> u64 {
+    nofile / 4 / PER_TOPIC * PER_TOPIC
 }
 
-/// The daemon's descriptor limit against its topics and what it has open: a problem when the limit admits fewer
-/// topics than it has plus a margin ([`margin`]), when it is below what its topics and connections may need, or
-/// when more than 80% of it is open.
+/// The daemon's descriptor limit against what it needs and has open. Its descriptors follow use, not its topics
+/// (2 per topic in use or among the idle cache of a quarter of the limit; 3 per connection; a fixed reserve:
+/// the daemon reports what that comes to as `nofile_needed`): a problem when the limit is below that plus a
+/// margin of topics in use ([`margin`], counted from its leases), or when more than 80% of it is open.
 pub fn descriptors(i: &DaemonInfoWire) -> Finding {
-    let admits = max_topics(i.nofile);
-    let want = i.topics.saturating_add(margin(i.topics));
+    let cache = cache_fds(i.nofile);
+    // Fixed reserve, connections and the topics in use now: what does not shrink with the cache.
+    let base = i.nofile_needed.saturating_sub(cache);
+    let want = base.saturating_add(PER_TOPIC * margin(i.leases));
+    let room = i.nofile.saturating_sub(cache);
     let what = format!(
-        "daemon descriptors: {} open, soft limit {}, {} topics (its topics at 2 each, its connections and a reserve \
-         need up to {})",
-        i.open_fds, i.nofile, i.topics, i.nofile_needed
+        "daemon descriptors: {} open, soft limit {}, {} topics, {} leases (2 per topic in use, {cache} for idle \
+         topics, 3 per connection and a reserve: up to {})",
+        i.open_fds, i.nofile, i.topics, i.leases, i.nofile_needed
     );
     let mut why = Vec::new();
-    if admits < want {
+    if room < want {
         why.push(format!(
-            "the limit admits at most {admits} topics, fewer than {} + a margin of {}",
-            i.topics,
-            want - i.topics
+            "the limit leaves room for {} more topics in use, fewer than a margin of {}",
+            room.saturating_sub(base) / PER_TOPIC,
+            margin(i.leases)
         ));
-    }
-    if i.nofile < i.nofile_needed {
-        why.push(format!("it is below the {} they may need", i.nofile_needed));
     }
     if i.open_fds.saturating_mul(5) > i.nofile.saturating_mul(4) {
         why.push("more than 80% of it is open".into());
     }
     if why.is_empty() {
-        return Finding::ok(format!("{what}; it admits {admits} topics"));
+        return Finding::ok(format!("{what}; room for {} more topics in use", (room - base) / PER_TOPIC));
     }
-    // Enough for the wanted topics (2 each within half of the limit), their connections, and twice what is open;
-    // a power of two.
-    let topics_need = (want * 2 + DAEMON_FIXED_FDS) * 2;
-    let fds_need = i.open_fds.saturating_mul(2);
-    let n = topics_need.max(i.nofile_needed + 2 * (want - i.topics)).max(fds_need).next_power_of_two();
+    // Enough for what does not shrink and the margin in three quarters of the limit (the cache takes the last
+    // quarter), and twice what is open; a power of two.
+    let n = (want.saturating_mul(4).div_ceil(3)).max(i.open_fds.saturating_mul(2)).next_power_of_two();
     Finding::problem(
         format!("{what}: {}", why.join("; ")),
         format!(
@@ -347,26 +346,32 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    fn info(nofile: u64, topics: u64, open_fds: u64) -> DaemonInfoWire {
-        let nofile_needed = 2 * topics + 3 * 64 + DAEMON_FIXED_FDS;
-        DaemonInfoWire { nofile, topics, open_fds, nofile_needed, ..Default::default() }
+    /// What a daemon under soft limit `nofile` with 512 connections and `in_use` topics in use reports.
+    fn info(nofile: u64, topics: u64, leases: u64, in_use: u64, open_fds: u64) -> DaemonInfoWire {
+        let nofile_needed = 64 + 3 * 512 + cache_fds(nofile) + 2 * in_use;
+        DaemonInfoWire { nofile, topics, leases, open_fds, nofile_needed, ..Default::default() }
     }
 
     #[test]
-    fn descriptor_limit_against_topics_and_open_descriptors() {
-        assert_eq!(max_topics(65_536), 16_352);
-        assert_eq!(max_topics(256), 32);
-        assert!(descriptors(&info(65_536, 1_000, 2_100)).ok);
-        // 4,968 topics admitted under 20,000: 4,900 topics leave less than a quarter more.
-        let f = descriptors(&info(20_000, 4_900, 9_900));
-        assert!(!f.ok && f.what.contains("admits at most 4968 topics"), "{f:?}");
+    fn descriptor_limit_against_topics_in_use_and_open_descriptors() {
+        assert_eq!(cache_fds(20_000), 5_000);
+        // 10,000 idle topics under 20,000: descriptors follow use, not the count.
+        let f = descriptors(&info(20_000, 10_000, 0, 0, 5_200));
+        assert!(f.ok, "{f:?}");
+        assert!(f.what.contains("room for 6700 more topics in use"), "{f:?}");
+        // 6,700 topics in use leave no margin.
+        let f = descriptors(&info(20_000, 10_000, 6_700, 6_700, 9_900));
+        assert!(!f.ok && f.what.contains("room for 0 more topics in use"), "{f:?}");
         let fix = f.fix.unwrap();
         assert!(fix.contains("LimitNOFILE=32768"), "{fix}");
-        // Enough topics, but 85% of the limit open.
-        let f = descriptors(&info(20_000, 100, 17_000));
-        assert!(!f.ok && f.what.contains("more than 80%") && !f.what.contains("admits at most"), "{f:?}");
+        // A soft limit of 1,024 cannot hold 512 connections' descriptors at all.
+        let f = descriptors(&info(1_024, 10, 0, 0, 30));
+        assert!(!f.ok && f.fix.as_deref().unwrap_or("").contains("LimitNOFILE=4096"), "{f:?}");
+        // Enough room, but 85% of the limit open.
+        let f = descriptors(&info(20_000, 100, 10, 10, 17_000));
+        assert!(!f.ok && f.what.contains("more than 80%") && !f.what.contains("fewer than"), "{f:?}");
         assert!(f.fix.unwrap().contains("LimitNOFILE=65536"));
-        assert!(descriptors(&info(20_000, 100, 15_900)).ok, "79.5% open");
+        assert!(descriptors(&info(20_000, 100, 10, 10, 15_900)).ok, "79.5% open");
     }
 
     #[test]

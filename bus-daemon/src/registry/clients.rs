@@ -25,7 +25,12 @@ impl State {
             topics,
             leases: self.leases.len() as u64,
             nofile,
-            nofile_needed: crate::fd_limit::needed(topics, self.config.limits.max_connections.into()),
+            // Descriptors follow use (see `fd_limit`): the topics in use, the idle cache, the connections.
+            nofile_needed: crate::fd_limit::needed(
+                self.fd_use().1 as u64,
+                self.config.limits.max_connections.into(),
+                nofile,
+            ),
             open_fds: std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64),
         }
     }

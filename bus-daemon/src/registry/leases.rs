@@ -102,6 +102,8 @@ impl State {
             return Err(Blocked::Refused(Refusal { kind: ErrorKind::PermissionDenied, message }));
         }
         Self::check_type(e, req.payload_type, req.kind.publisher())?;
+        // A group opening, the slot's commit and the reply use the topic's own descriptors: reopened if closed.
+        self.use_fds(topic)?;
         let group = match req.kind {
             LeaseKind::Subscriber { mode: SubMode::Group { name }, from_oldest } => {
                 let resumed = req.resume.map(|r| r.slot);
@@ -154,7 +156,15 @@ impl State {
         let role = if publisher { Role::Publisher { slot } } else { Role::Subscriber { slot, group } };
         let generation = self.topics[topic].segment.topic.generation();
         let id = self.next_lease;
-        let granted = self.reply(&self.topics[topic], id, role, who.cred.uid)?;
+        let granted = match self.reply(&self.topics[topic], id, role, who.cred.uid) {
+            // Out of descriptors: close the idle topics' (this one is about to be in use) and try once more.
+            Err(r) if r.kind == ErrorKind::ResourceExhausted => {
+                self.fds.forget(topic);
+                self.shed_fds();
+                self.reply(&self.topics[topic], id, role, who.cred.uid)
+            }
+            other => other,
+        }?;
         self.next_lease += 1;
         let typed = req.payload_type.is_some();
         if let (true, Some(t)) = (publisher, req.payload_type) {
@@ -264,10 +274,14 @@ impl State {
             Role::Publisher { slot } => (true, slot),
             Role::Subscriber { slot, .. } => (false, slot),
         };
-        let (d, r) = e
-            .segment
-            .lease_fds(data_access(publisher))
-            .map_err(|x| Refusal { kind: ErrorKind::Internal, message: x.to_string() })?;
+        let (d, r) = e.segment.lease_fds(data_access(publisher)).map_err(|x| {
+            if crate::fd_limit::exhausted(x.raw_os_error()) {
+                let what = format!("a lease of topic {:?}", e.segment.topic_name);
+                Refusal { kind: ErrorKind::ResourceExhausted, message: crate::fd_limit::exhausted_message(&what) }
+            } else {
+                Refusal { kind: ErrorKind::Internal, message: x.to_string() }
+            }
+        })?;
         let generation = e.segment.topic.generation();
         let resume_token =
             self.resume_key.token(TokenFor { topic: &e.segment.topic_name, generation, publisher, slot, uid });
@@ -308,7 +322,9 @@ impl State {
             self.leases.iter().find(|(_, l)| l.holds(topic, publisher, r.slot)).map(|(id, l)| (*id, l.holder.pid));
         match holder {
             Some((id, p)) if p == pid => {
+                // The lease moves over (recorded again by the caller): not counted as idle meanwhile.
                 self.leases.remove(&id);
+                self.fds.lease_removed(topic, false);
                 Ok(r.slot)
             }
             Some(_) => refuse(ErrorKind::InvalidRequest, "that slot is leased to another client"),
@@ -345,6 +361,8 @@ impl State {
                 }
             }
         }
+        // The topic may be idle now: keep the idle ones within the cache.
+        self.trim_fds();
         Ok(())
     }
 

@@ -7,11 +7,13 @@
 //! * `leases`: the one grant path for both lease kinds, re-registration after a restart, closing;
 //! * `groups`: consumer-group names and their ring slots;
 //! * `restore`: the leases from before a restart, read back from the lease file;
+//! * `fds`: which topics keep their descriptors open (those in use and a cache of recently used ones);
 //! * `upkeep`: periodic duties (reclaiming what dead clients held, slow consumers, truncated objects, cleanup);
 //! * `report`: listings and counters in wire form;
 //! * [`work`]: slow work outside the lock, and the [`drive`] loop that runs a request through it.
 
 mod clients;
+mod fds;
 mod groups;
 mod invalid;
 mod leases;
@@ -54,8 +56,15 @@ fn refuse<T>(kind: ErrorKind, message: impl Into<String>) -> Result<T, Refusal> 
 
 impl From<SegmentError> for Refusal {
     fn from(e: SegmentError) -> Self {
+        if let SegmentError::Os(o) = &e {
+            if crate::fd_limit::exhausted(o.raw_os_error()) {
+                let message = crate::fd_limit::exhausted_message(&format!("{} ({o})", o.object));
+                return Refusal { kind: ErrorKind::ResourceExhausted, message };
+            }
+        }
         let kind = match &e {
             SegmentError::Os(o) if o.raw_os_error() == Some(libc::ENOSPC) => ErrorKind::ResourceExhausted,
+            SegmentError::Unreachable { .. } => ErrorKind::NoSuchTopic,
             SegmentError::Os(o) if o.raw_os_error() == Some(libc::EEXIST) => ErrorKind::AlreadyExists,
             SegmentError::Name(_) => ErrorKind::InvalidRequest,
             _ => ErrorKind::Internal,
@@ -236,6 +245,8 @@ pub struct State {
     /// The footprints of `topics` summed (kept by [`State::insert_topic`] and [`State::remove_topic`], so a
     /// creation does not sum thousands of them).
     topics_memory: u64,
+    /// Which topics keep their descriptors open (see `fds`).
+    fds: fds::FdCache,
     /// When this daemon run started (`DaemonInfo` uptime).
     pub started: Instant,
 }
@@ -269,29 +280,41 @@ impl State {
             reclaim_cursor: None,
             slow_topics: Vec::new(),
             topics_memory: 0,
+            fds: fds::FdCache::new(
+                crate::fd_limit::current().map_or(256, |(soft, _)| crate::fd_limit::cache_topics(soft) as usize),
+            ),
             started: Instant::now(),
             invalid: BTreeMap::new(),
         }
     }
 
-    /// Adds (or replaces) a topic, keeping the footprint total.
+    /// Adds (or replaces) a topic, keeping the footprint total; its descriptors (just opened) count as the most
+    /// recently used, and the least recently used idle ones past the cache are closed.
     fn insert_topic(&mut self, name: String, entry: TopicEntry) {
         self.topics_memory += entry.memory;
-        if let Some(old) = self.topics.insert(name, entry) {
+        let open = entry.segment.fds_open();
+        if let Some(old) = self.topics.insert(name.clone(), entry) {
             self.topics_memory = self.topics_memory.saturating_sub(old.memory);
         }
+        self.fds.forget(&name);
+        if open {
+            self.fds.used(&name);
+        }
+        self.trim_fds();
     }
 
     /// Removes a topic, keeping the footprint total.
     fn remove_topic(&mut self, name: &str) -> Option<TopicEntry> {
         let e = self.topics.remove(name)?;
         self.topics_memory = self.topics_memory.saturating_sub(e.memory);
+        self.fds.forget(name);
         Some(e)
     }
 
     /// Records a granted lease, in the table and in the lease file.
     fn record_lease(&mut self, id: u64, lease: Lease) {
         self.lease_file.put(&lease.record());
+        self.fds.lease_added(&lease.topic);
         self.leases.insert(id, lease);
     }
 
@@ -299,6 +322,8 @@ impl State {
     fn forget_lease(&mut self, id: u64) -> Option<Lease> {
         let l = self.leases.remove(&id)?;
         self.lease_file.clear(&l.topic, l.role);
+        let open = self.topics.get(&l.topic).is_some_and(|e| e.segment.fds_open());
+        self.fds.lease_removed(&l.topic, open);
         Some(l)
     }
 

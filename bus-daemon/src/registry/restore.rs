@@ -20,6 +20,7 @@ impl State {
             let id = self.next_lease;
             self.next_lease += 1;
             let lease = Lease::from_record(r, None);
+            self.fds.lease_added(&lease.topic);
             self.leases.insert(id, lease);
             restored += 1;
         }
@@ -29,6 +30,13 @@ impl State {
         let names: Vec<String> = self.topics.keys().cloned().collect();
         for name in names {
             self.clear_type_if_untyped(&name);
+        }
+        // The topics in use keep their descriptors (adoption closed all but the cache's).
+        let in_use: std::collections::BTreeSet<String> = self.leases.values().map(|l| l.topic.clone()).collect();
+        for name in in_use {
+            if let Err(r) = self.use_fds(&name) {
+                tracing::error!(topic = %name, "cannot reopen a topic with restored leases: {}", r.message);
+            }
         }
         self.reclaim(true);
         restored

@@ -4,6 +4,7 @@
 use super::{State, TopicEntry};
 use crate::remembered::Remembered;
 use shmbus_proto::msg::Role;
+use shmbus_shm::Health;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -144,6 +145,7 @@ impl State {
         self.close_memberless_groups();
         self.remove_unused();
         self.return_idle();
+        self.count_reopened();
         self.persist_remembered();
     }
 
@@ -312,20 +314,31 @@ impl State {
     /// tells attached clients; the daemon's own accesses to missing pages read zeros, see
     /// [`shmbus_os::sigbus`]), unlinks them and forgets their leases. Every other topic keeps working.
     ///
-    /// Each call checks at most [`TRUNCATION_CHECKS`] topics (two `fstat`s each), the next ones in name order
-    /// after where the previous call stopped, so the upkeep's cost per tick stays bounded whatever the number of
-    /// topics: every topic is checked once per `topics / TRUNCATION_CHECKS` ticks (every tick up to that many).
+    /// Each call checks at most [`TRUNCATION_CHECKS`] topics (two `fstat`s each, or two `lstat`s by name of a
+    /// topic whose descriptors are closed), the next ones in name order after where the previous call stopped, so
+    /// the upkeep's cost per tick stays bounded whatever the number of topics: every topic is checked once per
+    /// `topics / TRUNCATION_CHECKS` ticks (every tick up to that many). A closed topic whose names no longer lead
+    /// to its objects is dropped too (it could not be reopened), its names reported as invalid objects.
+    /// Also closes the descriptors of idle topics past the cache (see `fds`).
     pub fn drop_truncated(&mut self) {
         let checked = next_slice(&self.topics, &mut self.truncation_cursor, TRUNCATION_CHECKS);
-        let broken: Vec<String> =
-            checked.into_iter().filter(|n| self.topics.get(n).is_some_and(|e| !e.segment.intact())).collect();
-        for name in broken {
-            if let Some(e) = self.remove_topic(&name) {
+        let broken: Vec<(String, Health)> = checked
+            .into_iter()
+            .filter_map(|n| {
+                let h = self.topics.get(&n)?.segment.health();
+                (h != Health::Intact).then_some((n, h))
+            })
+            .collect();
+        for (name, health) in broken {
+            if let Health::Unreachable(why) = health {
+                self.drop_unreachable(&name, &why);
+            } else if let Some(e) = self.remove_topic(&name) {
                 tracing::error!(topic = %name, "topic objects were truncated; removing the topic");
                 e.segment.close_and_unlink(&*e.waiter);
                 self.forget_leases_of(&name);
             }
         }
+        self.trim_fds();
     }
 
     /// Marks every topic closed and unlinks everything (`--cleanup-on-exit`).

@@ -240,6 +240,10 @@ impl State {
                     });
                 };
                 e.opening.remove(&p.index);
+                if e.segment.fds_open() {
+                    // Reopened outside the lock if closed meanwhile: counted again (and bounded).
+                    self.fds.used(&p.topic);
+                }
                 r?;
                 tracing::info!(topic = %p.topic, group = %p.name, index = p.index, "opened consumer group");
                 e.groups[p.index] = Some(p.name);
@@ -277,6 +281,7 @@ impl State {
             .check_topic(&format!("topic {name:?}"), &settings.geometry, Some(self.memory_in_use()))
             .map_err(exhausted)?;
         let topics = (self.topics.len() + self.creating.len()) as u64;
+        // Mappings bound the topics, not descriptors (see `fd_limit`).
         crate::fd_limit::check_topic(topics).map_err(|m| exhausted(format!("cannot create topic {name:?}: {m}")))?;
         let ready = Arc::new(Ready::default());
         let bytes = crate::limits::footprint(&settings.geometry);

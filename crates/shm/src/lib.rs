@@ -36,11 +36,12 @@
 mod geometry;
 mod liveness;
 mod map;
+mod objects;
 mod segment;
 mod waiter;
 
 pub use geometry::{geometry_from_wire, geometry_to_wire};
 pub use liveness::holder_alive;
 pub use map::{map_topic, MapError};
-pub use segment::{unlink_all, Modes, ReturnRefused, Segment, SegmentError};
+pub use segment::{unlink_all, Health, Modes, ReturnRefused, Segment, SegmentError};
 pub use waiter::{init_barrier, FutexWaiter};

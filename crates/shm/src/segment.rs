@@ -11,13 +11,19 @@
 //! idle long enough gives the index ring and payload pages back ([`Segment::return_idle`]). The daemon maps the
 //! objects without pre-faulting and drops the pages initialization touched from its resident set, so its RSS
 //! follows what it reads (headers and slot lines), not the topics' sizes.
+//!
+//! The segment's own descriptors live in `objects.rs`: the daemon closes those of idle topics
+//! ([`Segment::close_fds`]) and every use reopens them by name, checked to be the very files created or adopted
+//! ([`Segment::open_fds`]). Code here that needs a descriptor goes through `self.objects.with(|data, readers| …)`.
 
 use crate::map::{map_regions_with, Mapped};
-use shmbus_os::{Access, Expected, Mapping, OsError, ShmObject};
+pub use crate::objects::Health;
+use crate::objects::Objects;
+use shmbus_os::{Access, Expected, Mapping, OsError, ReopenError, ShmObject};
 use shmbus_proto::names;
 use shmbus_ring::wait::Waiter;
 use shmbus_ring::{Admin, AttachError, Extents, Geometry};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 /// Creating, adopting or opening a segment failed.
@@ -38,6 +44,15 @@ pub enum SegmentError {
     /// The name is not valid.
     #[error(transparent)]
     Name(#[from] names::NameError),
+    /// The descriptors were closed and a name no longer leads to the topic's object (unlinked, or replaced by
+    /// another file): the topic cannot be reopened, and no other file is ever handed out in its place.
+    #[error("topic {topic}: its objects can no longer be reached by name: {why}")]
+    Unreachable {
+        /// Topic name.
+        topic: String,
+        /// What was found under the name.
+        why: String,
+    },
 }
 
 /// Modes applied to a topic's objects.
@@ -60,8 +75,9 @@ pub struct Segment {
     pub prefix: String,
     /// Topic name.
     pub topic_name: String,
-    data: ShmObject,
-    readers: ShmObject,
+    /// The data and readers objects; their descriptors are closed while the daemon says so (issue 13, see
+    /// [`Segment::close_fds`]) and reopened by name, checked, when needed.
+    objects: Objects,
     maps: [Arc<Mapping>; 2],
     extents: Extents,
     /// The validated ring view, with the owner's rights (admin and recovery operations): the daemon created or
@@ -127,8 +143,8 @@ impl Segment {
         let m = map_both(&data, &readers, geo)?;
         let t = Admin::create(m.data, m.readers, geo, 0, generation)
             .map_err(|e| SegmentError::Invalid { topic: topic.into(), source: e })?;
-        let seg =
-            Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, maps: m.maps, extents, topic: t };
+        let objects = Objects::new(data, readers, modes.objects)?;
+        let seg = Segment { prefix: prefix.into(), topic_name: topic.into(), objects, maps: m.maps, extents, topic: t };
         seg.forget_pages();
         undo.disarm();
         Ok(seg)
@@ -164,19 +180,48 @@ impl Segment {
         let m = map_both(&data, &readers, &dh.geometry)?;
         let t = Admin::adopt(m.data, m.readers).map_err(invalid)?;
         let extents = Extents::of(&dh.geometry);
-        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), data, readers, maps: m.maps, extents, topic: t })
+        let objects = Objects::new(data, readers, modes.objects)?;
+        Ok(Segment { prefix: prefix.into(), topic_name: topic.into(), objects, maps: m.maps, extents, topic: t })
     }
 
     /// Fresh descriptors for one lease (its own open file descriptions, so its OFD lock is its own): the data
     /// object read-write for publishers or read-only for subscribers, and the readers object read-write. Both are
     /// reopened through the descriptors this segment holds, never by name: a name unlinked (logind's RemoveIPC)
-    /// and replaced by another user's object still yields this topic's objects.
+    /// and replaced by another user's object still yields this topic's objects. Closed descriptors are reopened
+    /// first, by name and only if the name still leads to the topic's object (see [`Segment::open_fds`]).
     pub fn lease_fds(&self, data_access: Access) -> Result<(OwnedFd, OwnedFd), OsError> {
-        let data = match data_access {
-            Access::ReadOnly => self.data.reopen_read_only()?,
-            Access::ReadWrite => self.data.reopen(Access::ReadWrite)?,
-        };
-        Ok((data, self.readers.reopen(Access::ReadWrite)?))
+        self.objects.with(|data, readers| {
+            let data = match data_access {
+                Access::ReadOnly => data.reopen_read_only()?,
+                Access::ReadWrite => data.reopen(Access::ReadWrite)?,
+            };
+            Ok((data, readers.reopen(Access::ReadWrite)?))
+        })
+    }
+
+    /// Opens the segment's own descriptors unless they are open: by name (`O_NOFOLLOW`), and only if `fstat` of
+    /// what opened shows the recorded device and inode, this process's uid, the exact mode, one link and the
+    /// geometry's size. Returns whether it reopened them. A name that no longer leads to the topic's object is
+    /// [`SegmentError::Unreachable`]; running out of descriptors is [`SegmentError::Os`] (`EMFILE`).
+    pub fn open_fds(&self) -> Result<bool, SegmentError> {
+        self.objects.open().map_err(|e| match e {
+            ReopenError::Os(o) => SegmentError::Os(o),
+            ReopenError::NotTheObject { name, why } => {
+                SegmentError::Unreachable { topic: self.topic_name.clone(), why: format!("{name}: {why}") }
+            }
+        })
+    }
+
+    /// Closes the segment's own descriptors (the mappings stay, so headers, counters and stats still read),
+    /// if both names still lead to its objects; otherwise keeps them and says what was found instead (such a
+    /// topic could not be reopened: the daemon drops it rather than close it).
+    pub fn close_fds(&self) -> Result<(), String> {
+        self.objects.close()
+    }
+
+    /// Whether the segment's own descriptors are open.
+    pub fn fds_open(&self) -> bool {
+        self.objects.is_open()
     }
 
     /// Where the parts of the topic's objects lie (what each commit reserves).
@@ -189,7 +234,7 @@ impl Segment {
     /// later. Idempotent, and cheap once reserved.
     pub fn commit_index(&self) -> Result<(), OsError> {
         let r = &self.extents.index;
-        self.data.reserve_range(r.start as u64, r.len() as u64)
+        self.objects.with(|data, _| data.reserve_range(r.start as u64, r.len() as u64))
     }
 
     /// Gives an idle topic's index ring and payload regions back to /dev/shm, if the ring agrees that nothing
@@ -203,7 +248,8 @@ impl Segment {
         let x = &self.extents;
         // Through the end of the last page (past the object's end is allowed), so no partial page is kept.
         let end = self.topic.geometry().data_len().div_ceil(page) * page;
-        self.data.release_range(x.index.start as u64, (end - x.index.start) as u64).map_err(ReturnRefused::Os)?;
+        let len = (end - x.index.start) as u64;
+        self.objects.with(|data, _| data.release_range(x.index.start as u64, len)).map_err(ReturnRefused::Os)?;
         self.forget_pages();
         Ok(before.saturating_sub(self.committed()))
     }
@@ -212,7 +258,7 @@ impl Segment {
     /// /dev/shm is `ENOSPC` here rather than a fault. Idempotent.
     pub fn commit_group(&self, g: usize) -> Result<(), OsError> {
         let r = self.extents.ledger(g);
-        self.readers.reserve_range(r.start as u64, r.len() as u64)
+        self.objects.with(|_, readers| readers.reserve_range(r.start as u64, r.len() as u64))
     }
 
     /// Reserves the payload region of publisher slot `p` before a publisher lease takes the slot: a full
@@ -220,12 +266,12 @@ impl Segment {
     /// already committed).
     pub fn commit_publisher(&self, p: usize) -> Result<(), OsError> {
         let r = self.extents.region(p);
-        self.data.reserve_range(r.start as u64, r.len() as u64)
+        self.objects.with(|data, _| data.reserve_range(r.start as u64, r.len() as u64))
     }
 
     /// Bytes of /dev/shm the topic's objects commit now (their `st_blocks`), at most [`Segment::memory`].
     pub fn committed(&self) -> u64 {
-        self.data.committed().unwrap_or(0) + self.readers.committed().unwrap_or(0)
+        self.objects.committed()
     }
 
     /// Drops the daemon's page-table entries of both objects, so its resident set holds none of the topic's
@@ -236,22 +282,29 @@ impl Segment {
         }
     }
 
-    /// The readers object's descriptor (the daemon's own; used to probe lease locks).
-    pub fn readers_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.readers.fd()
+    /// A fresh read-write descriptor of the readers object (to probe lease locks from elsewhere).
+    pub fn readers_fd(&self) -> Result<OwnedFd, OsError> {
+        self.objects.with(|_, readers| readers.reopen(Access::ReadWrite))
     }
 
-    /// Whether the lease lock of a publisher or subscriber slot is held (see [`crate::holder_alive`]).
+    /// Whether the lease lock of a publisher or subscriber slot is held (see [`crate::holder_alive`]). A probe
+    /// that cannot be made (the descriptors cannot be reopened) counts as alive, as a failed probe does.
     pub fn holder_alive(&self, publisher: bool, slot: u32) -> bool {
-        crate::holder_alive(self.readers.fd(), publisher, slot)
+        self.objects.with(|_, readers| Ok(crate::holder_alive(readers.fd(), publisher, slot))).unwrap_or(true)
     }
 
     /// Whether both objects still have the size the mapping expects. An authorized client can truncate an object
     /// (POSIX shm cannot be sealed); touching the missing pages reads zeros instead of faulting the daemon (the
     /// mappings are guarded, see [`shmbus_os::sigbus`]), and the topic is dropped once this says so.
     pub fn intact(&self) -> bool {
-        let g = self.topic.geometry();
-        self.data.size().ok() == Some(g.data_len() as u64) && self.readers.size().ok() == Some(g.readers_len() as u64)
+        self.health() == Health::Intact
+    }
+
+    /// [`Segment::intact`], telling a truncated object from one that can no longer be reached by name while the
+    /// descriptors are closed (checked with `fstat` while they are open, `lstat` by name otherwise: nothing is
+    /// opened).
+    pub fn health(&self) -> Health {
+        self.objects.health()
     }
 
     /// Bytes of shared memory the topic may use (its objects' sizes; what it commits is [`Segment::committed`]).
@@ -260,10 +313,11 @@ impl Segment {
         (g.data_len() + g.readers_len()) as u64
     }
 
-    /// Marks the topic closed (attached clients get `Closed`), then unlinks its objects.
+    /// Marks the topic closed (attached clients get `Closed`), then unlinks its objects: the names that still
+    /// lead to them (a file put in their place is no topic's; see the daemon's invalid-object handling).
     pub fn close_and_unlink(&self, waiter: &dyn Waiter) {
         let _ = self.topic.close(waiter);
-        unlink_all(&self.prefix, &self.topic_name);
+        self.objects.unlink_own();
     }
 }
 
@@ -282,10 +336,4 @@ pub enum ReturnRefused {
 pub fn unlink_all(prefix: &str, topic: &str) {
     let _ = ShmObject::unlink(&names::data_object(prefix, topic));
     let _ = ShmObject::unlink(&names::readers_object(prefix, topic));
-}
-
-impl AsFd for Segment {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.data.fd()
-    }
 }
