@@ -154,22 +154,27 @@ fn run(n: u64, index: usize, r: &mut Record) -> io::Result<Option<String>> {
     Ok(None)
 }
 
-/// Why /dev/shm cannot hold `n` topics the size of the first one under `prefix` (a creation needs the whole
-/// footprint free), if it cannot.
+/// Why /dev/shm cannot hold `n` topics like the first one under `prefix`, if it cannot: each commits what the
+/// first commits idle (its `st_blocks`; layout 4: 16 KiB of the default geometry), and the creation of the last
+/// one needs its whole footprint free (the daemon's check at creation).
 fn no_room(prefix: &str, n: u64) -> io::Result<Option<String>> {
-    let mut footprint = 0;
+    use std::os::unix::fs::MetadataExt;
+    let (mut footprint, mut committed) = (0, 0);
     for e in std::fs::read_dir("/dev/shm")?.flatten() {
         if e.file_name().to_string_lossy().strip_prefix(prefix).is_some_and(|r| r.starts_with('.')) {
-            footprint += e.metadata().map_or(0, |m| m.len());
+            let m = e.metadata();
+            footprint += m.as_ref().map_or(0, |m| m.len());
+            committed += m.map_or(0, |m| m.blocks() * 512);
         }
     }
     let v = nix::sys::statvfs::statvfs("/dev/shm").map_err(io::Error::from)?;
     let free = v.blocks_available() as u64 * v.fragment_size() as u64;
-    let need = footprint.saturating_mul(n.saturating_sub(1));
+    let need = committed.saturating_mul(n.saturating_sub(1)).saturating_add(footprint);
     Ok((need > free).then(|| {
         format!(
-            "/dev/shm has {} MiB free, {n} topics of {} KiB footprint each need {} MiB more",
+            "/dev/shm has {} MiB free, {n} topics committing {} KiB each (and one {} KiB footprint) need {} MiB more",
             free >> 20,
+            committed >> 10,
             footprint >> 10,
             need >> 20
         )
