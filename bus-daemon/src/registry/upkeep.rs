@@ -157,13 +157,13 @@ impl State {
     /// meanwhile; the time counts from when this daemon run saw the topic unused.
     fn return_idle(&mut self) {
         let Some(after) = self.config.return_idle_after else { return };
-        let used: std::collections::HashSet<&str> = self.leases.values().map(|l| l.topic.as_str()).collect();
         let now = Instant::now();
         // A bounded number per pass, so a restart that adopted many topics does not stall the control plane
         // in one pass (each return is a punch and two `madvise` calls).
         let mut budget = RETURN_SLICE;
         for (name, e) in self.topics.iter_mut().filter(|(_, e)| !e.returned) {
-            if used.contains(name.as_str()) || self.creating.contains_key(name) || !e.opening.is_empty() {
+            // `fds` counts the leases of each topic (no per-pass set of the leases' topics).
+            if self.fds.in_use(name) || self.creating.contains_key(name) || !e.opening.is_empty() {
                 e.idle_since = None;
                 continue;
             }
@@ -197,11 +197,10 @@ impl State {
     /// unused.
     fn remove_unused(&mut self) {
         let Some(after) = self.config.remove_unused_after else { return };
-        let used: std::collections::HashSet<&str> = self.leases.values().map(|l| l.topic.as_str()).collect();
         let now = Instant::now();
         let mut unused = Vec::new();
         for (name, e) in self.topics.iter_mut().filter(|(_, e)| e.on_demand && !e.declared) {
-            if used.contains(name.as_str()) || self.creating.contains_key(name) {
+            if self.fds.in_use(name) || self.creating.contains_key(name) {
                 e.unused_since = None;
                 continue;
             }
