@@ -30,12 +30,17 @@ fn config() -> String {
 /// A daemon under `prlimit --nofile=512:512` (prlimit execs it: the pid is the daemon's), or `None` (with the
 /// reason printed) when prlimit is not installed.
 fn limited_daemon(test: &str) -> Option<TestDaemon> {
+    limited_daemon_with(test, &config())
+}
+
+/// [`limited_daemon`] on configuration `config`.
+fn limited_daemon_with(test: &str, config: &str) -> Option<TestDaemon> {
     if Command::new("prlimit").arg("--version").output().is_err() {
         println!("SKIPPED {test}: prlimit is not installed");
         return None;
     }
     let nofile = format!("--nofile={NOFILE}:{NOFILE}");
-    Some(TestDaemon::start_wrapped(Some(&config()), &["prlimit", &nofile, "--"]))
+    Some(TestDaemon::start_wrapped(Some(config), &["prlimit", &nofile, "--"]))
 }
 
 /// Whether the daemon `pid` has a descriptor of object `name` open (`/proc/PID/fd/*` links).
@@ -130,6 +135,50 @@ fn a_thousand_topics_fit_in_512_descriptors_and_are_leased_and_adopted() {
     round_trip(&d.bus(), "t0010");
     let stats = cli_ok(&d, &["stats", "--json"]);
     assert!(stats.contains("t0999"), "stats lists every topic");
+}
+
+/// Giving an idle topic's pages back reopens its descriptors (the punch needs one): a topic the cache had closed
+/// is closed again afterwards, so the returns of many idle topics neither push the recently used ones out of the
+/// cache nor hold more descriptors than the bound.
+#[test]
+fn returning_idle_topics_keeps_the_descriptor_cache_as_it_was() {
+    let test = "returning_idle_topics_keeps_the_descriptor_cache_as_it_was";
+    let Some(d) = limited_daemon_with(test, &format!("{}return_idle_after = \"1s\"\n", config())) else {
+        return;
+    };
+    const N: usize = 200;
+    let names = topic_names(N);
+    create(&d, &names);
+    let pid = d.pid().expect("daemon pid");
+    let data = |t: &str| names::data_object(&d.prefix, t);
+    // Used once each, t0000 … t0099 commit pages; the cache (64 idle topics) keeps t0037 … t0099 and t0150,
+    // used last, and has closed t0000 … t0036 again.
+    let bus = d.bus();
+    for t in names[..100].iter().chain([&names[150]]) {
+        round_trip(&bus, t);
+    }
+    drop(bus);
+    assert!(!has_open(pid, &data("t0000")) && has_open(pid, &data("t0099")) && has_open(pid, &data("t0150")));
+    let committed = |t: &str| std::fs::metadata(shm_path(&data(t))).map(|m| m.blocks() * 512).expect("stat");
+    let idle = committed("t0199");
+    assert!(committed("t0150") > idle, "the round trip committed pages");
+    // t0150, idle last, gives its pages back last (every other topic in that pass or before).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while committed("t0150") > idle {
+        assert!(std::time::Instant::now() < deadline, "t0150 never gave its pages back\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A request takes the state lock after the pass that returned it (and its trimming) is over.
+    assert_eq!(d.bus().topics().expect("list").len(), N);
+    assert_eq!(committed("t0000"), idle, "t0000 gave its pages back too");
+    for t in ["t0150", "t0099", "t0037"] {
+        assert!(has_open(pid, &data(t)), "{t} was among the cached before the returns and still is\n{}", d.log());
+    }
+    assert!(!has_open(pid, &data("t0000")), "a topic closed before its return is closed after it");
+    let bound = fd_limit::needed(0, CONNECTIONS, NOFILE);
+    let fds = open_fds(pid);
+    assert!(fds <= bound, "{fds} descriptors open after returning idle topics, the bound is {bound}");
+    round_trip(&d.bus(), "t0000");
 }
 
 fn shm_path(name: &str) -> PathBuf {

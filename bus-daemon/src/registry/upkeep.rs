@@ -161,6 +161,7 @@ impl State {
         // A bounded number per pass, so a restart that adopted many topics does not stall the control plane
         // in one pass (each return is a punch and two `madvise` calls).
         let mut budget = RETURN_SLICE;
+        let mut unreachable = Vec::new();
         for (name, e) in self.topics.iter_mut().filter(|(_, e)| !e.returned) {
             // `fds` counts the leases of each topic (no per-pass set of the leases' topics).
             if self.fds.in_use(name) || self.creating.contains_key(name) || !e.opening.is_empty() {
@@ -172,6 +173,9 @@ impl State {
                 continue;
             }
             budget -= 1;
+            // Returning reopens closed descriptors (the punch needs one); a topic the cache had closed is closed
+            // again after, so returns neither push recently used topics out of the cache nor hold descriptors.
+            let was_open = e.segment.fds_open();
             match e.segment.return_idle() {
                 Ok(bytes) => {
                     e.returned = true;
@@ -188,6 +192,14 @@ impl State {
                     tracing::debug!(topic = %name, %why, "idle topic keeps its pages");
                 }
             }
+            if !was_open {
+                if let Err(why) = e.segment.close_fds() {
+                    unreachable.push((name.clone(), why));
+                }
+            }
+        }
+        for (name, why) in unreachable {
+            self.drop_unreachable(&name, &why);
         }
     }
 
