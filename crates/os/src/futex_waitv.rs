@@ -62,12 +62,25 @@ pub enum WaitvError {
 /// The kernel compares every word with its expected value atomically with queueing the caller, so a wake issued
 /// after a word changed is never missed: the call returns [`WaitvResult::Changed`] at once instead.
 pub fn wait(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> Result<WaitvResult, WaitvError> {
+    let addrs: Vec<(usize, u32)> = words.iter().map(|(w, v)| (w.as_ptr() as usize, *v)).collect();
+    wait_addrs(&addrs, timeout)
+}
+
+/// [`wait`] on words named by address: for a waker thread that must not keep the memory they live in mapped
+/// (the handle owning the mapping may drop it at any time and tell the thread afterwards).
+///
+/// Memory-safe whatever the addresses: only the kernel reads them, and an address no longer mapped fails the
+/// call (`EFAULT`, [`WaitvError::Os`]) instead of faulting. An address mapped anew by something else is waited on
+/// like any word: the caller must stop naming an address soon after its mapping goes away (and wakers on shared
+/// words should wake every waiter, not one, so that such a stray waiter cannot take a wake meant for another).
+/// Addresses must be 4-byte aligned (`EINVAL` otherwise).
+pub fn wait_addrs(words: &[(usize, u32)], timeout: Option<Duration>) -> Result<WaitvResult, WaitvError> {
     if words.is_empty() || words.len() > MAX_WAITERS {
         return Err(WaitvError::Count(words.len()));
     }
     let raw: Vec<RawWaiter> = words
         .iter()
-        .map(|(w, v)| RawWaiter { val: *v as u64, uaddr: w.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 })
+        .map(|&(a, v)| RawWaiter { val: v as u64, uaddr: a as u64, flags: FUTEX2_SIZE_U32, reserved: 0 })
         .collect();
     // The timeout is absolute, on CLOCK_MONOTONIC.
     let deadline = timeout.map(|t| {
@@ -84,9 +97,10 @@ pub fn wait(words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> Result<Wa
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn syscall(raw: &[RawWaiter], deadline: Option<&libc::timespec>) -> Result<WaitvResult, WaitvError> {
     let ts = deadline.map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `raw` is a live array of `raw.len()` (1..=128) `struct futex_waitv`s, each naming a live,
-    // 4-byte-aligned `AtomicU32` borrowed by the caller for the whole call (the kernel only reads the words,
-    // atomically); `ts` is null or a valid timespec on the caller's stack. Flags 0 and CLOCK_MONOTONIC are valid.
+    // SAFETY: `raw` is a live array of `raw.len()` (1..=128) `struct futex_waitv`s and `ts` is null or a valid
+    // timespec on the caller's stack; the kernel only reads them. The words they name are read by the kernel
+    // alone, which reports an unmapped address as EFAULT: no user memory is accessed through them here. Flags 0
+    // and CLOCK_MONOTONIC are valid.
     let r = unsafe {
         libc::syscall(SYS_FUTEX_WAITV, raw.as_ptr(), raw.len() as libc::c_uint, 0u32, ts, libc::CLOCK_MONOTONIC)
     };
@@ -149,6 +163,12 @@ mod tests {
         let start = Instant::now();
         assert_eq!(wait(&[(&a, 0), (&b, 5)], Some(Duration::from_millis(20))), Ok(WaitvResult::TimedOut));
         assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn an_unmapped_address_is_an_error_not_a_fault() {
+        let r = wait_addrs(&[(8, 0)], Some(Duration::from_millis(1)));
+        assert_eq!(r, Err(WaitvError::Os(libc::EFAULT)));
     }
 
     #[test]
