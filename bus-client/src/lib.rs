@@ -73,6 +73,8 @@
 mod setters;
 mod shape;
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod attached;
 mod bus;
 mod closer;
@@ -119,6 +121,8 @@ pub mod discovery {
     };
 }
 
+#[cfg(feature = "tokio")]
+pub use asynch::{AsyncPublisher, AsyncSubscriber};
 pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
