@@ -273,6 +273,10 @@ pub enum SendError {
     /// This handle was created before a `fork`: the child must open its own handles.
     #[error("handle belongs to the parent process (forked); open a new one")]
     Forked,
+    /// The handle's pollable descriptor could not be set up (no descriptor or thread left, or a pipe publisher,
+    /// which has none): [`Publisher::wait_fd`](crate::Publisher::wait_fd) and the async publisher only.
+    #[error("cannot wait on a descriptor: {0}")]
+    Wait(String),
 }
 
 /// Receiving failed (or reports something the caller must know about).
@@ -285,6 +289,8 @@ pub enum SendError {
 /// | `try_recv`, `try_iter` | those, and `Empty` (`try_iter` ends there instead) |
 /// | `recv_timeout`, `recv_deadline` | those of `recv`, and `Timeout` |
 /// | typed and `*_value` calls | those of the untyped call, and `Decode` |
+/// | `try_recv_or_arm`, `wait_fd`, async receives | those of `recv`, and `Wait` |
+/// | [`Select`](crate::Select), `recv_interruptible` | those of `recv_timeout`, `Wait` and `Interrupted` |
 ///
 /// So a `recv()` caller need not handle `Empty` or `Timeout`; `is_lag`, `is_empty`, `is_timeout`, `is_closed`
 /// and [`RecvError::is_transient`] answer the usual questions without a full `match`. (A split into one error
@@ -332,6 +338,14 @@ pub enum RecvError {
     /// This handle was created before a `fork`: the child must open its own handles.
     #[error("handle belongs to the parent process (forked); open a new one")]
     Forked,
+    /// An [`Interrupter`](crate::Interrupter) ended the wait (a [`Select`](crate::Select) or
+    /// [`Subscriber::recv_interruptible`](crate::Subscriber::recv_interruptible)); the subscribers go on.
+    #[error("wait interrupted")]
+    Interrupted,
+    /// The handle's pollable descriptor could not be set up (no descriptor or thread left, or a fan-in pipe
+    /// subscriber, which has no single descriptor).
+    #[error("cannot wait on a descriptor: {0}")]
+    Wait(String),
 }
 
 impl RecvError {
@@ -416,8 +430,9 @@ impl RecvError {
             | RecvError::Timeout
             | RecvError::Lagged(_)
             | RecvError::Demoted
-            | RecvError::Decode(_) => true,
-            RecvError::Closed | RecvError::Corrupted(_) | RecvError::Forked => false,
+            | RecvError::Decode(_)
+            | RecvError::Interrupted => true,
+            RecvError::Closed | RecvError::Corrupted(_) | RecvError::Forked | RecvError::Wait(_) => false,
         }
     }
 }

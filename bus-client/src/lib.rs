@@ -73,6 +73,8 @@
 mod setters;
 mod shape;
 
+#[cfg(feature = "tokio")]
+mod asynch;
 mod attached;
 mod bus;
 mod closer;
@@ -90,6 +92,7 @@ mod message;
 pub mod pipe;
 mod pipe_io;
 mod publisher;
+mod select;
 mod sink;
 mod source;
 mod subscriber;
@@ -97,6 +100,8 @@ mod transport;
 pub mod typed;
 mod typed_msg;
 mod verify;
+mod wait_fd;
+mod wake;
 
 /// Socket discovery and the checks behind it, for diagnostics such as `shmbus doctor`: which candidates exist,
 /// which directories are unsafe (owned by another user, or writable by group or others), and whom a client trusts
@@ -116,6 +121,8 @@ pub mod discovery {
     };
 }
 
+#[cfg(feature = "tokio")]
+pub use asynch::{AsyncPublisher, AsyncSubscriber};
 pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
 pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
@@ -124,6 +131,7 @@ pub use iter::{Iter, TryIter, TypedIter, TypedMessageIter};
 pub use loan::Loan;
 pub use message::{Message, OwnedMessage};
 pub use publisher::{Publisher, PublisherBuilder};
+pub use select::{Interrupter, Select, Selected};
 pub use shmbus_proto::msg::{
     ClientWire, DaemonInfoWire, GeometryWire, GroupStatsWire, InvalidObject, PublisherStatsWire, SubscriberStatsWire,
     TopicInfo, TopicOrigin, TopicSpec, TopicStatsWire, TypeInfo,
@@ -134,6 +142,11 @@ pub use subscriber::{Subscriber, SubscriberBuilder};
 pub use transport::{Transport, TRANSPORT_ENV};
 pub use typed::{TypedPublisher, TypedSubscriber};
 pub use typed_msg::TypedMessage;
+
+/// `poll(2)` over descriptors such as [`Subscriber::wait_fd`]'s (re-exported from the OS layer).
+pub mod poll {
+    pub use shmbus_os::poll::{poll, PollFd, PollFlags};
+}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeWriter;
 use crate::sink::{ShmSink, Sink};
 use crate::transport::{inherited_pipe, Routing, Transport};
+use crate::wake::WakeFd;
 use shmbus_proto::msg::{Role, TypeInfo};
 use shmbus_ring::{IdleStrategy, PublisherOptions};
 use std::os::fd::OwnedFd;
@@ -82,7 +83,7 @@ impl PublisherBuilder {
         shmbus_os::fast_clock::warm_up();
         let opts = PublisherOptions { idle: self.idle, clock: shmbus_os::fast_realtime_ns };
         let ring = shmbus_ring::Publisher::attach(&a.topic, slot as usize, a.waiter, opts)?;
-        Ok(Publisher(Box::new(ShmSink::new(ring, a.lease))))
+        Ok(Publisher(Box::new(ShmSink::new(ring, a.lease)), None))
     }
 }
 
@@ -105,7 +106,7 @@ impl PublisherBuilder {
 /// println!("published as #{seq}");
 /// # Ok(()) }
 /// ```
-pub struct Publisher(Box<dyn Sink>);
+pub struct Publisher(pub(crate) Box<dyn Sink>, pub(crate) Option<Box<WakeFd>>);
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -127,7 +128,7 @@ impl Publisher {
         id: Option<u32>,
         live: Option<OwnedFd>,
     ) -> Result<Publisher, OpenError> {
-        Ok(Publisher(Box::new(PipeWriter::new(topic, outs, id, live).map_err(OpenError::Io)?)))
+        Ok(Publisher(Box::new(PipeWriter::new(topic, outs, id, live).map_err(OpenError::Io)?), None))
     }
 
     /// The pipe side, if this publisher runs on pipes.

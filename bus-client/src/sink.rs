@@ -34,6 +34,10 @@ pub(crate) trait Sink: Endpoint + Send {
     fn pipe_writer(&mut self) -> Option<&mut PipeWriter> {
         None
     }
+    /// The shared-memory side, if this is one.
+    fn shm(&mut self) -> Option<&mut Attached<shmbus_ring::Publisher>> {
+        None
+    }
 }
 
 /// A publisher on shared memory, and the rate limit of its "who holds me back" warning.
@@ -67,6 +71,10 @@ impl Endpoint for ShmSink {
 }
 
 impl Sink for ShmSink {
+    fn shm(&mut self) -> Option<&mut Attached<shmbus_ring::Publisher>> {
+        Some(&mut self.at)
+    }
+
     fn send(&mut self, msg: &[u8]) -> Result<u64, SendError> {
         self.at.check::<SendError>()?;
         match self.at.ring.try_send(msg) {

@@ -11,6 +11,7 @@ use crate::pipe_io::io::Wait;
 use crate::pipe_io::PipeReader;
 use crate::source::{ShmSource, Source};
 use crate::transport::{inherited_pipe, Routing, Transport};
+use crate::wake::WakeFd;
 use shmbus_proto::msg::{Role, SubMode, TypeInfo};
 use shmbus_ring::{IdleStrategy, Mode, SubscriberOptions};
 use std::os::fd::OwnedFd;
@@ -114,7 +115,7 @@ impl SubscriberBuilder {
         let readers = a.lease.readers_fd();
         let is_dead = |p: usize| lease::publisher_is_dead(readers, p);
         let ring = shmbus_ring::Subscriber::attach(&a.topic, slot as usize, opts, a.waiter, &is_dead)?;
-        Ok(Subscriber(Inner::Shm(Box::new(ShmSource::new(ring, a.lease)))))
+        Ok(Subscriber(Inner::Shm(Box::new(ShmSource::new(ring, a.lease))), None))
     }
 }
 
@@ -134,12 +135,12 @@ impl SubscriberBuilder {
 /// println!("#{} from publisher {}: {:?}", m.seq(), m.publisher(), m.payload());
 /// # Ok(()) }
 /// ```
-pub struct Subscriber(Inner);
+pub struct Subscriber(pub(crate) Inner, pub(crate) Option<Box<WakeFd>>);
 
 /// The transport, as an enum rather than a `dyn Source`: the shared-memory receive is inlined down to the ring.
 /// Through a trait object the message came back through memory at each level and was copied with 16-byte loads
 /// of 8-byte stores, failed store-to-load forwards that cost a sizeable part of a 64-byte receive (issue 10).
-enum Inner {
+pub(crate) enum Inner {
     Shm(Box<ShmSource>),
     Pipe(Box<PipeReader>),
 }
@@ -162,7 +163,7 @@ impl std::fmt::Debug for Subscriber {
 impl Subscriber {
     /// A subscriber reading the pipes `ins` in turn (fan-in when there are several).
     pub(crate) fn from_pipe(topic: &str, ins: Vec<OwnedFd>) -> Result<Subscriber, OpenError> {
-        Ok(Subscriber(Inner::Pipe(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?))))
+        Ok(Subscriber(Inner::Pipe(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?)), None))
     }
 
     /// The pipe side, if this subscriber runs on pipes.

@@ -46,7 +46,7 @@ pub const MAX_PEERS: u32 = 4;
 /// The idle strategy of a shmbus transport.
 pub(crate) fn idle(kind: Kind) -> IdleStrategy {
     match kind {
-        Kind::ShmbusBlocking => IdleStrategy::Blocking,
+        Kind::ShmbusBlocking | Kind::ShmbusAsync => IdleStrategy::Blocking,
         Kind::ShmbusYield => IdleStrategy::SpinThenYield,
         _ => IdleStrategy::BusySpin,
     }

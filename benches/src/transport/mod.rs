@@ -51,6 +51,9 @@ pub enum Kind {
     /// shmbus through the library and a private daemon, spinning then yielding the CPU
     /// (`IdleStrategy::SpinThenYield`): for more processes than CPUs.
     ShmbusYield,
+    /// shmbus through the library and a private daemon, receiving with `AsyncSubscriber::recv().await` on a
+    /// current-thread tokio runtime (the wait descriptor and the waker thread); sends are blocking sends.
+    ShmbusAsync,
     /// iceoryx2 0.10 publish-subscribe, busy-polling (only in a build with `--features iceoryx2`).
     Iceoryx2,
 }
@@ -69,6 +72,7 @@ impl Kind {
             Kind::ShmbusBusy,
             Kind::ShmbusBlocking,
             Kind::ShmbusYield,
+            Kind::ShmbusAsync,
         ];
         if cfg!(feature = "iceoryx2") {
             v.push(Kind::Iceoryx2);
@@ -89,6 +93,7 @@ impl Kind {
             Kind::ShmbusBusy => "shmbus-busy",
             Kind::ShmbusBlocking => "shmbus-blocking",
             Kind::ShmbusYield => "shmbus-yield",
+            Kind::ShmbusAsync => "shmbus-async",
             Kind::Iceoryx2 => "iceoryx2",
         }
     }
@@ -106,7 +111,7 @@ impl Kind {
 
     /// Whether the receiver sleeps in the kernel while waiting (rather than busy-polling).
     pub fn is_blocking(self) -> bool {
-        matches!(self, Kind::Sem | Kind::Pipe | Kind::Uds | Kind::Mq | Kind::ShmbusBlocking)
+        matches!(self, Kind::Sem | Kind::Pipe | Kind::Uds | Kind::Mq | Kind::ShmbusBlocking | Kind::ShmbusAsync)
     }
 
     /// The floor this transport's latency is compared with: the semaphores for blocking ones, the cache line
@@ -126,6 +131,8 @@ impl Kind {
             (Kind::CacheLine | Kind::Sem, m) => m == Mode::Latency,
             (Kind::Memcpy, m) => m == Mode::Throughput,
             (Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield, _) => true,
+            // The two-process scenarios only: the multi-process peers receive with the blocking API.
+            (Kind::ShmbusAsync, m) => m == Mode::Latency || m == Mode::Throughput,
             (_, Mode::Latency | Mode::Throughput) => self != Kind::Mq || size <= mq::msgsize_max(),
             _ => false,
         }
@@ -133,7 +140,7 @@ impl Kind {
 
     /// Whether this transport needs the private daemon.
     pub fn needs_daemon(self) -> bool {
-        matches!(self, Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield)
+        matches!(self, Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield | Kind::ShmbusAsync)
     }
 }
 
@@ -172,9 +179,9 @@ pub fn prepare(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> io::Result<B
         Kind::Pipe => pipe::prepare(p),
         Kind::Uds => uds::prepare(p),
         Kind::Mq => mq::prepare(p),
-        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield => {
+        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield | Kind::ShmbusAsync => {
             let bus = bus.ok_or_else(|| io::Error::other("no private daemon"))?;
-            shmbus::prepare(p, bus, crate::multi::idle(kind))
+            shmbus::prepare(p, bus, kind)
         }
         #[cfg(feature = "iceoryx2")]
         Kind::Iceoryx2 => iceoryx2::prepare(p),
@@ -193,7 +200,7 @@ pub fn open_peer(kind: Kind, p: &Params) -> io::Result<Box<dyn Duplex>> {
         Kind::Pipe => pipe::open_peer(p),
         Kind::Uds => uds::open_peer(p),
         Kind::Mq => mq::open_peer(p),
-        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield => shmbus::open_peer(p, crate::multi::idle(kind)),
+        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield | Kind::ShmbusAsync => shmbus::open_peer(p, kind),
         #[cfg(feature = "iceoryx2")]
         Kind::Iceoryx2 => iceoryx2::open_peer(p),
         #[cfg(not(feature = "iceoryx2"))]

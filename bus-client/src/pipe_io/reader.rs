@@ -369,6 +369,15 @@ impl PipeReader {
         self.inputs.is_empty()
     }
 
+    /// The one pipe this reader reads (readable when data or end-of-file is there); `None` on fan-in.
+    pub(crate) fn only_input(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        match &self.inputs[..] {
+            [only] => Some(only.file.as_fd()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn inputs(&self) -> usize {
         self.inputs.len()
     }

@@ -4,7 +4,9 @@
 //! - [`shm`]: POSIX shared memory objects (create exclusively with exact mode and
 //!   reserved memory, open, reopen read-only, list).
 //! - [`map`]: shared mappings of them, exposed as raw pointers, guarded against truncation ([`sigbus`]).
-//! - [`futex`]: waiting and waking on 32-bit words in shared memory (process-shared futexes).
+//! - [`futex`]: waiting and waking on 32-bit words in shared memory (process-shared futexes); [`futex_waitv`]:
+//!   waiting on up to 128 of them at once.
+//! - [`event`]: an eventfd, to wake a `poll(2)` or an async reactor from another thread.
 //! - [`fdpass`]: passing descriptors over Unix sockets (`SCM_RIGHTS`).
 //! - [`lock`]: liveness through open-file-description byte locks.
 //! - [`mod@poll`]: waiting for descriptors; [`fd`]: descriptor numbers handed to children.
@@ -46,11 +48,13 @@
 pub mod clock;
 pub mod cred;
 pub mod error;
+pub mod event;
 pub mod fast_clock;
 pub mod fd;
 pub mod fdpass;
 pub mod fork;
 pub mod futex;
+pub mod futex_waitv;
 pub mod lock;
 pub mod log_style;
 pub mod map;
@@ -73,6 +77,7 @@ mod testutil;
 pub use clock::{monotonic_ns, realtime_ns};
 pub use cred::{peer_cred, peer_groups, PeerCred};
 pub use error::{OsError, Result};
+pub use event::Event;
 pub use fast_clock::fast_realtime_ns;
 pub use fd::{access_mode, fifo_inode, inherit_in_child, AccessMode};
 pub use fdpass::{recv_with_fds, send_with_fds, unread_by_peer, MAX_FDS};

@@ -191,20 +191,18 @@ pub(crate) fn sleep_deadline(deadline: Option<Instant>) -> Instant {
     }
 }
 
-/// One sleep of the sleeper's half of the handshake (see the module docs), shared by publishers waiting for space
-/// and subscribers waiting for data. `target` sleeps on its wake-up; `(mask, bit)` is its bit in the waiter
-/// mask its wakers read.
+/// The first half of the sleeper's handshake (see the module docs), without sleeping: takes stale posts, raises
+/// `target`'s bit (`(mask, bit)`, in the waiter mask its wakers read), issues the heavy barrier, then runs
+/// `recheck`.
 ///
-/// Takes stale posts, raises the bit, issues the heavy barrier, then runs `recheck`. If the re-check finds
-/// progress (`Ok(Some(v))`), the bit is lowered again and `v` returned without sleeping. If it finds none
-/// (`Ok(None)`), this sleeps once, until a post or [`sleep_deadline`], and returns `Ok(None)`: the caller polls
-/// again. An error from the re-check is returned at once with the bit still raised (it costs a spurious post at
-/// most).
-pub(crate) fn sleep_once<T, E>(
+/// If the re-check finds progress (`Ok(Some(v))`), the bit is lowered again and `v` returned. If it finds none
+/// (`Ok(None)`), the bit stays raised: the next waker takes it and posts `target`'s wake-up once, so whoever waits
+/// on that wake-up (this thread in [`sleep_once`], or a waker thread watching the word) learns of the progress.
+/// An error from the re-check is returned at once with the bit still raised (it costs a spurious post at most).
+pub(crate) fn arm<T, E>(
     waiter: &dyn Waiter,
     target: Target,
     (mask, bit): (&AtomicU64, u64),
-    deadline: Option<Instant>,
     recheck: impl FnOnce() -> Result<Option<T>, E>,
 ) -> Result<Option<T>, E> {
     waiter.drain(target);
@@ -216,6 +214,22 @@ pub(crate) fn sleep_once<T, E>(
         // Relaxed: a bit lowered late (or already taken by a waker) costs at most a spurious post, which the next
         // sleep drains.
         mask.fetch_and(!bit, Ordering::Relaxed);
+        return Ok(Some(v));
+    }
+    Ok(None)
+}
+
+/// One sleep of the sleeper's half of the handshake (see the module docs), shared by publishers waiting for space
+/// and subscribers waiting for data: [`arm`], then, if the re-check found no progress, one sleep until a post or
+/// [`sleep_deadline`], returning `Ok(None)` (the caller polls again).
+pub(crate) fn sleep_once<T, E>(
+    waiter: &dyn Waiter,
+    target: Target,
+    mask: (&AtomicU64, u64),
+    deadline: Option<Instant>,
+    recheck: impl FnOnce() -> Result<Option<T>, E>,
+) -> Result<Option<T>, E> {
+    if let Some(v) = arm(waiter, target, mask, recheck)? {
         return Ok(Some(v));
     }
     waiter.wait_until(target, sleep_deadline(deadline));

@@ -74,7 +74,10 @@ impl Waiter for FutexWaiter {
             // Release (tag WAKE): see `consume`. Wrapping after 2^32 unconsumed posts could only cost one bounded
             // sleep.
             w.fetch_add(1, Ordering::Release);
-            futex::wake(w, 1);
+            // Every waiter, not one: besides the slot's own sleeper, a waker thread relaying the word to a
+            // pollable descriptor may wait on it (bus-client's `wake` module); a wake taken by one must not leave
+            // the other asleep. Costs nothing more with a single waiter.
+            futex::wake(w, u32::MAX);
         }
     }
 

@@ -11,6 +11,7 @@
 //! byte of the new message sees the changed stamp or frontier and discards its copy.
 
 mod alloc;
+mod arm;
 mod loan;
 
 pub use loan::Loan;

@@ -10,8 +10,9 @@
 //!   member's held position gates publishers until it releases the message.
 //!
 //! One file per protocol: `ordered` (lossless and lossy cursors), `member` (consumer groups), `message` (the
-//! received message and reading one entry).
+//! received message and reading one entry), `arm` (the re-check before sleeping, and arming without sleeping).
 
+mod arm;
 mod member;
 mod message;
 mod ordered;
@@ -25,7 +26,6 @@ use crate::sync::{AtomicU64, Ordering};
 use crate::topic::{Topic, ATTACH_TIMEOUT};
 use crate::wait::{expired, sleep_once, Backoff, IdleStrategy, Step, Target, Waiter};
 use message::Found;
-use ordered::TAIL_RECHECK;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -262,16 +262,7 @@ impl Subscriber {
                 let (topic, waiter) = (self.topic.clone(), self.waiter.clone());
                 let mask = topic.readers_mask(R_DATA_WAITERS, self.slot);
                 // The re-check: a message (`Ready`), or the topic found closed (`Empty`).
-                let woke = sleep_once(&*waiter, Target::Subscriber(self.slot), mask, deadline, || {
-                    // Before and after sleeping, look at the entry itself, not only the tail (a publisher that
-                    // died between its stamp and its tail store must not keep us asleep).
-                    self.quiet_polls = TAIL_RECHECK - 1;
-                    Ok(match self.poll()? {
-                        Poll::Ready(f) => Some(Poll::Ready(f)),
-                        Poll::Empty if self.topic.is_closed() => Some(Poll::Empty),
-                        Poll::Empty => None,
-                    })
-                })?;
+                let woke = sleep_once(&*waiter, Target::Subscriber(self.slot), mask, deadline, || self.recheck())?;
                 match woke {
                     Some(Poll::Ready(f)) => return Ok(self.message(f)),
                     Some(Poll::Empty) => return self.after_close(),
