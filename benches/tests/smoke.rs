@@ -156,6 +156,7 @@ fn every_transport_and_scenario_produces_numbers() {
         "shm-ring",
         "shmbus-busy",
         "shmbus-yield",
+        "shmbus-async",
         "fan-in",
         "fan-out",
         "group",
@@ -169,11 +170,11 @@ fn every_transport_and_scenario_produces_numbers() {
     let with = |scenario: &str| records.iter().filter(|r| r["scenario"] == scenario).count();
     let iceoryx2 = usize::from(cfg!(feature = "iceoryx2"));
     // Latency: cache-line, shm-ring, shmbus-busy, shmbus-yield (+ iceoryx2) busy; sem, pipe, uds, mq,
-    // shmbus-blocking blocking.
+    // shmbus-blocking, shmbus-async blocking.
     assert_eq!(with("latency-busy"), 4 + iceoryx2, "{records:#?}");
-    assert_eq!(with("latency-blocking"), 5, "{records:#?}");
-    // Throughput: memcpy, shm-ring, pipe, uds, mq, the three shmbus (+ iceoryx2).
-    assert_eq!(with("throughput"), 8 + iceoryx2);
+    assert_eq!(with("latency-blocking"), 6, "{records:#?}");
+    // Throughput: memcpy, shm-ring, pipe, uds, mq, the three shmbus and shmbus-async (+ iceoryx2).
+    assert_eq!(with("throughput"), 9 + iceoryx2);
     // Multi-process, the three shmbus transports: fan-in 2→1 and 4→1, fan-out, group, lossy.
     assert_eq!(with("fan-in"), 6);
     assert_eq!(with("fan-out"), 3);
