@@ -293,7 +293,7 @@ fn footprint(kind: Kind, p: &Params, bus: Option<&PrivateBus>) -> Option<u64> {
     match kind {
         Kind::ShmRing | Kind::CacheLine => crate::memory::shm_bytes(&p.name).ok(),
         Kind::Sem => crate::memory::shm_bytes(&format!("sem.{}", p.name)).ok(),
-        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield => {
+        Kind::ShmbusBusy | Kind::ShmbusBlocking | Kind::ShmbusYield | Kind::ShmbusAsync => {
             let bus = bus?;
             let (down, up) = transport::shmbus_topics(p.size);
             Some(bus.topic_bytes(&down).ok()? + bus.topic_bytes(&up).ok()?)
