@@ -124,3 +124,14 @@ impl Drop for TestBridge {
         self.kill();
     }
 }
+
+/// What clients reported about `topic` on `bus` (`shmbus stats`: a bridge's remote subscribers and counters);
+/// empty when the stats cannot be read.
+pub fn reported(bus: &bus_client::Bus, topic: &str) -> Vec<bus_client::ReportWire> {
+    bus.stats(Some(topic)).ok().and_then(|s| s.into_iter().next()).map(|t| t.reports).unwrap_or_default()
+}
+
+/// Counter `name` of report `r` (0 when not reported: the bridge reports nonzero counters only).
+pub fn reported_counter(r: &bus_client::ReportWire, name: &str) -> u64 {
+    r.counters.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
+}

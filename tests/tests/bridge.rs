@@ -5,7 +5,7 @@
 //! refuses a stream of another payload type.
 
 use bus_client::{Bus, IdleStrategy, TopicSpec};
-use shmbus_tests::bridge::{free_port, TestBridge};
+use shmbus_tests::bridge::{free_port, reported, reported_counter, TestBridge};
 use shmbus_tests::daemon::TestDaemon;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,7 +76,23 @@ fn a_hundred_thousand_messages_arrive_byte_exact_and_in_order() {
     assert_eq!(bb.counter("gaps"), 0, "a lossless stream had gaps; log:\n{}", bb.log());
     assert_eq!(bb.counter("lost"), 0);
     assert!(ba.counter("exported") >= N);
-    assert!(ba.stop() && bb.stop(), "bridges must stop cleanly on SIGTERM");
+    // `shmbus stats` on each bus shows the bridge's word: B's counters of the import, B as A's remote subscriber.
+    b.eventually("B's stats never showed the bridge's import counters", || {
+        reported(&bus_b, "stream")
+            .iter()
+            .any(|r| reported_counter(r, "imported") >= N && reported_counter(r, "gaps") == 0)
+    });
+    let importer = |bus: &Bus| {
+        reported(bus, "stream").iter().any(|r| r.remote_subscribers.iter().any(|s| s == "bridge b importing stream*"))
+    };
+    a.eventually("A's stats never showed B as a remote subscriber", || importer(&bus_a));
+    assert!(bb.stop(), "bridges must stop cleanly on SIGTERM");
+    a.eventually("B left, yet A's stats still show it as a remote subscriber", || {
+        let r = reported(&bus_a, "stream");
+        !r.is_empty() && !importer(&bus_a)
+    });
+    assert!(ba.stop(), "bridges must stop cleanly on SIGTERM");
+    a.eventually("a stopped bridge's report stays in the stats", || reported(&bus_a, "stream").is_empty());
 }
 
 #[test]
@@ -126,6 +142,13 @@ fn a_topic_bridged_both_ways_does_not_echo() {
         if let Ok(m) = sub.recv_timeout(Duration::from_secs(1)) {
             panic!("bus {name}: an echo arrived: {:?}", String::from_utf8_lossy(m.payload()));
         }
+    }
+    // Each bridge sees the other as a remote subscriber of the topic, never itself.
+    for (name, d, bus, other) in [("A", &a, &bus_a, "b"), ("B", &b, &bus_b, "a")] {
+        let want = vec![format!("bridge {other} importing duplex*")];
+        d.eventually(&format!("bus {name}'s stats never showed exactly the other bridge"), || {
+            reported(bus, "duplex").iter().any(|r| r.remote_subscribers == want)
+        });
     }
     for (name, br) in [("A", &mut ba), ("B", &mut bb)] {
         br.eventually("the exporter never counted its skipped imports", |br| br.counter("echo_skipped") >= N);
@@ -184,6 +207,9 @@ fn an_exporter_killed_and_restarted_mid_stream_leaves_a_counted_gap() {
     bb.eventually("the importer never counted the restart", |b| b.counter("source_restarts") >= 1);
     assert!(bb.counter("gaps") >= 1 && bb.counter("lost") >= 1, "gap not counted: {:?}", bb.stats());
     assert!(bb.log().contains("the exporter restarted"), "gap not logged; log:\n{}", bb.log());
+    b.eventually("B's stats never showed the gap", || {
+        reported(&bus_b, "ticks").iter().any(|r| reported_counter(r, "gaps") >= 1 && reported_counter(r, "lost") >= 1)
+    });
     assert!(bb.alive() && ba.alive(), "neither side may crash");
     assert!(a.alive() && b.alive(), "neither daemon may be affected");
 }

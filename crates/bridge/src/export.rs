@@ -12,6 +12,7 @@
 
 use crate::echo::Slots;
 use crate::meta::Meta;
+use crate::reporting::add;
 use crate::stats::Stats;
 use crate::Shared;
 use bus_client::{RecvError, Subscriber, TypeInfo};
@@ -67,6 +68,7 @@ pub fn run(sh: &Arc<Shared>, t: &Topic) -> ExportEnd {
         Err(e) => return ExportEnd::Failed(format!("cannot declare the Zenoh publisher: {e}")),
     };
     tracing::info!(topic = %t.name, lossy = t.lossy, "exporting");
+    let _held = Held::new(sh, &t.name);
     let slots = sh.echo.slots(&t.name);
     let meta = Meta {
         bridge: sh.bridge,
@@ -88,6 +90,7 @@ pub fn run(sh: &Arc<Shared>, t: &Topic) -> ExportEnd {
         att: Vec::with_capacity(128),
         refreshed: Instant::now(),
         seen: Vec::new(),
+        ts: sh.reporting.stats(&t.name),
     };
     loop {
         if sh.shutdown.load(Ordering::Relaxed) {
@@ -102,7 +105,7 @@ pub fn run(sh: &Arc<Shared>, t: &Topic) -> ExportEnd {
                 let n = e.lagged().unwrap_or(0);
                 // The numbers are skipped so the importer sees exactly this gap.
                 ex.meta.bridge_seq = ex.meta.bridge_seq.saturating_add(n);
-                sh.stats.export_lagged.fetch_add(n, Ordering::Relaxed);
+                add(&sh.stats, &ex.ts, |s| &s.export_lagged, n);
                 tracing::warn!(topic = %t.name, missed = n, "the export fell behind the topic; the gap is forwarded");
             }
             Err(e) if e.is_timeout() || e.is_empty() => {}
@@ -123,6 +126,24 @@ struct Export<'a> {
     refreshed: Instant,
     /// Publisher slots seen: a new one may be a typed publisher that just set the topic's type.
     seen: Vec<u32>,
+    /// This topic's counters (reported to the daemon).
+    ts: Arc<Stats>,
+}
+
+/// The export's subscriber as the daemon report knows it: held from its opening to the export's end.
+struct Held<'a>(&'a Shared, &'a str);
+
+impl<'a> Held<'a> {
+    fn new(sh: &'a Shared, topic: &'a str) -> Held<'a> {
+        sh.reporting.hold(topic);
+        Held(sh, topic)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.reporting.release(self.1);
+    }
 }
 
 impl Export<'_> {
@@ -138,7 +159,7 @@ impl Export<'_> {
         let stats = &self.sh.stats;
         let m = sub.recv_timeout(POLL)?;
         if self.slots.is_ours(m.publisher(), m.seq()) {
-            Stats::bump(&stats.echo_skipped);
+            add(stats, &self.ts, |s| &s.echo_skipped, 1);
             return Ok(());
         }
         if !self.seen.contains(&m.publisher()) {
@@ -153,9 +174,9 @@ impl Export<'_> {
         let r = publisher.put(m.payload()).attachment(self.att.as_slice()).wait();
         meta.bridge_seq = meta.bridge_seq.saturating_add(1);
         match r {
-            Ok(()) => Stats::bump(&stats.exported),
+            Ok(()) => add(stats, &self.ts, |s| &s.exported, 1),
             Err(e) => {
-                Stats::bump(&stats.export_failed);
+                add(stats, &self.ts, |s| &s.export_failed, 1);
                 tracing::warn!(error = %e, "a Zenoh put failed; the importer will count the gap");
             }
         }

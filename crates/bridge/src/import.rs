@@ -9,6 +9,7 @@
 use crate::config::Settings;
 use crate::echo::Slots;
 use crate::meta::Meta;
+use crate::reporting::{add, Reporting};
 use crate::sources::{Sources, Verdict};
 use crate::stats::Stats;
 use crate::Shared;
@@ -39,17 +40,20 @@ struct Local {
     refusal: Option<(String, Instant)>,
     /// When a lossless drop was last logged (at most one line per [`WARN_EVERY`]).
     full_warned: Option<Instant>,
+    /// This topic's counters (reported to the daemon while the publisher is open).
+    ts: Arc<Stats>,
 }
 
 impl Local {
-    fn close(&mut self) {
+    fn close(&mut self, topic: &str, reporting: &Reporting) {
         if let Some(p) = self.publisher.take() {
             self.slots.release(p.id(), self.last_seq.take());
+            reporting.release(topic);
         }
     }
 
     fn refuse(&mut self, topic: &str, why: String, stats: &Stats) {
-        Stats::bump(&stats.refused);
+        add(stats, &self.ts, |s| &s.refused, 1);
         if self.refusal.as_ref().is_none_or(|(w, _)| *w != why) {
             tracing::warn!(topic, "refusing the imported stream: {why}");
         }
@@ -81,6 +85,17 @@ pub fn run(sh: &Arc<Shared>, settings: &Settings) -> anyhow::Result<()> {
         subs.push(s);
     }
     drop(tx);
+    // Exporters follow these to show this bridge as a remote subscriber of what it imports.
+    let mut tokens = Vec::new();
+    for g in &settings.import {
+        let key = crate::remotes::token_key(&settings.id, g.as_str());
+        match sh.session.liveliness().declare_token(key.as_str()).wait() {
+            Ok(t) => tokens.push(t),
+            Err(e) => {
+                tracing::warn!(pattern = g.as_str(), error = %e, "cannot declare the importer's liveliness token")
+            }
+        }
+    }
     tracing::info!(keys = ?keys, "importing");
     let mut imp = Importer { sh: sh.clone(), settings, locals: HashMap::new(), sources: Sources::default() };
     while !sh.shutdown.load(Ordering::Relaxed) {
@@ -90,9 +105,10 @@ pub fn run(sh: &Arc<Shared>, settings: &Settings) -> anyhow::Result<()> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    for l in imp.locals.values_mut() {
-        l.close();
+    for (topic, l) in imp.locals.iter_mut() {
+        l.close(topic, &sh.reporting);
     }
+    drop(tokens);
     drop(rx); // unblocks a callback waiting on a full channel before the subscribers are undeclared
     drop(subs);
     Ok(())
@@ -129,6 +145,7 @@ impl Importer<'_> {
 
     fn local(&mut self, topic: &str) -> &mut Local {
         let slots = self.sh.echo.slots(topic);
+        let ts = self.sh.reporting.stats(topic);
         self.locals.entry(topic.to_string()).or_insert_with(|| Local {
             publisher: None,
             typed: None,
@@ -136,6 +153,7 @@ impl Importer<'_> {
             slots,
             refusal: None,
             full_warned: None,
+            ts,
         })
     }
 
@@ -143,21 +161,23 @@ impl Importer<'_> {
     fn account(&mut self, topic: &str, m: &Meta) {
         let sh = self.sh.clone();
         let stats = &sh.stats;
+        let ts = self.local(topic).ts.clone();
+        let count = |c: fn(&Stats) -> &std::sync::atomic::AtomicU64, n| add(stats, &ts, c, n);
         match self.sources.observe(topic, m) {
             Verdict::Next => {}
             Verdict::First { at } => {
-                Stats::bump(&stats.sources);
+                count(|s| &s.sources, 1);
                 tracing::info!(topic, bridge = format_args!("{:016x}", m.bridge), at, "new incoming stream");
             }
             Verdict::Gap { missed } => {
-                Stats::bump(&stats.gaps);
-                stats.lost.fetch_add(missed, Ordering::Relaxed);
+                count(|s| &s.gaps, 1);
+                count(|s| &s.lost, missed);
                 tracing::warn!(topic, bridge = format_args!("{:016x}", m.bridge), missed, "gap in the incoming stream");
             }
             Verdict::Restarted { missed } => {
-                Stats::bump(&stats.source_restarts);
-                Stats::bump(&stats.gaps);
-                stats.lost.fetch_add(missed.unwrap_or(0), Ordering::Relaxed);
+                count(|s| &s.source_restarts, 1);
+                count(|s| &s.gaps, 1);
+                count(|s| &s.lost, missed.unwrap_or(0));
                 match missed {
                     Some(missed) => tracing::warn!(
                         topic,
@@ -172,7 +192,7 @@ impl Importer<'_> {
                     ),
                 }
             }
-            Verdict::Old => Stats::bump(&stats.out_of_order),
+            Verdict::Old => count(|s| &s.out_of_order, 1),
         }
     }
 
@@ -183,17 +203,18 @@ impl Importer<'_> {
         let l = self.local(topic);
         if l.publisher.is_some() && l.typed != m.payload_type {
             tracing::info!(topic, "the incoming payload type changed; reopening the local publisher");
-            l.close();
+            l.close(topic, &sh.reporting);
             l.refusal = None;
         }
         if l.publisher.is_none() {
             if l.refusal.as_ref().is_some_and(|(_, at)| at.elapsed() < RETRY_OPEN) {
-                Stats::bump(&sh.stats.refused);
+                add(&sh.stats, &l.ts, |s| &s.refused, 1);
                 return;
             }
             match open(&sh, topic, m, create) {
                 Ok(p) => {
                     l.slots.hold(p.id());
+                    sh.reporting.hold(topic);
                     l.publisher = Some(p);
                     l.typed = m.payload_type.clone();
                     l.refusal = None;
@@ -218,10 +239,10 @@ impl Importer<'_> {
         match r {
             Ok(seq) => {
                 l.last_seq = Some(seq);
-                Stats::bump(&sh.stats.imported);
+                add(&sh.stats, &l.ts, |s| &s.imported, 1);
             }
             Err(SendError::Full) => {
-                Stats::bump(&sh.stats.import_full);
+                add(&sh.stats, &l.ts, |s| &s.import_full, 1);
                 if !m.lossy && l.full_warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                     l.full_warned = Some(Instant::now());
                     tracing::warn!(
@@ -232,7 +253,7 @@ impl Importer<'_> {
                 }
             }
             Err(SendError::Closed) => {
-                l.close();
+                l.close(topic, &sh.reporting);
                 l.refuse(topic, "the local topic closed (deleted or recreated); reopening".into(), &sh.stats);
                 l.refusal = None; // reopen at the next sample
             }

@@ -41,6 +41,8 @@ mod exports;
 pub mod glob;
 mod import;
 pub mod meta;
+pub mod remotes;
+pub mod reporting;
 pub mod session;
 pub mod sources;
 pub mod stats;
@@ -51,6 +53,7 @@ use config::Settings;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use zenoh::Wait;
 
 /// What the export and import threads share.
 pub struct Shared {
@@ -64,14 +67,22 @@ pub struct Shared {
     pub run: u64,
     /// Importer slots, for the no-echo rule.
     pub echo: echo::Echo,
-    /// Counters.
+    /// Counters, all topics together.
     pub stats: stats::Stats,
+    /// Counters per topic, reported to the daemon.
+    pub reporting: reporting::Reporting,
+    /// The remote importers (liveliness tokens), for the report of exported topics.
+    pub remotes: Arc<remotes::Remotes>,
+    /// This bridge's id as configured.
+    pub id: String,
     /// Set to stop.
     pub shutdown: Arc<AtomicBool>,
 }
 
 /// How often the export rules are matched against the local topics.
 const SCAN: Duration = Duration::from_secs(1);
+/// How often the per-topic counters and remote importers are reported to the daemon.
+const REPORT: Duration = Duration::from_secs(1);
 
 /// Runs the bridge until `shutdown` is set (SIGINT/SIGTERM in the binary), then stops every thread.
 pub fn run(settings: &Settings, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
@@ -86,6 +97,9 @@ pub fn run(settings: &Settings, shutdown: Arc<AtomicBool>) -> anyhow::Result<()>
         run,
         echo: echo::Echo::default(),
         stats: stats::Stats::default(),
+        reporting: reporting::Reporting::default(),
+        remotes: Arc::default(),
+        id: settings.id.clone(),
         shutdown: shutdown.clone(),
     });
     tracing::info!(id = %settings.id, bridge = format_args!("{:016x}", sh.bridge), zenoh = %sh.session.zid(),
@@ -96,9 +110,29 @@ pub fn run(settings: &Settings, shutdown: Arc<AtomicBool>) -> anyhow::Result<()>
         let (sh2, s2) = (sh.clone(), settings.clone());
         Some(std::thread::Builder::new().name("import".into()).spawn(move || import::run(&sh2, &s2))?)
     };
+    // Exporters follow the importers' liveliness tokens (history: the ones declared before this bridge came).
+    let _importers = if settings.export.is_empty() {
+        None
+    } else {
+        let remotes = sh.remotes.clone();
+        let live = sh.session.liveliness().declare_subscriber(remotes::TOKENS).history(true);
+        match live.callback(move |s| remotes.observe(&s)).wait() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot follow the remote importers; stats will not show them");
+                None
+            }
+        }
+    };
     let mut exports = exports::Exports::default();
     let (mut last_scan, mut last_log, mut last_file) = (None::<Instant>, Instant::now(), None::<Instant>);
+    let mut last_report = None::<Instant>;
+    let mut report_failed = false;
     while !shutdown.load(Ordering::Relaxed) {
+        if last_report.is_none_or(|t| t.elapsed() >= REPORT) {
+            report(&sh, &mut report_failed);
+            last_report = Some(Instant::now());
+        }
         if last_scan.is_none_or(|t| t.elapsed() >= SCAN) {
             exports.scan(&sh, settings);
             last_scan = Some(Instant::now());
@@ -131,6 +165,20 @@ pub fn run(settings: &Settings, shutdown: Arc<AtomicBool>) -> anyhow::Result<()>
         Some(Ok(r)) => r.context("import"),
         Some(Err(_)) => anyhow::bail!("the import thread panicked"),
         None => Ok(()),
+    }
+}
+
+/// Reports the per-topic counters and remote importers to the daemon; a failure is logged once until a
+/// report goes through again (a handle closing between the listing and the report is refused: the next one
+/// is right).
+fn report(sh: &Shared, failed: &mut bool) {
+    match sh.bus.report(sh.reporting.reports(&sh.remotes, &sh.id)) {
+        Ok(()) => *failed = false,
+        Err(e) => {
+            if !std::mem::replace(failed, true) {
+                tracing::info!(error = %e, "the daemon did not take the bridge's report; retrying");
+            }
+        }
     }
 }
 
