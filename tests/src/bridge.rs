@@ -62,6 +62,14 @@ impl TestBridge {
         }
     }
 
+    /// Sends `sig` to the process (SIGSTOP/SIGCONT: a remote host that hangs).
+    pub fn signal(&self, sig: i32) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped child.
+            unsafe { libc::kill(c.id() as i32, sig) };
+        }
+    }
+
     /// Whether the process is still running (it has not exited or crashed).
     pub fn alive(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
@@ -134,4 +142,25 @@ pub fn reported(bus: &bus_client::Bus, topic: &str) -> Vec<bus_client::ReportWir
 /// Counter `name` of report `r` (0 when not reported: the bridge reports nonzero counters only).
 pub fn reported_counter(r: &bus_client::ReportWire, name: &str) -> u64 {
     r.counters.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
+}
+
+/// Creates `topic` on `bus` with `capacity` entries of at most 512 bytes (the two-bus tests' geometry).
+pub fn create(bus: &bus_client::Bus, topic: &str, capacity: u32) {
+    let spec = bus_client::TopicSpec { capacity: Some(capacity), max_message: Some(512), ..Default::default() };
+    bus.create_topic(topic, spec).expect("create topic");
+}
+
+/// Publishes a marker on `from`'s `warm` until `to`'s subscriber sees one: both Zenoh sessions are linked and
+/// the import subscription has reached the exporter. Bounded at 30 s (a hang guard).
+pub fn wait_linked(from: &bus_client::Bus, to: &bus_client::Bus, warm: &str) {
+    let mut sub = to.subscriber_builder(warm).lossy().open().expect("subscribe warm-up");
+    let mut p = from.publisher(warm).expect("publish warm-up");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = p.try_send(b"warm");
+        if sub.recv_timeout(Duration::from_millis(50)).is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the bridges never linked ({warm})");
+    }
 }

@@ -4,8 +4,8 @@
 //! echo, an exporter SIGKILLed and restarted mid-stream leaves a counted and logged gap, and a typed topic
 //! refuses a stream of another payload type.
 
-use bus_client::{Bus, IdleStrategy, TopicSpec};
-use shmbus_tests::bridge::{free_port, reported, reported_counter, TestBridge};
+use bus_client::{Bus, IdleStrategy};
+use shmbus_tests::bridge::{create, free_port, reported, reported_counter, wait_linked, TestBridge};
 use shmbus_tests::daemon::TestDaemon;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -13,26 +13,6 @@ use std::time::{Duration, Instant};
 
 /// Bound on any one test's wait for a message (a hang guard, not a speed assertion).
 const WAIT: Duration = Duration::from_secs(30);
-
-fn create(bus: &Bus, topic: &str, capacity: u32) {
-    bus.create_topic(topic, TopicSpec { capacity: Some(capacity), max_message: Some(512), ..TopicSpec::default() })
-        .expect("create topic");
-}
-
-/// Publishes a marker on `from`'s `warm` until `to`'s subscriber sees one: both Zenoh sessions are linked and
-/// the import subscription has reached the exporter.
-fn wait_linked(from: &Bus, to: &Bus, warm: &str) {
-    let mut sub = to.subscriber_builder(warm).lossy().open().expect("subscribe warm-up");
-    let mut p = from.publisher(warm).expect("publish warm-up");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let _ = p.try_send(b"warm");
-        if sub.recv_timeout(Duration::from_millis(50)).is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the bridges never linked ({warm})");
-    }
-}
 
 /// Message `i` of the lossless stream: its index, then a length and content that vary with it.
 fn message(i: u64) -> Vec<u8> {
