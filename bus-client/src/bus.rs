@@ -332,6 +332,16 @@ impl Bus {
         self.expect_done(Request::DeleteTopic { name: name.into() })
     }
 
+    /// Tells the daemon about topics this connection holds a lease on (a handle opened from this `Bus` or a
+    /// clone): e.g. a bridge's remote subscribers of an exported topic and its counters of an imported one,
+    /// shown in `shmbus stats` and the metrics until the next report, the handle's close or the connection's
+    /// end. Each call replaces the previous reports; a topic without a lease here is refused
+    /// ([`ControlError::InvalidRequest`]), and so are more than
+    /// [`MAX_REPORTED_ITEMS`](shmbus_proto::report::MAX_REPORTED_ITEMS) items of a kind.
+    pub fn report(&self, topics: Vec<crate::TopicReport>) -> Result<(), ControlError> {
+        self.expect_done(Request::Report { topics })
+    }
+
     /// Lists the topics, in name order. The daemon answers a page at a time (each reply fits a frame however
     /// many topics there are); this asks for every page.
     pub fn topics(&self) -> Result<Vec<TopicInfo>, ControlError> {

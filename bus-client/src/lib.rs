@@ -136,6 +136,7 @@ pub use shmbus_proto::msg::{
     ClientWire, DaemonInfoWire, GeometryWire, GroupStatsWire, InvalidObject, PublisherStatsWire, SubscriberStatsWire,
     TopicInfo, TopicOrigin, TopicSpec, TopicStatsWire, TypeInfo,
 };
+pub use shmbus_proto::report::{ReportWire, TopicReport};
 pub use shmbus_proto::text::printable;
 pub use shmbus_ring::IdleStrategy;
 pub use subscriber::{Subscriber, SubscriberBuilder};

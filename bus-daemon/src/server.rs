@@ -352,6 +352,9 @@ fn conversation(
                 let r = lock(state).clients_page(who, topic.as_deref(), after);
                 (r.map(|(clients, more)| Response::ClientsPage { clients, more }).unwrap_or_else(error), None)
             }
+            Request::Report { topics } => {
+                (lock(state).report(who, &topics).map(|_| Response::Done).unwrap_or_else(error), None)
+            }
             Request::OpenPublisher { topic, payload_type, resume } => {
                 let req =
                     LeaseRequest { topic: &topic, kind: LeaseKind::Publisher, payload_type: &payload_type, resume };
@@ -413,6 +416,7 @@ fn request_name(req: &Request) -> String {
         Request::DaemonInfo => "daemon info".into(),
         Request::ClientsPage { .. } => "clients page".into(),
         Request::ListInvalid => "list invalid".into(),
+        Request::Report { topics } => format!("report on {} topics", topics.len()),
         Request::OpenPublisher { topic, .. } => format!("publish on {}", q(topic)),
         Request::OpenSubscriber { topic, .. } => format!("subscribe to {}", q(topic)),
         Request::Close { lease } => format!("close lease {lease}"),

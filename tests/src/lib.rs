@@ -1,5 +1,6 @@
 //! Multi-process integration, stress and crash tests of shmbus on real shared memory.
 //!
+//! * [`bridge`]: a real `shmbus-bridge` process (`it-bridge`) for the two-bus tests (`tests/bridge*.rs`).
 //! * [`cli`]: running the `shmbus` CLI against a test daemon, as root or as `nobody`.
 //! * [`shm_fixture`]: a topic under a unique shm prefix, created as the daemon would and removed on drop.
 //! * [`control_fuzz`]: the hostile side of the control-plane fuzz (`tests/control_fuzz.rs`, helper `control-fuzzer`).
@@ -21,6 +22,7 @@
 //! churn checked for leaks) and `soak.rs` (2 million messages, or 50 million under `SHMBUS_LONG=1`, with flat
 //! resident sets).
 
+pub mod bridge;
 pub mod bus_peer;
 pub mod bus_run;
 pub mod cli;

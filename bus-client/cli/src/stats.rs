@@ -97,7 +97,24 @@ fn human(t: &TopicStatsWire) -> String {
         let name = bus_client::printable(&g.name).into_owned();
         vec![name, g.next.to_string(), g.delivered.to_string(), g.redelivered.to_string(), g.abandoned.to_string()]
     });
+    for r in &t.reports {
+        reported(&mut s, r);
+    }
     s
+}
+
+/// A client's report on the topic (a bridge's remote subscribers and counters): its word, labelled as such.
+fn reported(s: &mut String, r: &bus_client::ReportWire) {
+    let who = r.client.as_deref().map_or_else(|| "a client".to_string(), |c| bus_client::printable(c).into_owned());
+    let _ = writeln!(s, "  reported by {who} (pid {}):", r.pid);
+    if !r.remote_subscribers.is_empty() {
+        let names: Vec<String> = r.remote_subscribers.iter().map(|n| bus_client::printable(n).into_owned()).collect();
+        let _ = writeln!(s, "    remote subscribers: {}", names.join(", "));
+    }
+    if !r.counters.is_empty() {
+        let c: Vec<String> = r.counters.iter().map(|(k, v)| format!("{}={v}", bus_client::printable(k))).collect();
+        let _ = writeln!(s, "    {}", c.join(" "));
+    }
 }
 
 #[cfg(test)]

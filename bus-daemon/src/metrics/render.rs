@@ -45,7 +45,8 @@ impl Collector for Exposition {
         topics(out, &self.0.topics)?;
         publishers(out, &self.0.topics)?;
         subscribers(out, &self.0.topics)?;
-        groups(out, &self.0.topics)
+        groups(out, &self.0.topics)?;
+        reports(out, &self.0.topics)
     }
 }
 
@@ -207,6 +208,29 @@ fn groups(out: &mut Families<'_, '_>, topics: &[TopicStatsWire]) -> Result {
     Ok(())
 }
 
+/// What clients reported about their topics (protocol 7): a bridge's remote subscribers and counters.
+fn reports(out: &mut Families<'_, '_>, topics: &[TopicStatsWire]) -> Result {
+    let remote = topics
+        .iter()
+        .filter(|t| !t.reports.is_empty())
+        .map(|t| (labels(&[("topic", &t.name)]), t.reports.iter().map(|r| r.remote_subscribers.len() as u64).sum()));
+    out.gauge(
+        "topic_remote_subscribers",
+        "Remote subscribers of the topic, as bridges holding it report them",
+        remote,
+    )?;
+    let mut rows = Vec::new();
+    for t in topics {
+        for r in &t.reports {
+            let (client, pid) = (r.client.as_deref().unwrap_or(""), r.pid.to_string());
+            for (counter, v) in &r.counters {
+                rows.push((labels(&[("topic", &t.name), ("client", client), ("pid", &pid), ("counter", counter)]), *v));
+            }
+        }
+    }
+    out.gauge("client_reported", "A counter a client holding the topic reports (a bridge's gaps, lost, ...)", rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +257,12 @@ mod tests {
                 ],
                 subscribers: vec![sub(0, None), sub(1, Some("g"))],
                 groups: vec![GroupStatsWire { name: "g".into(), next: 4, redelivered: 1, abandoned: 0, delivered: 3 }],
+                reports: vec![shmbus_proto::report::ReportWire {
+                    client: Some("shmbus-bridge b".into()),
+                    pid: 7,
+                    remote_subscribers: vec!["x".into(), "y".into()],
+                    counters: vec![("gaps".into(), 2)],
+                }],
                 ..Default::default()
             }],
             publisher_leases: 2,
@@ -265,6 +295,8 @@ mod tests {
             format!("shmbus_subscriber_received_total{{{t},slot=\"1\"}} 3"),
             format!("shmbus_group_members{{{t},group=\"g\"}} 1"),
             format!("shmbus_group_redelivered_total{{{t},group=\"g\"}} 1"),
+            format!("shmbus_topic_remote_subscribers{{{t}}} 2"),
+            format!("shmbus_client_reported{{{t},client=\"shmbus-bridge b\",pid=\"7\",counter=\"gaps\"}} 2"),
             "# TYPE shmbus_messages_published_total counter".into(),
             "# TYPE shmbus_subscriber_lag gauge".into(),
         ] {

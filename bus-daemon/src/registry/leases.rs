@@ -184,6 +184,7 @@ impl State {
             typed,
             since: std::time::SystemTime::now(),
             client: who.client.map(str::to_string),
+            report: None,
         };
         self.record_lease(id, lease);
         tracing::info!(topic = %topic, role = req.kind.role_name(), slot, group, pid = who.cred.pid, uid = who.cred.uid,
@@ -373,7 +374,9 @@ impl State {
         for id in ids {
             let alive = self.leases[&id].holder.alive();
             if alive {
-                self.leases.get_mut(&id).expect("listed above").conn = None;
+                let l = self.leases.get_mut(&id).expect("listed above");
+                l.conn = None;
+                l.report = None;
             } else {
                 let _ = self.close_lease(id);
             }

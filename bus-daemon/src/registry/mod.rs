@@ -18,6 +18,7 @@ mod groups;
 mod invalid;
 mod leases;
 mod report;
+mod reports;
 mod restore;
 mod topics;
 mod upkeep;
@@ -162,6 +163,8 @@ pub struct Lease {
     pub since: std::time::SystemTime,
     /// The holder's client name (its handshake's, escaped); not kept across a restart.
     pub client: Option<String>,
+    /// What the holding connection last reported about the topic (see `reports`); dropped with the connection.
+    pub report: Option<Arc<shmbus_proto::report::TopicReport>>,
 }
 
 impl Lease {
@@ -195,6 +198,7 @@ impl Lease {
             typed: r.typed,
             since: std::time::SystemTime::now(),
             client: None,
+            report: None,
         }
     }
 

@@ -27,6 +27,8 @@ pub const PAGE_TOPICS: usize = 1024;
 struct Holders<'a> {
     counts: HashMap<&'a str, (u32, u32)>,
     pids: HashMap<(&'a str, bool, u32), i32>,
+    /// The leases that carry a report, by topic (few: bridges).
+    reported: HashMap<&'a str, Vec<&'a Lease>>,
 }
 
 impl<'a> Holders<'a> {
@@ -44,6 +46,9 @@ impl<'a> Holders<'a> {
                 c.1 += 1;
             }
             h.pids.entry((l.topic.as_str(), publisher, slot)).or_insert(l.holder.pid);
+            if l.report.is_some() {
+                h.reported.entry(l.topic.as_str()).or_default().push(l);
+            }
         }
         h
     }
@@ -220,5 +225,6 @@ fn stats_wire(name: &str, e: &TopicEntry, holders: &Holders<'_>) -> TopicStatsWi
             .type_info
             .clone()
             .or_else(|| e.settings.payload_type.as_ref().map(|name| TypeInfo { name: name.clone(), hash: 0 })),
+        reports: super::reports::reports_of(holders.reported.get(name).into_iter().flatten().copied()),
     }
 }

@@ -30,6 +30,7 @@ pub mod codec;
 pub mod frame;
 pub mod msg;
 pub mod names;
+pub mod report;
 pub mod text;
 pub mod trust;
 

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 /// [`Request::ListInvalid`] lists the objects under the prefix that are no topic (refused as invalid at adoption,
 /// or planted), for `shmbus topics --all`; the publisher and subscriber rows of the stats carry `sleeping` (the
 /// handle's waiter bit).
-pub const PROTOCOL_VERSION: u32 = 6;
+///
+/// 7: [`Request::Report`]: a client's word about topics it holds (a bridge's remote subscribers and counters),
+/// shown in [`TopicStatsWire::reports`].
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The shape of a topic on the wire (mirrors `shmbus_ring::Geometry`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +234,13 @@ pub enum Request {
     /// Objects under the daemon's prefix that are no topic of it, on names whose `admin` policy admits the
     /// caller (protocol 6). Answered with [`Response::Invalid`].
     ListInvalid,
+    /// Replaces this connection's reports (protocol 7): one per topic the connection holds a lease on, shown
+    /// in the topic's stats until the next report, or until the lease or the connection ends. Answered with
+    /// [`Response::Done`].
+    Report {
+        /// The reports; topics not listed lose theirs.
+        topics: Vec<crate::report::TopicReport>,
+    },
 }
 
 /// Objects in /dev/shm under the daemon's prefix that are no topic ([`Request::ListInvalid`]).
@@ -467,6 +477,8 @@ pub struct TopicStatsWire {
     pub groups: Vec<GroupStatsWire>,
     /// The payload type typed handles registered (or the configuration declared), if any.
     pub payload_type: Option<TypeInfo>,
+    /// What clients holding the topic reported about it (protocol 7), e.g. a bridge's remote subscribers.
+    pub reports: Vec<crate::report::ReportWire>,
 }
 
 /// Why a request failed; variants a client can act on.

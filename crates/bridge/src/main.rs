@@ -1,0 +1,4 @@
+//! `shmbus-bridge`: see [`shmbus_bridge::cli`].
+fn main() -> std::process::ExitCode {
+    shmbus_bridge::cli::main()
+}
