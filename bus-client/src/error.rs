@@ -6,8 +6,11 @@
 //! * [`SendError`] and [`RecvError`]: the data path.
 
 use shmbus_proto::ErrorKind;
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// What to do about a daemon that cannot be reached, for the message of `DaemonUnavailable`.
 fn unavailable_hint(e: &io::Error) -> String {
@@ -273,10 +276,12 @@ pub enum SendError {
     /// This handle was created before a `fork`: the child must open its own handles.
     #[error("handle belongs to the parent process (forked); open a new one")]
     Forked,
-    /// The handle's pollable descriptor could not be set up (no descriptor or thread left, or a pipe publisher,
-    /// which has none): [`Publisher::wait_fd`](crate::Publisher::wait_fd) and the async publisher only.
+    /// The handle's pollable descriptor could not be set up or waited on (no descriptor or thread left, a pipe
+    /// publisher, which has none, or the async runtime's reactor is gone):
+    /// [`Publisher::wait_fd`](crate::Publisher::wait_fd) and the async publisher only. The OS error, if any, is
+    /// the [`WaitError`]'s source.
     #[error("cannot wait on a descriptor: {0}")]
-    Wait(String),
+    Wait(#[source] WaitError),
 }
 
 /// Receiving failed (or reports something the caller must know about).
@@ -342,11 +347,65 @@ pub enum RecvError {
     /// [`Subscriber::recv_interruptible`](crate::Subscriber::recv_interruptible)); the subscribers go on.
     #[error("wait interrupted")]
     Interrupted,
-    /// The handle's pollable descriptor could not be set up (no descriptor or thread left, or a fan-in pipe
-    /// subscriber, which has no single descriptor).
+    /// The handle's pollable descriptor could not be set up or waited on (no descriptor or thread left, a fan-in
+    /// pipe subscriber, which has no single descriptor, `poll` failed, or the async runtime's reactor is gone).
+    /// The OS error, if any, is the [`WaitError`]'s source.
     #[error("cannot wait on a descriptor: {0}")]
-    Wait(String),
+    Wait(#[source] WaitError),
 }
+
+/// Why a handle could not wait on its pollable descriptor ([`RecvError::Wait`], [`SendError::Wait`]): what
+/// failed, and the OS error behind it (also its [`source`](std::error::Error::source)) when there is one. An
+/// OS failure is reported as this, never as a clean `Closed`.
+#[derive(Debug, Clone)]
+pub struct WaitError {
+    what: Cow<'static, str>,
+    /// Shared so that the receive and send errors stay `Clone`.
+    io: Option<Arc<io::Error>>,
+}
+
+impl WaitError {
+    /// A failure without an OS error (e.g. a handle that has no descriptor).
+    pub(crate) fn new(what: impl Into<Cow<'static, str>>) -> WaitError {
+        WaitError { what: what.into(), io: None }
+    }
+
+    /// `what` failed with the OS error `e`.
+    pub(crate) fn io(what: impl Into<Cow<'static, str>>, e: io::Error) -> WaitError {
+        WaitError { what: what.into(), io: Some(Arc::new(e)) }
+    }
+
+    /// The OS error behind the failure, if any.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.io.as_deref()
+    }
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.io {
+            Some(e) => write!(f, "{}: {e}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+impl std::error::Error for WaitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io.as_deref().map(|e| e as _)
+    }
+}
+
+/// Equal when they say the same thing: the same failure, and OS errors of the same kind and message (an
+/// `io::Error` has no equality of its own).
+impl PartialEq for WaitError {
+    fn eq(&self, other: &WaitError) -> bool {
+        let os = |w: &WaitError| w.io.as_ref().map(|e| (e.kind(), e.to_string()));
+        self.what == other.what && os(self) == os(other)
+    }
+}
+
+impl Eq for WaitError {}
 
 impl RecvError {
     /// How many messages were missed, if this reports a lap ([`RecvError::Lagged`]); the subscriber goes on.

@@ -125,7 +125,7 @@ pub mod discovery {
 pub use asynch::{AsyncPublisher, AsyncSubscriber};
 pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
-pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
+pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError, WaitError};
 pub use fork::generation as fork_generation;
 pub use iter::{Iter, TryIter, TypedIter, TypedMessageIter};
 pub use loan::Loan;
