@@ -1,6 +1,7 @@
-//! Tests of the error types (kept beside `error.rs`).
+//! Tests of the error types.
 
 use super::*;
+use shmbus_proto::ErrorKind;
 
 fn refused(kind: ErrorKind) -> ConnError {
     ConnError::Refused { kind, message: "m".into() }
