@@ -217,18 +217,20 @@ mod tests {
     use super::*;
     use std::task::Waker;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime")
+    /// A pipe channel's subscriber, registered with a fresh runtime's reactor; the runtime comes back with it.
+    fn registered(topic: &str) -> (crate::Publisher, AsyncSubscriber, tokio::runtime::Runtime) {
+        let (p, sub) = crate::pipe::channel(topic).expect("a pipe channel");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+        let sub = {
+            let _in = rt.enter();
+            AsyncSubscriber::new(sub).expect("registered")
+        };
+        (p, sub, rt)
     }
 
     #[test]
     fn a_reactor_gone_is_a_failed_wait_not_a_close() {
-        let (p, sub) = crate::pipe::channel("async-gone").expect("a pipe channel");
-        let rt = runtime();
-        let mut sub = {
-            let _in = rt.enter();
-            AsyncSubscriber::new(sub).expect("registered")
-        };
+        let (p, mut sub, rt) = registered("async-gone");
         drop(rt);
         let mut cx = Context::from_waker(Waker::noop());
         match sub.poll_recv(&mut cx) {
@@ -243,12 +245,7 @@ mod tests {
 
     #[test]
     fn a_message_there_needs_no_wait() {
-        let (mut p, sub) = crate::pipe::channel("async-there").expect("a pipe channel");
-        let rt = runtime();
-        let mut sub = {
-            let _in = rt.enter();
-            AsyncSubscriber::new(sub).expect("registered")
-        };
+        let (mut p, mut sub, rt) = registered("async-there");
         p.send(b"x").expect("sent");
         rt.block_on(async {
             assert_eq!(sub.recv().await.expect("the message").payload(), b"x");
