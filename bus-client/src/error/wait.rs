@@ -5,9 +5,10 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
-/// Why a handle could not wait on its pollable descriptor ([`RecvError::Wait`], [`SendError::Wait`]): what
-/// failed, and the OS error behind it (also its [`source`](std::error::Error::source)) when there is one. An
-/// OS failure is reported as this, never as a clean `Closed`.
+/// Why a handle could not wait on its pollable descriptor ([`RecvError::Wait`](super::RecvError::Wait),
+/// [`SendError::Wait`](super::SendError::Wait)): what failed, and the OS error behind it (also its
+/// [`source`](std::error::Error::source)) when there is one. An OS failure is reported as this, never as a clean
+/// `Closed`.
 #[derive(Debug, Clone)]
 pub struct WaitError {
     what: Cow<'static, str>,
