@@ -7,7 +7,7 @@
 //!
 //! [`Stream`]: futures_core::Stream
 
-use crate::error::{RecvError, SendError};
+use crate::error::{RecvError, SendError, WaitError};
 use crate::message::OwnedMessage;
 use crate::publisher::Publisher;
 use crate::subscriber::Subscriber;
@@ -18,6 +18,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+
+/// What failed when the readiness wait does.
+const REACTOR: &str = "waiting in the tokio reactor";
 
 /// Registers a copy of `fd` with the current runtime's reactor (an error, not a panic, outside a runtime; tokio
 /// panics in a runtime built without its I/O driver).
@@ -32,16 +35,27 @@ fn register(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }
 
-/// Waits for `fd` to be readable, then clears the readiness (the caller arms again before the next wait).
-/// `Err` when the reactor is gone (the runtime shut down).
-fn poll_ready(fd: &AsyncFd<OwnedFd>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-    match fd.poll_read_ready(cx) {
-        Poll::Ready(Ok(mut guard)) => {
-            guard.clear_ready();
-            Poll::Ready(Ok(()))
+/// The readiness-wait loop behind `poll_recv` and `poll_send`: `attempt` until it has an outcome (`Ok(Some)` or
+/// `Err`), waiting for `fd` to be readable whenever it armed (`Ok(None)`), and clearing the readiness before the
+/// next attempt (which arms again). A failed wait (the reactor gone: the runtime shut down) is `wait_error`'s
+/// `Wait` with the OS error kept as its source, never a clean `Closed`.
+fn poll_armed<T, E>(
+    fd: &AsyncFd<OwnedFd>,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut() -> Result<Option<T>, E>,
+    wait_error: fn(WaitError) -> E,
+) -> Poll<Result<T, E>> {
+    loop {
+        match attempt() {
+            Ok(Some(v)) => return Poll::Ready(Ok(v)),
+            Ok(None) => {}
+            Err(e) => return Poll::Ready(Err(e)),
         }
-        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-        Poll::Pending => Poll::Pending,
+        match fd.poll_read_ready(cx) {
+            Poll::Ready(Ok(mut guard)) => guard.clear_ready(),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(wait_error(WaitError::io(REACTOR, e)))),
+            Poll::Pending => return Poll::Pending,
+        }
     }
 }
 
@@ -75,8 +89,8 @@ impl AsyncSubscriber {
         Ok(AsyncSubscriber { sub, fd, ended: false })
     }
 
-    /// Waits for the next message and copies it out. Errors as [`Subscriber::recv`], plus `Wait`; `Closed` also
-    /// when the runtime shuts down.
+    /// Waits for the next message and copies it out. Errors as [`Subscriber::recv`], plus `Wait` (also when the
+    /// runtime has shut down: a failed wait is never reported as `Closed`).
     ///
     /// # Cancel safety
     ///
@@ -89,18 +103,8 @@ impl AsyncSubscriber {
     /// The poll behind [`recv`](AsyncSubscriber::recv) and the stream: `Ready` with the next message (or error),
     /// or `Pending` with the descriptor armed and `cx`'s waker registered.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<OwnedMessage, RecvError>> {
-        loop {
-            match self.sub.try_recv_or_arm() {
-                Ok(Some(m)) => return Poll::Ready(Ok(m.into())),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            match poll_ready(&self.fd, cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(RecvError::Closed)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        let sub = &mut self.sub;
+        poll_armed(&self.fd, cx, || sub.try_recv_or_arm().map(|m| m.map(OwnedMessage::from)), RecvError::Wait)
     }
 
     /// The subscriber.
@@ -175,8 +179,8 @@ impl AsyncPublisher {
     }
 
     /// Publishes `msg`, waiting for room as long as lossless subscribers hold the topic full; returns its
-    /// sequence number. Errors as [`Publisher::try_send`] (never `Full`), plus `Wait`; `Closed` also when the
-    /// runtime shuts down.
+    /// sequence number. Errors as [`Publisher::try_send`] (never `Full`), plus `Wait` (also
+    /// when the runtime has shut down: a failed wait is never reported as `Closed`).
     ///
     /// # Cancel safety
     ///
@@ -188,18 +192,8 @@ impl AsyncPublisher {
 
     /// The poll behind [`send`](AsyncPublisher::send).
     pub fn poll_send(&mut self, msg: &[u8], cx: &mut Context<'_>) -> Poll<Result<u64, SendError>> {
-        loop {
-            match self.publisher.try_send_or_arm(msg) {
-                Ok(Some(seq)) => return Poll::Ready(Ok(seq)),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            match poll_ready(&self.fd, cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(_)) => return Poll::Ready(Err(SendError::Closed)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        let publisher = &mut self.publisher;
+        poll_armed(&self.fd, cx, || publisher.try_send_or_arm(msg), SendError::Wait)
     }
 
     /// The publisher.
@@ -215,5 +209,46 @@ impl AsyncPublisher {
     /// The publisher back.
     pub fn into_inner(self) -> Publisher {
         self.publisher
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// A pipe channel's subscriber, registered with a fresh runtime's reactor; the runtime comes back with it.
+    fn registered(topic: &str) -> (crate::Publisher, AsyncSubscriber, tokio::runtime::Runtime) {
+        let (p, sub) = crate::pipe::channel(topic).expect("a pipe channel");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_io().build().expect("a runtime");
+        let sub = {
+            let _in = rt.enter();
+            AsyncSubscriber::new(sub).expect("registered")
+        };
+        (p, sub, rt)
+    }
+
+    #[test]
+    fn a_reactor_gone_is_a_failed_wait_not_a_close() {
+        let (p, mut sub, rt) = registered("async-gone");
+        drop(rt);
+        let mut cx = Context::from_waker(Waker::noop());
+        match sub.poll_recv(&mut cx) {
+            Poll::Ready(Err(RecvError::Wait(e))) => {
+                assert!(e.io_error().is_some(), "the reactor's error is kept: {e}");
+                assert!(e.to_string().starts_with(REACTOR), "{e}");
+            }
+            other => panic!("want Wait, got {other:?}"),
+        }
+        drop(p);
+    }
+
+    #[test]
+    fn a_message_there_needs_no_wait() {
+        let (mut p, mut sub, rt) = registered("async-there");
+        p.send(b"x").expect("sent");
+        rt.block_on(async {
+            assert_eq!(sub.recv().await.expect("the message").payload(), b"x");
+        });
     }
 }

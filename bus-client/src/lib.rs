@@ -64,6 +64,45 @@
 //! assert_eq!(RecvError::Lagged(3).to_string(), "lagged behind by 3 messages");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Waiting on several topics, and async
+//!
+//! [`Select`] waits on several subscribers at once (fairly; an [`Interrupter`] ends a wait from another thread);
+//! each result comes with the index [`Select::add`] gave (here over pipes, which need no daemon):
+//!
+//! ```
+//! use std::time::Duration;
+//! let (mut orders_tx, mut orders) = bus_client::pipe::channel("orders")?;
+//! let (_quotes_tx, mut quotes) = bus_client::pipe::channel("quotes")?;
+//! orders_tx.send(b"order 1")?;
+//! let mut sel = bus_client::Select::new();
+//! let o = sel.add(&mut orders);
+//! sel.add(&mut quotes);
+//! let (i, m) = sel.recv_timeout(Duration::from_secs(1))?;
+//! assert_eq!((i, m?.payload()), (o, &b"order 1"[..]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! With the `tokio` feature, `AsyncSubscriber` (`recv().await`, a `Stream` of owned messages) and
+//! `AsyncPublisher` (`send().await` waits for room) wait in tokio's reactor; both are cancel-safe, and made inside a
+//! runtime with its I/O driver (`#[tokio::main]`, or a `Builder` with `.enable_io()`). Needs a running daemon:
+//!
+#![cfg_attr(feature = "tokio", doc = "```no_run")]
+#![cfg_attr(not(feature = "tokio"), doc = "```ignore")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+//! rt.block_on(async {
+//!     let bus = bus_client::Bus::connect()?;
+//!     let mut sub = bus_client::AsyncSubscriber::new(bus.subscriber("orders")?)?;
+//!     let mut publisher = bus_client::AsyncPublisher::new(bus.publisher("orders")?)?;
+//!     publisher.send(b"order 1").await?;
+//!     while let Ok(m) = sub.recv().await {
+//!         println!("#{}: {:?}", m.seq(), m.payload()); // until Err(Closed): the topic was deleted
+//!     }
+//!     Ok(())
+//! })
+//! # }
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -125,7 +164,7 @@ pub mod discovery {
 pub use asynch::{AsyncPublisher, AsyncSubscriber};
 pub use bus::{Bus, BusBuilder, DEFAULT_REQUEST_TIMEOUT};
 pub use control::CLOSE_TIMEOUT;
-pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError};
+pub use error::{ConnectError, ControlError, OpenError, RecvError, SendError, WaitError};
 pub use fork::generation as fork_generation;
 pub use iter::{Iter, TryIter, TypedIter, TypedMessageIter};
 pub use loan::Loan;

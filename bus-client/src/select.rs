@@ -1,7 +1,7 @@
 //! Waiting on several subscribers at once ([`Select`]), and cancelling a wait from another thread
 //! ([`Interrupter`]), over the subscribers' [wait descriptors](crate::Subscriber::wait_fd) and `poll(2)`.
 
-use crate::error::RecvError;
+use crate::error::{os_to_io, RecvError, WaitError};
 use crate::message::OwnedMessage;
 use crate::subscriber::Subscriber;
 use shmbus_os::poll::{poll, PollFd, PollFlags};
@@ -146,7 +146,7 @@ impl<'a> Select<'a> {
                 fds.push(PollFd::new(s.wait_fd()?, PollFlags::POLLIN));
             }
         }
-        poll(&mut fds, left).map_err(|e| RecvError::Wait(e.to_string()))?;
+        poll(&mut fds, left).map_err(|e| RecvError::Wait(WaitError::io("poll", os_to_io(e))))?;
         let interrupted = self.interrupter.is_some() && !fds[0].revents().is_empty();
         drop(fds);
         Ok(interrupted && self.interrupter.as_ref().is_some_and(|i| i.0.drain()))

@@ -1,7 +1,7 @@
 //! Pollable descriptors and arming on [`Subscriber`] and [`Publisher`] (issue 17): the protocol is in the `wake`
 //! module's docs.
 
-use crate::error::{RecvError, SendError};
+use crate::error::{RecvError, SendError, WaitError};
 use crate::message::Message;
 use crate::publisher::Publisher;
 use crate::subscriber::{Inner, Subscriber};
@@ -11,6 +11,8 @@ use std::os::fd::BorrowedFd;
 use std::sync::atomic::AtomicU32;
 
 const NO_PIPE_FD: &str = "a pipe publisher has no wait descriptor";
+/// What failed when [`wake_fd`] does.
+const SETUP: &str = "setting up the wake descriptor";
 
 /// Registers `word` into `slot` once.
 fn wake_fd<'a>(slot: &'a mut Option<Box<WakeFd>>, word: Option<&AtomicU32>) -> io::Result<&'a mut WakeFd> {
@@ -44,12 +46,13 @@ impl Subscriber {
     pub fn wait_fd(&mut self) -> Result<BorrowedFd<'_>, RecvError> {
         match &mut self.0 {
             Inner::Shm(s) => {
-                let w = wake_fd(&mut self.1, s.ring.wake_word()).map_err(|e| RecvError::Wait(e.to_string()))?;
+                let w =
+                    wake_fd(&mut self.1, s.ring.wake_word()).map_err(|e| RecvError::Wait(WaitError::io(SETUP, e)))?;
                 Ok(w.fd())
             }
-            Inner::Pipe(p) => {
-                p.only_input().ok_or_else(|| RecvError::Wait("a fan-in pipe subscriber reads several pipes".into()))
-            }
+            Inner::Pipe(p) => p
+                .only_input()
+                .ok_or_else(|| RecvError::Wait(WaitError::new("a fan-in pipe subscriber reads several pipes"))),
         }
     }
 
@@ -62,7 +65,8 @@ impl Subscriber {
         match &mut self.0 {
             Inner::Shm(s) => {
                 s.check::<RecvError>()?;
-                let w = wake_fd(&mut self.1, s.ring.wake_word()).map_err(|e| RecvError::Wait(e.to_string()))?;
+                let w =
+                    wake_fd(&mut self.1, s.ring.wake_word()).map_err(|e| RecvError::Wait(WaitError::io(SETUP, e)))?;
                 let (m, armed) = match s.ring.try_recv_or_arm(|| w.before_arm()) {
                     Ok(Some(m)) => (Some(Message(crate::transport::OnTransport::Shm(m))), false),
                     Ok(None) => (None, true),
@@ -93,8 +97,8 @@ impl Publisher {
     /// protocol is [`Subscriber::wait_fd`]'s, with [`try_send_or_arm`](Publisher::try_send_or_arm). Shared memory
     /// only: a pipe publisher gets [`SendError::Wait`].
     pub fn wait_fd(&mut self) -> Result<BorrowedFd<'_>, SendError> {
-        let at = self.0.shm().ok_or_else(|| SendError::Wait(NO_PIPE_FD.into()))?;
-        let w = wake_fd(&mut self.1, at.ring.wake_word()).map_err(|e| SendError::Wait(e.to_string()))?;
+        let at = self.0.shm().ok_or_else(|| SendError::Wait(WaitError::new(NO_PIPE_FD)))?;
+        let w = wake_fd(&mut self.1, at.ring.wake_word()).map_err(|e| SendError::Wait(WaitError::io(SETUP, e)))?;
         Ok(w.fd())
     }
 
@@ -102,10 +106,10 @@ impl Publisher {
     /// (`Ok(None)`). Errors as [`try_send`](Publisher::try_send) (never `Full`).
     pub fn try_send_or_arm(&mut self, msg: &[u8]) -> Result<Option<u64>, SendError> {
         let Some(at) = self.0.shm() else {
-            return Err(SendError::Wait(NO_PIPE_FD.into()));
+            return Err(SendError::Wait(WaitError::new(NO_PIPE_FD)));
         };
         at.check::<SendError>()?;
-        let w = wake_fd(&mut self.1, at.ring.wake_word()).map_err(|e| SendError::Wait(e.to_string()))?;
+        let w = wake_fd(&mut self.1, at.ring.wake_word()).map_err(|e| SendError::Wait(WaitError::io(SETUP, e)))?;
         let r = at.ring.try_send_or_arm(msg, || w.before_arm())?;
         if r.is_none() {
             w.armed();

@@ -263,3 +263,30 @@ fn send_await_waits_for_room_on_a_full_lossless_topic() {
         });
     });
 }
+
+#[test]
+fn a_reactor_gone_fails_the_wait_for_room_instead_of_reporting_closed() {
+    let d = TestDaemon::start(None);
+    within(30, move || {
+        let bus = d.bus();
+        small(&bus, "gone", 4, 4);
+        let _sub = bus.subscriber("gone").unwrap();
+        let mut p = bus.publisher("gone").unwrap();
+        for i in 0..4u8 {
+            p.try_send(&[i]).unwrap();
+        }
+        let rt = runtime();
+        let mut p = {
+            let _in = rt.enter();
+            AsyncPublisher::new(p).unwrap()
+        };
+        drop(rt);
+        match p.poll_send(b"x", &mut Context::from_waker(Waker::noop())) {
+            std::task::Poll::Ready(Err(bus_client::SendError::Wait(e))) => {
+                assert!(e.io_error().is_some(), "the reactor's error is kept as the source: {e}")
+            }
+            other => panic!("a full topic and no reactor: want Wait, got {other:?}"),
+        }
+        assert_eq!(p.get_mut().try_send(b"x"), Err(bus_client::SendError::Full), "the topic itself is not closed");
+    });
+}

@@ -1,6 +1,7 @@
-//! Tests of the error types (kept beside `error.rs`).
+//! Tests of the error types.
 
 use super::*;
+use shmbus_proto::ErrorKind;
 
 fn refused(kind: ErrorKind) -> ConnError {
     ConnError::Refused { kind, message: "m".into() }
@@ -88,4 +89,20 @@ fn display_is_short_and_lowercase() {
     assert_eq!(e.to_string(), want);
     let e = ControlError::from(ConnError::UnsafeSocket { path: "/t/s.sock".into(), why: "/t is x".into() });
     assert_eq!(e.to_string(), "unsafe socket directory for /t/s.sock: /t is x");
+}
+
+#[test]
+fn a_failed_wait_keeps_the_os_error_as_its_source() {
+    let e = RecvError::Wait(WaitError::io("poll", io::Error::from_raw_os_error(12)));
+    assert_eq!(e.to_string(), "cannot wait on a descriptor: poll: Cannot allocate memory (os error 12)");
+    assert!(!e.is_transient() && !e.is_closed(), "an OS failure is neither a report nor a clean close");
+    let w = std::error::Error::source(&e).expect("the wait error");
+    let os = w.source().expect("the OS error").downcast_ref::<io::Error>().expect("an io::Error");
+    assert_eq!(os.raw_os_error(), Some(12));
+    let RecvError::Wait(w) = &e else { unreachable!() };
+    assert_eq!(w.io_error().map(io::Error::kind), Some(io::ErrorKind::OutOfMemory));
+    assert_eq!(e.clone(), e, "still Clone and Eq");
+    assert_ne!(e, RecvError::Wait(WaitError::io("poll", io::Error::from_raw_os_error(4))));
+    let none = SendError::Wait(WaitError::new("a pipe publisher has no wait descriptor"));
+    assert!(std::error::Error::source(&none).unwrap().source().is_none(), "no OS error, no source below");
 }
