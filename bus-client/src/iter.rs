@@ -4,7 +4,8 @@
 use crate::error::RecvError;
 use crate::message::OwnedMessage;
 use crate::subscriber::Subscriber;
-use crate::typed::{decode, TypedSubscriber};
+use crate::type_check::TypeCheck;
+use crate::typed::{checked, TypedSubscriber};
 use crate::typed_msg::TypedMessage;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
@@ -111,13 +112,14 @@ impl Iterator for TryIter<'_> {
 #[derive(Debug)]
 pub struct TypedIter<'a, T> {
     sub: &'a mut Subscriber,
+    check: &'a mut TypeCheck,
     done: bool,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<'a, T> TypedIter<'a, T> {
-    pub(crate) fn new(sub: &'a mut Subscriber) -> TypedIter<'a, T> {
-        TypedIter { sub, done: false, _t: PhantomData }
+    pub(crate) fn new(sub: &'a mut Subscriber, check: &'a mut TypeCheck) -> TypedIter<'a, T> {
+        TypedIter { sub, check, done: false, _t: PhantomData }
     }
 }
 
@@ -128,7 +130,8 @@ impl<T: DeserializeOwned> Iterator for TypedIter<'_, T> {
         if self.done {
             return None;
         }
-        let r = self.sub.recv().and_then(|m| decode(m.payload()));
+        let check = &mut *self.check;
+        let r = self.sub.recv().and_then(|m| checked(check, &m));
         item(&mut self.done, r)
     }
 }
@@ -138,13 +141,14 @@ impl<T: DeserializeOwned> Iterator for TypedIter<'_, T> {
 #[derive(Debug)]
 pub struct TypedMessageIter<'a, T> {
     sub: &'a mut Subscriber,
+    check: &'a mut TypeCheck,
     done: bool,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<'a, T> TypedMessageIter<'a, T> {
-    pub(crate) fn new(sub: &'a mut Subscriber) -> TypedMessageIter<'a, T> {
-        TypedMessageIter { sub, done: false, _t: PhantomData }
+    pub(crate) fn new(sub: &'a mut Subscriber, check: &'a mut TypeCheck) -> TypedMessageIter<'a, T> {
+        TypedMessageIter { sub, check, done: false, _t: PhantomData }
     }
 }
 
@@ -155,7 +159,8 @@ impl<T: DeserializeOwned> Iterator for TypedMessageIter<'_, T> {
         if self.done {
             return None;
         }
-        let r = self.sub.recv().and_then(|m| TypedMessage::decode(&m));
+        let check = &mut *self.check;
+        let r = self.sub.recv().and_then(|m| TypedMessage::decode(check, &m));
         item(&mut self.done, r)
     }
 }
@@ -199,7 +204,7 @@ mod tests {
         assert_eq!(got, [b"a".to_vec(), b"b".to_vec()]);
 
         let (mut p, s) = pipe::channel("typed-for").unwrap();
-        let mut typed = crate::TypedSubscriber::<u32>::new(s);
+        let mut typed = crate::TypedSubscriber::<u32>::from_untyped(s);
         p.send_value(&7u32).unwrap();
         p.send(b"").unwrap(); // not a u32: one Decode error, and the iteration goes on
         p.send_value(&8u32).unwrap();

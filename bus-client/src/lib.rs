@@ -136,6 +136,7 @@ mod sink;
 mod source;
 mod subscriber;
 mod transport;
+mod type_check;
 pub mod typed;
 mod typed_msg;
 mod verify;

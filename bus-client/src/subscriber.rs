@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `open`"]
 pub struct SubscriberBuilder {
-    control: Arc<Control>,
+    pub(crate) control: Arc<Control>,
     routing: Arc<Routing>,
-    topic: String,
+    pub(crate) topic: String,
     mode: SubMode,
     from_oldest: bool,
     idle: IdleStrategy,
@@ -164,6 +164,11 @@ impl Subscriber {
     /// A subscriber reading the pipes `ins` in turn (fan-in when there are several).
     pub(crate) fn from_pipe(topic: &str, ins: Vec<OwnedFd>) -> Result<Subscriber, OpenError> {
         Ok(Subscriber(Inner::Pipe(Box::new(PipeReader::new(topic, ins).map_err(OpenError::Io)?)), None))
+    }
+
+    /// Whether this subscriber reads shared memory through a daemon lease (not pipes).
+    pub(crate) fn is_shm(&self) -> bool {
+        matches!(self.0, Inner::Shm(_))
     }
 
     /// The pipe side, if this subscriber runs on pipes.

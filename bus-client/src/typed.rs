@@ -23,6 +23,7 @@ use crate::iter::TypedIter;
 use crate::message::{Message, OwnedMessage};
 use crate::publisher::{Publisher, PublisherBuilder};
 use crate::subscriber::{Subscriber, SubscriberBuilder};
+use crate::type_check::TypeCheck;
 use serde::{de::DeserializeOwned, Serialize};
 use shmbus_proto::codec;
 use shmbus_proto::msg::TypeInfo;
@@ -112,8 +113,19 @@ impl SubscriberBuilder {
 
     /// Like [`SubscriberBuilder::open_typed`], under `name` instead of the type's own name.
     pub fn open_typed_as<T: DeserializeOwned>(self, name: &str) -> Result<TypedSubscriber<T>, OpenError> {
-        Ok(TypedSubscriber::new(self.payload_type(type_info_as::<T>(name)).open()?))
+        let info = type_info_as::<T>(name);
+        let (control, topic) = (self.control.clone(), self.topic.clone());
+        let sub = self.payload_type(info.clone()).open()?;
+        // A pipe subscriber has no daemon to ask; a daemon-backed one checks again at its first message.
+        let check = if sub.is_shm() { TypeCheck::pending(control, &topic, info) } else { TypeCheck::None };
+        Ok(TypedSubscriber::new(sub, check))
     }
+}
+
+/// `m`'s payload as a `T`, once `check` has passed (see [`TypedSubscriber::recv`]).
+pub(crate) fn checked<T: DeserializeOwned>(check: &mut TypeCheck, m: &Message<'_>) -> Result<T, RecvError> {
+    check.verify()?;
+    decode(m.payload())
 }
 
 impl Publisher {
@@ -205,12 +217,13 @@ impl<T: Serialize> TypedPublisher<T> {
 #[derive(Debug)]
 pub struct TypedSubscriber<T> {
     inner: Subscriber,
+    check: TypeCheck,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> TypedSubscriber<T> {
-    pub(crate) fn new(inner: Subscriber) -> Self {
-        TypedSubscriber { inner, _t: PhantomData }
+    pub(crate) fn new(inner: Subscriber, check: TypeCheck) -> Self {
+        TypedSubscriber { inner, check, _t: PhantomData }
     }
 
     /// Reads `T` values from an untyped subscriber (for example one end of [`pipe::channel`]). Nothing is
@@ -227,27 +240,36 @@ impl<T: DeserializeOwned> TypedSubscriber<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_untyped(inner: Subscriber) -> Self {
-        TypedSubscriber::new(inner)
+        TypedSubscriber::new(inner, TypeCheck::None)
     }
 
     /// Waits for the next value.
+    ///
+    /// The type was checked at open against the topic's registered payload type. If none was registered then
+    /// (no typed publisher open), the first message that arrives is checked instead, before it is decoded: the
+    /// subscriber asks the daemon (one round trip, again at most once a second while no type is registered),
+    /// and a type of another name or shape is [`RecvError::TypeMismatch`] from then on, never a wrong value.
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.inner.recv_value()
+        let m = self.inner.recv()?;
+        checked(&mut self.check, &m)
     }
 
     /// The next value if one is available now.
     pub fn try_recv(&mut self) -> Result<T, RecvError> {
-        self.inner.try_recv_value()
+        let m = self.inner.try_recv()?;
+        checked(&mut self.check, &m)
     }
 
     /// Waits at most `timeout` for the next value.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.inner.recv_value_timeout(timeout)
+        let m = self.inner.recv_timeout(timeout)?;
+        checked(&mut self.check, &m)
     }
 
     /// Waits until `deadline` for the next value (see [`Subscriber::recv_deadline`]).
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvError> {
-        decode(self.inner.recv_deadline(deadline)?.payload())
+        let m = self.inner.recv_deadline(deadline)?;
+        checked(&mut self.check, &m)
     }
 
     /// A blocking iterator of values, decoded in place (no copy of the message first). A payload that does not
@@ -265,12 +287,18 @@ impl<T: DeserializeOwned> TypedSubscriber<T> {
     /// # Ok(()) }
     /// ```
     pub fn iter(&mut self) -> TypedIter<'_, T> {
-        TypedIter::new(&mut self.inner)
+        TypedIter::new(&mut self.inner, &mut self.check)
     }
 
-    /// The untyped subscriber underneath (for metadata such as [`Subscriber::position`]).
+    /// The untyped subscriber underneath (for metadata such as [`Subscriber::position`]). What it receives is
+    /// not checked against the registered type (see [`TypedSubscriber::recv`]).
     pub fn as_untyped(&mut self) -> &mut Subscriber {
         &mut self.inner
+    }
+
+    /// The subscriber and its type check, for the iterators and [`crate::TypedMessage`] receives.
+    pub(crate) fn parts(&mut self) -> (&mut Subscriber, &mut TypeCheck) {
+        (&mut self.inner, &mut self.check)
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::error::RecvError;
 use crate::iter::TypedMessageIter;
 use crate::message::Message;
+use crate::type_check::TypeCheck;
 use crate::typed::{decode, TypedSubscriber};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -33,7 +34,8 @@ pub struct TypedMessage<T> {
 
 impl<T: DeserializeOwned> TypedMessage<T> {
     /// Decodes `m`'s payload (in place, without copying it first) and keeps its metadata.
-    pub(crate) fn decode(m: &Message<'_>) -> Result<TypedMessage<T>, RecvError> {
+    pub(crate) fn decode(check: &mut TypeCheck, m: &Message<'_>) -> Result<TypedMessage<T>, RecvError> {
+        check.verify()?;
         Ok(TypedMessage {
             value: decode(m.payload())?,
             seq: m.seq(),
@@ -46,17 +48,20 @@ impl<T: DeserializeOwned> TypedMessage<T> {
 impl<T: DeserializeOwned> TypedSubscriber<T> {
     /// Waits for the next value, with its metadata. Errors as for [`TypedSubscriber::recv`].
     pub fn recv_message(&mut self) -> Result<TypedMessage<T>, RecvError> {
-        TypedMessage::decode(&self.as_untyped().recv()?)
+        let (sub, check) = self.parts();
+        TypedMessage::decode(check, &sub.recv()?)
     }
 
     /// The next value with its metadata if one is available now, else [`RecvError::Empty`].
     pub fn try_recv_message(&mut self) -> Result<TypedMessage<T>, RecvError> {
-        TypedMessage::decode(&self.as_untyped().try_recv()?)
+        let (sub, check) = self.parts();
+        TypedMessage::decode(check, &sub.try_recv()?)
     }
 
     /// Waits at most `timeout` for the next value with its metadata ([`RecvError::Timeout`]).
     pub fn recv_message_timeout(&mut self, timeout: Duration) -> Result<TypedMessage<T>, RecvError> {
-        TypedMessage::decode(&self.as_untyped().recv_timeout(timeout)?)
+        let (sub, check) = self.parts();
+        TypedMessage::decode(check, &sub.recv_timeout(timeout)?)
     }
 
     /// A blocking iterator of values with their metadata; it behaves as [`TypedSubscriber::iter`] (a payload
@@ -75,6 +80,7 @@ impl<T: DeserializeOwned> TypedSubscriber<T> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn iter_messages(&mut self) -> TypedMessageIter<'_, T> {
-        TypedMessageIter::new(self.as_untyped())
+        let (sub, check) = self.parts();
+        TypedMessageIter::new(sub, check)
     }
 }

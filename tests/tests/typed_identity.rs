@@ -78,3 +78,61 @@ fn the_registered_type_survives_a_daemon_restart() {
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(said.starts_with("refused: ") && said.contains("same name, another shape"), "{said}\n{}", d.log());
 }
+
+mod v1 {
+    /// The publisher's `Order`.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    pub struct Order {
+        pub id: u64,
+        pub sym: String,
+        pub qty: i32,
+    }
+}
+
+mod v2 {
+    /// The same name with `qty` widened: a varint `i32` decodes as `i64` without an error, so only the check
+    /// tells.
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    pub struct Order {
+        pub id: u64,
+        pub sym: String,
+        pub qty: i64,
+    }
+}
+
+/// A typed subscriber that opens before any typed publisher is checked at its first message instead (no type
+/// was registered to check it against at open, and a reader may not register one): the later publisher's
+/// other shape is `TypeMismatch` on every receive, never a value; a subscriber of the same type gets its values.
+#[test]
+fn a_typed_subscriber_opened_before_any_typed_publisher_is_checked_at_its_first_message() {
+    use bus_client::RecvError;
+    use std::time::Duration;
+    const WAIT: Duration = Duration::from_secs(10);
+    let d = TestDaemon::start(None);
+    let bus = d.bus();
+    let mut other = bus.typed_subscriber::<v2::Order>("late").expect("no type registered yet: admitted");
+    let mut same = bus.typed_subscriber::<v1::Order>("late").expect("admitted");
+    let mut p = bus.typed_publisher::<v1::Order>("late").expect("a publisher registers its type, whoever reads");
+    for id in 1..=3 {
+        p.send(&v1::Order { id, sym: "ACME".into(), qty: 10 * id as i32 }).expect("send");
+    }
+    let mismatch = |r: Result<v2::Order, RecvError>| match r {
+        Err(RecvError::TypeMismatch(why)) => {
+            assert!(why.contains("same name, another shape") && why.matches("Order (shape ").count() == 2, "{why}");
+        }
+        other => panic!("want TypeMismatch, got {other:?}"),
+    };
+    mismatch(other.recv_timeout(WAIT));
+    mismatch(other.try_recv());
+    let mut it = other.iter();
+    mismatch(it.next().expect("an item"));
+    assert!(it.next().is_none(), "a type mismatch ends the iteration");
+    for id in 1..=3 {
+        assert_eq!(
+            same.recv_timeout(WAIT).expect("the same type"),
+            v1::Order { id, sym: "ACME".into(), qty: 10 * id as i32 }
+        );
+    }
+    let stats = String::from_utf8_lossy(&d.cli().args(["stats", "late"]).output().unwrap().stdout).into_owned();
+    assert!(stats.contains("payload type Order (shape "), "{stats}");
+}

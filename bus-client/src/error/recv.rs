@@ -11,7 +11,7 @@ use super::WaitError;
 /// | `recv`, `iter`, `for m in &mut sub` | `Lagged`, `Demoted`, `Closed`, `Corrupted`, `Forked` |
 /// | `try_recv`, `try_iter` | those, and `Empty` (`try_iter` ends there instead) |
 /// | `recv_timeout`, `recv_deadline` | those of `recv`, and `Timeout` |
-/// | typed and `*_value` calls | those of the untyped call, and `Decode` |
+/// | typed and `*_value` calls | those of the untyped call, and `Decode`; typed subscribers also `TypeMismatch` |
 /// | `try_recv_or_arm`, `wait_fd`, async receives | those of `recv`, and `Wait` |
 /// | [`Select`](crate::Select), `recv_interruptible` | those of `recv_timeout`, `Wait` and `Interrupted` |
 ///
@@ -58,6 +58,11 @@ pub enum RecvError {
     /// The payload is not a valid value of the requested type.
     #[error("decode: {0}")]
     Decode(String),
+    /// The topic's payload type, registered by a typed publisher after this typed subscriber opened, is not
+    /// this handle's (another name or shape; both are in the message). Final: the registration stays while this
+    /// subscriber holds the topic. See [`TypedSubscriber`](crate::TypedSubscriber).
+    #[error("payload type mismatch: {0}")]
+    TypeMismatch(String),
     /// This handle was created before a `fork`: the child must open its own handles.
     #[error("handle belongs to the parent process (forked); open a new one")]
     Forked,
@@ -156,7 +161,11 @@ impl RecvError {
             | RecvError::Demoted
             | RecvError::Decode(_)
             | RecvError::Interrupted => true,
-            RecvError::Closed | RecvError::Corrupted(_) | RecvError::Forked | RecvError::Wait(_) => false,
+            RecvError::Closed
+            | RecvError::Corrupted(_)
+            | RecvError::Forked
+            | RecvError::Wait(_)
+            | RecvError::TypeMismatch(_) => false,
         }
     }
 }
