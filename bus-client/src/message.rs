@@ -7,6 +7,17 @@ use crate::transport::OnTransport;
 
 /// A received message, borrowing its [`Subscriber`](crate::Subscriber) until dropped (lossless payloads are read in place, in
 /// shared memory; on a pipe, in the subscriber's buffer).
+///
+/// `Send`: a message may be handed to another thread (a scoped one: it borrows the subscriber), read and dropped
+/// there; dropping it releases it wherever that happens.
+///
+/// ```
+/// let (mut p, mut s) = bus_client::pipe::channel("moved")?;
+/// p.send(b"over there")?;
+/// let m = s.recv()?;
+/// std::thread::scope(|t| t.spawn(move || assert_eq!(m.payload(), b"over there")).join().expect("reader"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Message<'a>(pub(crate) OnTransport<shmbus_ring::Message<'a>, PipeMessage<'a>>);
 

@@ -65,3 +65,32 @@ fn try_iter_and_deadlines_on_shared_memory() {
     tp.send(&6).unwrap();
     assert_eq!(typed.iter().next().unwrap().unwrap(), 6);
 }
+
+/// `Message` is `Send` (issue 17): a lossless message read in place in shared memory, moved to another thread,
+/// read and dropped there, holds publishers back until that drop and releases its entry like one dropped at home;
+/// a lossy one (a copy) travels too.
+#[test]
+fn a_message_moves_to_another_thread_and_is_released_there() {
+    let d = TestDaemon::start(Some(SMALL));
+    let bus = d.bus();
+    let mut s = bus.subscriber("small").unwrap();
+    let mut lossy = bus.subscriber_builder("small").lossy().open().unwrap();
+    let mut p = bus.publisher("small").unwrap();
+    for i in 0..8u8 {
+        p.send(&[i; 100]).unwrap();
+    }
+    let m = s.recv().unwrap();
+    let l = lossy.recv().unwrap();
+    // The ring is full and the held message gates it: no room until it is dropped, on whichever thread.
+    assert!(matches!(p.try_send(b"no room"), Err(bus_client::SendError::Full)));
+    std::thread::scope(|t| {
+        t.spawn(move || {
+            assert_eq!((m.payload(), m.seq()), (&[0u8; 100][..], 0));
+            assert_eq!(l.payload(), &[0u8; 100][..]);
+        })
+        .join()
+        .expect("the other thread")
+    });
+    p.try_send(b"room again").expect("the message was released by its drop on the other thread");
+    assert_eq!(s.recv().unwrap().payload(), &[1u8; 100][..]);
+}

@@ -17,6 +17,12 @@ pub struct Message<'a> {
     len: usize,
 }
 
+// SAFETY: the only field that is not `Send` by itself is `ptr`, which points into the subscriber's copy buffer or
+// its mapped data object (`Region` is `Send + Sync`), valid for as long as the `&'a mut Subscriber` borrow this
+// message holds; nothing about it is tied to the thread that received it. Moving the message moves that exclusive
+// borrow along, which is sound exactly when `&'a mut Subscriber` is `Send` (the bound). (Not `Sync`: not needed.)
+unsafe impl<'a> Send for Message<'a> where &'a mut Subscriber: Send {}
+
 impl std::fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (seq, publisher, len) = (self.seq, self.publisher, self.len);
