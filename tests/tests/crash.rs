@@ -135,6 +135,57 @@ fn producer_killed_mid_claim_is_cancelled() {
     finish(peers, fx);
 }
 
+/// The multi-producer claim's window (issue 10): a publisher killed between its tail compare-and-swap and its
+/// stamp store leaves a vacancy (the entry still shows its previous lap) that the reader waits at and the others
+/// pile up behind; once it is proven dead, `settle_vacancies` turns it into a counted skip while the other
+/// producers keep claiming, and nothing they publish is lost or cancelled.
+#[test]
+fn producer_killed_inside_the_claim_window_leaves_a_vacancy_that_is_settled() {
+    const BEFORE: u64 = 100;
+    const EACH: u64 = 5_000;
+    let (fx, mut peers, args) = start(3, 0);
+    let topic = &fx.segment.topic;
+    let expect =
+        [s("--expect"), format!("0={BEFORE}"), s("--expect"), format!("1={EACH}"), s("--expect"), format!("2={EACH}")];
+    let consumer = lossless(&mut peers, &args, "lossless", 0, &expect);
+    peers.wait_line(consumer, "ready");
+    let dying = peers.spawn(
+        "vanish-mid-claim",
+        &args(&[s("die-mid-claim"), s("--slot"), s(0), s("--before"), s(BEFORE), s("--vanish")]),
+    );
+    let claimed = field_u64(&peers.wait_line(dying, "claimed"), "seq");
+    assert_eq!(claimed, BEFORE);
+    let mut producers = Vec::new();
+    for p in 1..3 {
+        let a = args(&[s("producer"), s("--slot"), s(p), s("--count"), s(EACH), s("--idle"), s("adaptive")]);
+        producers.push(peers.spawn(&format!("producer-{p}"), &a));
+    }
+    let position = || topic.stats().subscribers.iter().find(|x| x.slot == 0).map_or(u64::MAX, |x| x.position);
+    peers.wait_until("the ring is full behind the vacancy", || {
+        topic.tail() == claimed + CAP as u64 && position() == claimed
+    });
+    let stall =
+        Stall::hold(&mut peers, &[consumer, producers[0], producers[1]], "vacancy", || (topic.tail(), position()));
+    // While its holder lives, the vacancy is not settled (the live slot is inside its claim phase).
+    let soon = std::time::Instant::now() + Duration::from_millis(50);
+    assert!(topic.settle_vacancies(&*fx.waiter, &|p| p != 0, soon).is_err(), "a live claimer's vacancy was settled");
+    kill_holder(&mut peers, &fx, dying, true, 0);
+    let later = std::time::Instant::now() + Duration::from_secs(10);
+    assert_eq!(topic.settle_vacancies(&*fx.waiter, &|p| p == 0, later).expect("settle"), 1);
+    assert_eq!(topic.cancel_claims_of(0, &*fx.waiter).expect("cancel"), 0, "a vacancy is no claim");
+    stall.released(&peers);
+    for &id in &producers {
+        assert_eq!(field_u64(&peers.expect_done(id), "sent"), EACH);
+    }
+    let done = peers.expect_done(consumer);
+    assert_eq!(field_u64(&done, "received"), BEFORE + 2 * EACH, "{done}");
+    assert_eq!(field_u64(&done, "skipped"), 1, "{done}");
+    let st = topic.stats();
+    assert_eq!(st.cancelled, 1);
+    assert_eq!(st.tail, BEFORE + 1 + 2 * EACH);
+    finish(peers, fx);
+}
+
 #[test]
 fn consumer_killed_while_gating_is_released() {
     const STALL_AFTER: u64 = 500;
