@@ -114,20 +114,10 @@ impl Admin {
             return Ok(0);
         }
         for p in 0..geo.max_publishers as usize {
-            let sends = self.data_word(off.pub_slot(p) + P_SENDS);
             // Acquire: pairs with the Release stores of the claim-phase counter (tag SENDS).
-            let first = sends.load(Ordering::Acquire);
-            let mut spins = 0u32;
-            while first & 1 == 1 && sends.load(Ordering::Acquire) == first && !is_dead(p) {
-                if crate::wait::expired(Some(deadline)) {
-                    return Err(AttachError::Timeout);
-                }
-                spins += 1;
-                if spins < 64 {
-                    crate::sync::spin_hint()
-                } else {
-                    crate::sync::yield_now()
-                }
+            let first = self.data_word(off.pub_slot(p) + P_SENDS).load(Ordering::Acquire);
+            if first & 1 == 1 && !self.await_claim_phase_end(p, first, is_dead, deadline) {
+                return Err(AttachError::Timeout);
             }
         }
         let mut n = 0;

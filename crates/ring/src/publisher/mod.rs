@@ -440,11 +440,9 @@ impl Publisher {
                 (_, State::Pristine) if self.first_lap(seq) => {}
                 // An older claim still unpublished, or a vacancy from a lap ago: never overwrite it.
                 (-1, State::Claimed) | (_, State::Pristine) | (-2, _) => return Err(SendError::Full),
-                // Our tail load is stale (someone claimed `seq` and stamped it): look again.
-                (0, _) => {
-                    crate::sync::spin_hint();
-                    continue;
-                }
+                // Our tail load is stale (someone claimed `seq` and stamped it): look again. Counted with the
+                // strange cases: a tail that stays there with its entry stamped is corruption (untrusted memory
+                // must not make a publisher spin for ever; found by `tests/untrusted.rs`).
                 _ => {
                     strange += 1;
                     if strange > 1000 {
