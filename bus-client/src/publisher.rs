@@ -232,6 +232,18 @@ impl Publisher {
         self.0.id()
     }
 
+    /// Fault injection for tests only: stops this shared-memory publisher inside a claim, right after the tail's
+    /// compare-and-swap and before the entry's stamp, as a process killed there would (a multi-producer topic's
+    /// vacancy, which the daemon settles once the holder is dead). The handle must then be leaked with its
+    /// process, never used or dropped; the caller parks until it is killed. `Err(Closed)` on a pipe.
+    #[doc(hidden)]
+    pub fn vanish_after_claim_for_tests(&mut self) -> Result<u64, SendError> {
+        match self.0.shm() {
+            Some(a) => a.ring.vanish_in_place().map_err(SendError::from),
+            None => Err(SendError::Closed),
+        }
+    }
+
     /// The topic name.
     pub fn topic(&self) -> &str {
         self.0.topic()

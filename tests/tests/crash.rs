@@ -90,6 +90,22 @@ fn lease_locked(fx: &ShmFixture, publisher: bool, slot: usize) -> bool {
 
 #[test]
 fn producer_killed_mid_claim_is_cancelled() {
+    producer_killed_mid_claim(false);
+}
+
+/// The multi-producer claim's window (issue 10): a publisher killed between its tail compare-and-swap and its
+/// stamp store leaves a vacancy (the entry still shows its previous lap) that the reader waits at and the others
+/// pile up behind; while its holder lives the vacancy is never settled, and once it is proven dead,
+/// `settle_vacancies` turns it into a counted skip while the other producers keep claiming, and nothing they
+/// publish is lost or cancelled.
+#[test]
+fn producer_killed_inside_the_claim_window_leaves_a_vacancy_that_is_settled() {
+    producer_killed_mid_claim(true);
+}
+
+/// Slot 0 publishes BEFORE messages, then claims an entry and hangs holding it (a loan, or with `vanish` inside
+/// the claim itself); two producers pile up behind it; it is killed and recovered as the daemon would.
+fn producer_killed_mid_claim(vanish: bool) {
     const BEFORE: u64 = 100;
     const EACH: u64 = 5_000;
     let (fx, mut peers, args) = start(3, 0);
@@ -99,8 +115,11 @@ fn producer_killed_mid_claim_is_cancelled() {
     let consumer = lossless(&mut peers, &args, "lossless", 0, &expect);
     peers.wait_line(consumer, "ready");
 
-    // Slot 0 publishes BEFORE messages, then claims an entry and hangs holding it.
-    let dying = peers.spawn("die-mid-claim", &args(&[s("die-mid-claim"), s("--slot"), s(0), s("--before"), s(BEFORE)]));
+    let mut how = vec![s("die-mid-claim"), s("--slot"), s(0), s("--before"), s(BEFORE)];
+    if vanish {
+        how.push(s("--vanish"));
+    }
+    let dying = peers.spawn("die-mid-claim", &args(&how));
     let claimed = field_u64(&peers.wait_line(dying, "claimed"), "seq");
     assert_eq!(claimed, BEFORE);
     assert!(lease_locked(&fx, true, 0), "the dying publisher holds its lease lock");
@@ -117,10 +136,19 @@ fn producer_killed_mid_claim_is_cancelled() {
     });
     let stall =
         Stall::hold(&mut peers, &[consumer, producers[0], producers[1]], "claim held", || (topic.tail(), position()));
+    if vanish {
+        // While its holder lives the vacancy is not settled: the live slot stays inside its claim phase.
+        let soon = std::time::Instant::now() + Duration::from_millis(50);
+        let live = topic.settle_vacancies(&*fx.waiter, &|p| p != 0, soon);
+        assert!(live.is_err(), "a live claimer's vacancy was settled");
+    }
 
     // Kill it mid-claim and prove it dead (reaped; its lease lock went with it), then recover as the daemon would.
     kill_holder(&mut peers, &fx, dying, true, 0);
-    assert_eq!(topic.cancel_claims_of(0, &*fx.waiter).expect("cancel"), 1);
+    let later = std::time::Instant::now() + Duration::from_secs(10);
+    let vacancies = topic.settle_vacancies(&*fx.waiter, &|p| p == 0, later).expect("settle");
+    let claims = topic.cancel_claims_of(0, &*fx.waiter).expect("cancel");
+    assert_eq!((vacancies, claims), if vanish { (1, 0) } else { (0, 1) });
     stall.released(&peers);
 
     for &id in &producers {

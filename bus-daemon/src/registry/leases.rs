@@ -261,7 +261,10 @@ impl State {
             let asked = e.segment.extents().region(slot as usize).len();
             e.segment.commit_publisher(slot as usize).map_err(|x| super::out_of_shm(topic, "a publisher", asked, x))?;
             // A previous holder may have died mid-claim: cancel before handing the slot over.
-            let _ = t.cancel_claims_of(slot as usize, &*e.waiter);
+            if super::vacancies::reclaim_publisher(e, slot, &|q| self.slot_free(e, true, q as u32)).is_none() {
+                let message = format!("publisher slot {slot} of {topic:?} is still being recovered (a live publisher is inside a claim); try again");
+                return refuse(ErrorKind::ResourceExhausted, message);
+            }
         } else if t.subscriber_active(slot as usize) {
             let _ = t.release_subscriber(slot as usize, &*e.waiter);
         }
@@ -348,7 +351,9 @@ impl State {
         }
         match l.role {
             Role::Publisher { slot } => {
-                let n = e.segment.topic.cancel_claims_of(slot as usize, &*e.waiter).unwrap_or(0);
+                // `None`: left for the upkeep's sweep (the slot, now unheld, keeps its odd counter).
+                let n =
+                    super::vacancies::reclaim_publisher(e, slot, &|q| self.slot_free(e, true, q as u32)).unwrap_or(0);
                 if n > 0 {
                     tracing::warn!(topic = %l.topic, slot, cancelled = n, "cancelled claims of a departed publisher");
                 }

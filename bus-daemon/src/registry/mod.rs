@@ -22,6 +22,7 @@ mod reports;
 mod restore;
 mod topics;
 mod upkeep;
+mod vacancies;
 pub mod work;
 
 pub use leases::{Asker, LeaseKind, LeaseRequest};

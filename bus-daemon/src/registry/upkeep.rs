@@ -84,10 +84,11 @@ impl State {
             if is_held(true, p) || (checked == Some(phases) && phases & 1 == 0) {
                 continue;
             }
-            if let Ok(n) = t.cancel_claims_of(p as usize, &*e.waiter) {
-                if n > 0 {
-                    tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
-                }
+            let Some(n) = super::vacancies::reclaim_publisher(e, p, &|q| !is_held(true, q as u32)) else {
+                continue;
+            };
+            if n > 0 {
+                tracing::warn!(topic = %e.segment.topic_name, slot = p, cancelled = n, "cancelled claims of a dead publisher");
             }
             if let (Some(c), true) = (e.claims_checked.get_mut(p as usize), phases & 1 == 0) {
                 *c = phases;

@@ -16,7 +16,8 @@
 //! * **Consumer groups.** Each message goes to one member; a message held by a dead member is redelivered or
 //!   counted abandoned ([`Admin::release_subscriber`]).
 //! * **Dead clients never stall anyone.** A dead publisher's unfinished claim is cancelled into a counted skip
-//!   marker ([`Admin::cancel_claims_of`]); a dead subscriber stops gating when its slot is released.
+//!   marker ([`Admin::cancel_claims_of`]), and so is the entry it took without stamping if it died inside a
+//!   multi-producer claim ([`Admin::settle_vacancies`]); a dead subscriber stops gating when its slot is released.
 //! * **Untrusted memory.** Everything read from shared memory is validated before use: a garbage header is an
 //!   [`AttachError`], a garbage entry a [`RecvError::Corrupted`], never an out-of-bounds access.
 //! * **Memory follows bytes in flight**: a small index ring plus one payload region per publisher.

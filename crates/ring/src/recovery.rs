@@ -7,6 +7,7 @@ use crate::layout::*;
 use crate::stamp::{cursor, lap_diff, lap_of, seq_diff, Stamp, State};
 use crate::sync::Ordering;
 use crate::wait::Waiter;
+use std::time::Instant;
 
 impl Admin {
     /// The subscriber slots in use, as four mask words (bit `b` of word `w` is slot `64 * w + b`): the slots whose
@@ -61,6 +62,84 @@ impl Admin {
         self.data_word(D_CANCELLED).fetch_add(n, Ordering::Relaxed);
         self.wake_subscribers(waiter);
         self.wake_publishers(waiter);
+        Ok(n)
+    }
+
+    /// Cancels the *vacancies* of dead claimers: entries below the tail still stamped at their previous lap (or
+    /// pristine), which a publisher took with the tail's compare-and-swap and died before stamping (a
+    /// multi-producer claim, see `Publisher::claim_multi`). Each becomes a counted skip marker, as a cancelled
+    /// claim. Returns how many; `Err(Timeout)` when a live publisher stayed inside one claim phase until
+    /// `deadline` (a stopped process): nothing was cancelled, call again later. `is_dead(p)` must only say dead
+    /// for a slot whose holder is proven dead (or that no holder has), never a slow one.
+    ///
+    /// Why it is right: a claimer's claim phase starts with the Release store of an odd `P_SENDS`, then its tail
+    /// compare-and-swap (AcqRel), then its stamp, then the Release store of the next (even) value. Our Acquire
+    /// load of the tail read that compare-and-swap or a later one in its release sequence (every tail write of
+    /// a multi-producer topic is a read-modify-write), so our `P_SENDS` loads after it see the odd value or a
+    /// later one. A later value, even or odd, was stored with Release after the claimer's stamp store: reading
+    /// it makes the stamp visible. So once every slot not `is_dead` has been read even, or odd and then
+    /// changed, an entry still vacant on a re-read was taken by a dead slot.
+    pub fn settle_vacancies(
+        &self,
+        waiter: &dyn Waiter,
+        is_dead: &dyn Fn(usize) -> bool,
+        deadline: Instant,
+    ) -> Result<u64, AttachError> {
+        let off = *self.off();
+        let geo = off.geo;
+        if geo.single_producer() {
+            // A single producer stamps before it moves the tail: no vacancies.
+            return Ok(0);
+        }
+        // Acquire: see above (pairs with the claimers' AcqRel compare-and-swap).
+        let tail = self.data_word(D_TAIL).load(Ordering::Acquire);
+        // Acquire: pairs with the owner's Release store of the floor (nothing below it was claimed since).
+        let floor = self.data_word(H_FLOOR).load(Ordering::Acquire);
+        let cap = geo.capacity as u64;
+        let back = (seq_diff(tail, floor).clamp(0, cap as i64)) as u64;
+        let vacant = |seq: u64, w: u64| {
+            let s = Stamp::unpack(w);
+            s.state == State::Pristine || lap_diff(s.lap, lap_of(seq, off.shift)) < 0
+        };
+        let mut candidates: Vec<(u64, u64)> = Vec::new();
+        for k in 1..=back {
+            let seq = tail.wrapping_sub(k);
+            // Acquire: pairs with the claimers' stamp stores, made visible by the counters below.
+            let w = self.data_word(off.entry(seq) + E_STAMP).load(Ordering::Acquire);
+            if vacant(seq, w) {
+                candidates.push((seq, w));
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        for p in 0..geo.max_publishers as usize {
+            // Acquire: pairs with the Release stores of the claim-phase counter (tag SENDS).
+            let first = self.data_word(off.pub_slot(p) + P_SENDS).load(Ordering::Acquire);
+            if first & 1 == 1 && !self.await_claim_phase_end(p, first, is_dead, deadline) {
+                return Err(AttachError::Timeout);
+            }
+        }
+        let mut n = 0;
+        for (seq, w) in candidates {
+            let stamp = self.data_word(off.entry(seq) + E_STAMP);
+            // Acquire, after the counters: a live claimer's stamp is visible now (see above); still vacant means
+            // a dead claimer's, which nobody else writes.
+            if stamp.load(Ordering::Acquire) != w {
+                continue;
+            }
+            // Relaxed before the CAS's Release: a reader that sees the skip marker sees the empty meta.
+            self.data_word(off.entry(seq) + E_META).store(0, Ordering::Relaxed);
+            let skip = Stamp::pack(lap_of(seq, off.shift), State::Skipped, 0);
+            if stamp.compare_exchange(w, skip, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.data_word(D_CANCELLED).fetch_add(n, Ordering::Relaxed);
+            self.wake_subscribers(waiter);
+            self.wake_publishers(waiter);
+        }
         Ok(n)
     }
 

@@ -336,6 +336,32 @@ impl Topic {
         self.readers_word(R_WAKEUPS).fetch_add(bits.count_ones() as u64, Ordering::Relaxed);
     }
 
+    /// Waits until publisher slot `p`'s claim-phase counter leaves `seen` (an odd value: that claim phase has
+    /// ended, and everything it stored before ending is visible), or `is_dead(p)`: `true`; `false` at `deadline`.
+    pub(crate) fn await_claim_phase_end(
+        &self,
+        p: usize,
+        seen: u64,
+        is_dead: &dyn Fn(usize) -> bool,
+        deadline: Instant,
+    ) -> bool {
+        let sends = self.data_word(self.off().pub_slot(p) + P_SENDS);
+        let mut spins = 0u32;
+        // Acquire: pairs with the Release stores of the counter (tag SENDS).
+        while sends.load(Ordering::Acquire) == seen && !is_dead(p) {
+            if crate::wait::expired(Some(deadline)) {
+                return false;
+            }
+            spins += 1;
+            if spins < 64 {
+                crate::sync::spin_hint()
+            } else {
+                crate::sync::yield_now()
+            }
+        }
+        true
+    }
+
     /// Publishes a new gating cursor without racing publishers' gate checks, and returns the position it may
     /// safely start from. `word` is where the cursor lives; `start` the wanted start.
     ///
@@ -367,24 +393,11 @@ impl Topic {
             if s & 1 == 0 {
                 continue;
             }
-            let mut spins = 0u32;
-            // Acquire: pairs with the Release that ends a send's claim phase (tag SENDS).
-            while self.data_word(off.pub_slot(p) + P_SENDS).load(Ordering::Acquire) == s {
-                if is_dead(p) {
-                    break;
-                }
-                if crate::wait::expired(Some(deadline)) {
-                    word.store(0, Ordering::SeqCst);
-                    // Our cursor may have held a publisher back: it sleeps on the gate we just removed.
-                    self.wake_publishers(waiter);
-                    return Err(AttachError::Timeout);
-                }
-                spins += 1;
-                if spins < 64 {
-                    crate::sync::spin_hint()
-                } else {
-                    crate::sync::yield_now()
-                }
+            if !self.await_claim_phase_end(p, s, is_dead, deadline) {
+                word.store(0, Ordering::SeqCst);
+                // Our cursor may have held a publisher back: it sleeps on the gate we just removed.
+                self.wake_publishers(waiter);
+                return Err(AttachError::Timeout);
             }
         }
         let tail = self.tail();

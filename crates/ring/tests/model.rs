@@ -11,7 +11,9 @@
 //! (from the tail or the oldest message, redelivery on or off; early or late, also again after closing it); close
 //! a group (members still attached then get `Closed`); send inline or region payloads; loan and commit (whole or
 //! shorter) or abort; kill a publisher, possibly in the middle of a loan (`mem::forget` the loan and the
-//! publisher), reap it later ([`Admin::cancel_claims_of`]) and attach a new publisher to its slot; receive on any
+//! publisher) or inside a multi-producer claim, between the tail's compare-and-swap and the stamp (a vacancy,
+//! `Publisher::vanish_after_claim`), reap it later ([`Admin::settle_vacancies`], then
+//! [`Admin::cancel_claims_of`], as the daemon does) and attach a new publisher to its slot; receive on any
 //! subscriber; **hold** a received message across the following steps (the rest of the sequence runs in a nested
 //! call while the [`Message`] is alive; a later step ends the innermost hold by dropping the message or by killing
 //! its subscriber). At the end every dead publisher is reaped and every subscriber drained. Single-threaded:
@@ -157,10 +159,12 @@ enum Op {
         size: Size,
         end: LoanEnd,
     },
-    /// Kill publisher `p`, after taking a loan if `mid_loan` (both forgotten).
+    /// Kill publisher `p`, after taking a loan if `mid_loan` (both forgotten), or else, if `vanish`, inside a
+    /// claim right after the tail's compare-and-swap (a vacancy; multi-producer topics only).
     KillPub {
         p: u8,
         mid_loan: bool,
+        vanish: bool,
         size: Size,
     },
     /// Cancel the claims of dead publisher `p`, freeing its slot.
@@ -206,7 +210,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u8..2).prop_map(|g| Op::CloseGroup { g }),
         30 => (0u8..3, size()).prop_map(|(p, size)| Op::Send { p, size }),
         6 => (0u8..3, size(), end).prop_map(|(p, size, end)| Op::Loan { p, size, end }),
-        2 => (0u8..3, any::<bool>(), size()).prop_map(|(p, mid_loan, size)| Op::KillPub { p, mid_loan, size }),
+        2 => (0u8..3, any::<bool>(), any::<bool>(), size())
+            .prop_map(|(p, mid_loan, vanish, size)| Op::KillPub { p, mid_loan, vanish, size }),
         3 => (0u8..3).prop_map(|p| Op::Reap { p }),
         3 => (0u8..3).prop_map(|p| Op::AttachPub { p }),
         20 => (0u8..4).prop_map(|slot| Op::Recv { slot }),
@@ -254,9 +259,10 @@ fn describe(b: &[u8]) -> String {
 /// What a ring position became.
 #[derive(Clone, Copy, Debug)]
 enum Entry {
-    /// Claimed by a dead publisher, not yet cancelled.
+    /// Claimed by a dead publisher, not yet cancelled; a `vacancy` if it died before stamping the claim.
     Pending {
         p: usize,
+        vacancy: bool,
     },
     /// A skip marker (aborted loan or cancelled claim).
     Skip,
@@ -377,7 +383,11 @@ impl Model {
         let lossy = sm.kind == Kind::Lossy;
         let mut c = sm.next;
         loop {
-            if lossy && self.tail().saturating_sub(c) > self.cap {
+            // Lapped: the entry's next occupant was stamped. A vacancy there (a claimer that died before
+            // stamping, which also keeps any later lap off the entry) leaves the old message readable.
+            let next = c + self.cap;
+            let vacancy = matches!(self.entries.get(next as usize), Some(Entry::Pending { vacancy: true, .. }));
+            if lossy && self.tail() > next && !vacancy {
                 // Lapped: resume at the oldest message the tail word says is still there.
                 let to = real_tail.saturating_sub(self.cap).max(c + 1);
                 return (Expect::Lagged(to - c), to);
@@ -939,7 +949,7 @@ impl World {
                     Err(e) => check!(self, false, "try_loan of {loan_len} bytes by publisher {p}: {e:?}"),
                 }
             }
-            Op::KillPub { p, mid_loan, size } => {
+            Op::KillPub { p, mid_loan, vanish, size } => {
                 let p = p as usize % npubs;
                 let len = self.len_of(size);
                 let PubSlot::Live(mut publisher) = std::mem::replace(&mut self.pubs[p], PubSlot::Dead) else {
@@ -951,12 +961,21 @@ impl World {
                             let seq = loan.seq();
                             std::mem::forget(loan);
                             self.m.allocate(p, len);
-                            self.claimed(seq, Entry::Pending { p })?;
+                            self.claimed(seq, Entry::Pending { p, vacancy: false })?;
                             self.m.tail_lags = self.m.single;
                         }
                         Err(SendError::Full) => self.full("try_loan")?,
                         Err(e) => check!(self, false, "try_loan of {len} bytes by publisher {p}: {e:?}"),
                     }
+                }
+                if !mid_loan && vanish {
+                    match publisher.vanish_after_claim() {
+                        Ok(seq) => self.claimed(seq, Entry::Pending { p, vacancy: true })?,
+                        Err(SendError::Full) if self.m.single => {}
+                        Err(SendError::Full) => self.full("a claim that vanished")?,
+                        Err(e) => check!(self, false, "vanish_after_claim by publisher {p}: {e:?}"),
+                    }
+                    return Ok(());
                 }
                 std::mem::forget(publisher);
             }
@@ -965,10 +984,14 @@ impl World {
                 if !matches!(self.pubs[p], PubSlot::Dead) {
                     return Ok(());
                 }
-                let n = self.admin.cancel_claims_of(p, &PollWaiter).unwrap();
+                // As the daemon does: the vacancies of every slot no live holder has first, then `p`'s claims.
+                let dead: Vec<bool> = self.pubs.iter().map(|s| !matches!(s, PubSlot::Live(_))).collect();
+                let far = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                let v = self.admin.settle_vacancies(&PollWaiter, &|q| dead.get(q).copied().unwrap_or(true), far);
+                let n = v.unwrap() + self.admin.cancel_claims_of(p, &PollWaiter).unwrap();
                 let mut want = 0;
                 for e in &mut self.m.entries {
-                    if matches!(e, Entry::Pending { p: q } if *q == p) {
+                    if matches!(e, Entry::Pending { p: q, vacancy } if *q == p || *vacancy) {
                         *e = Entry::Skip;
                         want += 1;
                     }

@@ -62,6 +62,10 @@ pub enum Role {
         /// After this many messages, take a loan, write half of it and wait to be killed holding the claim.
         #[arg(long)]
         claim_after: Option<u64>,
+        /// After this many messages, stop inside a claim (after the tail's compare-and-swap, before the stamp:
+        /// a vacancy) and wait to be killed there.
+        #[arg(long)]
+        vanish_after: Option<u64>,
     },
     /// Subscribe and check every message.
     Subscribe {
@@ -117,8 +121,14 @@ pub fn run(cli: Cli) -> Result<(), String> {
     let bus = bus_client::Bus::connect_to(&cli.socket).map_err(|e| format!("connect: {e}"))?;
     let stall = Duration::from_secs(cli.stall_secs);
     match &cli.role {
-        Role::Publish { count, rate, claim_after } => {
-            let p = publish::Publish { count: *count, rate: *rate, claim_after: *claim_after, stall };
+        Role::Publish { count, rate, claim_after, vanish_after } => {
+            let p = publish::Publish {
+                count: *count,
+                rate: *rate,
+                claim_after: *claim_after,
+                vanish_after: *vanish_after,
+                stall,
+            };
             publish::run(&bus, &cli.topic, cli.seed, &p)
         }
         Role::Subscribe {

@@ -11,10 +11,12 @@ pub(crate) struct Publish {
     pub(crate) count: u64,
     pub(crate) rate: u64,
     pub(crate) claim_after: Option<u64>,
+    pub(crate) vanish_after: Option<u64>,
     pub(crate) stall: Duration,
 }
 
-/// Sends messages 0..count, each waiting for room at most `stall`; with `claim_after`, parks holding a claim.
+/// Sends messages 0..count, each waiting for room at most `stall`; with `claim_after`, parks holding a claim, with
+/// `vanish_after` inside one (a vacancy).
 pub(crate) fn run(bus: &Bus, topic: &str, seed: u64, o: &Publish) -> Result<(), String> {
     let mut p = bus.publisher(topic).map_err(|e| format!("open publisher: {e}"))?;
     let id = p.id();
@@ -28,6 +30,11 @@ pub(crate) fn run(bus: &Bus, topic: &str, seed: u64, o: &Publish) -> Result<(), 
             // Half-written: a reader shown this would find its checksum wrong.
             loan.write_at(0, &vec![0xa5u8; len / 2]);
             println!("claimed id={id} seq={} before={pseq}", loan.seq());
+            park_forever();
+        }
+        if o.vanish_after == Some(pseq) {
+            let seq = p.vanish_after_claim_for_tests().map_err(|e| format!("claim: {e}"))?;
+            println!("claimed id={id} seq={seq} before={pseq}");
             park_forever();
         }
         msg::encode(&mut buf, seed, id, pseq);

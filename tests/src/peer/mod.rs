@@ -172,7 +172,8 @@ pub enum Role {
         #[arg(long, value_enum, default_value = "adaptive")]
         idle: Idle,
     },
-    /// Publish `before` messages, then claim an entry with a loan and wait to be killed holding it.
+    /// Publish `before` messages, then claim an entry with a loan (or stop inside the claim, `--vanish`) and wait
+    /// to be killed holding it.
     DieMidClaim {
         /// Publisher slot.
         #[arg(long)]
@@ -183,6 +184,10 @@ pub enum Role {
         /// Length of the loan.
         #[arg(long, default_value_t = 500)]
         len: usize,
+        /// Stop right after the claim's tail compare-and-swap, before stamping the entry (a vacancy; topics
+        /// with several publishers), instead of holding a loan.
+        #[arg(long)]
+        vanish: bool,
     },
 }
 
@@ -284,9 +289,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
             };
             joiner::run(&o, cli.seed, &j)
         }
-        Role::DieMidClaim { slot, before, len } => {
+        Role::DieMidClaim { slot, before, len, vanish } => {
             let o = open(&cli, Access::ReadWrite, true, *slot)?;
-            claim::run(&o, cli.seed, *slot, *before, *len, stall)
+            claim::run(&o, cli.seed, *slot, *before, if *vanish { None } else { Some(*len) }, stall)
         }
     }
 }
