@@ -64,7 +64,7 @@ impl TypeCheck {
         if next.is_some_and(|t| Instant::now() < t) {
             return Ok(());
         }
-        let have = match control.request(&Request::Stats { topic: Some(topic.clone()) }) {
+        let have = match control.for_this_process().request(&Request::Stats { topic: Some(topic.clone()) }) {
             Ok(Response::Stats(s)) => s.into_iter().next().and_then(|t| t.payload_type),
             _ => None,
         };
