@@ -81,33 +81,10 @@ impl TypeCheck {
 /// (no type registered, or only a configured name with no shape yet, which open already compared).
 fn settle(have: Option<&TypeInfo>, want: &TypeInfo) -> Option<Result<(), String>> {
     let have = have?;
-    let shape =
-        |t: &TypeInfo| if t.hash == 0 { "untraced shape".to_string() } else { format!("shape {:016x}", t.hash) };
-    if have.name != want.name {
-        let why = format!(
-            "topic carries {} ({}) but the subscriber is typed {} ({}): another name",
-            have.name,
-            shape(have),
-            want.name,
-            shape(want)
-        );
-        return Some(Err(why));
-    }
-    if have.hash == 0 {
+    if have.name == want.name && have.hash == 0 {
         return None;
     }
-    if have.hash != want.hash {
-        let why = format!(
-            "topic carries {} ({}) but the subscriber is typed {} ({}): same name, another shape: fields, order or \
-             types differ",
-            have.name,
-            shape(have),
-            want.name,
-            shape(want)
-        );
-        return Some(Err(why));
-    }
-    Some(Ok(()))
+    Some(if have == want { Ok(()) } else { Err(TypeInfo::mismatch(have, want, "subscriber")) })
 }
 
 #[cfg(test)]

@@ -205,24 +205,8 @@ impl State {
             let message = format!("topic is declared for payload type {declared} but the {role} is typed {}", t.name);
             return refuse(ErrorKind::TypeMismatch, message);
         }
-        let shape =
-            |t: &TypeInfo| if t.hash == 0 { "untraced shape".to_string() } else { format!("shape {:016x}", t.hash) };
         match &e.type_info {
-            Some(have) if have != t => {
-                let why = if have.name == t.name {
-                    "same name, another shape: fields, order or types differ"
-                } else {
-                    "another name"
-                };
-                let message = format!(
-                    "topic carries {} ({}) but the {role} is typed {} ({}): {why}",
-                    have.name,
-                    shape(have),
-                    t.name,
-                    shape(t)
-                );
-                refuse(ErrorKind::TypeMismatch, message)
-            }
+            Some(have) if have != t => refuse(ErrorKind::TypeMismatch, TypeInfo::mismatch(have, t, role)),
             _ => Ok(()),
         }
     }

@@ -114,6 +114,27 @@ pub struct TypeInfo {
     pub hash: u64,
 }
 
+impl TypeInfo {
+    /// Why a `role` handle typed `want` does not fit a topic carrying `have`, both sides named: the one wording
+    /// of the daemon's refusal at open and of a late-checked subscriber's `TypeMismatch`.
+    pub fn mismatch(have: &TypeInfo, want: &TypeInfo, role: &str) -> String {
+        let shape =
+            |t: &TypeInfo| if t.hash == 0 { "untraced shape".to_string() } else { format!("shape {:016x}", t.hash) };
+        let why = if have.name == want.name {
+            "same name, another shape: fields, order or types differ"
+        } else {
+            "another name"
+        };
+        format!(
+            "topic carries {} ({}) but the {role} is typed {} ({}): {why}",
+            have.name,
+            shape(have),
+            want.name,
+            shape(want)
+        )
+    }
+}
+
 /// How a subscriber consumes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SubMode {
