@@ -43,13 +43,8 @@ impl Admin {
             let stamp = self.data_word(off.entry(i) + E_STAMP);
             let w = stamp.load(Ordering::Acquire);
             let s = Stamp::unpack(w);
-            if s.state == State::Claimed && s.owner as usize == p {
-                // Meta first (length 0), then the skip marker with Release so readers see both.
-                self.data_word(off.entry(i) + E_META).store((p as u64) << 32, Ordering::Relaxed);
-                let skip = Stamp::pack(s.lap, State::Skipped, p as u32);
-                if stamp.compare_exchange(w, skip, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                    n += 1;
-                }
+            if s.state == State::Claimed && s.owner as usize == p && self.skip_entry(&off, i, w, s.lap, p as u32) {
+                n += 1;
             }
         }
         self.advance_tail_past_finished(&off);
@@ -128,10 +123,7 @@ impl Admin {
             if stamp.load(Ordering::Acquire) != w {
                 continue;
             }
-            // Relaxed before the CAS's Release: a reader that sees the skip marker sees the empty meta.
-            self.data_word(off.entry(seq) + E_META).store(0, Ordering::Relaxed);
-            let skip = Stamp::pack(lap_of(seq, off.shift), State::Skipped, 0);
-            if stamp.compare_exchange(w, skip, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if self.skip_entry(&off, seq, w, lap_of(seq, off.shift), 0) {
                 n += 1;
             }
         }
@@ -141,6 +133,15 @@ impl Admin {
             self.wake_publishers(waiter);
         }
         Ok(n)
+    }
+
+    /// Turns the entry of `seq`, whose stamp word was `w`, into a skip marker of `lap` owned by `owner`: meta
+    /// first (length 0), then the marker with Release, so a reader that sees it sees both. `false` if the stamp
+    /// changed meanwhile.
+    fn skip_entry(&self, off: &Offsets, seq: u64, w: u64, lap: u64, owner: u32) -> bool {
+        self.data_word(off.entry(seq) + E_META).store((owner as u64) << 32, Ordering::Relaxed);
+        let skip = Stamp::pack(lap, State::Skipped, owner);
+        self.data_word(off.entry(seq) + E_STAMP).compare_exchange(w, skip, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
     /// Moves the tail past entries at it that are already finished (published, or cancelled just above), as a
