@@ -15,6 +15,19 @@ use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The failure path of [`Region::check_words`], out of line and cold so the check stays cheap.
+/// Whether this CPU has `prefetchw` (CPUID 0x8000_0001, ECX bit 8: PRFCHW, "3DNowPrefetch"); never under loom
+/// or off x86-64.
+pub(crate) fn write_prefetch_supported() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    {
+        use std::arch::x86_64::__cpuid;
+        // The extended leaf is only read if the CPU reports it.
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    false
+}
+
 #[cold]
 #[inline(never)]
 #[track_caller]
@@ -421,6 +434,22 @@ impl Region {
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
                 _mm_prefetch::<_MM_HINT_T0>(self.ptr.add(off).cast_const().cast());
+            }
+        }
+        let _ = off;
+    }
+
+    /// Asks for the cache line holding byte `off` in exclusive state, ahead of a store (`prefetchw`). Only where
+    /// [`write_prefetch_supported`].
+    #[inline(always)]
+    pub(crate) fn prefetch_write(&self, off: usize) {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        if off < self.len {
+            // SAFETY: a prefetch is a hint that neither faults nor counts as a memory access (not even on a
+            // read-only mapping); `off < len` keeps the pointer inside the mapped object. The instruction exists
+            // on this CPU: callers check `write_prefetch_supported` first.
+            unsafe {
+                std::arch::asm!("prefetchw [{}]", in(reg) self.ptr.add(off), options(nostack, preserves_flags, readonly));
             }
         }
         let _ = off;

@@ -30,6 +30,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// How many entries past the one it publishes a single producer asks for in exclusive state (see
+/// `Publisher::prefetch_ahead`): 8 to 16 measured alike, 1 to 4 gained half as much.
+const PREFETCH_AHEAD: u64 = 12;
+
 /// Options of a publisher handle.
 #[derive(Clone, Copy, Debug)]
 pub struct PublisherOptions {
@@ -57,6 +61,8 @@ pub struct Publisher {
     waiter: Arc<dyn Waiter>,
     opts: PublisherOptions,
     single: bool,
+    /// Single producer on a CPU with `prefetchw`: prefetch the entries ahead (see `prefetch_ahead`).
+    prefetch: bool,
     cap: u64,
     epoch: u64,
     gate: Option<u64>,
@@ -136,6 +142,7 @@ impl Publisher {
             waiter,
             opts,
             single: geo.single_producer(),
+            prefetch: geo.single_producer() && crate::region::write_prefetch_supported(),
             cap: geo.capacity as u64,
             epoch,
             gate: None,
@@ -399,6 +406,26 @@ impl Publisher {
         }
     }
 
+    /// Asks for the lines of the entry `PREFETCH_AHEAD` past `seq` in exclusive state (`prefetchw`), if every
+    /// gating cursor has released it: the entry's line is the reader's since our last lap, and each send's first
+    /// store to it otherwise waited for that transfer (a 64-byte send is too short for the CPU to overlap the
+    /// misses of several). Not while a gating reader may still read the entry (the prefetch would take its line
+    /// away mid-read), and not on a multi-producer topic, where the next claim's entry is not known and the line
+    /// would bounce between publishers. Issue 10: 64-byte 1→1 throughput went from 17.4-17.7 M to 21.7-22.7 M
+    /// msg/s.
+    #[inline(always)]
+    fn prefetch_ahead(&self, seq: u64) {
+        let ahead = seq.wrapping_add(PREFETCH_AHEAD);
+        if self.gate.is_none_or(|g| seq_diff(ahead, g) < self.cap as i64) {
+            let e = self.topic.off().entry(ahead);
+            let data = &self.topic.inner.data;
+            data.prefetch_write(e);
+            if self.topic.geometry().entry_bytes > 64 {
+                data.prefetch_write(e + 64);
+            }
+        }
+    }
+
     /// Write phase end: fields, then the Release store of the stamp (tag STAMP), counters, wake-ups.
     #[inline(always)]
     fn commit_reservation(&mut self, r: Reservation, state: State, wake: bool) -> u64 {
@@ -419,6 +446,9 @@ impl Publisher {
             self.sp_tail = r.seq.wrapping_add(1);
             // Release: readers that resynchronize from the tail see the published entries before it.
             self.topic.data_word(D_TAIL).store(self.sp_tail, Ordering::Release);
+            if self.prefetch {
+                self.prefetch_ahead(r.seq);
+            }
         }
         if let Some(end) = r.end {
             self.fifo.push_back((r.seq, end));
