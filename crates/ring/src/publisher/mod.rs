@@ -335,6 +335,9 @@ impl Publisher {
         let off = *self.topic.off();
         let region = if len > geo.inline_bytes() { Some(self.allocate(len)?) } else { None };
         let seq = if self.single { self.claim_single()? } else { self.claim_multi()? };
+        if !self.single && self.prefetch && region.is_none() {
+            self.prefetch_ahead(seq);
+        }
         let (at, pos, end) = match region {
             Some((start, end)) => {
                 // Relaxed: published to lossy readers by the Release fence below (tag SEQLOCK).
@@ -415,7 +418,9 @@ impl Publisher {
     /// load and store then hit, in this publisher's cache or in that of the CPU it shares with the others (and
     /// a publisher on another CPU misses on our cache instead of the reader's, no more transfers than before).
     /// Issue 10, 64 bytes: 1→1 from 17.4-17.7 M to 21.7-22.7 M msg/s; 4→1 spin-then-yield from 8.9-10.8 M to
-    /// 12.3-13.8 M, blocking from 9.2-9.4 M to 13.1-13.3 M.
+    /// 12.3-13.8 M, blocking from 9.2-9.4 M to 13.1-13.3 M. Only after an inline message (the next ones likely
+    /// are too): a region message uses one line of its entry, and at 1 KiB and 4 KiB the prefetch measured level
+    /// with none (`shmbus-bench --sizes 1024,4096 --scenarios throughput`, alternating runs).
     #[inline(always)]
     pub(super) fn prefetch_ahead(&self, seq: u64) {
         let ahead = seq.wrapping_add(PREFETCH_AHEAD);
@@ -449,7 +454,7 @@ impl Publisher {
             self.sp_tail = r.seq.wrapping_add(1);
             // Release: readers that resynchronize from the tail see the published entries before it.
             self.topic.data_word(D_TAIL).store(self.sp_tail, Ordering::Release);
-            if self.prefetch {
+            if self.prefetch && r.end.is_none() {
                 self.prefetch_ahead(r.seq);
             }
         }

@@ -22,9 +22,6 @@ impl Publisher {
         let stamp = self.topic.data_word(self.topic.off().entry(seq) + E_STAMP);
         // Relaxed: the Release fence in `claim` orders it before the payload and fields (tag SEQLOCK).
         stamp.store(Stamp::pack(lap, State::Claimed, self.slot as u32), Ordering::Relaxed);
-        if self.prefetch {
-            self.prefetch_ahead(seq);
-        }
         Ok(seq)
     }
 
