@@ -14,7 +14,6 @@
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// The failure path of [`Region::check_words`], out of line and cold so the check stays cheap.
 /// Whether this CPU has `prefetchw` (CPUID 0x8000_0001, ECX bit 8: PRFCHW, "3DNowPrefetch"); never under loom
 /// or off x86-64.
 pub(crate) fn write_prefetch_supported() -> bool {
@@ -28,6 +27,7 @@ pub(crate) fn write_prefetch_supported() -> bool {
     false
 }
 
+/// The failure path of [`Region::check_words`], out of line and cold so the check stays cheap.
 #[cold]
 #[inline(never)]
 #[track_caller]
